@@ -1,0 +1,87 @@
+"""The hooks a harness plugin may implement.
+
+Every hook takes a ``register`` callback owned by the core. An implementation may accept
+fewer arguments than the spec lists, so hooks can grow new arguments without breaking
+plugins. ``register(name, target, **meta)`` records one component; ``target`` is either the
+object itself or a ``"module:attribute"`` string that is imported the first time the
+component is used, so registering imports no backend (torch, lmms-eval).
+"""
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("harness")
+hookimpl = pluggy.HookimplMarker("harness")
+
+
+@hookspec
+def register_vision_encoders(register):
+    """Register vision-encoder families, e.g. ``hf`` for ``hf:<id or path>``.
+
+    :param register: ``register(family, target, names=None, doc="")``. ``names`` lists the
+        accepted ``family:<name>`` names for closed families (``tiny``); ``None`` means any
+        name is accepted and checked when loaded (``hf``, ``timm``, ``open_clip``).
+    """
+
+
+@hookspec
+def register_language_models(register):
+    """Register language-model families, e.g. ``hf`` for ``hf:<id or path>``.
+
+    :param register: ``register(family, target, names=None, doc="")``, as for encoders.
+    """
+
+
+@hookspec
+def register_similarity_metrics(register):
+    """Register representation-similarity metrics (``cka``, ``gw``, ...).
+
+    :param register: ``register(name, target, doc="")``.
+    """
+
+
+@hookspec
+def register_stopping_policies(register):
+    """Register early-stopping policies (``sha``, ``asha``, ``hyperband``, ``none``).
+
+    :param register: ``register(name, target, doc="")``.
+    """
+
+
+@hookspec
+def register_predictors(register):
+    """Register full-data score predictors (``loglinear``, ``rectified``, ``powerlaw``).
+
+    :param register: ``register(name, target, doc="")``.
+    """
+
+
+@hookspec
+def register_datasets(register):
+    """Register dataset families: alignment sets and target tasks (``shapes``, ``llava``, ...).
+
+    :param register: ``register(family, target, names=None, doc="")``, as for encoders.
+    """
+
+
+@hookspec
+def register_search_strategies(register):
+    """Register search strategies (``grid``, ``mordal``, ...).
+
+    :param register: ``register(name, target, doc="")``.
+    """
+
+
+@hookspec
+def register_executors(register):
+    """Register trial executors (``local``, ``ray``).
+
+    :param register: ``register(name, target, doc="")``.
+    """
+
+
+@hookspec
+def register_commands(cli):
+    """Add subcommands to the ``harness`` command line.
+
+    :param cli: the root ``click.Group``; call ``cli.add_command(...)`` or use ``@cli.command()``.
+    """

@@ -1,0 +1,174 @@
+"""The plugin manager: built-ins and third-party plugins, registered the same way.
+
+Built-in plugins are the modules in ``harness.plugins`` listed in ``DEFAULT_PLUGINS``;
+third-party plugins are modules named by entry points in the ``harness`` group. Both are
+passed to ``pm.register`` and both fill the registries through the same hooks.
+
+``HARNESS_LOAD_PLUGINS`` controls entry-point plugins (built-ins always load):
+unset -> load every installed one; empty -> load none (the test suite's default);
+``"a,b"`` -> load only the entry points or distributions named.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import metadata
+
+import pluggy
+
+from harness import __version__, hookspecs
+from harness.registry import KINDS, Entry, Registry, RegistryError
+
+ENTRY_POINT_GROUP = "harness"
+ENV_LOAD_PLUGINS = "HARNESS_LOAD_PLUGINS"
+
+DEFAULT_PLUGINS = (
+    "harness.plugins.encoders",
+    "harness.plugins.language_models",
+    "harness.plugins.similarity",
+    "harness.plugins.policies",
+    "harness.plugins.predictors",
+    "harness.plugins.datasets",
+    "harness.plugins.strategies",
+    "harness.plugins.executors",
+)
+
+
+class PluginError(RegistryError):
+    """A plugin could not be imported or registered something invalid."""
+
+
+@dataclass
+class PluginInfo:
+    name: str
+    version: str
+    distribution: str
+    builtin: bool
+    hooks: list[str] = field(default_factory=list)
+    components: dict[str, list[str]] = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "distribution": self.distribution,
+            "builtin": self.builtin,
+            "hooks": self.hooks,
+            "components": self.components,
+        }
+
+
+def _entry_point_allowed(ep: metadata.EntryPoint, allow: set[str] | None) -> bool:
+    if allow is None:
+        return True
+    dist = ep.dist.name if ep.dist is not None else ""
+    return ep.name in allow or dist in allow
+
+
+def _allow_list() -> set[str] | None:
+    raw = os.environ.get(ENV_LOAD_PLUGINS)
+    if raw is None:
+        return None
+    return {part.strip() for part in raw.split(",") if part.strip()}
+
+
+def make_plugin_manager() -> tuple[pluggy.PluginManager, dict[str, PluginInfo]]:
+    pm = pluggy.PluginManager("harness")
+    pm.add_hookspecs(hookspecs)
+    infos: dict[str, PluginInfo] = {}
+
+    for module_name in DEFAULT_PLUGINS:
+        module = importlib.import_module(module_name)
+        pm.register(module, name=module_name)
+        infos[module_name] = PluginInfo(module_name, __version__, "harness", builtin=True)
+
+    allow = _allow_list()
+    for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        if not _entry_point_allowed(ep, allow):
+            continue
+        if pm.has_plugin(ep.name):
+            raise PluginError(
+                f'Error importing plugin "{ep.name}": the name is already taken by '
+                f"{'a built-in' if ep.name in infos and infos[ep.name].builtin else 'another plugin'}"
+            )
+        try:
+            module = ep.load()
+        except Exception as exc:
+            raise PluginError(
+                f'Error importing plugin "{ep.name}" ({ep.value}): {type(exc).__name__}: {exc}'
+            ).with_traceback(sys.exc_info()[2]) from exc
+        pm.register(module, name=ep.name)
+        dist = ep.dist
+        infos[ep.name] = PluginInfo(
+            ep.name,
+            dist.version if dist is not None else "unknown",
+            dist.name if dist is not None else "unknown",
+            builtin=False,
+        )
+    # an implementation of a hook that does not exist is a typo; fail at start-up
+    pm.check_pending()
+    for name, info in infos.items():
+        plugin = pm.get_plugin(name)
+        info.hooks = sorted(h.name for h in pm.get_hookcallers(plugin) or [])
+    return pm, infos
+
+
+class Components:
+    """All registries, filled from one plugin manager."""
+
+    def __init__(self, pm: pluggy.PluginManager, infos: dict[str, PluginInfo]):
+        self.pm = pm
+        self.plugins = infos
+        self.registries: dict[str, Registry] = {kind: Registry(kind) for kind in KINDS}
+        for kind, (hook_name, families) in KINDS.items():
+            caller = getattr(pm.hook, hook_name)
+            # one call per implementation, so each registration knows its plugin
+            for impl in reversed(caller.get_hookimpls()):
+                self._call(kind, families, impl)
+
+    def _call(self, kind: str, families: bool, impl: pluggy.HookImpl) -> None:
+        info = self.plugins[impl.plugin_name]
+        registry = self.registries[kind]
+
+        def register(name, target, *, names=None, doc=""):
+            if names is not None and not families:
+                raise PluginError(
+                    f"plugin {info.name!r}: {kind} {name!r} passed names=, which only "
+                    "family kinds (encoders, language models, datasets) accept"
+                )
+            registry.add(
+                Entry(
+                    kind=kind,
+                    name=name,
+                    target=target,
+                    plugin=info.name,
+                    version=info.version,
+                    names=list(names) if names is not None else None,
+                    doc=doc,
+                )
+            )
+            info.components.setdefault(kind, []).append(name)
+
+        kwargs = {"register": register}
+        impl.function(**{arg: kwargs[arg] for arg in impl.argnames})
+
+    def __getitem__(self, kind: str) -> Registry:
+        return self.registries[kind]
+
+    def add_commands(self, cli) -> None:
+        self.pm.hook.register_commands(cli=cli)
+
+
+@lru_cache(maxsize=1)
+def get_components() -> Components:
+    """The process-wide registries (cached; ``reset()`` clears the cache for tests)."""
+    pm, infos = make_plugin_manager()
+    return Components(pm, infos)
+
+
+def reset() -> None:
+    get_components.cache_clear()

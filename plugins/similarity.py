@@ -1,0 +1,8 @@
+"""Representation-similarity metrics."""
+
+from harness.hookspecs import hookimpl
+
+
+@hookimpl
+def register_similarity_metrics(register):
+    register("cka", "harness.similarity:cka", doc="linear CKA; minibatch unbiased-HSIC CKA for large n (Nguyen et al. 2020)")
