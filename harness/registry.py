@@ -12,6 +12,8 @@ import importlib
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+from harness.errors import BadInput, HarnessError
+
 T = TypeVar("T")
 
 # kind -> (hook name, whether components are addressed as family:name)
@@ -27,7 +29,7 @@ KINDS: dict[str, tuple[str, bool]] = {
 }
 
 
-class RegistryError(Exception):
+class RegistryError(HarnessError):
     """A registration conflict or a lookup of a name nobody registered."""
 
 
@@ -35,7 +37,7 @@ class DuplicateComponent(RegistryError):
     pass
 
 
-class UnknownComponent(RegistryError, KeyError):
+class UnknownComponent(RegistryError, BadInput, KeyError):
     def __str__(self) -> str:  # KeyError would repr() the message
         return str(self.args[0])
 

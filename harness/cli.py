@@ -1,0 +1,239 @@
+"""The ``harness`` command line.
+
+Start-up stays light: this module imports click and the registries only. Store access
+(duckdb), suites (pydantic, yaml), training (torch) and scoring (lmms-eval) are imported
+inside the commands that need them, so ``harness --help`` never imports torch.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from harness import __version__
+
+EXIT_BAD_INPUT = 2
+EXIT_STORE_BUSY = 3
+
+
+class HarnessGroup(click.Group):
+    """Adds plugin commands on first use and turns known errors into clean exits."""
+
+    _plugins_added = False
+
+    def _add_plugin_commands(self) -> None:
+        if not self._plugins_added:
+            HarnessGroup._plugins_added = True
+            from harness.plugin_manager import get_components
+
+            get_components().add_commands(self)
+
+    def list_commands(self, ctx):
+        self._add_plugin_commands()
+        return super().list_commands(ctx)
+
+    def get_command(self, ctx, name):
+        cmd = super().get_command(ctx, name)
+        if cmd is None:
+            self._add_plugin_commands()
+            cmd = super().get_command(ctx, name)
+        return cmd
+
+    def invoke(self, ctx):
+        from harness.errors import HarnessError
+
+        try:
+            return super().invoke(ctx)
+        except HarnessError as exc:
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+
+
+@click.group(cls=HarnessGroup)
+@click.version_option(__version__, prog_name="harness")
+def cli():
+    """Find the best vision-language model (encoder x LLM) for a task without training every pair."""
+
+
+store_option = click.option(
+    "--store",
+    "store_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="DuckDB store file (default: $HARNESS_STORE, else ./.harness/store.duckdb).",
+)
+
+
+def _store_path(explicit: Path | None) -> Path:
+    from harness.store import default_store_path
+
+    return explicit if explicit is not None else default_store_path()
+
+
+def _load_suite_or_exit(path: Path):
+    from harness.suite import SuiteError, load_suite
+
+    try:
+        return load_suite(path)
+    except SuiteError as exc:
+        for line in exc.errors:
+            click.echo(line, err=True)
+        raise SystemExit(EXIT_BAD_INPUT) from None
+
+
+@cli.command()
+@click.argument("suite_path", metavar="SUITE", type=click.Path(path_type=Path))
+def validate(suite_path: Path):
+    """Check a suite YAML; exit 0 if valid, 2 with one line per problem if not."""
+    suite = _load_suite_or_exit(suite_path)
+    n_enc, n_llm = len(suite.zoo.vision_encoders), len(suite.zoo.language_models)
+    click.echo(
+        f"{suite_path}: ok: suite {suite.name!r}, {n_enc} encoders x {n_llm} LLMs = "
+        f"{n_enc * n_llm} candidates, {len(suite.targets)} target task(s), "
+        f"strategy {suite.search.strategy!r}"
+    )
+
+
+@cli.command()
+@click.argument("suite_path", metavar="SUITE", type=click.Path(path_type=Path))
+@store_option
+@click.option("--wait", type=float, default=0.0, show_default=True,
+              help="Seconds to wait for another process that is writing the store.")
+def run(suite_path: Path, store_path: Path | None, wait: float):
+    """Run a suite's search and record everything in the store."""
+    from harness.runner import run_suite
+
+    suite = _load_suite_or_exit(suite_path)
+    if store_path is None and suite.store is not None:
+        store_path = (suite_path.parent / suite.store).resolve()
+    raise SystemExit(run_suite(suite, suite_path, _store_path(store_path), wait=wait))
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def plugins(as_json: bool):
+    """List plugins: name, version, hooks and the components each registered."""
+    from harness.plugin_manager import get_components
+
+    infos = [info.as_dict() for info in get_components().plugins.values()]
+    if as_json:
+        click.echo(json.dumps(infos, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("plugin", "version", "hooks", "components")
+    for info in infos:
+        comps = "\n".join(f"{kind}: {', '.join(names)}" for kind, names in info["components"].items())
+        table.add_row(
+            info["name"] + ("" if info["builtin"] else f"\n({info['distribution']})"),
+            info["version"],
+            "\n".join(info["hooks"]),
+            comps or "-",
+        )
+    Console().print(table)
+
+
+@cli.command()
+@click.argument("query")
+@store_option
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table",
+              show_default=True)
+def sql(query: str, store_path: Path | None, fmt: str):
+    """Run a read-only SQL query against the store (tables, views: leaderboard, history)."""
+    from harness.store import Store
+
+    with Store.open(_store_path(store_path), read_only=True) as store:
+        try:
+            cursor = store.con.execute(query)
+        except Exception as exc:  # duckdb raises its own hierarchy; show its message as-is
+            raise click.ClickException(f"query failed: {exc}") from None
+        columns = [d[0] for d in cursor.description] if cursor.description else []
+        rows = cursor.fetchall() if columns else []
+    _print_rows(columns, rows, fmt)
+
+
+def _print_rows(columns: list[str], rows: list[tuple], fmt: str) -> None:
+    if fmt == "json":
+        click.echo(json.dumps([dict(zip(columns, row)) for row in rows], default=str, indent=2))
+    elif fmt == "csv":
+        import csv
+
+        writer = csv.writer(sys.stdout)
+        writer.writerow(columns)
+        writer.writerows(rows)
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(*columns)
+        for row in rows:
+            table.add_row(*("NULL" if v is None else str(v) for v in row))
+        Console().print(table)
+        click.echo(f"({len(rows)} row{'s' if len(rows) != 1 else ''})")
+
+
+@cli.group()
+def store():
+    """Inspect or back up the store."""
+
+
+@store.command("path")
+@store_option
+def store_path_cmd(store_path: Path | None):
+    """Print the store file this directory uses."""
+    click.echo(str(_store_path(store_path)))
+
+
+@store.command("info")
+@store_option
+@click.option("--json", "as_json", is_flag=True)
+def store_info(store_path: Path | None, as_json: bool):
+    """Size, applied migrations and row counts."""
+    from harness.store import Store
+
+    with Store.open(_store_path(store_path), read_only=True) as st:
+        info = st.info()
+    if as_json:
+        click.echo(json.dumps(info, indent=2, default=str))
+        return
+    for key, value in info.items():
+        if isinstance(value, dict):
+            click.echo(f"{key}:")
+            for k, v in value.items():
+                click.echo(f"  {k}: {v}")
+        elif isinstance(value, list):
+            click.echo(f"{key}: {', '.join(map(str, value))}")
+        else:
+            click.echo(f"{key}: {value}")
+
+
+@store.command("backup")
+@click.argument("dest", type=click.Path(dir_okay=False, path_type=Path))
+@store_option
+def store_backup(dest: Path, store_path: Path | None):
+    """Write a consistent copy of the store to DEST."""
+    from harness.store import Store
+
+    if dest.exists():
+        raise click.ClickException(f"{dest} exists; choose a new file name")
+    with Store.open(_store_path(store_path), read_only=True) as st:
+        st.backup(dest)
+    click.echo(f"backed up {st.path} -> {dest}")
+
+
+def main() -> None:
+    from harness.errors import HarnessError
+
+    try:
+        cli(prog_name="harness")
+    except HarnessError as exc:  # raised while click resolves commands, before invoke
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(exc.exit_code) from None
+
+
+if __name__ == "__main__":
+    main()

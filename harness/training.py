@@ -1,0 +1,160 @@
+"""Alignment training of a VLM: the projector always, the LLM frozen / LoRA / full, the
+encoder frozen or not. AdamW, warmup + linear/cosine/constant schedule, gradient accumulation;
+fp32 on CPU, bf16 autocast on CUDA. Deterministic for a given seed."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+from harness.errors import HarnessError
+from harness.vlm import VLM, Conversation
+
+
+class TrainingFailed(HarnessError):
+    """The candidate failed to train (NaN loss, out of memory, ...): recorded, search goes on."""
+
+
+@dataclass(frozen=True)
+class LoraSettings:
+    r: int = 8
+    alpha: int = 16
+    dropout: float = 0.0
+    targets: tuple[str, ...] | str = "all-linear"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    projector: str = "mlp2x_gelu"
+    llm: str = "lora"  # frozen | lora | full
+    vision: str = "frozen"  # frozen | unfrozen
+    lora: LoraSettings = field(default_factory=LoraSettings)
+    lr: float = 1e-3
+    batch_size: int = 16
+    grad_accum: int = 1
+    epochs: float = 1.0
+    schedule: str = "linear"  # linear | cosine | constant
+    warmup: float = 0.03
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    normalize_features: bool = True
+    precision: str = "auto"  # auto | fp32 | bf16
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Example:
+    image: object  # PIL.Image
+    prompt: str
+    answer: str
+
+
+@dataclass
+class TrainResult:
+    steps: int
+    samples_seen: int
+    wall_seconds: float
+    losses: list[float]
+    device: str
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def prepare_trainable(vlm: VLM, config: TrainConfig) -> VLM:
+    """Freeze/unfreeze per the config; wraps the LLM with a peft LoRA adapter in lora mode."""
+    for p in vlm.encoder.parameters():
+        p.requires_grad_(config.vision == "unfrozen")
+    for p in vlm.projector.parameters():
+        p.requires_grad_(True)
+    if config.llm == "lora":
+        from peft import LoraConfig, get_peft_model
+
+        targets = config.lora.targets
+        lora = LoraConfig(
+            r=config.lora.r, lora_alpha=config.lora.alpha, lora_dropout=config.lora.dropout,
+            target_modules=targets if isinstance(targets, str) else list(targets),
+            task_type="CAUSAL_LM",
+        )
+        vlm.lm.model = get_peft_model(vlm.lm.model, lora)
+    else:
+        for p in vlm.llm.parameters():
+            p.requires_grad_(config.llm == "full")
+    return vlm
+
+
+def _lr_lambda(schedule: str, warmup_steps: int, total_steps: int):
+    def factor(step: int) -> float:
+        if warmup_steps and step < warmup_steps:
+            return (step + 1) / warmup_steps
+        if schedule == "constant":
+            return 1.0
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        if schedule == "cosine":
+            return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+        return max(0.0, 1.0 - progress)
+
+    return factor
+
+
+def train(vlm: VLM, examples: list[Example], config: TrainConfig, *, seed: int,
+          device: str = "auto", progress=None) -> TrainResult:
+    """Train on ``examples`` in a seeded order; raises TrainingFailed on a non-finite loss."""
+    dev = resolve_device(device)
+    torch.manual_seed(seed)
+    vlm.to(dev)
+    use_bf16 = dev.type == "cuda" and config.precision in ("auto", "bf16")
+    params = [p for p in vlm.parameters() if p.requires_grad]
+    optim = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay,
+                              fused=dev.type == "cuda")
+    per_step = config.batch_size * config.grad_accum
+    total_samples = max(1, int(round(len(examples) * config.epochs)))
+    total_steps = max(1, math.ceil(total_samples / per_step))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        optim, _lr_lambda(config.schedule, int(config.warmup * total_steps), total_steps))
+    generator = torch.Generator().manual_seed(seed)
+    order: list[int] = []
+    while len(order) < total_steps * per_step:
+        order += torch.randperm(len(examples), generator=generator).tolist()
+    transform = vlm.encoder.transform
+
+    vlm.train()
+    if config.vision == "frozen":
+        vlm.encoder.eval()
+    losses: list[float] = []
+    start = time.perf_counter()
+    samples = 0
+    for step in range(total_steps):
+        optim.zero_grad(set_to_none=True)
+        step_loss = 0.0
+        for micro in range(config.grad_accum):
+            lo = (step * config.grad_accum + micro) * config.batch_size
+            batch = [examples[i] for i in order[lo:lo + config.batch_size]]
+            pixels = torch.stack([transform(ex.image) for ex in batch]).to(dev)
+            convs = [Conversation(ex.prompt, ex.answer) for ex in batch]
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_bf16):
+                loss = vlm.loss(pixels, convs) / config.grad_accum
+            if not torch.isfinite(loss):
+                raise TrainingFailed(f"non-finite loss ({loss.item()}) at step {step}")
+            loss.backward()
+            step_loss += loss.item()
+            samples += len(batch)
+        if config.max_grad_norm:
+            torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
+        optim.step()
+        sched.step()
+        losses.append(step_loss)
+        if progress is not None:
+            progress(step + 1, total_steps, step_loss)
+    vlm.eval()
+    return TrainResult(steps=total_steps, samples_seen=samples,
+                       wall_seconds=time.perf_counter() - start, losses=losses,
+                       device=torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu")

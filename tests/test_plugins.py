@@ -1,0 +1,202 @@
+"""Plugin system: registries, hooks, built-ins, and a real pip-installed third-party plugin."""
+
+import inspect
+import json
+import os
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+from harness import hookspecs
+from harness.hookspecs import hookimpl
+from harness.plugin_manager import DEFAULT_PLUGINS, Components, PluginError, make_plugin_manager
+from harness.registry import KINDS, DuplicateComponent, Entry, Registry, UnknownComponent
+
+FIXTURE = Path(__file__).parent / "fixtures" / "harness-example-plugin"
+
+
+def test_every_hookspec_is_documented_and_takes_the_documented_args():
+    specs = [
+        (name, fn) for name, fn in vars(hookspecs).items()
+        if callable(fn) and hasattr(fn, "harness_spec")
+    ]
+    assert {name for name, _ in specs} == {hook for hook, _ in KINDS.values()} | {"register_commands"}
+    for name, fn in specs:
+        assert fn.__doc__ and len(fn.__doc__.strip()) > 20, name
+        for arg in inspect.signature(fn).parameters:
+            assert f":param {arg}:" in fn.__doc__, f"{name} does not document {arg}"
+
+
+def test_builtins_register_through_the_hooks():
+    components = Components(*make_plugin_manager())
+    for module in DEFAULT_PLUGINS:
+        info = components.plugins[module]
+        assert info.builtin and info.hooks and info.components, module
+    assert "tiny:vit-p8" in components["vision_encoder"].available()
+    assert components["stopping_policy"].get("sha").plugin == "harness.plugins.policies"
+
+
+def test_duplicate_name_names_both_plugins():
+    pm, infos = make_plugin_manager()
+    rogue = types.ModuleType("rogue")
+
+    @hookimpl
+    def register_similarity_metrics(register):
+        register("cka", "rogue:cka")
+
+    rogue.register_similarity_metrics = register_similarity_metrics
+    pm.register(rogue, name="rogue")
+    infos["rogue"] = type(infos["harness.plugins.similarity"])("rogue", "9", "rogue", False)
+    with pytest.raises(DuplicateComponent) as err:
+        Components(pm, infos)
+    assert "'cka'" in str(err.value)
+    assert "harness.plugins.similarity" in str(err.value) and "rogue" in str(err.value)
+
+
+def test_unknown_names_suggest_and_list():
+    components = Components(*make_plugin_manager())
+    with pytest.raises(UnknownComponent) as err:
+        components["stopping_policy"].get("shaa")
+    assert "Did you mean 'sha'?" in str(err.value) and "Available: none, sha" in str(err.value)
+    with pytest.raises(UnknownComponent) as err:
+        components["vision_encoder"].resolve("tiny:vit-p9")
+    assert "Did you mean 'tiny:vit-p8'" in str(err.value) and "tiny:convnext" in str(err.value)
+    with pytest.raises(UnknownComponent) as err:
+        components["vision_encoder"].resolve("hff:openai/clip")
+    assert "family 'hff'" in str(err.value) and "Did you mean 'hf'?" in str(err.value)
+    with pytest.raises(UnknownComponent, match="family:name"):
+        components["language_model"].resolve("llama")
+    entry, name = components["vision_encoder"].resolve("hf:openai/clip-vit-large-patch14-336")
+    assert entry.name == "hf" and name == "openai/clip-vit-large-patch14-336"
+
+
+def test_lazy_targets_import_on_first_use_and_explain_failures():
+    registry = Registry("similarity_metric")
+    registry.add(Entry("similarity_metric", "dist", "math:dist", "p", "1"))
+    registry.add(Entry("similarity_metric", "ghost", "harness_no_such_module:f", "p", "1"))
+    import math
+
+    assert registry.get("dist").load() is math.dist
+    with pytest.raises(Exception, match="ghost.*from plugin 'p'.*cannot be imported"):
+        registry.get("ghost").load()
+
+
+def _run(args, env_extra=None, **kw):
+    env = {**os.environ, **(env_extra or {})}
+    return subprocess.run([sys.executable, "-m", "harness.cli", *args], capture_output=True,
+                          text=True, env=env, **kw)
+
+
+@pytest.mark.parametrize("args", [["--help"], ["plugins"], ["plugins", "--json"], ["store", "path"]])
+def test_light_commands_do_not_import_torch(args):
+    code = (
+        "import sys, runpy\n"
+        f"sys.argv = ['harness', *{args!r}]\n"
+        "try:\n    runpy.run_module('harness.cli', run_name='__main__')\n"
+        "except SystemExit as e:\n    assert not e.code, e.code\n"
+        "heavy = [m for m in ('torch', 'lmms_eval', 'transformers', 'duckdb') if m in sys.modules]\n"
+        "sys.stderr.write('HEAVY=' + ','.join(heavy))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    heavy = out.stderr.rsplit("HEAVY=", 1)[1].split(",")
+    assert "torch" not in heavy and "lmms_eval" not in heavy and "transformers" not in heavy
+
+
+@pytest.fixture(scope="module")
+def installed_fixture(tmp_path_factory):
+    """pip-install the example plugin distribution for real, into a throwaway site dir."""
+    site = tmp_path_factory.mktemp("site")
+    build = tmp_path_factory.mktemp("build")
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+         "--no-index", "--target", str(site), str(FIXTURE)],
+        capture_output=True, text=True, cwd=build,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return site
+
+
+def _with_site(site, allow=None):
+    env = {"PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
+    if allow is None:
+        env["HARNESS_LOAD_PLUGINS"] = ""
+    else:
+        env["HARNESS_LOAD_PLUGINS"] = allow
+    return env
+
+
+def _plugin_names(proc):
+    assert proc.returncode == 0, proc.stderr
+    return {p["name"]: p for p in json.loads(proc.stdout)}
+
+
+def test_installed_plugin_is_listed_with_version_and_components(installed_fixture):
+    env = _with_site(installed_fixture, allow="example")
+    plugins = _plugin_names(_run(["plugins", "--json"], env))
+    example = plugins["example"]
+    assert example["version"] == "0.3.1"
+    assert example["distribution"] == "harness-example-plugin"
+    assert example["builtin"] is False
+    assert example["components"] == {"similarity_metric": ["rv"], "stopping_policy": ["median"]}
+    assert set(example["hooks"]) == {
+        "register_similarity_metrics", "register_stopping_policies", "register_commands"
+    }
+    table = _run(["plugins"], env)
+    assert "example" in table.stdout and "0.3.1" in table.stdout
+    hello = _run(["example-hello"], env)
+    assert hello.returncode == 0 and "hello from harness-example-plugin" in hello.stdout
+
+
+def test_env_switch_allow_lists_or_disables_entry_points(installed_fixture):
+    assert "example" not in _plugin_names(_run(["plugins", "--json"], _with_site(installed_fixture)))
+    env = _with_site(installed_fixture, allow="some-other-plugin")
+    assert "example" not in _plugin_names(_run(["plugins", "--json"], env))
+    by_dist = _with_site(installed_fixture, allow="harness-example-plugin")
+    assert "example" in _plugin_names(_run(["plugins", "--json"], by_dist))
+    everything = {k: v for k, v in _with_site(installed_fixture).items() if k == "PYTHONPATH"}
+    env = {k: v for k, v in os.environ.items() if k != "HARNESS_LOAD_PLUGINS"} | everything
+    proc = subprocess.run([sys.executable, "-m", "harness.cli", "plugins", "--json"],
+                          capture_output=True, text=True, env=env)
+    assert "example" in _plugin_names(proc)
+
+
+def test_suite_can_name_the_plugin_components(installed_fixture, tmp_path):
+    quickstart = (Path(__file__).parents[1] / "suites" / "quickstart.yaml").read_text()
+    suite = tmp_path / "suite.yaml"
+    text = quickstart.replace("similarity: cka", "similarity: rv").replace("policy: sha", "policy: median")
+    assert "similarity: rv" in text and "policy: median" in text
+    suite.write_text(text)
+    ok = _run(["validate", str(suite)], _with_site(installed_fixture, allow="example"))
+    assert ok.returncode == 0, ok.stderr
+    missing = _run(["validate", str(suite)], _with_site(installed_fixture))
+    assert missing.returncode == 2
+    assert "search.similarity" in missing.stderr and "Unknown similarity metric 'rv'" in missing.stderr
+    assert not (tmp_path / ".harness").exists()
+
+
+def test_a_plugin_that_fails_to_import_is_named(tmp_path):
+    pkg = tmp_path / "broken"
+    pkg.mkdir()
+    (pkg / "pyproject.toml").write_text(
+        '[build-system]\nrequires=["setuptools"]\nbuild-backend="setuptools.build_meta"\n'
+        '[project]\nname="harness-broken"\nversion="1.0"\n'
+        '[project.entry-points.harness]\nbroken = "harness_broken"\n'
+        '[tool.setuptools]\npy-modules=["harness_broken"]\n'
+    )
+    (pkg / "harness_broken.py").write_text("import no_such_dependency_xyz\n")
+    site = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+                    "--no-index", "--target", str(site), str(pkg)], check=True, capture_output=True,
+                   cwd=tmp_path)
+    proc = _run(["plugins"], _with_site(site, allow="broken"))
+    assert proc.returncode != 0
+    assert 'Error importing plugin "broken"' in proc.stderr
+    assert "no_such_dependency_xyz" in proc.stderr
+
+
+def test_plugin_error_type_is_exposed():
+    assert issubclass(PluginError, Exception)
