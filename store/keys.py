@@ -26,7 +26,7 @@ import math
 from pathlib import PurePath
 from typing import Any
 
-__all__ = ["canonical_json", "content_key", "trial_key", "embedding_key", "similarity_key"]
+__all__ = ["canonical_json", "content_key", "embedding_key", "similarity_key", "trial_key"]
 
 # Whole floats above this are not exactly representable as ints in a double; keep them as floats.
 _MAX_EXACT_INT = 2**53
