@@ -1,0 +1,691 @@
+"""The suite: one YAML file that says which VLMs to search over, how to train and search them.
+
+``load_suite(path)`` reads and validates a suite and raises ``SuiteError`` listing *every* problem,
+each as ``<file>:<line> <yaml.path>: <message>``; ``validate_file(path)`` returns the same as a
+list. Neither opens a store, imports torch or loads a model: validation is a pure function of the
+file and the plugin registries (component names are checked against them, with "did you mean").
+
+A minimal suite names only ``name``, ``zoo``, ``alignment`` and ``targets``; everything else has a
+default from the Mordal paper (arXiv 2502.00241, appendix B-C) or from LLaVA-1.5.
+
+Conventions worth knowing:
+
+* Every data-sample ratio (``min_ratio``, ``predictor.r0``) lies in (0, 1]; 1 is the full
+  alignment set. ``warmup`` and ``lora.dropout`` are fractions in [0, 1).
+* ``clustering.t_ve`` / ``t_llm`` are *distance* cut-offs for ``scipy.cluster.hierarchy.fcluster``
+  (criterion ``distance``) over ``1 - similarity``. They are >= 0 with no upper bound: with linear
+  CKA distances lie in [0, 1], but ``ward``/``centroid``/``median`` merge heights and unbounded
+  metrics (e.g. Gromov-Wasserstein) can exceed 1, so a cut above 1 is meaningful there.
+* Projectors: ``linear`` (one Linear), ``mlp<N>x_gelu`` (LLaVA's: N Linear layers with GELU
+  between; ``mlp1x_gelu`` equals ``linear``), ``ln_mlp<N>x_gelu`` (a LayerNorm over the encoder
+  features, then ``mlp<N>x_gelu``). The builder is ``harness.vlm.build_projector``.
+* ``search.early_stopping: false`` turns both stages' policies into ``none`` (ablation
+  "no early stopping"); ``clustering.enabled: false`` puts every candidate in its own cluster
+  ("no clustering"); ``predictor.enabled: false`` trains survivors at r = 1 instead of
+  extrapolating ("no scaling prediction").
+* YAML aliases and merge keys are rejected (they let a small file expand into a huge one);
+  duplicate keys are rejected (PyYAML would silently keep the last).
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import math
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal, NamedTuple, Union, get_args, get_origin
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from harness.errors import BadInput
+
+# Limits that keep validating a hostile file cheap; real suites are far inside them.
+MAX_SUITE_BYTES = 1024 * 1024  # a suite is a page of YAML; checked before reading
+MAX_DEPTH = 32  # mappings and lists inside each other; a suite uses about 4
+MAX_ZOO = 256  # vision encoders, and separately LLMs
+MAX_TARGETS = 64
+
+# libyaml when PyYAML was built with it (the wheels are): ~10x faster than pure Python
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+PROJECTOR_PATTERN = re.compile(r"^(?:linear|(ln_)?mlp([1-9][0-9]*)x_gelu)$")
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+Linkage = Literal["average", "single", "complete", "weighted", "centroid", "median", "ward"]
+
+
+class SuiteError(BadInput):
+    """A suite file is unusable; ``errors`` holds one ``<file>:<line> <path>: <message>`` each."""
+
+    def __init__(self, errors: list[str]):
+        self.errors = list(errors)
+        super().__init__("\n".join(self.errors))
+
+
+class _Located(ValueError):
+    """A validation error that belongs to a part of the value (``sub_loc``), not the whole field."""
+
+    def __init__(self, message: str, sub_loc: tuple = ()):
+        super().__init__(message)
+        self.sub_loc = sub_loc
+
+
+# --------------------------------------------------------------------------- field types
+
+
+def _show(value: Any) -> str:
+    """A value as the user wrote it in YAML, short."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, str):
+        text = value if len(value) <= 60 else value[:57] + "..."
+        return json.dumps(text, ensure_ascii=False)
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    return repr(value)
+
+
+def _number(value: Any) -> Any:
+    # YAML 1.1 reads ``1e-3`` (no dot) as a string; accept it, but not booleans
+    if isinstance(value, bool):  # pydantic turns only ValueError into a validation error
+        raise ValueError(f"expected a number, got {_show(value)}")  # noqa: TRY004
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            raise ValueError(f"expected a number, got {_show(value)}") from None
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"expected a finite number, got {value}")
+    return value
+
+
+def _ratio(value: float) -> float:
+    if not 0 < value <= 1:
+        raise ValueError(f"must be a ratio in (0, 1], got {value:g}")
+    return value
+
+
+def _fraction(value: float) -> float:
+    if not 0 <= value < 1:
+        raise ValueError(f"must be in [0, 1), got {value:g}")
+    return value
+
+
+Number = Annotated[float, BeforeValidator(_number)]
+Ratio = Annotated[float, BeforeValidator(_number), AfterValidator(_ratio)]
+Fraction = Annotated[float, BeforeValidator(_number), AfterValidator(_fraction)]
+Int = Annotated[int, Field(strict=True)]
+Bool = Annotated[bool, Field(strict=True)]
+Text = Annotated[str, Field(strict=True, min_length=1)]
+
+
+def _component(kind: str):
+    """A string that must name a registered component of ``kind`` (skipped when the validation
+    context says ``{"check_components": False}``)."""
+
+    def check(value: str, info: ValidationInfo) -> str:
+        context = info.context or {}
+        if context.get("check_components", True):
+            from harness.plugin_manager import get_components
+            from harness.registry import UnknownComponent
+
+            try:
+                get_components()[kind].resolve(value)
+            except UnknownComponent as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
+    return Annotated[str, Field(strict=True, min_length=1), AfterValidator(check)]
+
+
+VisionEncoderRef = _component("vision_encoder")
+LanguageModelRef = _component("language_model")
+DatasetRef = _component("dataset")
+SimilarityRef = _component("similarity_metric")
+PolicyRef = _component("stopping_policy")
+PredictorRef = _component("predictor")
+StrategyRef = _component("search_strategy")
+ExecutorRef = _component("executor")
+
+
+def _unique(items: list, what: str) -> list:
+    seen: dict[Any, int] = {}
+    for i, item in enumerate(items):
+        if item in seen:
+            raise _Located(f"duplicate {what} {item!r} (first at [{seen[item]}])", (i,))
+        seen[item] = i
+    return items
+
+
+# --------------------------------------------------------------------------- the schema
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class Zoo(_Model):
+    """The candidate components; every encoder is paired with every LLM."""
+
+    vision_encoders: Annotated[list[VisionEncoderRef], Field(min_length=1, max_length=MAX_ZOO)]
+    language_models: Annotated[list[LanguageModelRef], Field(min_length=1, max_length=MAX_ZOO)]
+
+    @field_validator("vision_encoders")
+    @classmethod
+    def _unique_encoders(cls, v):
+        return _unique(v, "vision encoder")
+
+    @field_validator("language_models")
+    @classmethod
+    def _unique_llms(cls, v):
+        return _unique(v, "language model")
+
+
+class Alignment(_Model):
+    """The image-text data the projector (and LoRA) is trained on."""
+
+    dataset: DatasetRef
+    samples: Annotated[Int, Field(gt=0)] | None = None  # None: the whole dataset
+
+
+class LoRA(_Model):
+    r: Annotated[Int, Field(gt=0)] = 8
+    alpha: Annotated[Number, Field(gt=0)] = 16.0
+    dropout: Fraction = 0.05
+    targets: Any = "all-linear"  # "all-linear" or a list of module-name suffixes
+
+    @field_validator("targets")
+    @classmethod
+    def _targets(cls, v):
+        if v == "all-linear":
+            return v
+        if isinstance(v, list) and v and all(isinstance(t, str) and t for t in v):
+            return _unique(v, "LoRA target")
+        raise ValueError(
+            f"expected \"all-linear\" or a non-empty list of module names (e.g. [q_proj, v_proj]), "
+            f"got {_show(v)}"
+        )
+
+
+class Optim(_Model):
+    lr: Annotated[Number, Field(gt=0)] = 1e-3
+    batch_size: Annotated[Int, Field(gt=0)] = 16
+    grad_accum: Annotated[Int, Field(ge=1)] = 1
+    epochs: Annotated[Number, Field(gt=0)] | None = None  # default 1 unless steps is given
+    steps: Annotated[Int, Field(gt=0)] | None = None
+    schedule: Literal["linear", "cosine", "constant"] = "linear"
+    warmup: Fraction = 0.03
+    weight_decay: Annotated[Number, Field(ge=0)] = 0.0
+
+    @model_validator(mode="after")
+    def _epochs_or_steps(self):
+        if self.epochs is not None and self.steps is not None:
+            raise _Located("give epochs or steps, not both", ("steps",))
+        if self.epochs is None and self.steps is None:
+            object.__setattr__(self, "epochs", 1.0)
+        return self
+
+
+class VLMConfig(_Model):
+    """How each candidate VLM is assembled and aligned."""
+
+    projector: Text = "mlp2x_gelu"
+    llm: Literal["frozen", "lora", "full"] = "lora"
+    vision: Literal["frozen", "unfrozen"] = "frozen"
+    lora: LoRA = LoRA()
+    optim: Optim = Optim()
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    normalize_features: Bool = True  # standardise encoder features before the projector
+
+    @field_validator("projector")
+    @classmethod
+    def _projector(cls, v):
+        if not PROJECTOR_PATTERN.match(v):
+            raise ValueError(
+                f"expected linear, mlp<N>x_gelu or ln_mlp<N>x_gelu (N >= 1), got {_show(v)}"
+            )
+        return v
+
+    @property
+    def projector_layers(self) -> tuple[bool, int]:
+        """(LayerNorm first?, number of Linear layers)."""
+        match = PROJECTOR_PATTERN.match(self.projector)
+        if self.projector == "linear":
+            return False, 1
+        return bool(match.group(1)), int(match.group(2))
+
+
+class Target(_Model):
+    """A task the candidates are scored on (through lmms-eval, or a bundled task)."""
+
+    task: DatasetRef
+    metric: Text | None = None  # None: the task's own primary metric
+    limit: Annotated[Int, Field(gt=0)] | None = None  # None: every test item
+
+
+class Clustering(_Model):
+    enabled: Bool = True
+    t_ve: Annotated[Number, Field(ge=0)] = 0.7
+    t_llm: Annotated[Number, Field(ge=0)] = 0.8
+    linkage: Linkage = "average"  # scipy.cluster.hierarchy.linkage methods
+    samples: Annotated[Int, Field(gt=3)] = 512  # unbiased HSIC needs n > 3
+    warmup_steps: Annotated[Int, Field(ge=0)] = 10  # projector warm-up before LLM embeddings
+
+
+class Stage(_Model):
+    """One evaluation stage (inter- or intra-cluster): a stopping policy over rungs of data."""
+
+    policy: PolicyRef = "sha"
+    eta: Annotated[Int, Field(ge=2)] = 2
+    top_k: Annotated[Int, Field(ge=1)] = 3
+    min_ratio: Ratio = 0.125  # the first rung's sample ratio; rungs grow by eta up to 1
+
+
+class Predictor(_Model):
+    enabled: Bool = True
+    name: PredictorRef = "loglinear"
+    r0: Ratio = 0.125  # the largest sample ratio trained; later points use smaller ratios
+    points: Annotated[Int, Field(ge=2)] = 3
+
+
+class Search(_Model):
+    strategy: StrategyRef = "mordal"
+    similarity: SimilarityRef = "cka"
+    clustering: Clustering = Clustering()
+    inter: Stage = Stage()
+    intra: Stage = Stage()
+    early_stopping: Bool = True  # false: the ablation "no early stopping"
+    predictor: Predictor = Predictor()
+
+    def policy(self, stage: Literal["inter", "intra"]) -> str:
+        """The stopping policy a stage runs: its own, or ``none`` when early stopping is off."""
+        return getattr(self, stage).policy if self.early_stopping else "none"
+
+
+class Candidate(NamedTuple):
+    vision_encoder: str
+    language_model: str
+
+    def __str__(self) -> str:
+        return f"{self.vision_encoder} + {self.language_model}"
+
+
+class Suite(_Model):
+    name: Annotated[str, Field(strict=True, min_length=1, max_length=100)]
+    seed: Annotated[Int, Field(ge=0)] = 0
+    store: Text | None = None  # relative to the suite file; None: $HARNESS_STORE or the default
+    zoo: Zoo
+    alignment: Alignment
+    vlm: VLMConfig = VLMConfig()
+    targets: Annotated[list[Target], Field(min_length=1, max_length=MAX_TARGETS)]
+    search: Search = Search()
+    executor: ExecutorRef = "local"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+    _source: Path | None = PrivateAttr(default=None)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v):
+        if not NAME_PATTERN.match(v):
+            raise ValueError(
+                "must be letters, digits, '.', '_' or '-', starting with a letter or digit; "
+                f"got {_show(v)}"
+            )
+        return v
+
+    @field_validator("targets")
+    @classmethod
+    def _unique_tasks(cls, v):
+        seen: dict[str, int] = {}
+        for i, target in enumerate(v):
+            if target.task in seen:
+                raise _Located(
+                    f"duplicate task {target.task!r} (first at targets[{seen[target.task]}])",
+                    (i, "task"),
+                )
+            seen[target.task] = i
+        return v
+
+    @property
+    def source(self) -> Path | None:
+        """The file this suite was loaded from (None when built in code)."""
+        return self._source
+
+    def candidates(self) -> list[Candidate]:
+        """Every (vision encoder, LLM) pair, encoder-major, in zoo order."""
+        return [
+            Candidate(ve, lm)
+            for ve in self.zoo.vision_encoders
+            for lm in self.zoo.language_models
+        ]
+
+    def fingerprint(self) -> str:
+        """sha256 of the normalised suite (defaults filled, numbers as floats/ints, keys sorted).
+
+        ``store`` is left out: where results are kept does not change what they are.
+        """
+        data = self.model_dump(mode="json", exclude={"store"})
+        blob = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+
+# --------------------------------------------------------------------------- reading the file
+
+
+def load_suite(path: str | Path) -> Suite:
+    """Read and validate a suite file; raises ``SuiteError`` with every problem found."""
+    suite, errors = validate_file(path)
+    if errors:
+        raise SuiteError(errors)
+    assert suite is not None
+    return suite
+
+
+def validate_file(path: str | Path) -> tuple[Suite | None, list[str]]:
+    """(suite, []) when the file is a valid suite, else (None, messages), one per problem."""
+    label = str(path)
+    path = Path(path)
+    text, error = _read_text(path, label)
+    if error:
+        return None, [error]
+    root, data, problems = _parse(text, label)
+    if root is None:
+        return None, [message for _, message in problems]
+    try:
+        suite = Suite.model_validate(data)
+    except ValidationError as exc:
+        problems += [_format_error(err, root, label) for err in exc.errors()]
+    else:
+        if not problems:
+            suite._source = path
+            return suite, []
+    problems.sort(key=lambda p: p[0])  # stable: same-line problems keep pydantic's order
+    return None, list(dict.fromkeys(message for _, message in problems))
+
+
+def _read_text(path: Path, label: str) -> tuple[str, str | None]:
+    try:
+        if not path.exists():
+            return "", f"{label}: file not found"
+        if not path.is_file():
+            kind = "a directory" if path.is_dir() else "not a regular file"
+            return "", f"{label}: not a file ({kind})"
+        size = path.stat().st_size
+        if size > MAX_SUITE_BYTES:
+            return "", (
+                f"{label}: file is {size:,} bytes, over the {MAX_SUITE_BYTES:,}-byte "
+                f"({MAX_SUITE_BYTES // 1024 // 1024} MiB) limit for a suite"
+            )
+        with path.open("rb") as f:
+            raw = f.read(MAX_SUITE_BYTES + 1)  # the file may have grown since stat()
+    except OSError as exc:
+        return "", f"{label}: cannot read: {exc.strerror or exc}"
+    if len(raw) > MAX_SUITE_BYTES:
+        return "", f"{label}: file is over the {MAX_SUITE_BYTES:,}-byte limit for a suite"
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        return "", (
+            f"{label}:{line}: not UTF-8: invalid byte 0x{raw[exc.start]:02x} at byte offset "
+            f"{exc.start}; save the file as UTF-8"
+        )
+    return text.removeprefix("\ufeff"), None
+
+
+def _parse(text: str, label: str) -> tuple[Node | None, Any, list[tuple[int, str]]]:
+    """Compose the node tree (for line numbers), check it, and construct the data from it.
+
+    Returns (root, data, problems); root is None when nothing more can be checked.
+    """
+    def fail(line: int, message: str):
+        return None, None, [(line, message)]
+
+    try:
+        # First a pass over the event stream, stopping at the first alias (composing a
+        # billion-laughs tree is already the attack) or at absurd nesting (PyYAML's scanner is
+        # quadratic in flow depth and its composer recursive).
+        depth = 0
+        for event in yaml.parse(text, Loader=_Loader):
+            if isinstance(event, yaml.AliasEvent):
+                line = event.start_mark.line + 1
+                return fail(line, f"{label}:{line}: YAML aliases (*{event.anchor}) are not "
+                                  "supported in a suite; write the value out")
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    line = event.start_mark.line + 1
+                    return fail(line, f"{label}:{line}: the YAML nests deeper than {MAX_DEPTH} "
+                                      "levels; a suite needs a handful")
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
+        loader = _Loader(text)
+        try:
+            root = loader.get_single_node()
+            if root is None:
+                return fail(0, f"{label}: the file is empty; a suite needs at least: "
+                               "name, zoo, alignment, targets")
+            if not isinstance(root, MappingNode):
+                line = root.start_mark.line + 1
+                kind = (
+                    "a list" if isinstance(root, SequenceNode) else f"the value {_show(root.value)}"
+                )
+                return fail(line, f"{label}:{line}: the top level must be a mapping of suite "
+                                  f"fields (name, zoo, alignment, targets, ...), got {kind}")
+            # before construction, which flattens merge keys and drops duplicate keys
+            problems = _check_tree(root, label)
+            data = loader.construct_document(root)
+        finally:
+            loader.dispose()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{label}:{mark.line + 1}:{mark.column + 1}" if mark else label
+        problem = exc.problem or str(exc)
+        context = f" ({exc.context})" if exc.context and exc.context != problem else ""
+        if problem.startswith("but found another document"):
+            problem, context = "a suite is a single YAML document, but this file has another", ""
+        elif mark and _char_at(text, mark.line, mark.column) == "\t":
+            context = " (a tab: indent with spaces)"
+        return fail(mark.line + 1 if mark else 0, f"{where}: invalid YAML: {problem}{context}")
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1
+        return fail(line, f"{label}:{line}: invalid YAML: unacceptable character "
+                          f"#x{exc.character:04x} at character offset {exc.position}")
+    except yaml.YAMLError as exc:
+        return fail(0, f"{label}: invalid YAML: {exc}")
+    return root, data, problems
+
+
+def _char_at(text: str, line: int, column: int) -> str:
+    lines = text.split("\n", line + 1)
+    return lines[line][column : column + 1] if line < len(lines) else ""
+
+
+def _check_tree(root: Node, label: str) -> list[tuple[int, str]]:
+    """Duplicate keys and merge keys, which construction would silently resolve."""
+    problems: list[tuple[int, str]] = []
+
+    def walk(node: Node, path: str) -> None:
+        if isinstance(node, MappingNode):
+            first: dict[str, int] = {}
+            for key, value in node.value:
+                name = key.value if isinstance(key, ScalarNode) else "<complex key>"
+                line = key.start_mark.line + 1
+                if key.tag == "tag:yaml.org,2002:merge":
+                    problems.append((line, (f"{label}:{line} {path or '(top level)'}: YAML merge "
+                                           "keys (<<) are not supported in a suite; write the "
+                                           "keys out")))
+                    continue
+                if name in first:
+                    problems.append((line, (f"{label}:{line} {_join(path, name)}: duplicate key "
+                                           f"{name!r} (first at line {first[name]})")))
+                else:
+                    first[name] = line
+                walk(value, _join(path, name))
+        elif isinstance(node, SequenceNode):
+            for i, item in enumerate(node.value):
+                walk(item, f"{path}[{i}]")
+
+    walk(root, "")
+    return problems
+
+
+def _join(path: str, key: Any) -> str:
+    if isinstance(key, int):
+        return f"{path}[{key}]"
+    return f"{path}.{key}" if path else str(key)
+
+
+# --------------------------------------------------------------------------- pydantic -> human
+
+
+def _locate(root: Node, loc: tuple) -> int:
+    """The 1-based line of the node at ``loc``.
+
+    A mapping entry is located at its key (where the user wrote it); a list item at the item.
+    When the path stops early (a missing field) the answer is the line of the last node found,
+    i.e. the key that holds the parent mapping.
+    """
+    node, line = root, root.start_mark.line + 1
+    for part in loc:
+        if isinstance(node, MappingNode):
+            for key, value in node.value:
+                if isinstance(key, ScalarNode) and key.value == str(part):
+                    node, line = value, key.start_mark.line + 1
+                    break
+            else:
+                return line
+        elif isinstance(node, SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            return line
+    return line
+
+
+def _model_at(loc: tuple) -> type[BaseModel] | None:
+    """The model class whose field ``loc`` names (to list allowed keys for an unknown one)."""
+    tp: Any = Suite
+    for part in loc:
+        tp = _unwrap(tp)
+        if isinstance(part, int):
+            if get_origin(tp) is list:
+                tp = get_args(tp)[0]
+                continue
+            return None
+        if isinstance(tp, type) and issubclass(tp, BaseModel) and part in tp.model_fields:
+            tp = tp.model_fields[part].annotation
+        else:
+            return None
+    tp = _unwrap(tp)
+    return tp if isinstance(tp, type) and issubclass(tp, BaseModel) else None
+
+
+def _unwrap(tp: Any) -> Any:
+    while True:
+        origin = get_origin(tp)
+        if origin is Annotated:
+            tp = get_args(tp)[0]
+        elif origin is Union or type(tp).__name__ == "UnionType":
+            args = [a for a in get_args(tp) if a is not type(None)]
+            if len(args) != 1:
+                return tp
+            tp = args[0]
+        else:
+            return tp
+
+
+_TYPE_NAMES = {
+    "int": "an integer",
+    "float": "a number",
+    "bool": "true or false",
+    "string": "a string",
+    "list": "a list",
+    "dict": "a mapping",
+}
+
+
+def _message(err: dict) -> tuple[str, tuple]:
+    """A human message for one pydantic error, and any extra location it points into."""
+    kind, ctx, value = err["type"], err.get("ctx") or {}, err.get("input")
+    loc = tuple(err["loc"])
+    if kind == "missing":
+        return "required field is missing", ()
+    if kind in ("extra_forbidden", "invalid_key"):  # invalid_key: not a string (`1:`, `yes:`)
+        model = _model_at(loc[:-1])
+        allowed = sorted(model.model_fields) if model else []
+        key = loc[-1]
+        close = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]!r}?" if close else ";"
+        return f"unknown key {key!r}{hint} allowed: {', '.join(allowed)}", ()
+    if kind == "value_error":
+        exc = ctx.get("error")
+        sub = getattr(exc, "sub_loc", ())
+        return str(exc), sub
+    if kind == "model_type" or kind == "model_attributes_type":
+        model = _model_at(loc)
+        keys = f" with keys {', '.join(model.model_fields)}" if model else ""
+        return f"expected a mapping{keys}; got {_show(value)}", ()
+    if kind == "literal_error":
+        options = re.findall(r"'([^']*)'", ctx.get("expected", ""))
+        close = difflib.get_close_matches(str(value), options, n=1, cutoff=0.6)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return f"expected one of {', '.join(options)}; got {_show(value)}{hint}", ()
+    if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+        op = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<",
+              "less_than_equal": "<="}[kind]
+        bound = next(iter(ctx.values()))
+        return f"must be {op} {bound}, got {_show(value)}", ()
+    if kind == "too_short":
+        if not value:
+            return "must not be empty", ()
+        return f"needs at least {ctx.get('min_length')} item(s)", ()
+    if kind == "too_long":
+        return f"lists too many items (at most {ctx.get('max_length')})", ()
+    if kind == "string_too_short":
+        return "must not be empty", ()
+    if kind == "string_too_long":
+        return f"is too long ({len(value)} characters, at most {ctx.get('max_length')})", ()
+    if kind == "int_from_float":
+        return f"expected an integer, got {_show(value)}", ()
+    if kind == "finite_number":
+        return f"expected a finite number, got {_show(value)}", ()
+    for suffix in ("_type", "_parsing"):
+        if kind.endswith(suffix) and kind[: -len(suffix)] in _TYPE_NAMES:
+            hint = ""
+            if kind == "string_type" and isinstance(value, dict) and len(value) == 1:
+                # `hf:` or `a: b` inside a flow list is a one-key mapping in YAML
+                hint = "; quote values that end in ':' or contain ': '"
+            return f"expected {_TYPE_NAMES[kind[: -len(suffix)]]}, got {_show(value)}{hint}", ()
+    return err["msg"], ()
+
+
+def _format_error(err: dict, root: Node, label: str) -> tuple[int, str]:
+    message, sub = _message(err)
+    loc = tuple(err["loc"]) + tuple(sub)
+    if err["type"] == "invalid_key":  # a mapping key, not a list index
+        loc = loc[:-1] + (str(loc[-1]),)
+    line = _locate(root, loc)
+    path = ""
+    for part in loc:
+        path = _join(path, part)
+    return line, (f"{label}:{line} {path}: {message}" if path else f"{label}:{line}: {message}")
