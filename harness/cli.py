@@ -122,7 +122,6 @@ def plugins(as_json: bool):
     if as_json:
         click.echo(json.dumps(infos, indent=2))
         return
-    from rich.console import Console
     from rich.table import Table
 
     table = Table("plugin", "version", "hooks", "components")
@@ -134,7 +133,7 @@ def plugins(as_json: bool):
             "\n".join(info["hooks"]),
             comps or "-",
         )
-    Console().print(table)
+    _console().print(table)
 
 
 @cli.command()
@@ -146,7 +145,10 @@ def sql(query: str, store_path: Path | None, fmt: str):
     """Run a read-only SQL query against the store (tables, views: leaderboard, history)."""
     from harness.store import Store
 
-    with Store.open(_store_path(store_path), read_only=True) as store:
+    path = _store_path(store_path)
+    if not path.exists():  # a fresh directory: create the empty, migrated store first
+        Store.open(path).close()
+    with Store.open(path, read_only=True) as store:
         try:
             cursor = store.con.execute(query)
         except Exception as exc:  # duckdb raises its own hierarchy; show its message as-is
@@ -166,13 +168,12 @@ def _print_rows(columns: list[str], rows: list[tuple], fmt: str) -> None:
         writer.writerow(columns)
         writer.writerows(rows)
     else:
-        from rich.console import Console
         from rich.table import Table
 
         table = Table(*columns)
         for row in rows:
             table.add_row(*("NULL" if v is None else str(v) for v in row))
-        Console().print(table)
+        _console().print(table)
         click.echo(f"({len(rows)} row{'s' if len(rows) != 1 else ''})")
 
 
@@ -223,6 +224,13 @@ def store_backup(dest: Path, store_path: Path | None):
     with Store.open(_store_path(store_path), read_only=True) as st:
         st.backup(dest)
     click.echo(f"backed up {st.path} -> {dest}")
+
+
+def _console():
+    """A rich console; piped output is not cut to 80 columns."""
+    from rich.console import Console
+
+    return Console() if sys.stdout.isatty() else Console(width=10_000)
 
 
 def main() -> None:

@@ -1,0 +1,220 @@
+"""One trial: (encoder, LLM, alignment data at ratio r, training config, seed) -> a trained
+projector (+LoRA) -> scores on the target tasks through lmms-eval, all in the store.
+
+A trial's content key covers what determines its training (component and data fingerprints,
+ratio, config, seed). Before anything trains the key is looked up: a finished trial is reused;
+target scores it lacks are computed from its checkpoint without training again.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness import __version__
+from harness.errors import BadInput
+from harness.scoring import Target, TaskScore
+
+PLUGIN = "harness.trial"
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    encoder: str
+    llm: str
+    alignment: str = "shapes:align"
+    samples: int = 2000
+    ratio: float = 1.0
+    train: object = None  # harness.training.TrainConfig (None: defaults)
+    seed: int = 0
+    targets: tuple[Target, ...] = ()
+    device: str = "auto"
+
+
+@dataclass
+class TrialOutcome:
+    key: str
+    status: str  # done | failed
+    reused: bool
+    trained: bool
+    scores: list[TaskScore] = field(default_factory=list)
+    wall_seconds: float = 0.0
+    samples_seen: int = 0
+    error: str | None = None
+
+
+def load_component(kind: str, ref: str):
+    """(registry entry, loaded component) for an encoder or LLM ref like ``tiny:vit-p8``."""
+    from harness.plugin_manager import get_components
+
+    entry, name = get_components()[kind].resolve(ref)
+    return entry, entry.load()(name)
+
+
+def load_encoder(ref: str):
+    return load_component("vision_encoder", ref)
+
+
+def load_language_model(ref: str):
+    return load_component("language_model", ref)
+
+
+def load_alignment(ref: str, samples: int, seed: int):
+    """The alignment dataset named by ``ref``, capped at ``samples`` items."""
+    from harness.datasets import subset
+    from harness.plugin_manager import get_components
+
+    entry, name = get_components()["dataset"].resolve(ref)
+    if entry.name == "shapes":
+        return entry, entry.load()(name, split="train", n=samples, seed=seed)
+    if entry.name == "llava":
+        dataset = entry.load()(name)
+        if samples and samples < len(dataset):
+            dataset = subset(dataset, samples / len(dataset), seed)
+        return entry, dataset
+    raise BadInput(f"alignment dataset {ref!r}: family {entry.name!r} holds target tasks, not "
+                   "alignment data; use shapes:align or llava:<path to json>")
+
+
+def examples_from(dataset) -> list:
+    """Every human/gpt turn of every conversation becomes one single-turn example with the image."""
+    from harness.training import Example
+
+    out = []
+    for item in dataset:
+        turns = item.conversations
+        for human, gpt in zip(turns[0::2], turns[1::2]):
+            out.append(Example(item.image, human["value"], gpt["value"]))
+    return out
+
+
+def _checkpoint_tensors(vlm) -> dict:
+    return {n: p.detach().cpu().contiguous() for n, p in vlm.named_parameters() if p.requires_grad}
+
+
+def save_checkpoint(vlm, directory: Path) -> Path:
+    from safetensors.torch import save_file
+
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "trainable.safetensors"
+    tmp = path.with_suffix(".tmp")
+    save_file(_checkpoint_tensors(vlm), str(tmp))
+    tmp.replace(path)
+    return path
+
+
+def load_checkpoint(vlm, path: Path) -> None:
+    from safetensors.torch import load_file
+
+    state = load_file(str(path))
+    expected = set(_checkpoint_tensors(vlm))
+    missing, unexpected = expected - set(state), set(state) - expected
+    if missing or unexpected:
+        raise BadInput(f"checkpoint {path} does not match this VLM: missing {sorted(missing)[:3]}, "
+                       f"unexpected {sorted(unexpected)[:3]}")
+    vlm.load_state_dict(state, strict=False)
+
+
+def build_vlm(spec: TrialSpec, encoder, language_model):
+    from harness.training import TrainConfig, prepare_trainable
+    from harness.vlm import VLM
+
+    config = spec.train or TrainConfig()
+    import torch
+
+    torch.manual_seed(spec.seed)  # projector / LoRA init
+    vlm = VLM(encoder, language_model, projector=config.projector,
+              normalize_features=config.normalize_features)
+    return prepare_trainable(vlm, config), config
+
+
+def _expected_items(target: Target, default_limit: int) -> int | None:
+    return (target.limit or default_limit) if target.task.startswith("shapes:") else target.limit
+
+
+def run_trial(spec: TrialSpec, store, run_id: str, *, default_limit: int = 1000,
+              progress=None) -> TrialOutcome:
+    """Train (or reuse) and score one trial. A failure inside the candidate (NaN loss, OOM,
+    a plugin's exception) is recorded as a failed trial and returned, not raised."""
+    from harness.datasets import subset
+    from harness.scoring import score
+    from harness.store import trial_key
+    from harness.training import TrainConfig, resolve_device, train
+
+    config = spec.train or TrainConfig()
+    device = resolve_device(spec.device)
+    # Components and data are identities: fixed seeds. The trial seed drives the projector /
+    # LoRA init and the data order; the nested subset for ratio r uses it too.
+    enc_entry, encoder = load_encoder(spec.encoder)
+    llm_entry, language_model = load_language_model(spec.llm)
+    data_entry, dataset = load_alignment(spec.alignment, spec.samples, seed=0)
+    key = trial_key(encoder=encoder.fingerprint, llm=language_model.fingerprint,
+                    dataset=dataset.fingerprint, sample_ratio=spec.ratio,
+                    train_config=config.as_dict(), seed=spec.seed)
+    with store.transaction():
+        store.put_component(encoder.fingerprint, kind="vision_encoder", ref=spec.encoder,
+                            run_id=run_id, plugin=enc_entry.plugin,
+                            plugin_version=enc_entry.version, config=encoder.config)
+        store.put_component(language_model.fingerprint, kind="language_model", ref=spec.llm,
+                            run_id=run_id, plugin=llm_entry.plugin,
+                            plugin_version=llm_entry.version, config=language_model.config)
+        store.put_dataset(dataset.fingerprint, ref=spec.alignment, run_id=run_id,
+                          plugin=data_entry.plugin, plugin_version=data_entry.version,
+                          split="train", n_items=len(dataset))
+
+    def _score(vlm, targets):
+        return score(vlm, list(targets), seed=0, device=str(device), default_limit=default_limit)
+
+    def _store_scores(scores):
+        store.put_scores(key, [{"task": s.task, "metric": s.metric, "value": s.value,
+                                "n_items": s.n_items} for s in scores],
+                         run_id=run_id, plugin=PLUGIN, plugin_version=__version__)
+
+    prior = store.get_trial(key)
+    if prior is not None and prior["status"] == "done":
+        have = {s["task"]: s for s in store.get_scores(key)}
+        missing = [t for t in spec.targets if t.task not in have
+                   or _expected_items(t, default_limit) not in (None, have[t.task]["n_items"])]
+        if missing:
+            vlm, _ = build_vlm(spec, encoder, language_model)
+            load_checkpoint(vlm, store.checkpoint_abspath(prior["checkpoint_path"]))
+            vlm.to(device).eval()
+            _store_scores(_score(vlm, missing))
+            have = {s["task"]: s for s in store.get_scores(key)}
+        store.record_use(run_id, "trial", key, reused=True)
+        scores = [TaskScore(t.task, have[t.task]["metric"], have[t.task]["value"],
+                            have[t.task]["n_items"] or 0) for t in spec.targets]
+        return TrialOutcome(key, "done", reused=True, trained=False, scores=scores,
+                            wall_seconds=prior["wall_seconds"] or 0.0,
+                            samples_seen=prior["samples_seen"] or 0)
+
+    store.start_trial(key, run_id=run_id, encoder=spec.encoder, llm=spec.llm,
+                      dataset_fingerprint=dataset.fingerprint, sample_ratio=spec.ratio,
+                      plugin=PLUGIN, plugin_version=__version__, train_config=config.as_dict(),
+                      seed=spec.seed, encoder_fingerprint=encoder.fingerprint,
+                      llm_fingerprint=language_model.fingerprint, device=str(device))
+    store.record_use(run_id, "trial", key, reused=False)
+    start = time.perf_counter()
+    try:
+        vlm, _ = build_vlm(spec, encoder, language_model)
+        examples = examples_from(subset(dataset, spec.ratio, spec.seed))
+        result = train(vlm, examples, config, seed=spec.seed, device=str(device), progress=progress)
+        checkpoint = save_checkpoint(vlm, store.checkpoints_dir / key)
+        scores = _score(vlm, spec.targets)
+        wall = time.perf_counter() - start
+        with store.transaction():
+            _store_scores(scores)
+            store.finish_trial(key, status="done", wall_seconds=wall,
+                               samples_seen=result.samples_seen, checkpoint_path=checkpoint,
+                               device=result.device)
+        return TrialOutcome(key, "done", reused=False, trained=True, scores=scores,
+                            wall_seconds=wall, samples_seen=result.samples_seen)
+    except Exception as exc:  # noqa: BLE001 - one candidate's failure must not end the search
+        wall = time.perf_counter() - start
+        error = f"{type(exc).__name__}: {exc}"
+        detail = "".join(traceback.format_exception(exc)[-3:])
+        store.finish_trial(key, status="failed", wall_seconds=wall, error=f"{error}\n{detail}")
+        return TrialOutcome(key, "failed", reused=False, trained=True, wall_seconds=wall,
+                            error=error)

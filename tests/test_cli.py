@@ -1,0 +1,116 @@
+"""The command line, run as a user runs it: a subprocess per command, a real store file."""
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import pytest
+
+ROOT = Path(__file__).parents[1]
+
+
+def harness(*args, cwd=None, env=None, timeout=120):
+    env = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-m", "harness.cli", *map(str, args)], capture_output=True,
+                          text=True, cwd=cwd, env=env, timeout=timeout)
+
+
+def test_sql_on_a_fresh_store_in_every_format(tmp_path):
+    store = tmp_path / "s.duckdb"
+    out = harness("sql", "select * from leaderboard", "--store", store)
+    assert out.returncode == 0, out.stderr
+    assert "(0 rows)" in out.stdout and "vision_encoder" in out.stdout
+    as_csv = harness("sql", "select * from leaderboard", "--store", store, "--format", "csv")
+    assert next(csv.reader(io.StringIO(as_csv.stdout))) == [
+        "task", "vision_encoder", "language_model", "score", "metric", "run_id", "measured_or_predicted"]
+    as_json = harness("sql", "select 1 as one, 'x' as two", "--store", store, "--format", "json")
+    assert json.loads(as_json.stdout) == [{"one": 1, "two": "x"}]
+
+
+def test_sql_errors_are_one_line_and_read_only(tmp_path):
+    store = tmp_path / "s.duckdb"
+    bad = harness("sql", "select * from no_such_table", "--store", store)
+    assert bad.returncode != 0 and "no_such_table" in bad.stderr and "Traceback" not in bad.stderr
+    write = harness("sql", "delete from runs", "--store", store)
+    assert write.returncode != 0 and "read-only" in write.stderr.lower()
+
+
+def test_store_path_env_and_flag(tmp_path):
+    env_path = tmp_path / "env.duckdb"
+    assert harness("store", "path", env={"HARNESS_STORE": str(env_path)}).stdout.strip() == str(env_path)
+    flag = tmp_path / "flag.duckdb"
+    out = harness("store", "path", "--store", flag, env={"HARNESS_STORE": str(env_path)})
+    assert out.stdout.strip() == str(flag)
+    env = {k: v for k, v in os.environ.items() if k != "HARNESS_STORE"}
+    proc = subprocess.run([sys.executable, "-m", "harness.cli", "store", "path"], capture_output=True,
+                          text=True, cwd=tmp_path, env=env)
+    assert proc.stdout.strip() == str(tmp_path / ".harness" / "store.duckdb")
+
+
+def test_store_info_and_backup(tmp_path):
+    store = tmp_path / "s.duckdb"
+    harness("sql", "select 1", "--store", store)
+    info = json.loads(harness("store", "info", "--json", "--store", store).stdout)
+    assert info["pending_migrations"] == [] and "runs" in info["rows"]
+    dest = tmp_path / "copy.duckdb"
+    out = harness("store", "backup", dest, "--store", store)
+    assert out.returncode == 0, out.stderr
+    con = duckdb.connect(str(dest), read_only=True)
+    assert con.execute("select count(*) from _migrations").fetchone()[0] == len(info["migrations"])
+    again = harness("store", "backup", dest, "--store", store)
+    assert again.returncode != 0 and "exists" in again.stderr
+
+
+def test_validate_exit_codes(tmp_path):
+    assert harness("validate", ROOT / "suites" / "quickstart.yaml").returncode == 0
+    bad = harness("validate", ROOT / "tests" / "bad_suites" / "multiple_errors.yaml")
+    assert bad.returncode == 2 and bad.stderr.count("multiple_errors.yaml:") >= 2
+
+
+def test_malformed_suite_never_creates_a_store(tmp_path):
+    store = tmp_path / "s.duckdb"
+    out = harness("run", ROOT / "tests" / "bad_suites" / "multiple_errors.yaml", "--store", store,
+                  cwd=tmp_path)
+    assert out.returncode == 2
+    assert not store.exists() and not (tmp_path / ".harness").exists()
+
+
+def test_second_writer_waits_then_names_the_holder(tmp_path):
+    store = tmp_path / "s.duckdb"
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time; from harness.store import Store\n"
+         f"s = Store.open({str(store)!r}); print('ready', flush=True); time.sleep(30)"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        start = time.monotonic()
+        out = harness("run", ROOT / "suites" / "quickstart.yaml", "--store", store, "--wait", "1")
+        waited = time.monotonic() - start
+        assert out.returncode == 3, out.stderr
+        assert str(holder.pid) in out.stderr and "--wait" in out.stderr
+        assert "Traceback" not in out.stderr
+        assert waited >= 1.0
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_run_records_the_run_and_says_what_is_missing(tmp_path):
+    store = tmp_path / "s.duckdb"
+    out = harness("run", ROOT / "suites" / "quickstart.yaml", "--store", store)
+    con = duckdb.connect(str(store), read_only=True)
+    rows = con.execute("select suite_name, strategy, status, error, plugin from runs").fetchall()
+    if out.returncode == 4:  # the strategy's module is not part of this version yet
+        assert "not available yet" in out.stderr
+        assert rows[0][:3] == ("quickstart", "mordal", "failed") and "not available yet" in rows[0][3]
+    else:
+        assert out.returncode == 0, out.stderr
+        assert rows[0][:3] == ("quickstart", "mordal", "done")
+    assert rows[0][4] == "harness.plugins.strategies"
