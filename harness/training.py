@@ -63,6 +63,9 @@ class TrainResult:
     device: str
 
 
+CALIBRATION_IMAGES = 256
+
+
 def resolve_device(device: str = "auto") -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -129,6 +132,12 @@ def train(vlm: VLM, examples: list[Example], config: TrainConfig, *, seed: int,
     vlm.train()
     if config.vision == "frozen":
         vlm.encoder.eval()
+    if config.normalize_features:
+        calib = [examples[i] for i in order[:CALIBRATION_IMAGES]]
+        vlm.encoder.eval()
+        vlm.calibrate(torch.stack([transform(ex.image) for ex in calib]).to(dev))
+        if config.vision != "frozen":
+            vlm.encoder.train()
     losses: list[float] = []
     start = time.perf_counter()
     samples = 0

@@ -91,7 +91,10 @@ def examples_from(dataset) -> list:
 
 
 def _checkpoint_tensors(vlm) -> dict:
-    return {n: p.detach().cpu().contiguous() for n, p in vlm.named_parameters() if p.requires_grad}
+    """What training changed: trainable parameters and the feature standardisation."""
+    tensors = {n: p for n, p in vlm.named_parameters() if p.requires_grad}
+    tensors.update(feature_mean=vlm.feature_mean, feature_std=vlm.feature_std)
+    return {n: t.detach().cpu().contiguous() for n, t in tensors.items()}
 
 
 def save_checkpoint(vlm, directory: Path) -> Path:

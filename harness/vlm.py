@@ -60,6 +60,10 @@ class VLM(nn.Module):
         self.tokenizer = language_model.tokenizer
         self.normalize_features = normalize_features
         self.projector = build_projector(projector, encoder.hidden_size, language_model.hidden_size)
+        # per-(token position, feature) mean and std of the encoder's output, estimated on
+        # alignment images before training (see calibrate); saved with the checkpoint
+        self.register_buffer("feature_mean", torch.zeros(encoder.num_tokens, encoder.hidden_size))
+        self.register_buffer("feature_std", torch.ones(encoder.num_tokens, encoder.hidden_size))
         self.image_token_id = self.tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
         if self.image_token_id is None or self.image_token_id == self.tokenizer.unk_token_id:
             self.tokenizer.add_special_tokens({"additional_special_tokens": [IMAGE_TOKEN]})
@@ -71,12 +75,24 @@ class VLM(nn.Module):
     def llm(self) -> nn.Module:
         return self.lm.model
 
+    @torch.no_grad()
+    def calibrate(self, pixel_values: torch.Tensor) -> None:
+        """Estimate the feature standardisation from a batch of alignment images.
+
+        Encoders' feature scales differ by 10x and, unnormalised, the scale alone decides the
+        ranking through optimisation (measured on this test bed). Standardising each (token
+        position, feature) over images also removes what is constant across images (position
+        embeddings, padding effects), which otherwise dwarfs the image content in the small
+        encoders' tokens.
+        """
+        feats = self.encoder(pixel_values).float()
+        self.feature_mean.copy_(feats.mean(dim=0))
+        self.feature_std.copy_(feats.std(dim=0).clamp_min(1e-3 * feats.std().item() + 1e-12))
+
     def image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
         feats = self.encoder(pixel_values)
         if self.normalize_features:
-            # Encoders' feature scales differ by 10x; unnormalised, the scale alone decides
-            # the ranking through optimisation. Per-token standardisation, no parameters.
-            feats = F.layer_norm(feats.float(), feats.shape[-1:])
+            feats = (feats.float() - self.feature_mean) / self.feature_std
         return self.projector(feats.to(self.projector_dtype))
 
     @property
