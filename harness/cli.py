@@ -113,6 +113,63 @@ def run(suite_path: Path, store_path: Path | None, wait: float):
 
 
 @cli.command()
+@click.option("--encoder", required=True, help="Vision encoder ref, e.g. tiny:vit-p8 or hf:/path.")
+@click.option("--llm", required=True, help="Language model ref, e.g. tiny:llama or hf:/path.")
+@click.option("--task", "tasks", multiple=True, required=True,
+              help="Target task (repeatable), e.g. shapes:color or lmms:/path/to/tasks.")
+@click.option("--ratio", type=click.FloatRange(0, 1, min_open=True), default=1.0, show_default=True,
+              help="Alignment-data sample ratio r in (0, 1].")
+@click.option("--alignment", default="shapes:align", show_default=True, help="Alignment dataset ref.")
+@click.option("--samples", type=click.IntRange(min=1), default=2000, show_default=True,
+              help="Alignment samples at r = 1.")
+@click.option("--mode", type=click.Choice(["frozen", "lora", "full"]), default="full",
+              show_default=True, help="How the LLM trains (the projector always does).")
+@click.option("--projector", default="mlp2x_gelu", show_default=True)
+@click.option("--epochs", type=click.FloatRange(0, min_open=True), default=4.0, show_default=True)
+@click.option("--lr", type=click.FloatRange(0, min_open=True), default=1e-3, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--limit", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="Test items per shapes task.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@store_option
+@click.option("--wait", type=float, default=0.0, show_default=True)
+def trial(encoder, llm, tasks, ratio, alignment, samples, mode, projector, epochs, lr, batch_size,
+          limit, seed, device, store_path, wait):
+    """Train, score and store one candidate; a stored identical trial is reused, not retrained."""
+    from harness.plugin_manager import get_components
+    from harness.scoring import Target
+    from harness.store import Store
+    from harness.training import TrainConfig
+    from harness.trial import TrialSpec, run_trial
+
+    components = get_components()
+    for kind, ref in (("vision_encoder", encoder), ("language_model", llm), ("dataset", alignment),
+                      *(("dataset", t) for t in tasks)):
+        components[kind].resolve(ref)  # unknown names fail here, before the store is touched
+    config = TrainConfig(projector=projector, llm=mode, lr=lr, batch_size=batch_size,
+                         epochs=epochs, schedule="cosine", warmup=0.05)
+    spec = TrialSpec(encoder=encoder, llm=llm, alignment=alignment, samples=samples, ratio=ratio,
+                     train=config, seed=seed, device=device,
+                     targets=tuple(Target(t, limit=limit if t.startswith("shapes:") else None)
+                                   for t in tasks))
+    with Store.open(_store_path(store_path), wait=wait) as store:
+        run_id = store.start_run(suite_name="trial", strategy="trial", seed=seed,
+                                 config={"spec": repr(spec)}, plugin="harness.cli",
+                                 plugin_version=__version__)
+        outcome = run_trial(spec, store, run_id, default_limit=limit)
+        store.finish_run(run_id, "done" if outcome.status == "done" else "failed", outcome.error)
+    if outcome.status != "done":
+        click.echo(f"trial {outcome.key[:12]} failed: {outcome.error}", err=True)
+        raise SystemExit(1)
+    how = "reused from the store" if outcome.reused else f"trained in {outcome.wall_seconds:.1f}s"
+    click.echo(f"trial {outcome.key[:12]} {encoder} + {llm} r={ratio}: {how}, "
+               f"{outcome.samples_seen} samples")
+    for s in outcome.scores:
+        click.echo(f"  {s.task:<24} {s.metric:<12} {s.value:.4f}  (n={s.n_items})")
+
+
+@cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def plugins(as_json: bool):
     """List plugins: name, version, hooks and the components each registered."""

@@ -499,10 +499,13 @@ def load_llava(
     )
 
 
-def load_lmms_task(name: str, **_: Any) -> Dataset:
-    """Placeholder: lmms-eval tasks enter harness through the lmms-eval bridge."""
-    raise NotImplementedError(
-        f"lmms:{name}: reading lmms-eval tasks as datasets is not implemented yet; it belongs to "
-        "the lmms-eval bridge (scoring through lmms-eval). Use shapes:<task> or llava:<json path>, "
-        "or write a shapes task with Dataset.to_disk() and point an lmms-eval task at data.parquet."
-    )
+def load_lmms_task(name: str, **options: Any):
+    """An lmms-eval target task: a built-in task name or a folder / YAML path of local tasks.
+
+    lmms-eval reads its own data, so this returns the ``harness.scoring.Target`` that the
+    scorer runs; ``dataset=`` overrides a built-in task's data with a local parquet file.
+    """
+    from harness.scoring import Target
+
+    return Target(f"lmms:{name}", limit=options.get("limit"), metric=options.get("metric"),
+                  dataset=options.get("dataset"))

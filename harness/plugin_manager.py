@@ -35,6 +35,7 @@ DEFAULT_PLUGINS = (
     "harness.plugins.datasets",
     "harness.plugins.strategies",
     "harness.plugins.executors",
+    "harness.plugins.zoo",
 )
 
 

@@ -36,6 +36,7 @@ class TrainConfig:
     batch_size: int = 16
     grad_accum: int = 1
     epochs: float = 1.0
+    steps: int | None = None  # optimiser steps at r = 1 (wins over epochs); a trial at r uses r x steps
     schedule: str = "linear"  # linear | cosine | constant
     warmup: float = 0.03
     weight_decay: float = 0.0
@@ -109,8 +110,10 @@ def _lr_lambda(schedule: str, warmup_steps: int, total_steps: int):
 
 
 def train(vlm: VLM, examples: list[Example], config: TrainConfig, *, seed: int,
-          device: str = "auto", progress=None) -> TrainResult:
-    """Train on ``examples`` in a seeded order; raises TrainingFailed on a non-finite loss."""
+          device: str = "auto", ratio: float = 1.0, progress=None) -> TrainResult:
+    """Train on ``examples`` (the ratio-r subset) in a seeded order; raises TrainingFailed on a
+    non-finite loss. With ``config.steps`` the step count is ``ceil(steps * ratio)``, so a
+    smaller sample ratio costs proportionally less compute either way."""
     dev = resolve_device(device)
     torch.manual_seed(seed)
     vlm.to(dev)
@@ -119,8 +122,11 @@ def train(vlm: VLM, examples: list[Example], config: TrainConfig, *, seed: int,
     optim = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay,
                               fused=dev.type == "cuda")
     per_step = config.batch_size * config.grad_accum
-    total_samples = max(1, int(round(len(examples) * config.epochs)))
-    total_steps = max(1, math.ceil(total_samples / per_step))
+    if config.steps is not None:
+        total_steps = max(1, math.ceil(config.steps * ratio))
+    else:
+        total_samples = max(1, int(round(len(examples) * config.epochs)))
+        total_steps = max(1, math.ceil(total_samples / per_step))
     sched = torch.optim.lr_scheduler.LambdaLR(
         optim, _lr_lambda(config.schedule, int(config.warmup * total_steps), total_steps))
     generator = torch.Generator().manual_seed(seed)
@@ -167,3 +173,18 @@ def train(vlm: VLM, examples: list[Example], config: TrainConfig, *, seed: int,
     return TrainResult(steps=total_steps, samples_seen=samples,
                        wall_seconds=time.perf_counter() - start, losses=losses,
                        device=torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu")
+
+
+def config_from_suite(vlm) -> TrainConfig:
+    """The TrainConfig a suite's ``vlm`` section describes."""
+    lora = vlm.lora
+    targets = lora.targets if isinstance(lora.targets, str) else tuple(lora.targets)
+    optim = vlm.optim
+    return TrainConfig(
+        projector=vlm.projector, llm=vlm.llm, vision=vlm.vision,
+        lora=LoraSettings(r=lora.r, alpha=lora.alpha, dropout=lora.dropout, targets=targets),
+        lr=optim.lr, batch_size=optim.batch_size, grad_accum=optim.grad_accum,
+        epochs=optim.epochs if optim.epochs is not None else 1.0, steps=optim.steps,
+        schedule=optim.schedule, warmup=optim.warmup, weight_decay=optim.weight_decay,
+        normalize_features=vlm.normalize_features, precision=vlm.precision,
+    )

@@ -203,7 +203,8 @@ def run_trial(spec: TrialSpec, store, run_id: str, *, default_limit: int = 1000,
     try:
         vlm, _ = build_vlm(spec, encoder, language_model)
         examples = examples_from(subset(dataset, spec.ratio, spec.seed))
-        result = train(vlm, examples, config, seed=spec.seed, device=str(device), progress=progress)
+        result = train(vlm, examples, config, seed=spec.seed, device=str(device), ratio=spec.ratio,
+                       progress=progress)
         checkpoint = save_checkpoint(vlm, store.checkpoints_dir / key)
         scores = _score(vlm, spec.targets)
         wall = time.perf_counter() - start

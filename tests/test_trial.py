@@ -1,0 +1,135 @@
+"""Trials for real: tiny models train with torch, score through lmms-eval, land in a DuckDB file."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from harness.scoring import Target
+from harness.store import Store
+from harness.training import TrainConfig
+from harness.trial import (TrialSpec, build_vlm, load_checkpoint, load_encoder,
+                           load_language_model, run_trial)
+
+
+@pytest.fixture
+def store(tmp_path):
+    with Store.open(tmp_path / "store.duckdb") as s:
+        yield s
+
+
+def _accuracy(vlm, dataset, pixels):
+    answers = vlm.generate(pixels, [item.question for item in dataset], until=["\n", "."])
+    return sum(a == item.answer for a, item in zip(answers, dataset)) / len(dataset)
+
+
+def test_color_trial_learns_from_the_image_in_under_a_minute(store):
+    from harness.shapes import load_dataset
+
+    config = TrainConfig(llm="full", lr=1e-3, batch_size=32, epochs=8, schedule="cosine", warmup=0.05)
+    spec = TrialSpec(encoder="tiny:vit-p8", llm="tiny:llama", alignment="shapes:color", samples=1500,
+                     train=config, targets=(Target("shapes:color", limit=300),), device="cpu")
+    run_id = store.start_run(suite_name="test")
+    start = time.perf_counter()
+    outcome = run_trial(spec, store, run_id)
+    elapsed = time.perf_counter() - start
+    assert outcome.status == "done", outcome.error
+    (color,) = outcome.scores
+    chance = 1 / 8
+    assert color.metric == "exact_match" and color.n_items == 300
+    assert color.value > 3 * chance, color
+    print(f"color trial: {color.value:.3f} in {elapsed:.1f}s")
+
+    # the same checkpoint on the same questions with the images shuffled: chance
+    trial = store.get_trial(outcome.key)
+    _, encoder = load_encoder(spec.encoder)
+    _, lm = load_language_model(spec.llm)
+    vlm, _ = build_vlm(spec, encoder, lm)
+    load_checkpoint(vlm, store.checkpoint_abspath(trial["checkpoint_path"]))
+    vlm.eval()
+    test = load_dataset("color", split="test", n=300)
+    pixels = torch.stack([encoder.transform(item.image) for item in test])
+    assert abs(_accuracy(vlm, test, pixels) - color.value) < 0.02  # lmms-eval agrees with us
+    shuffled = pixels[torch.randperm(len(test), generator=torch.Generator().manual_seed(0))]
+    assert _accuracy(vlm, test, shuffled) < 2 * chance
+
+
+def _small(**overrides):
+    base = dict(encoder="tiny:vit-p4", llm="tiny:gpt2", samples=64, seed=3, device="cpu",
+                train=TrainConfig(llm="lora", batch_size=16, epochs=1),
+                targets=(Target("shapes:count", limit=16), Target("shapes:shape", limit=16)))
+    return TrialSpec(**{**base, **overrides})
+
+
+def test_same_spec_same_scores_and_reuse(store):
+    run_a = store.start_run(suite_name="a")
+    first = run_trial(_small(), store, run_a)
+    assert first.status == "done" and first.trained and not first.reused
+    run_b = store.start_run(suite_name="b")
+    again = run_trial(_small(), store, run_b)
+    assert again.reused and not again.trained
+    assert [(s.task, s.value) for s in again.scores] == [(s.task, s.value) for s in first.scores]
+    assert store.query("select count(*) as n from trials")[0]["n"] == 1
+    uses = store.query("select run_id, reused from run_uses order by run_id")
+    assert [(u["run_id"], u["reused"]) for u in uses] == [(run_a, False), (run_b, True)]
+    # a new target on a stored trial is scored from its checkpoint, not retrained
+    more = run_trial(_small(targets=(Target("shapes:count", limit=16), Target("shapes:color", limit=16))),
+                     store, run_b)
+    assert more.reused and {s.task for s in more.scores} == {"shapes:count", "shapes:color"}
+    assert store.query("select count(*) as n from trials")[0]["n"] == 1
+    # the seed is part of the trial: same seed, same training; another seed, another trial
+    other = run_trial(_small(seed=4), store, run_b)
+    assert other.trained and other.key != first.key
+
+
+def test_same_seed_same_scores_in_a_fresh_store(tmp_path):
+    results = []
+    for i in range(2):
+        with Store.open(tmp_path / f"s{i}.duckdb") as s:
+            out = run_trial(_small(), s, s.start_run(suite_name="r"))
+            results.append([(t.task, t.value) for t in out.scores])
+    assert results[0] == results[1]
+
+
+def test_a_nan_loss_fails_the_candidate_and_is_recorded(store):
+    spec = _small(train=TrainConfig(llm="full", lr=1e30, batch_size=16, epochs=1, max_grad_norm=0.0))
+    outcome = run_trial(spec, store, store.start_run(suite_name="nan"))
+    assert outcome.status == "failed" and "non-finite loss" in outcome.error
+    (row,) = store.query("select status, error from trials")
+    assert row["status"] == "failed" and "non-finite loss" in row["error"]
+    # the failure is not cached as a success: a fixed config trains
+    assert run_trial(_small(), store, store.start_run(suite_name="ok")).status == "done"
+
+
+def test_nested_subsets_feed_smaller_ratios(store):
+    from harness.datasets import subset
+    from harness.shapes import load_dataset
+
+    data = load_dataset("align", split="train", n=200)
+    half, quarter = subset(data, 0.5, 3), subset(data, 0.25, 3)  # _small() has seed 3
+    assert {i.id for i in quarter} <= {i.id for i in half}
+    out = run_trial(_small(ratio=0.25, samples=200), store, store.start_run(suite_name="r"))
+    from harness.trial import examples_from
+
+    # one epoch over the quarter subset (every turn of its 50 conversations), in whole batches
+    n = len(examples_from(quarter))
+    assert out.status == "done" and out.samples_seen == -(-n // 16) * 16
+
+
+def test_trial_command_trains_then_reuses(tmp_path):
+    args = [sys.executable, "-m", "harness.cli", "trial", "--encoder", "tiny:resnet", "--llm", "tiny:qwen2",
+            "--task", "shapes:count", "--samples", "48", "--epochs", "1", "--limit", "8",
+            "--store", str(tmp_path / "s.duckdb"), "--device", "cpu", "--mode", "lora"]
+    first = subprocess.run(args, capture_output=True, text=True, env=os.environ)
+    assert first.returncode == 0, first.stderr
+    assert "trained in" in first.stdout and "shapes:count" in first.stdout
+    second = subprocess.run(args, capture_output=True, text=True)
+    assert second.returncode == 0 and "reused from the store" in second.stdout
+    value = [line for line in first.stdout.splitlines() if "shapes:count" in line]
+    assert value == [line for line in second.stdout.splitlines() if "shapes:count" in line]
+    bad = subprocess.run([*args[:5], "tiny:vit-p9", *args[6:]], capture_output=True, text=True)
+    assert bad.returncode == 2 and "Did you mean 'tiny:vit-p8'" in bad.stderr
