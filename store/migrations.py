@@ -406,6 +406,37 @@ def _md(text: str | None) -> str:
     return (text or "").replace("|", "\\|").replace("\n", " ")
 
 
+
+@migration
+def m003_phase_costs(con: duckdb.DuckDBPyConnection) -> None:
+    _create(con, "phase_costs",
+            "Compute a run spent outside trials (e.g. Mordal's embeddings and projector warm-ups), "
+            "so a strategy's cost is trials + phases.", [
+        ("phase", "VARCHAR NOT NULL", "what the time went to, e.g. cluster-encoders, cluster-llms"),
+        ("wall_seconds", "DOUBLE NOT NULL", "wall-clock seconds spent in this run"),
+        ("samples_seen", "BIGINT", "training samples consumed (projector warm-ups)"),
+        ("reused", "BOOLEAN NOT NULL DEFAULT false", "true if everything came from the store"),
+        *_provenance("cost record"),
+    ])
+
+@migration
+def m004_cluster_context(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("ALTER TABLE clusters ADD COLUMN context VARCHAR")
+    con.execute("COMMENT ON COLUMN clusters.context IS " + _sql_str(
+        "for level llm: the medoid encoder whose warmed-up projector produced the LLM embeddings"))
+
+
+@migration
+def m005_ranking_ratio_and_stage(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("ALTER TABLE rankings ADD COLUMN sample_ratio DOUBLE")
+    con.execute("COMMENT ON COLUMN rankings.sample_ratio IS " + _sql_str(
+        "sample ratio the score was measured at (1 for grid and predicted scores; the elimination "
+        "rung's ratio for candidates a search dropped early)"))
+    con.execute("ALTER TABLE rankings ADD COLUMN stage VARCHAR")
+    con.execute("COMMENT ON COLUMN rankings.stage IS " + _sql_str(
+        "where the rank came from: grid | survivor | eliminated-intra | eliminated-inter"))
+
+
 def schema_markdown() -> str:
     """docs/store-schema.md: run every migration on a blank in-memory database and describe it."""
     con = duckdb.connect(":memory:")

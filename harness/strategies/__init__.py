@@ -1,0 +1,1 @@
+"""Search strategies: grid (the ground truth) and Mordal (the product)."""

@@ -1,0 +1,147 @@
+"""What every search strategy shares: trials through the executor, the objective, progress,
+and writing rankings to the store."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+from harness import __version__
+from harness.suite import Candidate
+
+
+@dataclass
+class RankedCandidate:
+    candidate: Candidate
+    score: float
+    measured_or_predicted: str  # measured | predicted
+    trial_key: str | None = None
+    sample_ratio: float | None = 1.0  # where the score was measured (None: never evaluated)
+    stage: str = "grid"  # grid | survivor | eliminated-intra | eliminated-inter
+
+
+class SearchStrategy:
+    """Base: subclasses implement ``search() -> list[RankedCandidate]`` (best first)."""
+
+    name = "base"
+
+    def __init__(self, suite, store, run_id: str, console=None):
+        from harness.plugin_manager import get_components
+        from harness.scoring import Target
+        from harness.training import config_from_suite
+
+        self.suite = suite
+        self.store = store
+        self.run_id = run_id
+        self.components = get_components()
+        self.train_config = config_from_suite(suite.vlm)
+        self.targets = tuple(Target(t.task, limit=t.limit, metric=t.metric) for t in suite.targets)
+        entry = self.components["executor"].get(suite.executor)
+        self.executor = entry.load()(store, run_id)
+        self.console = console
+        self.trained = 0
+        self.reused = 0
+        self.failed = 0
+        self._outcomes: dict = {}
+        self._progress = None
+
+    # -- the objective ------------------------------------------------------------------------
+
+    @property
+    def objective(self) -> str:
+        """The task name rankings are stored under: the target, or the mean over targets."""
+        tasks = [t.task for t in self.targets]
+        return tasks[0] if len(tasks) == 1 else "mean(" + ",".join(tasks) + ")"
+
+    def spec(self, candidate: Candidate, ratio: float):
+        from harness.trial import TrialSpec
+
+        alignment = self.suite.alignment
+        return TrialSpec(encoder=candidate.vision_encoder, llm=candidate.language_model,
+                         alignment=alignment.dataset, samples=alignment.samples or 5000,
+                         ratio=ratio, train=self.train_config, seed=self.suite.seed,
+                         targets=self.targets, device=self.suite.device)
+
+    def evaluate(self, candidate: Candidate, ratio: float) -> float:
+        """The objective of ``candidate`` trained at ``ratio``: mean over targets, NaN if failed."""
+        outcome = self.trial(candidate, ratio)
+        if outcome.status != "done":
+            return math.nan
+        return sum(s.value for s in outcome.scores) / len(outcome.scores)
+
+    def trial(self, candidate: Candidate, ratio: float):
+        key = (candidate, ratio)
+        if key not in self._outcomes:
+            self.say(f"{candidate} r={ratio:g}")
+            outcome = self.executor.run(self.spec(candidate, ratio))
+            self._outcomes[key] = outcome
+            if outcome.status != "done":
+                self.failed += 1
+                self.say(f"[red]failed[/red] {candidate} r={ratio:g}: {outcome.error}", always=True)
+            elif outcome.reused:
+                self.reused += 1
+            else:
+                self.trained += 1
+            if self._progress is not None:
+                self._progress.advance(self._task)
+        return self._outcomes[key]
+
+    # -- progress and output ------------------------------------------------------------------
+
+    def say(self, message: str, always: bool = False) -> None:
+        if self._progress is not None:
+            self._progress.update(self._task, description=message)
+            if always:
+                self._progress.console.print(message)
+        elif self.console is not None and always:
+            self.console.print(message)
+
+    def phase(self, name: str, total: int | None):
+        """Start a progress phase with ``total`` planned trials (rich shows the ETA)."""
+        if self._progress is not None:
+            self._task = self._progress.add_task(name, total=total)
+
+    def run(self) -> list[RankedCandidate]:
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                                   TimeElapsedColumn, TimeRemainingColumn)
+
+        start = time.perf_counter()
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TimeElapsedColumn(), TimeRemainingColumn(), console=self.console,
+                      transient=True, disable=self.console is None) as progress:
+            self._progress = progress
+            try:
+                ranking = self.search()
+            finally:
+                self._progress = None
+        self.record_ranking(ranking)
+        self.wall_seconds = time.perf_counter() - start
+        return ranking
+
+    def search(self) -> list[RankedCandidate]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def record_ranking(self, ranking: list[RankedCandidate]) -> None:
+        plugin, version = self._plugin()
+        metric = "mean" if len(self.targets) > 1 else "score"
+        rows = [{"run_id": self.run_id, "task": self.objective, "metric": metric, "rank": i + 1,
+                 "encoder": r.candidate.vision_encoder, "llm": r.candidate.language_model,
+                 "score": None if r.score is None or math.isnan(r.score) else r.score,
+                 "measured_or_predicted": r.measured_or_predicted, "trial_key": r.trial_key,
+                 "sample_ratio": r.sample_ratio, "stage": r.stage,
+                 "plugin": plugin, "plugin_version": version} for i, r in enumerate(ranking)]
+        self.store.insert("rankings", rows)
+
+    def _plugin(self) -> tuple[str, str]:
+        entry = self.components["search_strategy"].get(self.name)
+        return entry.plugin, entry.version
+
+    def insert(self, table: str, rows: list[dict]) -> None:
+        plugin, version = self._plugin()
+        self.store.insert(table, [{"run_id": self.run_id, "plugin": plugin,
+                                   "plugin_version": version, **row} for row in rows])
+
+
+def harness_version() -> str:
+    return __version__

@@ -1,0 +1,22 @@
+"""Grid search: every candidate trained at r = 1 and ranked by measured score (ground truth)."""
+
+from __future__ import annotations
+
+import math
+
+from harness.strategies.base import RankedCandidate, SearchStrategy
+
+
+class GridSearch(SearchStrategy):
+    name = "grid"
+
+    def search(self) -> list[RankedCandidate]:
+        candidates = self.suite.candidates()
+        self.phase("grid", total=len(candidates))
+        scored = []
+        for candidate in candidates:
+            score = self.evaluate(candidate, 1.0)
+            scored.append(RankedCandidate(candidate, score, "measured",
+                                          self._outcomes[(candidate, 1.0)].key))
+        return sorted(scored, key=lambda r: (math.isnan(r.score), -r.score if not math.isnan(r.score) else 0,
+                                             str(r.candidate)))

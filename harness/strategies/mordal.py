@@ -1,0 +1,336 @@
+"""Mordal (arXiv 2502.00241): cluster, then successive halving over clusters, then successive
+halving and an observational scaling law inside the best clusters.
+
+Choices where the paper is vague (also in the closing note):
+- Encoder representation: the encoder's patch tokens on ``clustering.samples`` images of the
+  target task's *train* split (alignment images for non-shapes targets), standardised per
+  (token, feature) and flattened per image, compared with the suite's similarity metric (linear
+  CKA by default). Token-level rather than mean-pooled: mean pooling mostly tracks the raw
+  pixels' colour layout (measured on this test bed).
+- LLM representation: per encoder cluster, through its medoid encoder and a projector warmed up
+  for ``warmup_steps`` steps (LLM frozen), the LLM's last hidden state averaged over the prompt
+  (image tokens + question).
+- Thresholds ``t_ve`` / ``t_llm`` cut the dendrogram of 1 - similarity (a distance).
+- Multi-target suites are searched on the mean score over targets.
+- Ranking: survivors by predicted full-data score; then the rest by elimination order (later
+  eliminated first; within a rung by that rung's score); an eliminated cluster's unevaluated
+  members follow its medoid.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import math
+import time
+
+import numpy as np
+
+from harness.clustering import Cluster, candidate_clusters, cluster, singletons
+from harness.policies import drive
+from harness.predictors import scaling_ratios
+from harness.strategies.base import RankedCandidate, SearchStrategy
+from harness.suite import Candidate
+
+
+def _construct(cls, **options):
+    """Build a policy/predictor with the options its constructor accepts."""
+    params = inspect.signature(cls).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return cls(**options)
+    return cls(**{k: v for k, v in options.items() if k in params})
+
+
+class MordalSearch(SearchStrategy):
+    name = "mordal"
+
+    def search(self) -> list[RankedCandidate]:
+        cfg = self.suite.search
+        encoders = list(self.suite.zoo.vision_encoders)
+        llms = list(self.suite.zoo.language_models)
+
+        if cfg.clustering.enabled:
+            enc_clusters = self.cluster_encoders(encoders)
+            llm_clusters = {c.medoid: self.cluster_llms(c.medoid, llms) for c in enc_clusters}
+        else:
+            enc_clusters = singletons(encoders)
+            llm_clusters = {e: singletons(llms) for e in encoders}
+        clusters = candidate_clusters(enc_clusters, llm_clusters)
+        by_medoid = {Candidate(*c.medoid): c for c in clusters}
+
+        # inter-cluster: the medoid candidate of every cluster, down to the top-K clusters
+        inter_policy = self.policy("inter")
+        inter_plan = inter_policy.plan(len(by_medoid), cfg.inter.top_k)
+        self.phase("inter-cluster", total=sum(r.n_in for r in inter_plan) or None)
+        inter = drive(inter_policy, list(by_medoid), cfg.inter.top_k, self.evaluate)
+        self.record_rungs("inter", inter)
+
+        # intra-cluster: every candidate of the surviving clusters, down to the top-K'
+        members = sorted({m for med in inter.survivors for m in by_medoid[med].members})
+        members = [Candidate(*m) for m in members]
+        intra_policy = self.policy("intra")
+        intra_plan = intra_policy.plan(len(members), cfg.intra.top_k)
+        self.phase("intra-cluster", total=sum(r.n_in for r in intra_plan) or None)
+        intra = drive(intra_policy, members, cfg.intra.top_k, self.evaluate)
+        self.record_rungs("intra", intra)
+
+        # the survivors' full-data scores: predicted from small ratios, or measured at r = 1
+        survivors = list(intra.survivors)
+        ranked = self.predict(survivors) if cfg.predictor.enabled else self.measure(survivors)
+        ranked += self.eliminated(intra, exclude={r.candidate for r in ranked})
+        ranked += self.eliminated_clusters(inter, by_medoid, exclude={r.candidate for r in ranked})
+        return ranked
+
+    # -- stages -----------------------------------------------------------------------------------
+
+    def policy(self, stage: str):
+        options = getattr(self.suite.search, stage)
+        name = self.suite.search.policy(stage)
+        cls = self.components["stopping_policy"].get(name).load()
+        return _construct(cls, eta=options.eta, min_ratio=options.min_ratio)
+
+    def record_rungs(self, phase: str, stage) -> None:
+        rows = []
+        for result in stage.rungs:
+            for candidate in result.candidates:
+                outcome = self._outcomes.get((candidate, result.rung.ratio))
+                score = result.scores[candidate]
+                rows.append({"phase": phase, "rung": result.rung.index,
+                             "encoder": candidate.vision_encoder, "llm": candidate.language_model,
+                             "task": self.objective, "sample_ratio": result.rung.ratio,
+                             "budget": result.rung.ratio,
+                             "score": None if math.isnan(score) else score,
+                             "kept": candidate in result.kept,
+                             "trial_key": outcome.key if outcome else None})
+        if rows:
+            self.insert("rungs", rows)
+
+    def predict(self, survivors: list[Candidate]) -> list[RankedCandidate]:
+        cfg = self.suite.search.predictor
+        predictor = _construct(self.components["predictor"].get(cfg.name).load())
+        ratios = scaling_ratios(cfg.r0, cfg.points)
+        self.phase("scaling prediction", total=len(survivors) * len(ratios))
+        ranked = []
+        for candidate in survivors:
+            scores = [self.evaluate(candidate, r) for r in ratios]
+            points = [(r, s) for r, s in zip(ratios, scores) if not math.isnan(s)]
+            base = {"encoder": candidate.vision_encoder, "llm": candidate.language_model,
+                    "task": self.objective, "metric": "score"}
+            self.insert("scaling_points", [
+                {**base, "sample_ratio": r, "score": s,
+                 "trial_key": self._outcomes[(candidate, r)].key} for r, s in points])
+            if len(points) < 2:
+                ranked.append(RankedCandidate(candidate, math.nan, "predicted", stage="survivor"))
+                continue
+            fit = predictor.fit([p[0] for p in points], [p[1] for p in points])
+            value = predictor.predict(fit, 1.0)
+            self.insert("scaling_fits", [{**base, "predictor": cfg.name, "a": fit.params.get("a"),
+                                          "b": fit.params.get("b"), "r2": fit.r2,
+                                          "params": fit.params, "n_points": len(points)}])
+            self.insert("predictions", [{**base, "sample_ratio": 1.0, "predicted_score": value,
+                                         "predictor": cfg.name}])
+            ranked.append(RankedCandidate(candidate, value, "predicted", stage="survivor"))
+        return sorted(ranked, key=_best_first)
+
+    def measure(self, survivors: list[Candidate]) -> list[RankedCandidate]:
+        self.phase("full-data survivors", total=len(survivors))
+        ranked = [RankedCandidate(c, self.evaluate(c, 1.0), "measured",
+                                  self._outcomes[(c, 1.0)].key, stage="survivor")
+                  for c in survivors]
+        return sorted(ranked, key=_best_first)
+
+    def eliminated(self, stage, exclude: set, label: str = "eliminated-intra") -> list[RankedCandidate]:
+        out = []
+        for result in reversed(stage.rungs):
+            dropped = [c for c in result.candidates if c not in result.kept and c not in exclude]
+            for c in sorted(dropped, key=lambda c: _best_first_score(result.scores[c], c)):
+                out.append(RankedCandidate(c, result.scores[c], "measured",
+                                           self._outcomes[(c, result.rung.ratio)].key,
+                                           sample_ratio=result.rung.ratio, stage=label))
+                exclude.add(c)
+        return out
+
+    def eliminated_clusters(self, inter, by_medoid, exclude: set) -> list[RankedCandidate]:
+        out = []
+        for dropped in self.eliminated(inter, set(), label="eliminated-inter"):
+            medoid = dropped.candidate
+            if medoid not in exclude:
+                exclude.add(medoid)
+                out.append(dropped)
+            for member in sorted(Candidate(*m) for m in by_medoid[medoid].members):
+                if member not in exclude:  # never trained: ranked with its cluster, no score
+                    exclude.add(member)
+                    out.append(RankedCandidate(member, math.nan, "measured", sample_ratio=None,
+                                               stage="eliminated-inter"))
+        return out
+
+    # -- clustering -------------------------------------------------------------------------------
+
+    def clustering_data(self):
+        """(dataset, items) whose images and questions represent the target task."""
+        from harness.shapes import load_dataset
+        from harness.trial import load_alignment
+
+        n = self.suite.search.clustering.samples
+        first = self.targets[0].task
+        if first.startswith("shapes:"):
+            dataset = load_dataset(first.split(":", 1)[1], split="train", n=n, seed=self.suite.seed)
+        else:
+            _, dataset = load_alignment(self.suite.alignment.dataset, n, seed=0)
+        items = [dataset[i] for i in range(min(n, len(dataset)))]
+        return dataset, items
+
+    def _features(self, component_fp: str, dataset, layer: str, compute):
+        from harness.store import embedding_key
+
+        n = self.suite.search.clustering.samples
+        key = embedding_key(component=component_fp, dataset=dataset.fingerprint, layer=layer,
+                            sample_set={"first": n})
+        cached = self.store.get_embedding(key)
+        if cached is not None:
+            return key, np.asarray(cached, dtype=np.float32), True
+        feats = compute()
+        plugin, version = self._plugin()
+        self.store.put_embedding(key, feats, component_fingerprint=component_fp,
+                                 dataset_fingerprint=dataset.fingerprint, layer=layer,
+                                 run_id=self.run_id, plugin=plugin, plugin_version=version,
+                                 sample_set={"first": n})
+        return key, feats, False
+
+    def _similarities(self, names: list[str], feats: dict, keys: dict, fps: dict) -> np.ndarray:
+        from harness.store import similarity_key
+
+        metric_name = self.suite.search.similarity
+        metric = self.components["similarity_metric"].get(metric_name).load()
+        plugin, version = self._plugin()
+        sim = np.eye(len(names))
+        for i, a in enumerate(names):
+            for j in range(i + 1, len(names)):
+                b = names[j]
+                key = similarity_key(metric=metric_name, a=keys[a], b=keys[b])
+                value = self.store.get_similarity(key)
+                if value is None:
+                    value = float(metric(feats[a], feats[b]))
+                    self.store.put_similarity(key, value, metric=metric_name, a=fps[a], b=fps[b],
+                                              run_id=self.run_id, plugin=plugin,
+                                              plugin_version=version)
+                sim[i, j] = sim[j, i] = value
+        return sim
+
+    def _record_clusters(self, level: str, clusters: list[Cluster], threshold: float,
+                         fps: dict, context: str | None = None) -> None:
+        rows = [{"level": level, "context": context, "cluster_id": i, "member": m, "member_fingerprint": fps.get(m),
+                 "is_medoid": m == c.medoid, "threshold": threshold,
+                 "linkage": self.suite.search.clustering.linkage,
+                 "metric": self.suite.search.similarity}
+                for i, c in enumerate(clusters) for m in c.members]
+        self.insert("clusters", rows)
+
+    def _cost(self, phase: str, seconds: float, samples: int, reused: bool) -> None:
+        self.insert("phase_costs", [{"phase": phase, "wall_seconds": seconds,
+                                     "samples_seen": samples, "reused": reused}])
+
+    def cluster_encoders(self, encoders: list[str]) -> list[Cluster]:
+        import torch
+
+        from harness.trial import load_encoder
+
+        start = time.perf_counter()
+        dataset, items = self.clustering_data()
+        self.phase("cluster encoders", total=len(encoders))
+        feats, keys, fps, all_reused = {}, {}, {}, True
+        self._encoders = {}
+        for ref in encoders:
+            self.say(f"encoder features: {ref}")
+            _, encoder = load_encoder(ref)
+            self._encoders[ref] = encoder
+            fps[ref] = encoder.fingerprint
+
+            def compute(encoder=encoder):
+                encoder.eval()
+                with torch.no_grad():
+                    out = torch.cat([encoder(torch.stack([encoder.transform(it.image)
+                                                          for it in items[i:i + 64]]))
+                                     for i in range(0, len(items), 64)]).float()
+                out = (out - out.mean(0)) / out.std(0).clamp_min(1e-6)
+                return out.reshape(len(items), -1).numpy()
+
+            keys[ref], feats[ref], reused = self._features(fps[ref], dataset, "encoder-tokens", compute)
+            all_reused &= reused
+            if self._progress is not None:
+                self._progress.advance(self._task)
+        sim = self._similarities(encoders, feats, keys, fps)
+        t = self.suite.search.clustering.t_ve
+        clusters = cluster(encoders, sim, t, self.suite.search.clustering.linkage)
+        self._record_clusters("encoder", clusters, t, fps)
+        self._cost("cluster-encoders", time.perf_counter() - start, 0, all_reused)
+        return clusters
+
+    def cluster_llms(self, encoder_ref: str, llms: list[str]) -> list[Cluster]:
+        import torch
+
+        from harness.store import content_key
+        from harness.training import TrainConfig, train
+        from harness.trial import build_vlm, examples_from, load_alignment, load_language_model
+        from harness.vlm import Conversation
+
+        start = time.perf_counter()
+        dataset, items = self.clustering_data()
+        warm = self.suite.search.clustering.warmup_steps
+        encoder = self._encoders[encoder_ref]
+        self.phase(f"cluster LLMs via {encoder_ref}", total=len(llms))
+        feats, keys, fps, all_reused, samples = {}, {}, {}, True, 0
+        for ref in llms:
+            self.say(f"LLM features via {encoder_ref}: {ref}")
+            _, lm = load_language_model(ref)
+            fp = content_key({"encoder": encoder.fingerprint, "llm": lm.fingerprint,
+                              "warmup_steps": warm, "projector": self.train_config.projector,
+                              "lr": self.train_config.lr, "seed": self.suite.seed})
+            fps[ref] = lm.fingerprint
+
+            def compute(lm=lm):
+                nonlocal samples
+                config = TrainConfig(projector=self.train_config.projector, llm="frozen",
+                                     lr=self.train_config.lr, batch_size=self.train_config.batch_size,
+                                     steps=max(1, warm), schedule="constant", warmup=0.0)
+                spec = self.spec(Candidate(encoder_ref, ref), 1.0)
+                vlm, _ = build_vlm(dataclasses.replace(spec, train=config), encoder, lm)
+                _, align = load_alignment(self.suite.alignment.dataset,
+                                          min(512, self.suite.alignment.samples or 512), seed=0)
+                if warm > 0:
+                    result = train(vlm, examples_from(align), config, seed=self.suite.seed,
+                                   device="cpu" if self.suite.device == "auto" else self.suite.device)
+                    samples += result.samples_seen
+                vlm.eval()
+                out = []
+                with torch.no_grad():
+                    for i in range(0, len(items), 64):
+                        chunk = items[i:i + 64]
+                        pixels = torch.stack([encoder.transform(it.image) for it in chunk])
+                        inputs = vlm.build_inputs(pixels.to(next(vlm.projector.parameters()).device),
+                                                  [Conversation(it.prompt) for it in chunk],
+                                                  with_answer=False)
+                        inputs.pop("labels")
+                        hidden = vlm.llm(**inputs, output_hidden_states=True).hidden_states[-1]
+                        mask = inputs["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+                        out.append(((hidden * mask).sum(1) / mask.sum(1)).float().cpu())
+                return torch.cat(out).numpy()
+
+            keys[ref], feats[ref], reused = self._features(fp, dataset, "llm-last-hidden", compute)
+            all_reused &= reused
+            if self._progress is not None:
+                self._progress.advance(self._task)
+        sim = self._similarities(llms, feats, keys, fps)
+        t = self.suite.search.clustering.t_llm
+        clusters = cluster(llms, sim, t, self.suite.search.clustering.linkage)
+        self._record_clusters("llm", clusters, t, fps, context=encoder_ref)
+        self._cost(f"cluster-llms@{encoder_ref}", time.perf_counter() - start, samples, all_reused)
+        return clusters
+
+
+def _best_first_score(score: float, candidate) -> tuple:
+    return (math.isnan(score), -score if not math.isnan(score) else 0.0, str(candidate))
+
+
+def _best_first(r: RankedCandidate) -> tuple:
+    return _best_first_score(r.score, r.candidate)
