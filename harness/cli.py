@@ -234,6 +234,31 @@ def _print_rows(columns: list[str], rows: list[tuple], fmt: str) -> None:
         click.echo(f"({len(rows)} row{'s' if len(rows) != 1 else ''})")
 
 
+@cli.command()
+@click.argument("run_a")
+@click.argument("run_b")
+@store_option
+@click.option("--json", "as_json", is_flag=True)
+def compare(run_a: str, run_b: str, store_path: Path | None, as_json: bool):
+    """Compare a search run with a grid run: speedup, top-1, Kendall tau, weighted tau, NDCG@5."""
+    from harness.report import compare as compare_runs
+    from harness.store import Store
+
+    with Store.open(_store_path(store_path), read_only=True) as st:
+        rows = compare_runs(st, run_a, run_b)
+    if as_json:
+        for row in rows:
+            click.echo(json.dumps(row))
+        return
+    for row in rows:
+        click.echo(f"{row['task']}: {row['search_strategy']} run {row['search_run']} vs grid "
+                   f"run {row['grid_run']}")
+        for key in ("speedup", "speedup_samples", "grid_seconds", "search_seconds", "grid_trials",
+                    "search_trials", "top1", "grid_best", "search_best", "kendall_tau_top10",
+                    "weighted_tau_top10", "ndcg_at_5"):
+            click.echo(f"  {key:<20} {row[key]}")
+
+
 @cli.group()
 def store():
     """Inspect or back up the store."""
