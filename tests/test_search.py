@@ -1,0 +1,200 @@
+"""Searches end to end on tiny models: real training, real lmms-eval, a real store file."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import pytest
+import yaml
+
+SUITE = {
+    "name": "search-test",
+    "seed": 0,
+    "zoo": {"vision_encoders": ["tiny:vit-p4", "tiny:vit-p8", "tiny:resnet"],
+            "language_models": ["tiny:gpt2", "tiny:mistral"]},
+    "alignment": {"dataset": "shapes:color", "samples": 32},
+    "vlm": {"llm": "full", "optim": {"lr": 1e-3, "batch_size": 16, "epochs": 1}},
+    "targets": [{"task": "shapes:color", "limit": 8}],
+    "search": {"strategy": "mordal",
+               "clustering": {"samples": 16, "warmup_steps": 1, "t_ve": 0.7, "t_llm": 0.8},
+               "inter": {"top_k": 2, "min_ratio": 0.5}, "intra": {"top_k": 1, "min_ratio": 0.5},
+               "predictor": {"r0": 0.5, "points": 2}},
+    "device": "cpu",
+}
+
+
+def write_suite(tmp_path, name="suite.yaml", **changes):
+    suite = yaml.safe_load(yaml.safe_dump(SUITE))
+    for dotted, value in changes.items():
+        node = suite
+        *parents, leaf = dotted.split(".")
+        for p in parents:
+            node = node[p]
+        node[leaf] = value
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(suite))
+    return path
+
+
+def harness(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "harness.cli", *map(str, args)],
+                          capture_output=True, text=True, **kw)
+
+
+def trials_of(store, run_id=None):
+    con = duckdb.connect(str(store), read_only=True)
+    try:
+        where = f"where u.run_id = '{run_id}'" if run_id else ""
+        return con.execute(
+            "select count(*) filter (where not u.reused), count(*) filter (where u.reused)"
+            f" from run_uses u {where}" + (" and" if where else " where") + " u.kind = 'trial'"
+        ).fetchone()
+    finally:
+        con.close()
+
+
+def last_run(store):
+    con = duckdb.connect(str(store), read_only=True)
+    try:
+        return con.execute("select run_id, status from runs order by started_at desc limit 1").fetchone()
+    finally:
+        con.close()
+
+
+def test_mordal_runs_end_to_end_then_reuses_everything(tmp_path):
+    store = tmp_path / "s.duckdb"
+    suite = write_suite(tmp_path)
+    first = harness("run", suite, "--store", store)
+    assert first.returncode == 0, first.stderr
+    assert "best VLM:" in first.stdout and "mordal ranking" in first.stdout
+    run_1, status = last_run(store)
+    assert status == "done"
+    trained, reused = trials_of(store, run_1)
+    assert trained > 0
+
+    con = duckdb.connect(str(store), read_only=True)
+    ranking = con.execute("select encoder, llm, measured_or_predicted, stage from rankings"
+                          " where run_id = ? order by rank", [run_1]).fetchall()
+    assert len(ranking) == 6 and len(set((r[0], r[1]) for r in ranking)) == 6
+    assert ranking[0][2] == "predicted" and ranking[0][3] == "survivor"
+    assert con.execute("select count(*) from clusters where run_id = ? and level = 'encoder'",
+                       [run_1]).fetchone()[0] == 3
+    assert con.execute("select count(*) from embeddings").fetchone()[0] >= 3 + 2
+    assert con.execute("select count(*) from similarities").fetchone()[0] >= 3
+    assert con.execute("select count(*) from rungs where run_id = ?", [run_1]).fetchone()[0] > 0
+    assert con.execute("select count(*) from scaling_points where run_id = ?", [run_1]).fetchone()[0] == 2
+    assert con.execute("select count(*) from predictions where run_id = ?", [run_1]).fetchone()[0] == 1
+    board = con.execute("select * from leaderboard").fetchall()
+    assert len(board) == 6
+    con.close()
+
+    start = time.perf_counter()
+    again = harness("run", suite, "--store", store)
+    assert again.returncode == 0, again.stderr
+    run_2, _ = last_run(store)
+    assert trials_of(store, run_2) == (0, trained + reused)
+    assert "0 trained" in again.stdout
+    con = duckdb.connect(str(store), read_only=True)
+    same = [con.execute("select encoder, llm from rankings where run_id = ? order by rank", [r]).fetchall()
+            for r in (run_1, run_2)]
+    assert same[0] == same[1]  # same suite + seed = same ranking
+    con.close()
+
+
+def test_one_more_encoder_trains_only_what_it_requires(tmp_path):
+    store = tmp_path / "s.duckdb"
+    grid = write_suite(tmp_path, "grid.yaml", **{"search.strategy": "grid"})
+    assert harness("run", grid, "--store", store).returncode == 0
+    assert trials_of(store, last_run(store)[0]) == (6, 0)
+    bigger = write_suite(tmp_path, "grid2.yaml", **{
+        "search.strategy": "grid",
+        "zoo.vision_encoders": SUITE["zoo"]["vision_encoders"] + ["tiny:convnext"]})
+    out = harness("run", bigger, "--store", store)
+    assert out.returncode == 0, out.stderr
+    assert trials_of(store, last_run(store)[0]) == (2, 6)  # convnext x 2 LLMs only
+
+
+def test_failed_candidate_is_recorded_and_the_search_goes_on(tmp_path):
+    store = tmp_path / "s.duckdb"
+    # lr 1e30 with no clipping: every candidate's loss goes non-finite, every one fails, and the
+    # search still ranks them all (failures last) instead of crashing
+    suite = write_suite(tmp_path, **{"search.strategy": "grid", "vlm.optim.lr": 1e30,
+                                     "zoo.vision_encoders": ["tiny:vit-p4"]})
+    out = harness("run", suite, "--store", store)
+    assert out.returncode == 0, out.stderr
+    con = duckdb.connect(str(store), read_only=True)
+    rows = con.execute("select status, error from trials").fetchall()
+    assert rows and all(s == "failed" and "non-finite" in e for s, e in rows)
+    assert con.execute("select count(*) from rankings where score is null").fetchone()[0] == 2
+
+
+def test_ablation_switches_change_the_plan(tmp_path):
+    store = tmp_path / "s.duckdb"
+    suite = write_suite(tmp_path, **{"search.clustering.enabled": False,
+                                     "search.predictor.enabled": False,
+                                     "search.early_stopping": False,
+                                     "zoo.vision_encoders": ["tiny:vit-p4", "tiny:resnet"]})
+    out = harness("run", suite, "--store", store)
+    assert out.returncode == 0, out.stderr
+    run_id = last_run(store)[0]
+    con = duckdb.connect(str(store), read_only=True)
+    assert con.execute("select count(*) from clusters where run_id = ?", [run_id]).fetchone()[0] == 0 or \
+        con.execute("select count(*) from embeddings").fetchone()[0] == 0
+    assert con.execute("select count(*) from predictions").fetchone()[0] == 0
+    ratios = {r[0] for r in con.execute("select distinct sample_ratio from rungs").fetchall()}
+    assert ratios == {1.0}  # no early stopping: every rung at the full budget
+    assert con.execute("select count(*) from rankings where run_id = ? and measured_or_predicted"
+                       " = 'predicted'", [run_id]).fetchone()[0] == 0
+
+
+def test_compare_against_the_grid(tmp_path):
+    store = tmp_path / "s.duckdb"
+    assert harness("run", write_suite(tmp_path, "g.yaml", **{"search.strategy": "grid"}),
+                   "--store", store).returncode == 0
+    grid_run = last_run(store)[0]
+    assert harness("run", write_suite(tmp_path), "--store", store).returncode == 0
+    mordal_run = last_run(store)[0]
+    out = harness("compare", mordal_run, grid_run, "--store", store, "--json")
+    assert out.returncode == 0, out.stderr
+    import json
+
+    (row,) = [json.loads(line) for line in out.stdout.splitlines()]
+    assert row["task"] == "shapes:color" and row["grid_trials"] == 6
+    assert row["speedup"] > 0 and 0 <= row["ndcg_at_5"] <= 1
+    tau = row["weighted_tau_top10"]
+    assert tau != tau or -1 <= tau <= 1  # NaN when the tiny grid ties everywhere
+    bad = harness("compare", mordal_run, mordal_run, "--store", store)
+    assert bad.returncode != 0 and "grid" in bad.stderr
+
+
+def test_killed_run_resumes_without_repeating_finished_trials(tmp_path):
+    store = tmp_path / "s.duckdb"
+    suite = write_suite(tmp_path, **{"search.strategy": "grid"})
+    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", str(suite), "--store", str(store)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    # the writer holds the store's lock; watch the checkpoints it writes beside it instead
+    while time.monotonic() < deadline:
+        ckpts = list((tmp_path / "checkpoints").glob("*/trainable.safetensors"))
+        if len(ckpts) >= 2:
+            break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    con = duckdb.connect(str(store))  # a writable open recovers the WAL
+    finished = {r[0] for r in con.execute("select trial_key from trials where status = 'done'").fetchall()}
+    con.close()
+    assert len(finished) >= 1
+    out = harness("run", suite, "--store", store)
+    assert out.returncode == 0, out.stderr
+    con = duckdb.connect(str(store), read_only=True)
+    run_id = con.execute("select run_id from runs order by started_at desc limit 1").fetchone()[0]
+    reused = {r[0] for r in con.execute("select key from run_uses where run_id = ? and reused",
+                                        [run_id]).fetchall()}
+    assert finished <= reused  # nothing finished before the kill was trained again
+    statuses = dict(con.execute("select status, count(*) from runs group by status").fetchall())
+    assert statuses.get("interrupted") == 1 and statuses.get("done") == 1
