@@ -315,6 +315,19 @@ def _console():
     return Console() if sys.stdout.isatty() else Console(width=10_000)
 
 
+@store.command("merge")
+@click.argument("other", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@store_option
+@click.option("--wait", type=float, default=0.0, show_default=True)
+def store_merge(other: Path, store_path: Path | None, wait: float):
+    """Copy every row of another store into this one (rows already here are kept)."""
+    from harness.store import Store
+
+    with Store.open(_store_path(store_path), wait=wait) as st:
+        added = st.merge_from(other)
+    click.echo(", ".join(f"{t}: +{n}" for t, n in added.items() if n) or "nothing new")
+
+
 def main() -> None:
     from harness.errors import HarnessError
 

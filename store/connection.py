@@ -522,6 +522,46 @@ class Store:
         self.con.execute(f"DETACH {alias}")
         return dest
 
+    def merge_from(self, other: str | os.PathLike) -> dict[str, int]:
+        """Copy every row of another store (same or older schema) into this one, in one
+        transaction; rows whose primary key is already here are kept as they are. Returns rows
+        added per table. For combining shards trained in parallel or on other machines;
+        checkpoint paths are relative to each store's folder, so merge stores that share one.
+        """
+        self._require_writable("merge another store")
+        other = Path(other).expanduser().absolute()
+        if not other.exists():
+            raise StoreError(f"no store at {other}")
+        alias = "harness_merge_" + os.urandom(4).hex()
+        self.con.execute(f"ATTACH {_sql_literal(str(other))} AS {alias} (READ_ONLY)")
+        added: dict[str, int] = {}
+        try:
+            tables = [r[0] for r in self.con.execute(
+                "SELECT table_name FROM duckdb_tables() WHERE database_name = ? AND "
+                "table_name <> '_migrations' ORDER BY table_name", [alias]).fetchall()]
+            with self.transaction():
+                for table in tables:
+                    cols = [r[0] for r in self.con.execute(
+                        "SELECT column_name FROM duckdb_columns() WHERE database_name = ? AND "
+                        "table_name = ? ORDER BY column_index", [alias, table]).fetchall()]
+                    names = ", ".join(f'"{c}"' for c in cols)
+                    before = self.con.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0]
+                    keyed = self.con.execute(
+                        "SELECT count(*) FROM duckdb_constraints() WHERE database_name = ? AND "
+                        "table_name = ? AND constraint_type IN ('PRIMARY KEY', 'UNIQUE')",
+                        [alias, table]).fetchone()[0]
+                    if keyed:
+                        self.con.execute(f'INSERT OR IGNORE INTO "{table}" ({names}) '
+                                         f'SELECT {names} FROM {alias}."{table}"')
+                    else:  # no key to conflict on: skip rows already here verbatim
+                        self.con.execute(f'INSERT INTO "{table}" ({names}) '
+                                         f'SELECT {names} FROM {alias}."{table}" '
+                                         f'EXCEPT SELECT {names} FROM "{table}"')
+                    added[table] = self.con.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0] - before
+        finally:
+            self.con.execute(f"DETACH {alias}")
+        return added
+
 
 def _sql_literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"

@@ -503,3 +503,21 @@ def test_sigkill_mid_migration_leaves_the_older_store_intact(path):
     with Store.open(path) as store:
         assert store.applied_migrations() == ALL
         assert store.query("SELECT run_id FROM runs") == [{"run_id": "r1"}]
+
+
+def test_merge_from_copies_rows_once(tmp_path):
+    from harness.store import Store
+
+    a, b = tmp_path / "a.duckdb", tmp_path / "b.duckdb"
+    with Store.open(b) as other:
+        run = other.start_run(suite_name="shard")
+        other.start_trial("k1", run_id=run, encoder="e", llm="l", dataset_fingerprint="d",
+                          sample_ratio=1.0, plugin="p", plugin_version="1")
+        other.finish_trial("k1", wall_seconds=2.0, samples_seen=10)
+        other.put_scores("k1", [{"task": "t", "metric": "m", "value": 0.5}], run_id=run,
+                         plugin="p", plugin_version="1")
+    with Store.open(a) as main:
+        added = main.merge_from(b)
+        assert added["runs"] == 1 and added["trials"] == 1 and added["scores"] == 1
+        assert main.merge_from(b)["trials"] == 0  # primary keys: nothing twice
+        assert main.get_trial("k1")["status"] == "done"
