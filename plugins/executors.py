@@ -6,3 +6,4 @@ from harness.hookspecs import hookimpl
 @hookimpl
 def register_executors(register):
     register("local", "harness.executors:LocalExecutor", doc="run trials one after another in this process")
+    register("processes", "harness.parallel:ProcessExecutor", doc="run independent trials in worker processes (HARNESS_WORKERS, default all cores), each with a store shard merged back")

@@ -198,3 +198,20 @@ def test_killed_run_resumes_without_repeating_finished_trials(tmp_path):
     assert finished <= reused  # nothing finished before the kill was trained again
     statuses = dict(con.execute("select status, count(*) from runs group by status").fetchall())
     assert statuses.get("interrupted") == 1 and statuses.get("done") == 1
+
+
+def test_grid_in_worker_processes_matches_the_local_grid(tmp_path):
+    local, parallel = tmp_path / "local" / "s.duckdb", tmp_path / "par" / "s.duckdb"
+    small = {"search.strategy": "grid", "zoo.vision_encoders": ["tiny:vit-p4", "tiny:resnet"]}
+    assert harness("run", write_suite(tmp_path, "a.yaml", **small), "--store", local).returncode == 0
+    out = harness("run", write_suite(tmp_path, "b.yaml", executor="processes", **small),
+                  "--store", parallel, env={**os.environ, "HARNESS_WORKERS": "2"})
+    assert out.returncode == 0, out.stderr
+    rows = []
+    for store in (local, parallel):
+        con = duckdb.connect(str(store), read_only=True)
+        rows.append(con.execute("select t.encoder, t.llm, s.value from scores s join trials t"
+                                " using (trial_key) order by all").fetchall())
+        con.close()
+    assert rows[0] == rows[1] and len(rows[0]) == 4
+    assert not list(parallel.parent.glob(".shard-*"))

@@ -1,0 +1,94 @@
+"""Trials in parallel worker processes, each writing its own shard of the store.
+
+DuckDB allows one writer per file, and the search's process holds the store. So each worker
+starts from a consistent copy of the store (it reuses every finished trial), writes its own
+shard next to it (same folder, so checkpoint paths resolve), and the shards are merged back
+when all workers end. Workers run one torch thread each: tiny models train faster as separate
+processes than as one process with more threads.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from harness.errors import HarnessError
+
+
+class ProcessExecutor:
+    """Runs trials in ``workers`` processes (``HARNESS_WORKERS``, default: all cores)."""
+
+    def __init__(self, store, run_id: str, workers: int | None = None, **options):
+        self.store = store
+        self.run_id = run_id
+        self.workers = workers or int(os.environ.get("HARNESS_WORKERS", os.cpu_count() or 1))
+
+    def run(self, spec, progress=None):
+        from harness.trial import run_trial
+
+        return run_trial(spec, self.store, self.run_id, progress=progress)
+
+    def run_many(self, specs: list) -> list:
+        """Train every spec (spreading them over the workers), then return their outcomes."""
+        run_many(specs, self.store, self.run_id, self.workers)
+        return [self.run(spec) for spec in specs]  # all reused now: a store lookup each
+
+
+def run_many(specs: list, store, run_id: str, workers: int) -> None:
+    if not specs:
+        return
+    workers = max(1, min(workers, len(specs)))
+    base = store.path.parent
+    tag = f".shard-{run_id}-{os.getpid()}"
+    jobs = []
+    for i in range(workers):
+        shard = base / f"{tag}-{i}.duckdb"
+        for p in (shard, Path(str(shard) + ".wal")):
+            p.unlink(missing_ok=True)
+        store.backup(shard)
+        job = base / f"{tag}-{i}.pkl"
+        job.write_bytes(pickle.dumps(specs[i::workers]))
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+        proc = subprocess.Popen([sys.executable, "-m", "harness.parallel", str(job), str(shard),
+                                 run_id], env=env, stdout=subprocess.DEVNULL)
+        jobs.append((proc, shard, job))
+    failures = []
+    for proc, shard, job in jobs:
+        if proc.wait() != 0:
+            failures.append(f"worker for {job.name} exited with {proc.returncode}")
+    try:
+        for _, shard, _ in jobs:
+            if shard.exists():
+                store.merge_from(shard)
+    finally:
+        for _, shard, job in jobs:
+            for p in (shard, Path(str(shard) + ".wal"), job):
+                p.unlink(missing_ok=True)
+    if failures:
+        raise HarnessError("; ".join(failures) + " (finished trials were kept)")
+
+
+def _worker(job: Path, shard: Path, run_id: str) -> int:
+    import torch
+
+    from harness.store import Store
+    from harness.trial import run_trial
+
+    torch.set_num_threads(1)
+    specs = pickle.loads(job.read_bytes())
+    with Store.open(shard) as store:
+        for spec in specs:
+            start = time.perf_counter()
+            out = run_trial(spec, store, run_id)
+            print(f"{spec.encoder} + {spec.llm} r={spec.ratio} seed={spec.seed}: {out.status} "
+                  f"{'reused' if out.reused else f'{time.perf_counter() - start:.1f}s'}",
+                  file=sys.stderr, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_worker(Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]))
