@@ -1,0 +1,275 @@
+"""The test bed's ground truth: train the whole miniature grid and show it is a real one.
+
+    python benchmarks/testbed_report.py [--suite suites/minizoo.yaml] [--store bench/testbed.duckdb]
+                                        [--workers 2] [--seeds 3] [--top 3]
+
+Trains every candidate of the suite's zoo at r = 1 (seed 0) and scores it on every target
+task, then seeds 1..S-1 for each task's top candidates, then a few candidates at
+r in {1/16, 1/8, 1/4, 1/2, 1}. Everything goes to the store (re-running reuses it all) as two
+runs: ``testbed-grid`` (the seed-0 grid, with a ranking per task, for `harness compare`) and
+``testbed-extra`` (seeds and scaling points). Prints:
+  per-task score table; seed-to-seed tau vs between-task tau; top-1 gap over its standard
+  error per task; encoder CKA matrix and clusters vs pretraining objectives; correlation of
+  CKA with score-profile similarity; R^2 of score vs log(data fraction); a JSON verdict line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import math
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+RATIOS = (1 / 16, 1 / 8, 1 / 4, 1 / 2, 1.0)
+
+
+def grid_specs(suite, seed: int, ratio: float = 1.0, candidates=None):
+    from harness.scoring import Target
+    from harness.training import config_from_suite
+    from harness.trial import TrialSpec
+
+    config = config_from_suite(suite.vlm)
+    targets = tuple(Target(t.task, limit=t.limit) for t in suite.targets)
+    return [TrialSpec(encoder=c.vision_encoder, llm=c.language_model,
+                      alignment=suite.alignment.dataset, samples=suite.alignment.samples or 5000,
+                      ratio=ratio, train=config, seed=seed, targets=targets, device="cpu")
+            for c in (candidates or suite.candidates())]
+
+
+def scores_of(store, specs, run_id: str) -> dict:
+    """(encoder, llm, seed, ratio) -> {task: score} for specs already in the store."""
+    from harness.trial import run_trial
+
+    out = {}
+    for spec in specs:
+        outcome = run_trial(spec, store, run_id)  # reused: a lookup
+        if outcome.status == "done":
+            out[(spec.encoder, spec.llm, spec.seed, spec.ratio)] = {s.task: s.value
+                                                                   for s in outcome.scores}
+    return out
+
+
+def kendall(a: dict, b: dict) -> float:
+    from scipy.stats import kendalltau
+
+    keys = sorted(set(a) & set(b))
+    return float(kendalltau([a[k] for k in keys], [b[k] for k in keys]).statistic)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--suite", default=str(ROOT / "suites" / "minizoo.yaml"))
+    parser.add_argument("--store", default=str(ROOT / "bench" / "testbed.duckdb"))
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--top", type=int, default=3, help="top candidates per task to reseed")
+    parser.add_argument("--scaling", type=int, default=4, help="candidates with a scaling curve")
+    args = parser.parse_args()
+
+    import torch
+
+    from harness.parallel import run_many
+    from harness.store import Store
+    from harness.suite import load_suite
+
+    torch.set_num_threads(1)
+    suite = load_suite(args.suite)
+    tasks = [t.task for t in suite.targets]
+    start = time.perf_counter()
+    with Store.open(args.store) as store:
+        grid_run = store.start_run(suite_name="testbed-grid", strategy="grid", seed=0,
+                                   suite_hash=suite.fingerprint(), config=suite.model_dump(mode="json"),
+                                   plugin="benchmarks.testbed_report", plugin_version="1")
+        base = grid_specs(suite, seed=0)
+        run_many(base, store, grid_run, args.workers)
+        grid = scores_of(store, base, grid_run)
+        grid_seconds = time.perf_counter() - start
+        for task in tasks:
+            ranked = sorted(grid, key=lambda k: -grid[k][task])
+            store.insert("rankings", [{"run_id": grid_run, "task": task, "metric": "exact_match",
+                                       "rank": i + 1, "encoder": k[0], "llm": k[1], "score": grid[k][task],
+                                       "measured_or_predicted": "measured", "sample_ratio": 1.0,
+                                       "stage": "grid", "plugin": "benchmarks.testbed_report",
+                                       "plugin_version": "1"} for i, k in enumerate(ranked)])
+        store.finish_run(grid_run, "done")
+
+        extra_run = store.start_run(suite_name="testbed-extra", strategy="grid", seed=0,
+                                    plugin="benchmarks.testbed_report", plugin_version="1")
+        from harness.suite import Candidate
+
+        top = sorted({k[:2] for task in tasks
+                      for k in sorted(grid, key=lambda k: -grid[k][task])[:args.top]})
+        top_candidates = [Candidate(*c) for c in top]
+        seed_specs = [s for seed in range(1, args.seeds) for s in grid_specs(suite, seed, 1.0, top_candidates)]
+        # scaling curves: the best candidate of the first tasks and the median candidate
+        by_mean = sorted(grid, key=lambda k: -np.mean(list(grid[k].values())))
+        curve = []
+        for task in tasks:
+            best = max(grid, key=lambda k: grid[k][task])[:2]
+            if best not in curve:
+                curve.append(best)
+        curve = (curve[: args.scaling - 1] + [by_mean[len(by_mean) // 2][:2]])[: args.scaling]
+        scaling_specs = [s for r in RATIOS[:-1]
+                         for s in grid_specs(suite, 0, r, [Candidate(*c) for c in curve])]
+        run_many(seed_specs + scaling_specs, store, extra_run, args.workers)
+        seeded = scores_of(store, seed_specs, extra_run)
+        scaled = scores_of(store, scaling_specs, extra_run)
+        store.finish_run(extra_run, "done")
+        n_trials = store.query("select count(*) as n, sum(wall_seconds) as s from trials"
+                               " where status = 'done'")[0]
+    report(suite, tasks, grid, seeded, scaled, curve, args, grid_seconds, time.perf_counter() - start,
+           n_trials)
+
+
+def report(suite, tasks, grid, seeded, scaled, curve, args, grid_seconds, total_seconds, n_trials):
+    from harness.clustering import cluster
+    from harness.similarity import cka
+
+    cands = sorted({k[:2] for k in grid})
+    short = {t: t.split(":")[-1] for t in tasks}
+    print(f"# Test bed: {len(suite.zoo.vision_encoders)} encoders x {len(suite.zoo.language_models)} "
+          f"LLMs = {len(cands)} candidates, {len(tasks)} tasks, "
+          f"{suite.targets[0].limit or 1000} test items each")
+    print(f"grid wall {grid_seconds:.0f}s, all {total_seconds:.0f}s; {n_trials['n']} trials in store, "
+          f"{(n_trials['s'] or 0):.0f} trial-seconds\n")
+
+    # 1. per-task score table
+    print("## Scores at r = 1, seed 0 (best per task marked *)")
+    print(f"{'encoder':<18}{'llm':<14}" + "".join(f"{short[t]:>9}" for t in tasks) + f"{'mean':>9}")
+    best = {t: max(grid, key=lambda k: grid[k][t]) for t in tasks}
+    for k in sorted(grid, key=lambda k: -np.mean([grid[k][t] for t in tasks])):
+        cells = "".join(f"{grid[k][t]:>8.3f}{'*' if best[t] == k else ' '}" for t in tasks)
+        print(f"{k[0]:<18}{k[1]:<14}{cells}{np.mean([grid[k][t] for t in tasks]):>9.3f}")
+    chance = {t: None for t in tasks}
+    try:
+        from harness.shapes import load_dataset
+
+        chance = {t: load_dataset(t.split(":")[1], split="test", n=10).chance for t in tasks}
+    except Exception:  # noqa: BLE001 - chance levels are informative only
+        pass
+    print("median  " + "  ".join(f"{short[t]} {np.median([grid[k][t] for k in grid]):.3f}"
+                                 f" (chance {chance[t]:.3f})" if chance[t] else "" for t in tasks))
+
+    # 2. seed-to-seed tau vs between-task tau
+    verdict = {}
+    seed_taus = []
+    top = sorted({k[:2] for k in seeded})
+    for t in tasks:
+        per_seed = {0: {c: grid[(*c, 0, 1.0)][t] for c in top}}
+        for (e, l, s, _), sc in seeded.items():
+            per_seed.setdefault(s, {})[(e, l)] = sc[t]
+        for a, b in itertools.combinations(sorted(per_seed), 2):
+            tau = kendall(per_seed[a], per_seed[b])
+            if not math.isnan(tau):
+                seed_taus.append(tau)
+    task_taus = []
+    for a, b in itertools.combinations(tasks, 2):
+        tau = kendall({c: grid[c][a] for c in grid}, {c: grid[c][b] for c in grid})
+        task_taus.append(tau)
+    seed_tau, task_tau = float(np.mean(seed_taus)) if seed_taus else math.nan, float(np.mean(task_taus))
+    print(f"\n## Rank agreement\nseed-to-seed Kendall tau (top candidates, per task): {seed_tau:.3f}"
+          f" over {len(seed_taus)} pairs\nbetween-task Kendall tau (all candidates): {task_tau:.3f}"
+          f" (min {min(task_taus):.2f}, max {max(task_taus):.2f})")
+    verdict["seed_tau"], verdict["task_tau"] = round(seed_tau, 3), round(task_tau, 3)
+
+    # 3. top-1 gap over its standard error, from the seeds
+    print("\n## Top-1 vs #2 (mean over seeds; SE of the difference from seed spread)")
+    separated = 0
+    winners = set()
+    for t in tasks:
+        means = {}
+        for c in top:
+            vals = [grid[(*c, 0, 1.0)][t]] + [sc[t] for (e, l, s, _), sc in seeded.items() if (e, l) == c]
+            means[c] = (float(np.mean(vals)), float(np.std(vals, ddof=1)) / math.sqrt(len(vals))
+                        if len(vals) > 1 else math.nan, len(vals))
+        ranked = sorted(means, key=lambda c: -means[c][0])
+        (m1, se1, n1), (m2, se2, n2) = means[ranked[0]], means[ranked[1]]
+        se = math.sqrt(se1 ** 2 + se2 ** 2)
+        ratio = (m1 - m2) / se if se > 0 else math.inf
+        separated += ratio > 2
+        winners.add(ranked[0])
+        print(f"{short[t]:<8} #1 {ranked[0][0]}+{ranked[0][1]} {m1:.3f}  #2 {ranked[1][0]}+{ranked[1][1]}"
+              f" {m2:.3f}  gap/SE {ratio:.1f}")
+    print(f"top-1 separated by > 2 SE on {separated} of {len(tasks)} tasks; "
+          f"{len(winners)} different winners")
+    verdict["tasks_top1_gt_2se"] = separated
+    verdict["distinct_winners"] = len(winners)
+
+    # 4. encoder CKA and clusters vs objectives
+    from harness.shapes import load_dataset
+    from harness.trial import load_encoder
+    import torch
+
+    images = [it.image for it in load_dataset("align", split="test", n=256)]
+    feats, objective = {}, {}
+    for ref in suite.zoo.vision_encoders:
+        _, enc = load_encoder(ref)
+        enc.eval()
+        with torch.no_grad():
+            f = torch.cat([enc(torch.stack([enc.transform(im) for im in images[i:i + 64]]))
+                           for i in range(0, len(images), 64)]).float()
+        f = (f - f.mean(0)) / f.std(0).clamp_min(1e-6)
+        feats[ref] = f.reshape(len(images), -1).numpy()
+        objective[ref] = enc.config.get("objective", "?")
+    encs = list(suite.zoo.vision_encoders)
+    sim = np.eye(len(encs))
+    for i, j in itertools.combinations(range(len(encs)), 2):
+        sim[i, j] = sim[j, i] = cka(feats[encs[i]], feats[encs[j]])
+    print("\n## Encoder token-level linear CKA (256 shapes images, standardised, flattened)")
+    names = [e.split(":")[-1] for e in encs]
+    print(" " * 16 + "".join(f"{n[:7]:>8}" for n in names))
+    for i, n in enumerate(names):
+        print(f"{n:<16}" + "".join(f"{sim[i, j]:>8.2f}" for j in range(len(encs))))
+    clusters = cluster(encs, sim, suite.search.clustering.t_ve, suite.search.clustering.linkage)
+    print(f"clusters at t_ve={suite.search.clustering.t_ve} (distance 1 - CKA):")
+    for c in clusters:
+        print("  " + ", ".join(f"{m.split(':')[-1]} [{objective[m]}]" for m in c.members))
+    pure = sum(len({objective[m] for m in c.members}) == 1 for c in clusters)
+    verdict["encoder_clusters"] = len(clusters)
+    verdict["objective_pure_clusters"] = pure
+
+    # 5. CKA vs score-profile similarity
+    from scipy.stats import spearmanr
+
+    llms = list(suite.zoo.language_models)
+    profile = {e: np.array([grid[(e, l, 0, 1.0)][t] for l in llms for t in tasks]) for e in encs}
+    pairs = list(itertools.combinations(range(len(encs)), 2))
+    cka_vals = [sim[i, j] for i, j in pairs]
+    prof_vals = [float(np.corrcoef(profile[encs[i]], profile[encs[j]])[0, 1]) for i, j in pairs]
+    rho = float(spearmanr(cka_vals, prof_vals).statistic)
+    print(f"\n## CKA vs score-profile similarity: Spearman {rho:.2f} over {len(pairs)} encoder pairs")
+    verdict["cka_vs_profile_spearman"] = round(rho, 3)
+
+    # 6. scaling: R^2 of score vs log(data fraction)
+    from harness.predictors import LogLinear
+
+    print("\n## Score vs log(data fraction), r in {1/16, 1/8, 1/4, 1/2, 1}")
+    r2s = []
+    for c in curve:
+        for t in tasks:
+            pts = [(r, (grid if r == 1.0 else scaled)[(*c, 0, r)][t]) for r in RATIOS
+                   if (*c, 0, r) in (grid if r == 1.0 else scaled)]
+            if len(pts) < 3:
+                continue
+            fit = LogLinear(clip=None).fit([p[0] for p in pts], [p[1] for p in pts])
+            learned = max(p[1] for p in pts) - min(p[1] for p in pts) > 0.05
+            if learned:
+                r2s.append(fit.r2)
+            print(f"{c[0]}+{c[1]} {short[t]:<8} " + " ".join(f"{p[1]:.3f}" for p in pts)
+                  + f"  R^2 {fit.r2:.2f}" + ("" if learned else " (flat: < 0.05 range, excluded)"))
+    if r2s:
+        print(f"R^2 median {np.median(r2s):.2f}, >= 0.8 on {sum(r >= 0.8 for r in r2s)} of {len(r2s)} curves")
+        verdict["scaling_r2_median"] = round(float(np.median(r2s)), 3)
+        verdict["scaling_r2_ge_0.8"] = f"{sum(r >= 0.8 for r in r2s)}/{len(r2s)}"
+    print("\n" + json.dumps({"verdict": verdict}))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
