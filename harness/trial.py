@@ -85,8 +85,9 @@ def examples_from(dataset) -> list:
     out = []
     for item in dataset:
         turns = item.conversations
+        image = item.image  # one image object per conversation (rendered once)
         for human, gpt in zip(turns[0::2], turns[1::2]):
-            out.append(Example(item.image, human["value"], gpt["value"]))
+            out.append(Example(image, human["value"], gpt["value"]))
     return out
 
 

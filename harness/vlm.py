@@ -76,7 +76,8 @@ class VLM(nn.Module):
         return self.lm.model
 
     @torch.no_grad()
-    def calibrate(self, pixel_values: torch.Tensor) -> None:
+    def calibrate(self, pixel_values: torch.Tensor | None = None, *,
+                  features: torch.Tensor | None = None) -> None:
         """Estimate the feature standardisation from a batch of alignment images.
 
         Encoders' feature scales differ by 10x and, unnormalised, the scale alone decides the
@@ -85,12 +86,14 @@ class VLM(nn.Module):
         embeddings, padding effects), which otherwise dwarfs the image content in the small
         encoders' tokens.
         """
-        feats = self.encoder(pixel_values).float()
+        feats = (self.encoder(pixel_values) if features is None else features).float()
         self.feature_mean.copy_(feats.mean(dim=0))
         self.feature_std.copy_(feats.std(dim=0).clamp_min(1e-3 * feats.std().item() + 1e-12))
 
-    def image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        feats = self.encoder(pixel_values)
+    def image_features(self, pixel_values: torch.Tensor | None = None, *,
+                       features: torch.Tensor | None = None) -> torch.Tensor:
+        """Projected image tokens, from pixels or from precomputed (frozen) encoder features."""
+        feats = self.encoder(pixel_values) if features is None else features
         if self.normalize_features:
             feats = (feats.float() - self.feature_mean) / self.feature_std
         return self.projector(feats.to(self.projector_dtype))
@@ -102,11 +105,12 @@ class VLM(nn.Module):
     def _tokenize(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
-    def build_inputs(self, pixel_values: torch.Tensor, conversations: list[Conversation],
-                     *, with_answer: bool) -> dict[str, torch.Tensor]:
+    def build_inputs(self, pixel_values: torch.Tensor | None, conversations: list[Conversation],
+                     *, with_answer: bool, features: torch.Tensor | None = None
+                     ) -> dict[str, torch.Tensor]:
         """Token embeddings with image tokens spliced in; right-padded for training,
         left-padded for generation. Labels cover the answer and EOS only."""
-        image_embeds = self.image_features(pixel_values)
+        image_embeds = self.image_features(pixel_values, features=features)
         embed = self.llm.get_input_embeddings()
         device = image_embeds.device
         bos = [self.tokenizer.bos_token_id] if self.tokenizer.bos_token_id is not None else []
@@ -145,8 +149,9 @@ class VLM(nn.Module):
             out_labels[i, sl] = label
         return {"inputs_embeds": embeds, "attention_mask": mask, "labels": out_labels}
 
-    def loss(self, pixel_values: torch.Tensor, conversations: list[Conversation]) -> torch.Tensor:
-        inputs = self.build_inputs(pixel_values, conversations, with_answer=True)
+    def loss(self, pixel_values: torch.Tensor | None, conversations: list[Conversation], *,
+             features: torch.Tensor | None = None) -> torch.Tensor:
+        inputs = self.build_inputs(pixel_values, conversations, with_answer=True, features=features)
         return self.llm(**inputs).loss
 
     @torch.no_grad()
