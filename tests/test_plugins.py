@@ -34,7 +34,8 @@ def test_builtins_register_through_the_hooks():
     components = Components(*make_plugin_manager())
     for module in DEFAULT_PLUGINS:
         info = components.plugins[module]
-        assert info.builtin and info.hooks and info.components, module
+        assert info.builtin and info.hooks, module
+        assert info.components or info.hooks == ["register_commands"], module
     assert "tiny:vit-p8" in components["vision_encoder"].available()
     assert components["stopping_policy"].get("sha").plugin == "harness.plugins.policies"
 
