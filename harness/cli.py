@@ -328,9 +328,20 @@ def store_merge(other: Path, store_path: Path | None, wait: float):
     click.echo(", ".join(f"{t}: +{n}" for t, n in added.items() if n) or "nothing new")
 
 
+def _quiet_libraries() -> None:
+    """Our own progress and tables replace the libraries' per-load bars and notices."""
+    import os
+
+    for var, value in (("TRANSFORMERS_VERBOSITY", "error"), ("HF_DATASETS_DISABLE_PROGRESS_BARS", "1"),
+                       ("HF_HUB_DISABLE_PROGRESS_BARS", "1"), ("TQDM_DISABLE", "1"),
+                       ("TOKENIZERS_PARALLELISM", "false")):
+        os.environ.setdefault(var, value)
+
+
 def main() -> None:
     from harness.errors import HarnessError
 
+    _quiet_libraries()
     try:
         cli(prog_name="harness")
     except HarnessError as exc:  # raised while click resolves commands, before invoke
