@@ -102,15 +102,28 @@ def test_second_writer_waits_then_names_the_holder(tmp_path):
         holder.wait()
 
 
-def test_run_records_the_run_and_says_what_is_missing(tmp_path):
+def test_run_records_a_failed_run_when_the_strategy_cannot_load(tmp_path):
+    """A strategy plugin whose code cannot be imported: the run is recorded and says so."""
+    plugin = tmp_path / "broken_strategy.py"
+    plugin.write_text(
+        "from harness.hookspecs import hookimpl\n"
+        "@hookimpl\n"
+        "def register_search_strategies(register):\n"
+        "    register('later', 'harness_not_written_yet:Later')\n")
+    dist = tmp_path / "site" / "broken_strategy-1.0.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-strategy\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[harness]\nlater = broken_strategy\n")
+    (tmp_path / "site" / "broken_strategy.py").write_text(plugin.read_text())
+    suite = tmp_path / "suite.yaml"
+    suite.write_text((ROOT / "suites" / "quickstart.yaml").read_text().replace(
+        "strategy: mordal", "strategy: later"))
     store = tmp_path / "s.duckdb"
-    out = harness("run", ROOT / "suites" / "quickstart.yaml", "--store", store)
+    env = {"PYTHONPATH": str(tmp_path / "site"), "HARNESS_LOAD_PLUGINS": "later"}
+    out = harness("run", suite, "--store", store, env=env)
+    assert out.returncode == 4, out.stderr
+    assert "not available yet" in out.stderr and "harness_not_written_yet" in out.stderr
     con = duckdb.connect(str(store), read_only=True)
-    rows = con.execute("select suite_name, strategy, status, error, plugin from runs").fetchall()
-    if out.returncode == 4:  # the strategy's module is not part of this version yet
-        assert "not available yet" in out.stderr
-        assert rows[0][:3] == ("quickstart", "mordal", "failed") and "not available yet" in rows[0][3]
-    else:
-        assert out.returncode == 0, out.stderr
-        assert rows[0][:3] == ("quickstart", "mordal", "done")
-    assert rows[0][4] == "harness.plugins.strategies"
+    (row,) = con.execute("select suite_name, strategy, status, error, plugin from runs").fetchall()
+    assert row[:3] == ("quickstart", "later", "failed") and "not available yet" in row[3]
+    assert row[4] == "later"

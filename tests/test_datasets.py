@@ -184,9 +184,10 @@ def test_llava_data_copies_to_disk(tmp_path):
     assert np.array_equal(back[1].array(), ds[1].array())
 
 
-def test_lmms_tasks_are_not_datasets_yet():
-    with pytest.raises(NotImplementedError, match="lmms-eval bridge"):
-        load_lmms_task("mme")
+def test_lmms_tasks_are_targets_the_scorer_runs(tmp_path):
+    target = load_lmms_task("ai2d", dataset=str(tmp_path / "ai2d.parquet"), limit=5)
+    assert target.task == "lmms:ai2d" and target.limit == 5
+    assert target.dataset.endswith("ai2d.parquet")
 
 
 def test_llava_datasets_pickle(tmp_path):
