@@ -259,12 +259,9 @@ class MordalSearch(SearchStrategy):
             all_reused &= reused
             if self._progress is not None:
                 self._progress.advance(self._task)
-        sim = self._similarities(encoders, feats, keys, fps)
-        t = self.suite.search.clustering.t_ve
-        clusters = cluster(encoders, sim, t, self.suite.search.clustering.linkage)
-        self._record_clusters("encoder", clusters, t, fps)
-        self._cost("cluster-encoders", time.perf_counter() - start, 0, all_reused)
-        return clusters
+        return self._cluster_and_record("encoder", encoders, feats, keys, fps,
+                                        self.suite.search.clustering.t_ve, "cluster-encoders",
+                                        start, 0, all_reused)
 
     def cluster_llms(self, encoder_ref: str, llms: list[str]) -> list[Cluster]:
         import torch
@@ -320,11 +317,18 @@ class MordalSearch(SearchStrategy):
             all_reused &= reused
             if self._progress is not None:
                 self._progress.advance(self._task)
-        sim = self._similarities(llms, feats, keys, fps)
-        t = self.suite.search.clustering.t_llm
-        clusters = cluster(llms, sim, t, self.suite.search.clustering.linkage)
-        self._record_clusters("llm", clusters, t, fps, context=encoder_ref)
-        self._cost(f"cluster-llms@{encoder_ref}", time.perf_counter() - start, samples, all_reused)
+        return self._cluster_and_record("llm", llms, feats, keys, fps,
+                                        self.suite.search.clustering.t_llm,
+                                        f"cluster-llms@{encoder_ref}", start, samples, all_reused,
+                                        context=encoder_ref)
+
+    def _cluster_and_record(self, level, names, feats, keys, fps, threshold, phase, start,
+                            samples, all_reused, context=None) -> list[Cluster]:
+        """Similarities -> clusters at ``threshold``; clusters and the phase's cost recorded."""
+        sim = self._similarities(names, feats, keys, fps)
+        clusters = cluster(names, sim, threshold, self.suite.search.clustering.linkage)
+        self._record_clusters(level, clusters, threshold, fps, context=context)
+        self._cost(phase, time.perf_counter() - start, samples, all_reused)
         return clusters
 
 
