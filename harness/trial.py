@@ -139,9 +139,10 @@ def _expected_items(target: Target, default_limit: int) -> int | None:
 
 
 def run_trial(spec: TrialSpec, store, run_id: str, *, default_limit: int = 1000,
-              progress=None) -> TrialOutcome:
+              progress=None, stored_only: bool = False) -> TrialOutcome | None:
     """Train (or reuse) and score one trial. A failure inside the candidate (NaN loss, OOM,
-    a plugin's exception) is recorded as a failed trial and returned, not raised."""
+    a plugin's exception) is recorded as a failed trial and returned, not raised. With
+    ``stored_only`` nothing trains: a trial missing from the store returns None."""
     from harness.datasets import subset
     from harness.scoring import score
     from harness.store import trial_key
@@ -194,6 +195,8 @@ def run_trial(spec: TrialSpec, store, run_id: str, *, default_limit: int = 1000,
                             wall_seconds=prior["wall_seconds"] or 0.0,
                             samples_seen=prior["samples_seen"] or 0)
 
+    if stored_only:
+        return None
     store.start_trial(key, run_id=run_id, encoder=spec.encoder, llm=spec.llm,
                       dataset_fingerprint=dataset.fingerprint, sample_ratio=spec.ratio,
                       plugin=PLUGIN, plugin_version=__version__, train_config=config.as_dict(),
