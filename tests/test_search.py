@@ -215,3 +215,21 @@ def test_grid_in_worker_processes_matches_the_local_grid(tmp_path):
         con.close()
     assert rows[0] == rows[1] and len(rows[0]) == 4
     assert not list(parallel.parent.glob(".shard-*"))
+
+
+@pytest.mark.slow
+def test_quickstart_twice_trains_nothing_the_second_time(tmp_path):
+    """The README's quickstart, for real (minutes on 2 cores): run it, run it again."""
+    store = tmp_path / "s.duckdb"
+    quickstart = Path(__file__).parents[1] / "suites" / "quickstart.yaml"
+    start = time.perf_counter()
+    first = harness("run", quickstart, "--store", store)
+    first_seconds = time.perf_counter() - start
+    assert first.returncode == 0, first.stderr
+    trained, _ = trials_of(store, last_run(store)[0])
+    assert trained > 0 and "best VLM:" in first.stdout
+    start = time.perf_counter()
+    second = harness("run", quickstart, "--store", store)
+    assert second.returncode == 0, second.stderr
+    assert trials_of(store, last_run(store)[0]) == (0, trained)
+    assert time.perf_counter() - start < first_seconds / 3
