@@ -146,11 +146,11 @@ def report(suite, tasks, grid, seeded, scaled, curve, args, grid_seconds, total_
 
     # 1. per-task score table
     print("## Scores at r = 1, seed 0 (best per task marked *)")
-    print(f"{'encoder':<18}{'llm':<14}" + "".join(f"{short[t]:>9}" for t in tasks) + f"{'mean':>9}")
+    print(f"{'encoder':<20}{'llm':<22}" + "".join(f"{short[t]:>9}" for t in tasks) + f"{'mean':>9}")
     best = {t: max(grid, key=lambda k: grid[k][t]) for t in tasks}
     for k in sorted(grid, key=lambda k: -np.mean([grid[k][t] for t in tasks])):
         cells = "".join(f"{grid[k][t]:>8.3f}{'*' if best[t] == k else ' '}" for t in tasks)
-        print(f"{k[0]:<18}{k[1]:<14}{cells}{np.mean([grid[k][t] for t in tasks]):>9.3f}")
+        print(f"{k[0]:<20}{k[1]:<22}{cells}{np.mean([grid[k][t] for t in tasks]):>9.3f}")
     chance = {t: None for t in tasks}
     try:
         from harness.shapes import load_dataset
