@@ -437,6 +437,35 @@ def m005_ranking_ratio_and_stage(con: duckdb.DuckDBPyConnection) -> None:
         "where the rank came from: grid | survivor | eliminated-intra | eliminated-inter"))
 
 
+@migration
+def m006_clusters_keyed_by_context(con: duckdb.DuckDBPyConnection) -> None:
+    # LLMs are clustered once per encoder cluster (through its medoid), so one LLM appears once
+    # per context: the key must include it. DuckDB cannot alter a primary key: rebuild the table.
+    con.execute("ALTER TABLE clusters RENAME TO clusters_m001")
+    _create(con, "clusters", "Clustering of the zoo within a run, with medoids.", [
+        ("run_id", "VARCHAR NOT NULL", "runs.run_id"),
+        ("level", "VARCHAR NOT NULL CHECK (level IN ('encoder', 'llm'))", "encoder | llm"),
+        ("context", "VARCHAR NOT NULL DEFAULT ''",
+         "for level llm: the medoid encoder whose warmed-up projector produced the LLM embeddings;"
+         " '' for encoders"),
+        ("cluster_id", "INTEGER NOT NULL", "cluster number within the level and context"),
+        ("member", "VARCHAR NOT NULL", "component ref"),
+        ("member_fingerprint", "VARCHAR", "components.fingerprint"),
+        ("is_medoid", "BOOLEAN NOT NULL", "true for the cluster's representative"),
+        ("threshold", "DOUBLE", "distance cut (1 - similarity) used: t_ve / t_llm"),
+        ("linkage", "VARCHAR", "scipy linkage method"),
+        ("metric", "VARCHAR", "similarity metric used"),
+        *_provenance("clustering")[1:],
+    ], ["PRIMARY KEY (run_id, level, context, member)"])
+    con.execute("""
+        INSERT INTO clusters (run_id, level, context, cluster_id, member, member_fingerprint,
+                              is_medoid, threshold, linkage, metric, plugin, plugin_version, created_at)
+        SELECT run_id, level, coalesce(context, ''), cluster_id, member, member_fingerprint,
+               is_medoid, threshold, linkage, metric, plugin, plugin_version, created_at
+        FROM clusters_m001""")
+    con.execute("DROP TABLE clusters_m001")
+
+
 def schema_markdown() -> str:
     """docs/store-schema.md: run every migration on a blank in-memory database and describe it."""
     con = duckdb.connect(":memory:")

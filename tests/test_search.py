@@ -20,7 +20,8 @@ SUITE = {
     "vlm": {"llm": "full", "optim": {"lr": 1e-3, "batch_size": 16, "epochs": 1}},
     "targets": [{"task": "shapes:color", "limit": 8}],
     "search": {"strategy": "mordal",
-               "clustering": {"samples": 16, "warmup_steps": 1, "t_ve": 0.7, "t_llm": 0.8},
+               # t_ve 0: every encoder its own cluster, so LLMs are clustered once per encoder
+               "clustering": {"samples": 16, "warmup_steps": 1, "t_ve": 0.0, "t_llm": 0.8},
                "inter": {"top_k": 2, "min_ratio": 0.5}, "intra": {"top_k": 1, "min_ratio": 0.5},
                "predictor": {"r0": 0.5, "points": 2}},
     "device": "cpu",
@@ -83,6 +84,9 @@ def test_mordal_runs_end_to_end_then_reuses_everything(tmp_path):
     assert ranking[0][2] == "predicted" and ranking[0][3] == "survivor"
     assert con.execute("select count(*) from clusters where run_id = ? and level = 'encoder'",
                        [run_1]).fetchone()[0] == 3
+    # one LLM clustering per encoder cluster: each LLM appears once per context
+    assert con.execute("select count(distinct context), count(*) from clusters where run_id = ?"
+                       " and level = 'llm'", [run_1]).fetchone() == (3, 6)
     assert con.execute("select count(*) from embeddings").fetchone()[0] >= 3 + 2
     assert con.execute("select count(*) from similarities").fetchone()[0] >= 3
     assert con.execute("select count(*) from rungs where run_id = ?", [run_1]).fetchone()[0] > 0

@@ -219,7 +219,7 @@ class MordalSearch(SearchStrategy):
 
     def _record_clusters(self, level: str, clusters: list[Cluster], threshold: float,
                          fps: dict, context: str | None = None) -> None:
-        rows = [{"level": level, "context": context, "cluster_id": i, "member": m, "member_fingerprint": fps.get(m),
+        rows = [{"level": level, "context": context or "", "cluster_id": i, "member": m, "member_fingerprint": fps.get(m),
                  "is_medoid": m == c.medoid, "threshold": threshold,
                  "linkage": self.suite.search.clustering.linkage,
                  "metric": self.suite.search.similarity}
