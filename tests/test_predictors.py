@@ -1,3 +1,4 @@
+import json
 import math
 
 import numpy as np
@@ -5,7 +6,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.predictors import LogLinear, Predictor, ScalingFit, scaling_ratios
+from harness.plugin_manager import get_components
+from harness.predictors import (
+    DEFAULT_ALPHA,
+    LogLinear,
+    PowerLaw,
+    Predictor,
+    Rectified,
+    ScalingFit,
+    scaling_ratios,
+)
+from harness.strategies.mordal import _construct
+
+PREDICTORS = [LogLinear, PowerLaw, Rectified]
 
 
 @settings(max_examples=50, deadline=None)
@@ -62,14 +75,18 @@ def test_constant_scores_fit_perfectly():
         ([0.5, 0.25], [0.3, math.nan], "finite"),
     ],
 )
-def test_bad_points(ratios, scores, message):
+@pytest.mark.parametrize("cls", PREDICTORS)
+def test_bad_points(cls, ratios, scores, message):
     with pytest.raises(ValueError, match=message):
-        LogLinear().fit(ratios, scores)
+        cls().fit(ratios, scores)
 
 
-def test_predict_rejects_non_positive_ratio():
+@pytest.mark.parametrize("cls", PREDICTORS)
+def test_predict_rejects_non_positive_ratio(cls):
+    predictor = cls()
+    fit = predictor.fit([0.25, 0.125, 0.0625], [0.6, 0.5, 0.45])
     with pytest.raises(ValueError, match="> 0"):
-        LogLinear().predict(ScalingFit({"a": 0.0, "b": 0.0}, 1.0), ratio=0.0)
+        predictor.predict(fit, ratio=0.0)
 
 
 def test_protocol_and_ratio_schedule():
@@ -78,3 +95,149 @@ def test_protocol_and_ratio_schedule():
     assert scaling_ratios(0.5, 2, factor=4) == [0.5, 0.125]
     with pytest.raises(ValueError, match="at least 2"):
         scaling_ratios(0.125, 1)
+
+
+# -- PowerLaw and Rectified ---------------------------------------------------------------------
+
+FIVE = np.geomspace(1 / 16, 1, 5)
+
+
+def power_scores(r, c, a, alpha):
+    return c - a * np.asarray(r) ** (-alpha)
+
+
+def rectified_scores(r, B, D_l, beta, E):
+    return 1.0 - (B / (D_l + np.asarray(r) ** beta) + E)
+
+
+@pytest.mark.parametrize("c, a, alpha", [(0.9, 0.1, 0.5), (0.75, 0.02, 1.2), (1.0, 0.3, 0.2)])
+def test_power_law_recovers_its_parameters(c, a, alpha):
+    predictor = PowerLaw()
+    fit = predictor.fit(FIVE, power_scores(FIVE, c, a, alpha))
+    assert [fit.params[k] for k in ("c", "a", "alpha")] == pytest.approx([c, a, alpha], rel=1e-5)
+    assert fit.params["fallback"] == "none" and fit.r2 == pytest.approx(1.0)
+    assert predictor.predict(fit) == pytest.approx(c - a, abs=1e-6)
+    # extrapolation 4x past the largest measured ratio
+    small = np.geomspace(1 / 64, 1 / 4, 5)
+    assert predictor.predict(predictor.fit(small, power_scores(small, c, a, alpha))) == pytest.approx(c - a, abs=1e-5)
+
+
+@pytest.mark.parametrize("B, D_l, beta, E", [(0.05, 0.05, 0.8, 0.1), (0.2, 0.3, 0.5, 0.05),
+                                             (0.02, 0.01, 1.2, 0.2), (0.1, 0.0, 0.6, 0.15)])
+def test_rectified_recovers_its_parameters(B, D_l, beta, E):
+    predictor = Rectified()
+    fit = predictor.fit(FIVE, rectified_scores(FIVE, B, D_l, beta, E))
+    got = [fit.params[k] for k in ("B", "D_l", "beta", "E")]
+    assert got == pytest.approx([B, D_l, beta, E], rel=1e-4, abs=1e-7)
+    assert fit.params["fallback"] == "none" and fit.params["n_fitted"] == 5
+    assert fit.params["transition_ratio"] == pytest.approx(D_l ** (1 / beta), rel=1e-3)
+    assert predictor.predict(fit) == pytest.approx(1 - B / (D_l + 1) - E, abs=1e-6)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_mild_noise_keeps_the_full_data_error_bounded(seed):
+    rng = np.random.default_rng(seed)
+    truth = rectified_scores(1.0, 0.05, 0.05, 0.8, 0.1)
+    noisy = rectified_scores(FIVE, 0.05, 0.05, 0.8, 0.1) + rng.normal(0, 0.005, FIVE.size)
+    for predictor in (Rectified(), PowerLaw()):
+        fit = predictor.fit(FIVE, noisy)
+        assert abs(predictor.predict(fit) - truth) < 0.02
+        assert fit.r2 > 0.95
+
+
+def test_rectified_finds_the_flat_pre_power_phase_and_beats_log_linear():
+    # transition halfway (in log) between 1/128 and 1/64: the three smallest ratios are pre-power
+    tau, beta, E = 1 / (64 * math.sqrt(2)), 1.5, 0.1
+    D_l = tau**beta
+    law = {"B": 0.7 * D_l, "D_l": D_l, "beta": beta, "E": E}
+    ratios = np.geomspace(1 / 512, 1 / 16, 6)
+    scores = rectified_scores(ratios, **law)
+    # the curve really is flat first: log-log slopes of the error above its floor
+    local_slopes = np.diff(np.log(1 - scores - E)) / np.diff(np.log(ratios))
+    assert abs(local_slopes[0]) < 0.25 * abs(local_slopes[-1])
+
+    fit = Rectified().fit(ratios, scores)
+    assert fit.params["n_pre_power"] == int((ratios < tau).sum()) == 3
+    assert fit.params["transition_ratio"] == pytest.approx(tau, rel=1e-3)
+    truth = float(rectified_scores(1.0, **law))
+    rectified_error = abs(Rectified().predict(fit) - truth)
+    log_linear_error = abs(LogLinear().predict(LogLinear().fit(ratios, scores)) - truth)
+    assert rectified_error < 1e-4
+    assert rectified_error < log_linear_error
+
+
+def test_two_points_fit_the_log_log_line_through_both():
+    ratios, scores = [0.125, 0.0625], [0.62, 0.55]
+    fit = Rectified().fit(ratios, scores)
+    beta = math.log(0.45 / 0.38) / math.log(2)  # error ratio over one halving
+    assert fit.params["fallback"] == "D_l=0,E=0"
+    assert fit.params["beta"] == pytest.approx(beta, rel=1e-6)
+    assert fit.params["D_l"] == 0.0 and fit.params["E"] == 0.0
+    assert Rectified().predict(fit) == pytest.approx(1 - 0.38 * 0.125**beta, abs=1e-6)
+
+
+def test_two_points_fix_the_power_law_exponent():
+    ratios = [0.125, 0.0625]
+    fit = PowerLaw().fit(ratios, power_scores(ratios, 0.9, 0.05, DEFAULT_ALPHA))
+    assert fit.params["alpha"] == DEFAULT_ALPHA and str(DEFAULT_ALPHA) in fit.params["fallback"]
+    assert [fit.params["c"], fit.params["a"]] == pytest.approx([0.9, 0.05], rel=1e-9)
+
+
+def test_accept_then_stop_drops_a_flat_smallest_point():
+    # the 1/32 -> 1/16 segment is 10x flatter than 1/16 -> 1/8: pre-power, left out of the fit
+    ratios = [0.125, 0.0625, 0.03125]
+    errors = [0.40, 0.55, 0.55 * 2**0.046]
+    fit = Rectified().fit(ratios, [1 - e for e in errors])
+    assert fit.params["n_pre_power"] == 1 and fit.params["n_fitted"] == 2
+    assert 0.03125 < fit.params["transition_ratio"] < 0.0625
+    assert fit.params["fallback"] == "D_l=0,E=0"
+    beta = math.log(0.55 / 0.40) / math.log(2)
+    assert Rectified().predict(fit) == pytest.approx(1 - 0.40 * 0.125**beta, abs=1e-6)
+
+    # a power-law curve (with a floor) keeps all three points
+    plain = Rectified().fit(ratios, rectified_scores(ratios, 0.02, 0.0, 0.9, 0.1))
+    assert plain.params["n_pre_power"] == 0 and plain.params["fallback"] == "D_l=0"
+    assert Rectified().predict(plain) == pytest.approx(float(rectified_scores(1.0, 0.02, 0.0, 0.9, 0.1)), abs=1e-5)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(2, 5), st.floats(0.02, 1.0), st.lists(st.floats(0.0, 1.0), min_size=5, max_size=5))
+def test_any_scores_give_finite_clipped_predictions(points, r0, scores):
+    # 2 and 3 points run the fallbacks, 4 and 5 the full laws
+    ratios = scaling_ratios(r0, points)
+    for cls in PREDICTORS:
+        predictor = cls()
+        fit = predictor.fit(ratios, scores[:points])
+        value = predictor.predict(fit, 1.0)
+        assert isinstance(value, float) and 0.0 <= value <= 1.0
+        # stored as JSON by the mordal strategy: finite numbers and strings only
+        json.dumps(fit.params, allow_nan=False)
+        assert math.isfinite(fit.r2) or fit.r2 == -math.inf
+
+
+@pytest.mark.parametrize("cls", [PowerLaw, Rectified])
+def test_fits_are_deterministic(cls):
+    rng = np.random.default_rng(3)
+    for ratios in (FIVE, FIVE[:3], FIVE[:2]):
+        scores = rectified_scores(ratios, 0.05, 0.05, 0.8, 0.1) + rng.normal(0, 0.01, ratios.size)
+        first, second = cls().fit(ratios, scores), cls().fit(list(ratios), list(scores))
+        assert first == second
+
+
+def test_every_registered_predictor_builds_without_arguments():
+    registry = get_components()["predictor"]
+    assert {"loglinear", "powerlaw", "rectified"} <= set(registry.names())
+    for name in registry.names():
+        predictor = _construct(registry.get(name).load())
+        assert isinstance(predictor, Predictor)
+        fit = predictor.fit([0.125, 0.0625, 0.03125], [0.6, 0.5, 0.45])
+        assert 0.0 <= predictor.predict(fit) <= 1.0
+
+
+@pytest.mark.parametrize("cls", [PowerLaw, Rectified])
+@pytest.mark.parametrize("ratios", [[0.4, 0.2, 0.1], [0.8, 0.4, 0.2, 0.1]])
+def test_constant_scores_predict_the_constant(cls, ratios):
+    fit = cls().fit(ratios, [0.5] * len(ratios))
+    assert cls().predict(fit) == pytest.approx(0.5) and fit.r2 == 1.0
+    if cls is Rectified:
+        assert fit.params["n_pre_power"] == 0  # flat everywhere is no phase transition
