@@ -306,6 +306,24 @@ class Predictor(_Model):
     points: Annotated[Int, Field(ge=2)] = 3
 
 
+class Prescreen(_Model):
+    """Strategy ``gw-prescreen``: rank every candidate without training, then train the best few."""
+
+    train_top: Annotated[Int, Field(ge=0)] = 3  # candidates trained at r = 1 after the ranking
+    samples: Annotated[Int, Field(gt=3)] = 256  # target images (and their paired texts) embedded
+    entropic: Bool = True  # entropic GW (faster, smoother); false: exact conditional gradient
+    epsilon: Annotated[Number, Field(gt=0)] = 0.05  # entropic regularisation, on distances scaled to [0, 1]
+
+
+class Transfer(_Model):
+    """Strategy ``dcd``: rank candidates from stored results on the most similar past tasks."""
+
+    history: Annotated[list[Text], Field(max_length=MAX_TARGETS)] | None = None  # None: every stored task
+    examples: Annotated[Int, Field(gt=1)] = 32  # target examples per task for layer conductance
+    neighbours: Annotated[Int, Field(ge=1)] = 2  # most similar past tasks whose results are used
+    train_top: Annotated[Int, Field(ge=0)] = 0  # candidates then trained at r = 1 to confirm
+
+
 class Search(_Model):
     strategy: StrategyRef = "mordal"
     similarity: SimilarityRef = "cka"
@@ -314,6 +332,8 @@ class Search(_Model):
     intra: Stage = Stage()
     early_stopping: Bool = True  # false: the ablation "no early stopping"
     predictor: Predictor = Predictor()
+    prescreen: Prescreen = Prescreen()  # used by strategy gw-prescreen
+    transfer: Transfer = Transfer()  # used by strategy dcd
 
     def policy(self, stage: Literal["inter", "intra"]) -> str:
         """The stopping policy a stage runs: its own, or ``none`` when early stopping is off."""
@@ -501,6 +521,10 @@ def _parse(text: str, label: str) -> tuple[Node | None, Any, list[tuple[int, str
         where = f"{label}:{mark.line + 1}:{mark.column + 1}" if mark else label
         problem = exc.problem or str(exc)
         context = f" ({exc.context})" if exc.context and exc.context != problem else ""
+        if "maximum nesting depth" in problem:  # libyaml >= 0.2.6 stops absurd nesting itself
+            line = mark.line + 1 if mark else 0
+            return fail(line, f"{label}:{line}: the YAML nests deeper than {MAX_DEPTH} levels; "
+                              "a suite needs a handful")
         if problem.startswith("but found another document"):
             problem, context = "a suite is a single YAML document, but this file has another", ""
         elif mark and _char_at(text, mark.line, mark.column) == "\t":
