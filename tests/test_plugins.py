@@ -61,7 +61,8 @@ def test_unknown_names_suggest_and_list():
     components = Components(*make_plugin_manager())
     with pytest.raises(UnknownComponent) as err:
         components["stopping_policy"].get("shaa")
-    assert "Did you mean 'sha'?" in str(err.value) and "Available: none, sha" in str(err.value)
+    assert "Did you mean 'sha' or 'asha'?" in str(err.value)
+    assert "Available: asha, hyperband, none, sha" in str(err.value)
     with pytest.raises(UnknownComponent) as err:
         components["vision_encoder"].resolve("tiny:vit-p9")
     assert "Did you mean 'tiny:vit-p8'" in str(err.value) and "tiny:convnext" in str(err.value)

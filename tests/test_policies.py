@@ -6,8 +6,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from harness.policies import (
+    AsynchronousSuccessiveHalving,
+    Hyperband,
     NoStopping,
     Rung,
+    RungResult,
+    StageResult,
     StoppingPolicy,
     SuccessiveHalving,
     drive,
@@ -126,3 +130,284 @@ def test_drive_rejects_a_policy_that_keeps_too_many():
 
     with pytest.raises(RuntimeError, match="at most"):
         drive(Greedy(), ["a", "b", "c"], 1, lambda c, r: 0.0)
+
+
+# -- ASHA and Hyperband: policies that drive themselves ------------------------------------------
+
+SELF_DRIVEN = [AsynchronousSuccessiveHalving, Hyperband]
+
+
+def budget(result: StageResult) -> float:
+    """Data consumed: the sum of the ratios of every recorded trial."""
+    return sum(r.rung.ratio * len(r.candidates) for r in result.rungs)
+
+
+def logged(scores):
+    """An evaluate callback over ``scores(candidate, ratio)`` that logs every call."""
+    calls = []
+
+    def evaluate(candidate, ratio):
+        calls.append((candidate, ratio))
+        return scores(candidate, ratio)
+
+    return evaluate, calls
+
+
+def recorded(result: StageResult) -> list:
+    return [(c, r.rung.ratio) for r in result.rungs for c in r.candidates]
+
+
+def last_scores(result: StageResult) -> dict:
+    """Each candidate's score at the highest ratio it was recorded at."""
+    out = {}
+    for r in sorted(result.rungs, key=lambda r: r.rung.ratio):
+        out.update(r.scores)
+    return out
+
+
+# distinct integers: scores stay distinct after float arithmetic, so ties cannot blur "the best"
+quality_lists = st.lists(st.integers(0, 1000), min_size=1, max_size=40, unique=True)
+policy_options = st.tuples(
+    st.sampled_from(SELF_DRIVEN), st.integers(2, 4), st.sampled_from([None, 1 / 27, 0.1, 0.125, 0.5, 1.0])
+)
+
+
+def test_self_driven_policies_satisfy_the_protocol_and_validate_like_sha():
+    for cls in SELF_DRIVEN:
+        assert isinstance(cls(), StoppingPolicy)
+        assert isinstance(cls(eta=3, min_ratio=0.125), StoppingPolicy)  # what a stage passes
+        for bad in ({"eta": 1}, {"eta": 2.5}, {"eta": True}, {"min_ratio": 0.0}, {"min_ratio": 2.0},
+                    {"max_ratio": 0.0}):
+            with pytest.raises(ValueError, match=next(iter(bad))):
+                cls(**bad)
+        with pytest.raises(ValueError, match="top_k"):
+            cls().plan(5, 0)
+        with pytest.raises(ValueError, match="top_k"):
+            drive(cls(), ["a", "b"], 0, lambda c, r: 0.0)
+
+
+@pytest.mark.parametrize("cls", SELF_DRIVEN)
+def test_with_no_decision_to_make_nobody_trains(cls):
+    assert cls().plan(3, 3) == []
+    result = drive(cls(), ["b", "a"], 2, lambda c, r: pytest.fail("trained"))
+    assert result == StageResult((), ("b", "a"))
+
+
+@settings(max_examples=60, deadline=None)
+@given(policy_options, quality_lists, st.integers(1, 5), st.sets(st.integers(0, 39)), st.data())
+def test_every_evaluation_is_recorded_once_and_a_replay_reproduces_the_stage(
+    options, quality, top_k, failing, data
+):
+    cls, eta, min_ratio = options
+    policy = cls(eta=eta, min_ratio=min_ratio)
+    names = [f"c{i}" for i in range(len(quality))]
+    order = data.draw(st.permutations(names))
+    noise = iter(data.draw(st.lists(st.floats(-0.05, 0.05), min_size=200, max_size=200)))
+
+    def noisy(candidate, ratio):  # fresh noise on every call: only a replay of records repeats it
+        i = int(candidate[1:])
+        return math.nan if i in failing else quality[i] * ratio + next(noise)
+
+    evaluate, calls = logged(noisy)
+    result = drive(policy, order, top_k, evaluate)
+
+    assert len(calls) == len(set(calls)) == len(recorded(result))  # nobody trains a pair twice
+    assert set(calls) == set(recorded(result))
+    for r in result.rungs:
+        assert list(r.candidates) == [c for c, ratio in calls if ratio == r.rung.ratio and c in r.candidates]
+        assert set(r.kept) <= set(r.candidates) and list(r.kept) == rank({c: r.scores[c] for c in r.kept})
+    assert len({r.rung.index for r in result.rungs}) == len(result.rungs)
+    tried = {c for c, _ in calls}
+    if len(order) <= top_k:
+        assert result == StageResult((), tuple(order))
+        return
+    assert set(result.untried) == set(order) - tried  # only Hyperband's brackets leave any
+    if cls is AsynchronousSuccessiveHalving:
+        assert tried == set(order)
+    assert len(result.survivors) == min(top_k, len(tried))
+    # every tried candidate that does not survive is dropped somewhere, so a strategy ranks it
+    dropped = {c for r in result.rungs for c in r.candidates if c not in r.kept}
+    assert tried - set(result.survivors) <= dropped
+
+    scores = {pair: s for r in result.rungs for pair, s in zip(((c, r.rung.ratio) for c in r.candidates),
+                                                                (r.scores[c] for c in r.candidates))}
+    assert drive(policy, order, top_k, lambda c, ratio: scores[(c, ratio)]) == result
+
+
+@settings(max_examples=60, deadline=None)
+@given(policy_options, quality_lists, st.integers(1, 5), st.sets(st.integers(0, 39), min_size=1), st.data())
+def test_failed_candidates_never_survive_over_finite_ones(options, quality, top_k, failing, data):
+    cls, eta, min_ratio = options
+    names = [f"c{i}" for i in range(len(quality))]
+    order = data.draw(st.permutations(names))
+    # failures at every ratio, and some candidates that fail only on more data
+    fragile = data.draw(st.sets(st.sampled_from(names)))
+
+    def score(candidate, ratio):
+        i = int(candidate[1:])
+        if i in failing or (candidate in fragile and ratio >= 0.5):
+            return math.nan
+        return quality[i] + ratio
+
+    result = drive(cls(eta=eta, min_ratio=min_ratio), order, top_k, score)
+    if len(order) <= top_k:
+        return
+    if cls is AsynchronousSuccessiveHalving:  # a failed trial earns no more data
+        for lower, upper in itertools.pairwise(result.rungs):
+            assert not any(math.isnan(lower.scores[c]) for c in upper.candidates)
+    final = last_scores(result)
+    n_finite = sum(not math.isnan(s) for s in final.values())
+    assert sum(not math.isnan(final[c]) for c in result.survivors) == min(top_k, n_finite)
+    if n_finite >= top_k:
+        assert not set(result.survivors) & {f"c{i}" for i in failing}
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.integers(2, 4), st.sampled_from([None, 0.125, 0.5]), quality_lists, st.integers(1, 5), st.data())
+def test_asha_finds_the_true_best_when_ratios_do_not_reorder(eta, min_ratio, quality, top_k, data):
+    order = data.draw(st.permutations(range(len(quality))))
+    # more data helps everyone, by a candidate-specific amount that never changes the order
+    result = drive(AsynchronousSuccessiveHalving(eta=eta, min_ratio=min_ratio), order, top_k,
+                   lambda c, r: quality[c] * (1 + r) + r)
+    truth = sorted(range(len(quality)), key=lambda c: -quality[c])[:top_k]
+    if len(quality) > top_k:
+        assert list(result.survivors) == truth
+    else:
+        assert set(result.survivors) == set(truth)
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.integers(2, 4), st.sampled_from([None, 0.125, 0.5]), quality_lists, st.integers(1, 5))
+def test_asha_spends_what_sha_spends_when_candidates_arrive_best_first(eta, min_ratio, quality, top_k):
+    order = sorted(range(len(quality)), key=lambda c: -quality[c])  # no partial rung misleads
+
+    def score(c, r):
+        return quality[c] + r
+
+    asha = drive(AsynchronousSuccessiveHalving(eta=eta, min_ratio=min_ratio), order, top_k, score)
+    sha = drive(SuccessiveHalving(eta=eta, min_ratio=min_ratio), order, top_k, score)
+    assert budget(asha) == pytest.approx(budget(sha))
+    assert [len(r.candidates) for r in asha.rungs] == [len(r.candidates) for r in sha.rungs]
+    assert asha.survivors == sha.survivors
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.integers(2, 4), st.sampled_from([None, 0.125]), quality_lists, st.integers(1, 5), st.data())
+def test_asha_stop_early_is_a_prefix_of_the_full_run(eta, min_ratio, quality, top_k, data):
+    order = data.draw(st.permutations(range(len(quality))))
+    full_eval, full_calls = logged(lambda c, r: quality[c] + r)
+    early_eval, early_calls = logged(lambda c, r: quality[c] + r)
+    full = drive(AsynchronousSuccessiveHalving(eta, min_ratio), order, top_k, full_eval)
+    early = drive(AsynchronousSuccessiveHalving(eta, min_ratio, stop_early=True), order, top_k, early_eval)
+    assert early_calls == full_calls[: len(early_calls)]
+    assert budget(early) <= budget(full) + 1e-12
+    assert len(early.survivors) == min(top_k, len(order))
+
+
+def test_asha_promotes_from_partial_rungs_and_stop_early_pays_for_it():
+    # worst first, eta 2, top-1 of 4: SHA's rungs are 0.5 (4 in) and 1.0 (2 in). ASHA promotes
+    # c1 when rung 0 holds {c0, c1}, c2 at 3, c3 at 4: one mispromotion (c1) more than SHA.
+    quality = {"c0": 0.0, "c1": 1.0, "c2": 2.0, "c3": 3.0}
+    order = list(quality)
+    asha = drive(AsynchronousSuccessiveHalving(), order, 1, lambda c, r: quality[c] + r)
+    assert [(r.rung.ratio, r.candidates, r.kept) for r in asha.rungs] == [
+        (0.5, ("c0", "c1", "c2", "c3"), ("c3", "c2", "c1")),
+        (1.0, ("c1", "c2", "c3"), ("c3",)),
+    ]
+    assert asha.survivors == ("c3",)
+    assert budget(asha) == 4 * 0.5 + 3 * 1.0
+    # stopping once someone holds the top rung and all have started skips c3's promotion
+    early = drive(AsynchronousSuccessiveHalving(stop_early=True), order, 1, lambda c, r: quality[c] + r)
+    assert early.survivors == ("c2",) and budget(early) == 4 * 0.5 + 2 * 1.0
+    assert budget(drive(SuccessiveHalving(), order, 1, lambda c, r: quality[c] + r)) == 4 * 0.5 + 2 * 1.0
+
+
+def test_asha_plan_is_sha_plan():
+    for n, top_k, eta, min_ratio in [(16, 1, 2, None), (49, 3, 3, None), (12, 1, 2, 0.125), (3, 3, 2, None)]:
+        assert (AsynchronousSuccessiveHalving(eta, min_ratio).plan(n, top_k)
+                == SuccessiveHalving(eta, min_ratio).plan(n, top_k))
+
+
+def hyperband_sizes(eta, s_max, pool):
+    """Li et al. 2018, Algorithm 1: bracket s starts ceil((s_max+1)/(s+1) eta^s) at R eta^-s."""
+    out = []
+    for s in range(s_max, -1, -1):
+        n = min(pool, math.ceil((s_max + 1) * eta**s / (s + 1)))
+        out.append([(eta ** (i - s), max(1, math.floor(n * eta ** (-i)))) for i in range(s + 1)])
+    return out
+
+
+@pytest.mark.parametrize(
+    "eta, min_ratio, s_max",
+    [(2, None, 2), (3, None, 2), (2, 0.125, 3), (2, 0.1, 3), (3, 1 / 27, 3), (3, 0.5, 0), (4, 1 / 16, 2)],
+)
+@pytest.mark.parametrize("pool", [200, 5])
+def test_hyperband_brackets_have_the_documented_sizes(eta, min_ratio, s_max, pool):
+    policy = Hyperband(eta=eta, min_ratio=min_ratio)
+    assert policy.s_max == s_max
+    expected = hyperband_sizes(eta, s_max, pool)
+    planned = [[(r.ratio, r.n_in) for r in b] for b in policy.brackets(pool, 1)]
+    assert planned == [[(pytest.approx(ratio), n) for ratio, n in b] for b in expected]
+    plan = policy.plan(pool, 1)
+    assert [r.index for r in plan] == list(range(len(plan)))
+
+    names = [f"c{i:03d}" for i in range(pool)]
+    evaluate, calls = logged(lambda c, r: int(c[1:]) + r)
+    result = drive(policy, names, 1, evaluate)
+    assert [r.rung for r in result.rungs] == plan
+    # each bracket's first rung draws n_s candidates; the least used first, so brackets cover
+    # the pool before any candidate is drawn twice
+    draws = sum(b[0][1] for b in expected)
+    assert len({c for c, _ in calls}) == min(pool, draws)
+    assert len(result.untried) == pool - min(pool, draws)
+
+
+def test_hyperband_draws_the_least_used_first_and_records_a_repeat_once():
+    # eta 2, s_max 2: brackets of 4 (0.25, 0.5, 1), 3 (0.5, 1) and 3 (1) over a pool of 5
+    quality = {"a": 5, "b": 1, "c": 2, "d": 3, "e": 4}
+    evaluate, calls = logged(lambda c, r: quality[c] + r)
+    result = drive(Hyperband(), list(quality), 2, evaluate)
+    by_index = {r.rung.index: r for r in result.rungs}
+    assert by_index[0].candidates == ("a", "b", "c", "d")  # bracket 2 takes input order
+    assert by_index[0].kept == ("a", "d") and by_index[1].kept == ("a",)
+    # bracket 1 draws e (unused), then a, b (used once; input order). (a, 0.5) is known from
+    # bracket 2, so it is neither trained nor recorded again, yet a still wins the rung
+    assert by_index[3].candidates == ("e", "b") and by_index[3].rung.n_in == 3
+    assert by_index[3].kept == () and by_index[4].candidates == ()
+    # bracket 0 draws c, d, e (used once) at r = 1; e survives there, a where it was first scored
+    assert by_index[5].candidates == ("c", "d", "e") and by_index[5].kept == ("e",)
+    assert by_index[2].candidates == ("a",) and by_index[2].kept == ("a",)
+    assert len(calls) == len(set(calls))
+    assert result.survivors == ("a", "e")  # the best two scored at r = 1
+    assert result.untried == ()
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(2, 3), st.sampled_from([None, 0.125]), quality_lists, st.data())
+def test_hyperband_finds_the_best_when_its_largest_bracket_holds_the_pool(eta, min_ratio, quality, data):
+    policy = Hyperband(eta=eta, min_ratio=min_ratio)
+    first = policy.brackets(10**6, 1)[0][0].n_in
+    quality = quality[:first]
+    order = data.draw(st.permutations(range(len(quality))))
+    result = drive(policy, order, 1, lambda c, r: quality[c] * (1 + r) + r)
+    assert result.survivors == (max(range(len(quality)), key=quality.__getitem__),)
+
+
+def test_drive_rejects_a_self_driven_policy_that_does_not_record_its_trials():
+    class Forgetful(AsynchronousSuccessiveHalving):
+        def drive(self, candidates, top_k, evaluate):
+            result = super().drive(candidates, top_k, evaluate)
+            return StageResult(result.rungs[:-1], result.survivors)
+
+    class Repeating(AsynchronousSuccessiveHalving):
+        def drive(self, candidates, top_k, evaluate):
+            result = super().drive(candidates, top_k, evaluate)
+            first = result.rungs[0]
+            again = RungResult(first.rung._replace(index=99), first.candidates, first.scores, first.kept)
+            return StageResult(result.rungs + (again,), result.survivors)
+
+    quality = {c: i for i, c in enumerate("abcdef")}
+    with pytest.raises(RuntimeError, match="recorded"):
+        drive(Forgetful(), list(quality), 1, lambda c, r: quality[c] + r)
+    with pytest.raises(RuntimeError, match="twice"):
+        drive(Repeating(), list(quality), 1, lambda c, r: quality[c] + r)
