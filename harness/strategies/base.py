@@ -26,7 +26,7 @@ class SearchStrategy:
 
     name = "base"
 
-    def __init__(self, suite, store, run_id: str, console=None):
+    def __init__(self, suite, store, run_id: str, console=None, executor=None):
         from harness.plugin_manager import get_components
         from harness.scoring import Target
         from harness.training import config_from_suite
@@ -37,8 +37,9 @@ class SearchStrategy:
         self.components = get_components()
         self.train_config = config_from_suite(suite.vlm)
         self.targets = tuple(Target(t.task, limit=t.limit, metric=t.metric) for t in suite.targets)
-        entry = self.components["executor"].get(suite.executor)
-        self.executor = entry.load()(store, run_id)
+        if executor is None:  # a replay passes its own
+            executor = self.components["executor"].get(suite.executor).load()(store, run_id)
+        self.executor = executor
         self.console = console
         self.trained = 0
         self.reused = 0
@@ -136,6 +137,31 @@ class SearchStrategy:
     def _plugin(self) -> tuple[str, str]:
         entry = self.components["search_strategy"].get(self.name)
         return entry.plugin, entry.version
+
+    def _features(self, component_fp: str, dataset, layer: str, compute, n: int):
+        """(key, features, reused): a component's features on the first ``n`` items of ``dataset``
+        at ``layer``, read from the store by content key, else ``compute()``d and stored. Either
+        way the features are returned as stored (float16), so a first run and a rerun compute
+        the same similarities from them. The use is recorded in ``run_uses``."""
+        import numpy as np
+
+        from harness.store import embedding_key
+
+        key = embedding_key(component=component_fp, dataset=dataset.fingerprint, layer=layer,
+                            sample_set={"first": n})
+        cached = self.store.get_embedding(key)
+        self.store.record_use(self.run_id, "embedding", key, reused=cached is not None)
+        if cached is not None:
+            return key, np.asarray(cached, dtype=np.float32), True
+        if getattr(self.executor, "replay", False):
+            self.executor.missing_embedding(f"the {layer!r} features of component {component_fp[:12]}")
+        feats = compute()
+        plugin, version = self._plugin()
+        self.store.put_embedding(key, feats, component_fingerprint=component_fp,
+                                 dataset_fingerprint=dataset.fingerprint, layer=layer,
+                                 run_id=self.run_id, plugin=plugin, plugin_version=version,
+                                 sample_set={"first": n})
+        return key, np.asarray(self.store.get_embedding(key), dtype=np.float32), False
 
     def insert(self, table: str, rows: list[dict]) -> None:
         plugin, version = self._plugin()

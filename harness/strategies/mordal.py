@@ -10,7 +10,8 @@ Choices where the paper is vague (also in the closing note):
 - LLM representation: per encoder cluster, through its medoid encoder and a projector warmed up
   for ``warmup_steps`` steps (LLM frozen), the LLM's last hidden state averaged over the prompt
   (image tokens + question).
-- Thresholds ``t_ve`` / ``t_llm`` cut the dendrogram of 1 - similarity (a distance).
+- Thresholds ``t_ve`` / ``t_llm`` cut the dendrogram of 1 - similarity (a distance), or of the
+  metric itself when it is a distance (``similarity: gw``: GW distances).
 - Multi-target suites are searched on the mean score over targets.
 - Ranking: survivors by predicted full-data score; then the rest by elimination order (later
   eliminated first; within a rung by that rung's score); an eliminated cluster's unevaluated
@@ -30,6 +31,7 @@ from harness.clustering import Cluster, candidate_clusters, cluster, singletons
 from harness.policies import drive
 from harness.predictors import scaling_ratios
 from harness.strategies.base import RankedCandidate, SearchStrategy
+from harness.strategies.gw_prescreen import ENCODER_LAYER, encoder_token_features
 from harness.suite import Candidate
 
 
@@ -78,6 +80,7 @@ class MordalSearch(SearchStrategy):
         survivors = list(intra.survivors)
         ranked = self.predict(survivors) if cfg.predictor.enabled else self.measure(survivors)
         ranked += self.eliminated(intra, exclude={r.candidate for r in ranked})
+        ranked += self.untried(intra.untried, exclude={r.candidate for r in ranked})
         ranked += self.eliminated_clusters(inter, by_medoid, exclude={r.candidate for r in ranked})
         return ranked
 
@@ -139,9 +142,16 @@ class MordalSearch(SearchStrategy):
                   for c in survivors]
         return sorted(ranked, key=_best_first)
 
+    def untried(self, candidates, exclude: set, label: str = "eliminated-intra") -> list[RankedCandidate]:
+        """Candidates a policy never evaluated (Hyperband's brackets may not draw every one)."""
+        return [RankedCandidate(c, math.nan, "measured", sample_ratio=None, stage=label)
+                for c in sorted(candidates) if c not in exclude]
+
     def eliminated(self, stage, exclude: set, label: str = "eliminated-intra") -> list[RankedCandidate]:
+        """Dropped candidates, later eliminated first: by the ratio of the rung that dropped them
+        (highest first; for SHA the rung order, for Hyperband across its brackets), then score."""
         out = []
-        for result in reversed(stage.rungs):
+        for result in sorted(stage.rungs, key=lambda r: (r.rung.ratio, r.rung.index), reverse=True):
             dropped = [c for c in result.candidates if c not in result.kept and c not in exclude]
             for c in sorted(dropped, key=lambda c: _best_first_score(result.scores[c], c)):
                 out.append(RankedCandidate(c, result.scores[c], "measured",
@@ -152,7 +162,9 @@ class MordalSearch(SearchStrategy):
 
     def eliminated_clusters(self, inter, by_medoid, exclude: set) -> list[RankedCandidate]:
         out = []
-        for dropped in self.eliminated(inter, set(), label="eliminated-inter"):
+        dropped_medoids = (self.eliminated(inter, set(), label="eliminated-inter")
+                           + self.untried(inter.untried, set(), label="eliminated-inter"))
+        for dropped in dropped_medoids:
             medoid = dropped.candidate
             if medoid not in exclude:
                 exclude.add(medoid)
@@ -180,30 +192,17 @@ class MordalSearch(SearchStrategy):
         items = [dataset[i] for i in range(min(n, len(dataset)))]
         return dataset, items
 
-    def _features(self, component_fp: str, dataset, layer: str, compute):
-        from harness.store import embedding_key
-
-        n = self.suite.search.clustering.samples
-        key = embedding_key(component=component_fp, dataset=dataset.fingerprint, layer=layer,
-                            sample_set={"first": n})
-        cached = self.store.get_embedding(key)
-        if cached is not None:
-            return key, np.asarray(cached, dtype=np.float32), True
-        feats = compute()
-        plugin, version = self._plugin()
-        self.store.put_embedding(key, feats, component_fingerprint=component_fp,
-                                 dataset_fingerprint=dataset.fingerprint, layer=layer,
-                                 run_id=self.run_id, plugin=plugin, plugin_version=version,
-                                 sample_set={"first": n})
-        return key, feats, False
-
     def _similarities(self, names: list[str], feats: dict, keys: dict, fps: dict) -> np.ndarray:
+        """The suite's metric between every pair of ``names``, as stored: read from the store by
+        similarity key, else computed and stored. The diagonal is a component's value with
+        itself: 1 for a similarity (CKA), 0 for a distance (``higher_is_closer = False``, GW)."""
+        from harness.gromov import higher_is_closer
         from harness.store import similarity_key
 
         metric_name = self.suite.search.similarity
         metric = self.components["similarity_metric"].get(metric_name).load()
         plugin, version = self._plugin()
-        sim = np.eye(len(names))
+        sim = np.eye(len(names)) if higher_is_closer(metric) else np.zeros((len(names), len(names)))
         for i, a in enumerate(names):
             for j in range(i + 1, len(names)):
                 b = names[j]
@@ -231,8 +230,6 @@ class MordalSearch(SearchStrategy):
                                      "samples_seen": samples, "reused": reused}])
 
     def cluster_encoders(self, encoders: list[str]) -> list[Cluster]:
-        import torch
-
         from harness.trial import load_encoder
 
         start = time.perf_counter()
@@ -246,16 +243,9 @@ class MordalSearch(SearchStrategy):
             self._encoders[ref] = encoder
             fps[ref] = encoder.fingerprint
 
-            def compute(encoder=encoder):
-                encoder.eval()
-                with torch.no_grad():
-                    out = torch.cat([encoder(torch.stack([encoder.transform(it.image)
-                                                          for it in items[i:i + 64]]))
-                                     for i in range(0, len(items), 64)]).float()
-                out = (out - out.mean(0)) / out.std(0).clamp_min(1e-6)
-                return out.reshape(len(items), -1).numpy()
-
-            keys[ref], feats[ref], reused = self._features(fps[ref], dataset, "encoder-tokens", compute)
+            keys[ref], feats[ref], reused = self._features(
+                fps[ref], dataset, ENCODER_LAYER, lambda encoder=encoder: encoder_token_features(encoder, items),
+                self.suite.search.clustering.samples)
             all_reused &= reused
             if self._progress is not None:
                 self._progress.advance(self._task)
@@ -313,7 +303,8 @@ class MordalSearch(SearchStrategy):
                         out.append(((hidden * mask).sum(1) / mask.sum(1)).float().cpu())
                 return torch.cat(out).numpy()
 
-            keys[ref], feats[ref], reused = self._features(fp, dataset, "llm-last-hidden", compute)
+            keys[ref], feats[ref], reused = self._features(fp, dataset, "llm-last-hidden", compute,
+                                                        self.suite.search.clustering.samples)
             all_reused &= reused
             if self._progress is not None:
                 self._progress.advance(self._task)
@@ -324,8 +315,18 @@ class MordalSearch(SearchStrategy):
 
     def _cluster_and_record(self, level, names, feats, keys, fps, threshold, phase, start,
                             samples, all_reused, context=None) -> list[Cluster]:
-        """Similarities -> clusters at ``threshold``; clusters and the phase's cost recorded."""
-        sim = self._similarities(names, feats, keys, fps)
+        """Similarities -> clusters at ``threshold``; clusters and the phase's cost recorded.
+
+        :func:`harness.clustering.cluster` cuts the dendrogram of 1 - similarity. A distance
+        metric (``higher_is_closer = False``, e.g. ``gw``) is handed over as 1 - distance, so
+        the cut is on the distance itself: ``t_ve`` / ``t_llm`` are then GW distances (between
+        feature distance matrices scaled to [0, 1], see :mod:`harness.gromov`), not 1 - CKA.
+        """
+        from harness.gromov import higher_is_closer
+
+        values = self._similarities(names, feats, keys, fps)
+        metric = self.components["similarity_metric"].get(self.suite.search.similarity).load()
+        sim = values if higher_is_closer(metric) else 1.0 - values
         clusters = cluster(names, sim, threshold, self.suite.search.clustering.linkage)
         self._record_clusters(level, clusters, threshold, fps, context=context)
         self._cost(phase, time.perf_counter() - start, samples, all_reused)
