@@ -235,6 +235,33 @@ def _print_rows(columns: list[str], rows: list[tuple], fmt: str) -> None:
 
 
 @cli.command()
+@click.option("--from", "sources", multiple=True, required=True, metavar="RUN",
+              help="Run whose stored trials answer the replay (repeatable).")
+@click.option("--suite", "suite_path", required=True, type=click.Path(path_type=Path),
+              help="The suite to replay: its zoo, data, training config and search.")
+@click.option("--strategy", default=None, help="Replay this strategy instead of the suite's.")
+@click.option("--fill", is_flag=True, help="Train (compute) what the source runs lack instead of stopping.")
+@store_option
+@click.option("--wait", type=float, default=0.0, show_default=True)
+def replay(sources, suite_path: Path, strategy: str | None, fill: bool, store_path: Path | None,
+           wait: float):
+    """Run a search strategy on the trials earlier runs stored: nothing trains (unless --fill);
+    prints what it would have found and spent."""
+    from harness.runner import run_suite
+
+    suite = _load_suite_or_exit(suite_path)
+    if strategy is not None:
+        from harness.plugin_manager import get_components
+
+        get_components()["search_strategy"].get(strategy)  # unknown names fail before the store opens
+        suite = suite.model_copy(update={"search": suite.search.model_copy(update={"strategy": strategy})})
+    if store_path is None and suite.store is not None:
+        store_path = (suite_path.parent / suite.store).resolve()
+    raise SystemExit(run_suite(suite, suite_path, _store_path(store_path), wait=wait,
+                               replay_from=list(sources), fill=fill))
+
+
+@cli.command()
 @click.argument("run_a")
 @click.argument("run_b")
 @store_option

@@ -134,6 +134,24 @@ def build_vlm(spec: TrialSpec, encoder, language_model):
     return prepare_trainable(vlm, config), config
 
 
+def identify(spec: TrialSpec):
+    """(content key, (entry, encoder), (entry, LLM), (entry, alignment dataset)) of a trial.
+
+    Components and data are identities: fixed seeds. The trial seed drives the projector /
+    LoRA init and the data order; the nested subset for ratio r uses it too."""
+    from harness.store import trial_key
+    from harness.training import TrainConfig
+
+    config = spec.train or TrainConfig()
+    encoder = load_encoder(spec.encoder)
+    language_model = load_language_model(spec.llm)
+    dataset = load_alignment(spec.alignment, spec.samples, seed=0)
+    key = trial_key(encoder=encoder[1].fingerprint, llm=language_model[1].fingerprint,
+                    dataset=dataset[1].fingerprint, sample_ratio=spec.ratio,
+                    train_config=config.as_dict(), seed=spec.seed)
+    return key, encoder, language_model, dataset
+
+
 def _expected_items(target: Target, default_limit: int) -> int | None:
     return (target.limit or default_limit) if target.task.startswith("shapes:") else target.limit
 
@@ -145,19 +163,11 @@ def run_trial(spec: TrialSpec, store, run_id: str, *, default_limit: int = 1000,
     ``stored_only`` nothing trains: a trial missing from the store returns None."""
     from harness.datasets import subset
     from harness.scoring import score
-    from harness.store import trial_key
     from harness.training import TrainConfig, resolve_device, train
 
     config = spec.train or TrainConfig()
     device = resolve_device(spec.device)
-    # Components and data are identities: fixed seeds. The trial seed drives the projector /
-    # LoRA init and the data order; the nested subset for ratio r uses it too.
-    enc_entry, encoder = load_encoder(spec.encoder)
-    llm_entry, language_model = load_language_model(spec.llm)
-    data_entry, dataset = load_alignment(spec.alignment, spec.samples, seed=0)
-    key = trial_key(encoder=encoder.fingerprint, llm=language_model.fingerprint,
-                    dataset=dataset.fingerprint, sample_ratio=spec.ratio,
-                    train_config=config.as_dict(), seed=spec.seed)
+    key, (enc_entry, encoder), (llm_entry, language_model), (data_entry, dataset) = identify(spec)
     with store.transaction():
         store.put_component(encoder.fingerprint, kind="vision_encoder", ref=spec.encoder,
                             run_id=run_id, plugin=enc_entry.plugin,

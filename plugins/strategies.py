@@ -7,3 +7,5 @@ from harness.hookspecs import hookimpl
 def register_search_strategies(register):
     register("grid", "harness.strategies.grid:GridSearch", doc="train every candidate at r = 1 and rank by measured score")
     register("mordal", "harness.strategies.mordal:MordalSearch", doc="cluster by CKA, SHA over clusters, SHA + scaling law inside (arXiv 2502.00241)")
+    register("gw-prescreen", "harness.strategies.gw_prescreen:GWPrescreen", doc="rank every candidate by Gromov-Wasserstein distance between image and text embedding geometry (no training), train only the top few")
+    register("dcd", "harness.strategies.dcd:DCDSearch", doc="rank candidates for a new task from their stored results on the most similar past tasks, by Directional Conductance Divergence")

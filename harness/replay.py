@@ -1,0 +1,69 @@
+"""Replay: run any search strategy against the trials earlier runs stored, training nothing.
+
+The store is a tabular benchmark (like Syne Tune's blackbox repository): every trial a strategy
+asks for is a (candidate, sample ratio, training config, seed) with a content key, so a strategy
+can be re-driven from recorded scores. A replay run answers "what would this strategy have found,
+and what would it have spent": each trial it needs is looked up among the trials of the source
+runs and charged at its original cost (:func:`harness.report.run_cost`).
+
+Replaying a strategy on the results of its own live run makes the same decisions, because every
+decision is a pure function of the scores it reads back (see :mod:`harness.policies`).
+
+A needed trial that the source runs did not store stops the replay with :class:`MissingTrial`,
+naming it; with ``fill=True`` it is trained instead (and then counts as trained by the replay).
+Embeddings for clustering are looked up the same way: a replay computes none unless ``fill``.
+"""
+
+from __future__ import annotations
+
+from harness.errors import BadInput
+
+
+class MissingTrial(BadInput):
+    """A replay needs a trial (or embedding) that its source runs did not store."""
+
+
+class ReplayExecutor:
+    """Answers trials from the store: only those used by ``sources`` (run ids) count.
+
+    :param fill: train (or compute) what is missing instead of stopping.
+    """
+
+    replay = True
+
+    def __init__(self, store, run_id: str, sources: list[str], fill: bool = False, **options):
+        self.store = store
+        self.run_id = run_id
+        self.sources = list(sources)
+        self.fill = fill
+        known = {r["run_id"] for r in store.query("select run_id from runs")}
+        unknown = [s for s in self.sources if s not in known]
+        if unknown:
+            raise BadInput(f"--from: no run {', '.join(map(repr, unknown))} in the store {store.path}; "
+                           "list runs with: harness sql \"select run_id, suite_name, strategy, status "
+                           "from runs order by started_at\"")
+        marks = ", ".join("?" for _ in self.sources)
+        self.keys = {r["key"] for r in store.query(
+            f"select distinct key from run_uses where kind = 'trial' and run_id in ({marks})",
+            self.sources)}
+
+    def run(self, spec, progress=None):
+        from harness.trial import identify, run_trial
+
+        key = identify(spec)[0]
+        if key in self.keys:
+            outcome = run_trial(spec, self.store, self.run_id, stored_only=True)
+            if outcome is not None:
+                return outcome
+        if not self.fill:
+            raise MissingTrial(
+                f"replay needs trial {spec.encoder} + {spec.llm} at r={spec.ratio:g} (seed "
+                f"{spec.seed}, key {key[:12]}), which run(s) {', '.join(self.sources)} did not store; "
+                "run again with --fill to train it, or replay from runs that have it")
+        return run_trial(spec, self.store, self.run_id, progress=progress)
+
+    def missing_embedding(self, what: str) -> None:
+        """Called by a strategy before it computes features a replay should have found."""
+        if not self.fill:
+            raise MissingTrial(f"replay needs {what}, which the store does not hold; run again with "
+                               "--fill to compute it, or replay from runs that computed it")

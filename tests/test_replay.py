@@ -1,0 +1,86 @@
+"""Replay: a strategy re-driven from stored trials trains nothing and decides exactly as live."""
+
+import duckdb
+
+from test_search import SUITE, harness, last_run, trials_of, write_suite
+
+DECISIONS = {
+    "rungs": "select phase, rung, encoder, llm, sample_ratio, score, kept from rungs where run_id = ?"
+             " order by all",
+    "rankings": "select rank, task, encoder, llm, score, measured_or_predicted, sample_ratio, stage"
+                " from rankings where run_id = ? order by rank",
+    "clusters": "select level, context, cluster_id, member, is_medoid from clusters where run_id = ?"
+                " order by all",
+    "scaling_points": "select encoder, llm, sample_ratio, score from scaling_points where run_id = ?"
+                      " order by all",
+    "predictions": "select encoder, llm, predicted_score from predictions where run_id = ? order by all",
+}
+
+
+def decisions(store, run_id):
+    con = duckdb.connect(str(store), read_only=True)
+    try:
+        return {name: con.execute(sql, [run_id]).fetchall() for name, sql in DECISIONS.items()}
+    finally:
+        con.close()
+
+
+def test_replaying_a_live_mordal_run_makes_exactly_the_same_decisions(tmp_path):
+    store = tmp_path / "s.duckdb"
+    suite = write_suite(tmp_path)
+    live = harness("run", suite, "--store", store)
+    assert live.returncode == 0, live.stderr
+    live_run = last_run(store)[0]
+    trained, _ = trials_of(store, live_run)
+
+    out = harness("replay", "--from", live_run, "--suite", suite, "--store", store)
+    assert out.returncode == 0, out.stderr
+    replay_run, status = last_run(store)
+    assert status == "done" and replay_run != live_run
+    assert trials_of(store, replay_run) == (0, trained)  # nothing trained, every trial looked up
+    assert "replay cost:" in out.stdout and "0 filled" in out.stdout
+    a, b = decisions(store, live_run), decisions(store, replay_run)
+    assert a["rungs"] and a["rankings"] and a["clusters"] and a["predictions"]
+    assert a == b
+    con = duckdb.connect(str(store), read_only=True)
+    config = con.execute("select config from runs where run_id = ?", [replay_run]).fetchone()[0]
+    con.close()
+    assert live_run in config and '"fill": false' in config
+
+
+def test_replay_names_a_missing_trial_and_stops_or_fills_it(tmp_path):
+    store = tmp_path / "s.duckdb"
+    grid = write_suite(tmp_path, "grid.yaml", **{"search.strategy": "grid",
+                                                 "zoo.vision_encoders": ["tiny:vit-p4"]})
+    assert harness("run", grid, "--store", store).returncode == 0
+    grid_run = last_run(store)[0]
+    bigger = write_suite(tmp_path, "bigger.yaml", **{
+        "search.strategy": "grid", "zoo.vision_encoders": ["tiny:vit-p4", "tiny:resnet"]})
+
+    stopped = harness("replay", "--from", grid_run, "--suite", bigger, "--store", store)
+    assert stopped.returncode == 2
+    assert "tiny:resnet + tiny:gpt2 at r=1" in stopped.stderr and "--fill" in stopped.stderr
+    run_id, status = last_run(store)
+    assert status == "failed" and trials_of(store, run_id)[0] == 0  # it trained nothing
+
+    filled = harness("replay", "--from", grid_run, "--suite", bigger, "--store", store, "--fill")
+    assert filled.returncode == 0, filled.stderr
+    assert trials_of(store, last_run(store)[0]) == (2, 2)  # the 2 missing trained, 2 looked up
+    assert "2 filled" in filled.stdout and "vs grid" in filled.stdout
+
+
+def test_replay_of_an_unknown_run_leaves_the_store_as_it_was(tmp_path):
+    store = tmp_path / "s.duckdb"
+    grid = write_suite(tmp_path, "grid.yaml", **{"search.strategy": "grid",
+                                                 "zoo.vision_encoders": ["tiny:vit-p4"]})
+    assert harness("run", grid, "--store", store).returncode == 0
+    con = duckdb.connect(str(store), read_only=True)
+    before = con.execute("select count(*) from runs").fetchone()[0]
+    con.close()
+    out = harness("replay", "--from", "no-such-run", "--suite", grid, "--store", store)
+    assert out.returncode == 2 and "no run 'no-such-run'" in out.stderr
+    con = duckdb.connect(str(store), read_only=True)
+    assert con.execute("select count(*) from runs").fetchone()[0] == before
+    con.close()
+    out = harness("replay", "--from", "x", "--suite", grid, "--store", store, "--strategy", "gridd")
+    assert out.returncode == 2 and "Did you mean 'grid'" in out.stderr
