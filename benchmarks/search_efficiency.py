@@ -4,11 +4,14 @@
                                            [--tasks shapes:color shapes:count shapes:digits]
 
 The grid is the ``testbed-grid`` run of benchmarks/testbed_report.py in the same store (trained
-here with --workers if missing). For each task, Mordal runs on a *fresh* store of its own, so
-nothing it needs is free; its compute is read back from that store. Prints one JSON line per
-task. Compute is counted two ways: training samples (deterministic, the headline) and
-wall seconds (trials + clustering phases; noisier: the grid's trials were trained by parallel
-workers and include scoring six tasks).
+here with --workers if missing). For each task, Mordal runs live in that store: a trial it needs
+that the store already holds (from the grid, the multi-fidelity table or an earlier task) is
+reused but charged at its original cost (``harness.report.run_cost``), so nothing it needs is
+free; with ``--fresh`` it runs on an empty store of its own instead and trains everything.
+Prints one JSON line per task. Compute is counted two ways: training samples (deterministic,
+the headline; the LLM projector warm-up of the clustering phase included) and wall seconds
+(trials + clustering phases; noisier: the grid's trials were trained by parallel workers and
+include scoring six tasks).
 """
 
 from __future__ import annotations
@@ -53,7 +56,10 @@ def main() -> None:
     parser.add_argument("--store", default=str(ROOT / "bench" / "testbed.duckdb"))
     parser.add_argument("--tasks", nargs="+", default=["shapes:color", "shapes:count", "shapes:digits"])
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--keep", default=None, help="folder to keep the per-task Mordal stores in")
+    parser.add_argument("--fresh", action="store_true", help="run Mordal on an empty store per task")
+    parser.add_argument("--mordal-store", default=None,
+                        help="run Mordal in this store (shared by the tasks) instead of the grid's")
+    parser.add_argument("--keep", default=None, help="with --fresh: folder to keep the per-task stores in")
     args = parser.parse_args()
 
     import torch
@@ -72,12 +78,15 @@ def main() -> None:
         target = next(t for t in suite.targets if t.task == task)
         mordal = suite.model_copy(update={"targets": [target],
                                           "search": suite.search.model_copy(update={"strategy": "mordal"})})
-        folder = Path(args.keep or tempfile.mkdtemp(prefix="mordal-"))
-        fresh = folder / f"{task.replace(':', '-')}.duckdb"
+        if args.fresh:
+            folder = Path(args.keep or tempfile.mkdtemp(prefix="mordal-"))
+            where = folder / f"{task.replace(':', '-')}.duckdb"
+        else:
+            where = Path(args.mordal_store or args.store)
         start = time.perf_counter()
-        run_suite(mordal, Path(args.suite), fresh)
+        run_suite(mordal, Path(args.suite), where)
         wall = time.perf_counter() - start
-        with Store.open(fresh, read_only=True) as st:
+        with Store.open(where, read_only=True) as st:
             run_id = st.query("select run_id from runs order by started_at desc limit 1")[0]["run_id"]
             cost = run_cost(st, run_id)
             order = [(r["encoder"], r["llm"]) for r in
