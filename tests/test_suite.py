@@ -319,7 +319,7 @@ def test_fingerprint_ignores_formatting_and_defaults(tmp_path):
     assert a.fingerprint() == PINNED_MINIMAL_FINGERPRINT
 
 
-PINNED_MINIMAL_FINGERPRINT = "a1b85205105e3940a2b7eaf4d2b011e0715cfe8a2065d59c6bd45af934e78cce"
+PINNED_MINIMAL_FINGERPRINT = "ec1d5b0a177a2785009f09090fae86b0c280f00074fcc0f74e486159621af709"
 
 
 def test_fingerprint_is_stable_across_processes(tmp_path):
