@@ -172,8 +172,13 @@ def test_rebuilding_the_cheapest_recipe_reproduces_the_shipped_weights(tmp_path)
         assert built[key].dtype == shipped[key].dtype
         # bit-identical on the machine that built the package; other CPUs may round differently
         torch.testing.assert_close(built[key].float(), shipped[key].float(), atol=2e-3, rtol=1e-2)
-    exact = np.mean([torch.equal(built[k], shipped[k]) for k in shipped])
-    assert exact > 0.5
+    # Bit-identical to the shipped file only where the libraries round as the building machine's
+    # did (a fresh install in December 2026 matched 18% of the tensors, all within the tolerance
+    # above); a second build on this machine must match the first bit for bit.
+    rebuilt = zoo.build(cheapest.name, out=tmp_path / "again")
+    assert not rebuilt["cached"]
+    second = _tensors(tmp_path / "again" / cheapest.name)
+    assert all(torch.equal(built[k], second[k]) for k in shipped)
     again = zoo.build(cheapest.name, out=tmp_path)
     assert again["cached"] and again["hash"] == meta["hash"]
 
