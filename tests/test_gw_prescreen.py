@@ -6,7 +6,7 @@ import time
 import duckdb
 import numpy as np
 import pytest
-import yaml
+import suitefiles
 from harness.store import Store
 
 from harness.gromov import gw_distance
@@ -33,16 +33,7 @@ SUITE = {
 
 
 def write_suite(tmp_path, name="suite.yaml", **changes):
-    suite = yaml.safe_load(yaml.safe_dump(SUITE))
-    for dotted, value in changes.items():
-        node = suite
-        *parents, leaf = dotted.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = value
-    path = tmp_path / name
-    path.write_text(yaml.safe_dump(suite))
-    return path
+    return suitefiles.write_suite(tmp_path, SUITE, name, **changes)
 
 
 def run_strategy(cls, suite, store):

@@ -1,8 +1,8 @@
 """Replay: a strategy re-driven from stored trials trains nothing and decides exactly as live."""
 
 import duckdb
-
-from test_search import SUITE, harness, last_run, trials_of, write_suite
+from suitefiles import fetch
+from test_search import harness, last_run, trials_of, write_suite
 
 DECISIONS = {
     "rungs": "select phase, rung, encoder, llm, sample_ratio, score, kept from rungs where run_id = ?"
@@ -18,11 +18,7 @@ DECISIONS = {
 
 
 def decisions(store, run_id):
-    con = duckdb.connect(str(store), read_only=True)
-    try:
-        return {name: con.execute(sql, [run_id]).fetchall() for name, sql in DECISIONS.items()}
-    finally:
-        con.close()
+    return {name: fetch(store, sql, [run_id]) for name, sql in DECISIONS.items()}
 
 
 def test_replaying_a_live_mordal_run_makes_exactly_the_same_decisions(tmp_path):

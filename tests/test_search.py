@@ -9,7 +9,8 @@ from pathlib import Path
 
 import duckdb
 import pytest
-import yaml
+import suitefiles
+from suitefiles import fetch
 
 SUITE = {
     "name": "search-test",
@@ -29,16 +30,7 @@ SUITE = {
 
 
 def write_suite(tmp_path, name="suite.yaml", **changes):
-    suite = yaml.safe_load(yaml.safe_dump(SUITE))
-    for dotted, value in changes.items():
-        node = suite
-        *parents, leaf = dotted.split(".")
-        for p in parents:
-            node = node[p]
-        node[leaf] = value
-    path = tmp_path / name
-    path.write_text(yaml.safe_dump(suite))
-    return path
+    return suitefiles.write_suite(tmp_path, SUITE, name, **changes)
 
 
 def harness(*args, **kw):
@@ -59,11 +51,7 @@ def trials_of(store, run_id=None):
 
 
 def last_run(store):
-    con = duckdb.connect(str(store), read_only=True)
-    try:
-        return con.execute("select run_id, status from runs order by started_at desc limit 1").fetchone()
-    finally:
-        con.close()
+    return fetch(store, "select run_id, status from runs order by started_at desc limit 1", one=True)
 
 
 def test_mordal_runs_end_to_end_then_reuses_everything(tmp_path):
