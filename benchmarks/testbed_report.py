@@ -40,7 +40,7 @@ def grid_specs(suite, seed: int, ratio: float = 1.0, candidates=None):
     return [TrialSpec(encoder=c.vision_encoder, llm=c.language_model,
                       alignment=suite.alignment.dataset, samples=suite.alignment.samples or 5000,
                       ratio=ratio, train=config, seed=seed, targets=targets, device="cpu")
-            for c in (candidates or suite.candidates())]
+            for c in (suite.candidates() if candidates is None else candidates)]
 
 
 def scores_of(store, specs, run_id: str) -> dict:
