@@ -57,6 +57,56 @@ def with_search(suite, task: str, changes: dict):
     return Suite.model_validate(data)
 
 
+def grid_sources(store, suite, with_searches: bool) -> tuple[str, list[str]]:
+    """(grid run, replay sources): the latest testbed-grid run, its multi-fidelity table, and
+    with ``with_searches`` the suite's live (not replayed) Mordal runs."""
+    latest = {r["suite_name"]: r["run_id"] for r in store.query(
+        "select suite_name, run_id from runs where status = 'done' and suite_name in"
+        " ('testbed-grid', 'testbed-fidelities') order by started_at")}
+    searches = [r["run_id"] for r in store.query(
+        "select run_id from runs where status = 'done' and strategy = 'mordal' and suite_name = ?"
+        " and config->>'replay' is null", [suite.name])] if with_searches else []
+    if "testbed-grid" not in latest:
+        raise SystemExit(f"no testbed-grid run in {store.path}: run benchmarks/testbed_report.py first")
+    grid_run = latest["testbed-grid"]
+    sources = [grid_run] + ([latest["testbed-fidelities"]] if "testbed-fidelities" in latest else [])
+    return grid_run, sources + searches
+
+
+def replay_row(variant, suite_path: Path, store_path: Path, sources: list[str], grid_run: str,
+               task: str, fill: bool, fill_embeddings: bool = False) -> dict:
+    """Replay one suite variant on ``sources`` and measure it against the grid on ``task``: the
+    replay's run, trials, filled trials, samples (clustering warm-up included), speedup in
+    samples, top-1, weighted tau over the grid's top-10, NDCG@5; or its error."""
+    from harness.store import Store
+
+    from harness.errors import HarnessError
+    from harness.report import compare, run_cost
+    from harness.runner import run_suite
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        try:
+            run_suite(variant, suite_path, store_path, replay_from=sources, fill=fill,
+                      fill_embeddings=fill_embeddings)
+            failed = None
+        except HarnessError as exc:
+            failed = str(exc).splitlines()[0]
+    with Store.open(store_path, read_only=True) as st:
+        run_id = st.query("select run_id from runs order by started_at desc limit 1")[0]["run_id"]
+        if failed is not None:
+            return {"run": run_id, "error": failed}
+        cost = run_cost(st, run_id)
+        warm = st.query("select coalesce(sum(samples_seen), 0) as n from phase_costs"
+                        " where run_id = ?", [run_id])[0]["n"]
+        (cmp,) = [c for c in compare(st, run_id, grid_run) if c["task"] == task]
+        grid_samples = run_cost(st, grid_run).samples_seen
+        samples = cost.samples_seen + int(warm)
+        return {"run": run_id, "trials": cost.trials, "filled": cost.trials_trained, "samples": samples,
+                "speedup": round(grid_samples / max(samples, 1), 2), "top1": cmp["top1"],
+                "weighted_tau": cmp["weighted_tau_top10"], "ndcg5": cmp["ndcg_at_5"],
+                "best": cmp["search_best"]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--suite", default=str(ROOT / "suites" / "minizoo.yaml"))
@@ -70,57 +120,23 @@ def main() -> None:
     args = parser.parse_args()
 
     import torch
-
-    from harness.errors import HarnessError
-    from harness.plugin_manager import get_components
-    from harness.report import compare, run_cost
-    from harness.runner import run_suite
     from harness.store import Store
+
+    from harness.plugin_manager import get_components
     from harness.suite import load_suite
 
     torch.set_num_threads(2)
     suite = load_suite(args.suite)
     with Store.open(args.store, read_only=True) as st:
-        latest = {r["suite_name"]: r["run_id"] for r in st.query(
-            "select suite_name, run_id from runs where status = 'done' and suite_name in"
-            " ('testbed-grid', 'testbed-fidelities') order by started_at")}
-        searches = [r["run_id"] for r in st.query(
-            "select run_id from runs where status = 'done' and strategy = 'mordal' and suite_name = ?"
-            " and config->>'replay' is null", [suite.name])] if args.with_searches else []
-    if "testbed-grid" not in latest:
-        raise SystemExit(f"no testbed-grid run in {args.store}: run benchmarks/testbed_report.py first")
-    grid_run = latest["testbed-grid"]
-    sources = [grid_run] + ([latest["testbed-fidelities"]] if "testbed-fidelities" in latest else [])
-    sources += searches
+        grid_run, sources = grid_sources(st, suite, args.with_searches)
     rows = []
     for label, changes in variants(get_components()):
         if args.only and label not in args.only:
             continue
         for task in args.tasks:
-            variant = with_search(suite, task, changes)
-            row = {"strategy": label, "task": task}
-            with contextlib.redirect_stdout(io.StringIO()):
-                try:
-                    run_suite(variant, Path(args.suite), Path(args.store), replay_from=sources,
-                              fill=not args.no_fill)
-                    failed = None
-                except HarnessError as exc:
-                    failed = str(exc).splitlines()[0]
-            with Store.open(args.store, read_only=True) as st:
-                run_id = st.query("select run_id from runs order by started_at desc limit 1")[0]["run_id"]
-                if failed is None:
-                    cost = run_cost(st, run_id)
-                    warm = st.query("select coalesce(sum(samples_seen), 0) as n from phase_costs"
-                                    " where run_id = ?", [run_id])[0]["n"]
-                    (cmp,) = [c for c in compare(st, run_id, grid_run) if c["task"] == task]
-                    grid_samples = run_cost(st, grid_run).samples_seen
-                    samples = cost.samples_seen + int(warm)
-                    row.update(run=run_id, trials=cost.trials, filled=cost.trials_trained,
-                               samples=samples, speedup=round(grid_samples / max(samples, 1), 2),
-                               top1=cmp["top1"], weighted_tau=cmp["weighted_tau_top10"],
-                               ndcg5=cmp["ndcg_at_5"], best=cmp["search_best"])
-                else:
-                    row.update(run=run_id, error=failed)
+            row = {"strategy": label, "task": task,
+                   **replay_row(with_search(suite, task, changes), Path(args.suite), Path(args.store),
+                                sources, grid_run, task, fill=not args.no_fill)}
             rows.append(row)
             print(json.dumps(row), flush=True)
 

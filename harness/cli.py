@@ -241,10 +241,13 @@ def _print_rows(columns: list[str], rows: list[tuple], fmt: str) -> None:
               help="The suite to replay: its zoo, data, training config and search.")
 @click.option("--strategy", default=None, help="Replay this strategy instead of the suite's.")
 @click.option("--fill", is_flag=True, help="Train (compute) what the source runs lack instead of stopping.")
+@click.option("--fill-embeddings", is_flag=True,
+              help="Compute missing clustering features (and projector warm-ups), but still stop "
+                   "at a missing trial.")
 @store_option
 @click.option("--wait", type=float, default=0.0, show_default=True)
-def replay(sources, suite_path: Path, strategy: str | None, fill: bool, store_path: Path | None,
-           wait: float):
+def replay(sources, suite_path: Path, strategy: str | None, fill: bool, fill_embeddings: bool,
+           store_path: Path | None, wait: float):
     """Run a search strategy on the trials earlier runs stored: nothing trains (unless --fill);
     prints what it would have found and spent."""
     from harness.runner import run_suite
@@ -258,7 +261,7 @@ def replay(sources, suite_path: Path, strategy: str | None, fill: bool, store_pa
     if store_path is None and suite.store is not None:
         store_path = (suite_path.parent / suite.store).resolve()
     raise SystemExit(run_suite(suite, suite_path, _store_path(store_path), wait=wait,
-                               replay_from=list(sources), fill=fill))
+                               replay_from=list(sources), fill=fill, fill_embeddings=fill_embeddings))
 
 
 @cli.command()

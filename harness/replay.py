@@ -11,7 +11,9 @@ decision is a pure function of the scores it reads back (see :mod:`harness.polic
 
 A needed trial that the source runs did not store stops the replay with :class:`MissingTrial`,
 naming it; with ``fill=True`` it is trained instead (and then counts as trained by the replay).
-Embeddings for clustering are looked up the same way: a replay computes none unless ``fill``.
+Embeddings for clustering are looked up the same way: a replay computes none unless ``fill`` or
+``fill_embeddings`` (features and projector warm-ups cost seconds where trials cost minutes: a
+hyperparameter sweep on a stored table can compute them for a new task and still train nothing).
 """
 
 from __future__ import annotations
@@ -27,15 +29,18 @@ class ReplayExecutor:
     """Answers trials from the store: only those used by ``sources`` (run ids) count.
 
     :param fill: train (or compute) what is missing instead of stopping.
+    :param fill_embeddings: compute missing embeddings, but stop at a missing trial.
     """
 
     replay = True
 
-    def __init__(self, store, run_id: str, sources: list[str], fill: bool = False, **options):
+    def __init__(self, store, run_id: str, sources: list[str], fill: bool = False,
+                 fill_embeddings: bool = False, **options):
         self.store = store
         self.run_id = run_id
         self.sources = list(sources)
         self.fill = fill
+        self.fill_embeddings = fill or fill_embeddings
         known = {r["run_id"] for r in store.query("select run_id from runs")}
         unknown = [s for s in self.sources if s not in known]
         if unknown:
@@ -64,6 +69,7 @@ class ReplayExecutor:
 
     def missing_embedding(self, what: str) -> None:
         """Called by a strategy before it computes features a replay should have found."""
-        if not self.fill:
+        if not self.fill_embeddings:
             raise MissingTrial(f"replay needs {what}, which the store does not hold; run again with "
-                               "--fill to compute it, or replay from runs that computed it")
+                               "--fill-embeddings to compute it (trains no trial), or replay from "
+                               "runs that computed it")

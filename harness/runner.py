@@ -16,7 +16,8 @@ EXIT_NOT_AVAILABLE = 4
 
 
 def run_suite(suite, suite_path: Path, store_path: Path, *, wait: float = 0.0,
-              replay_from: list[str] | None = None, fill: bool = False) -> int:
+              replay_from: list[str] | None = None, fill: bool = False,
+              fill_embeddings: bool = False) -> int:
     """Run ``suite``; returns the process exit code. With ``replay_from`` (run ids) nothing
     trains: every trial is looked up among those runs' trials (:mod:`harness.replay`)."""
     from harness.plugin_manager import get_components
@@ -31,8 +32,8 @@ def run_suite(suite, suite_path: Path, store_path: Path, *, wait: float = 0.0,
             from harness.replay import ReplayExecutor
 
             # checks the source runs before anything is written, so bad input leaves the store as it was
-            executor = ReplayExecutor(store, "", replay_from, fill=fill)
-            config["replay"] = {"from": list(replay_from), "fill": fill}
+            executor = ReplayExecutor(store, "", replay_from, fill=fill, fill_embeddings=fill_embeddings)
+            config["replay"] = {"from": list(replay_from), "fill": fill, "fill_embeddings": fill_embeddings}
         run_id = store.start_run(
             suite_name=suite.name, suite_hash=suite.fingerprint(), strategy=suite.search.strategy,
             seed=suite.seed, config=config,

@@ -44,6 +44,29 @@ def test_replaying_a_live_mordal_run_makes_exactly_the_same_decisions(tmp_path):
     assert live_run in config and '"fill": false' in config
 
 
+def test_replay_computes_missing_embeddings_only_when_asked_and_still_trains_nothing(tmp_path):
+    store = tmp_path / "s.duckdb"
+    suite = write_suite(tmp_path)
+    assert harness("run", suite, "--store", store).returncode == 0
+    live_run = last_run(store)[0]
+    trained, _ = trials_of(store, live_run)
+    con = duckdb.connect(str(store))  # a store that kept the trials but not the clustering features
+    dropped = con.execute("select count(*) from embeddings").fetchone()[0]
+    con.execute("delete from embeddings")
+    con.close()
+    assert dropped > 0
+
+    stopped = harness("replay", "--from", live_run, "--suite", suite, "--store", store)
+    assert stopped.returncode == 2
+    assert "features of component" in stopped.stderr and "--fill-embeddings" in stopped.stderr
+    filled = harness("replay", "--from", live_run, "--suite", suite, "--store", store, "--fill-embeddings")
+    assert filled.returncode == 0, filled.stderr
+    replay_run = last_run(store)[0]
+    assert trials_of(store, replay_run) == (0, trained)  # features recomputed, no trial trained
+    assert fetch(store, "select count(*) from embeddings", one=True)[0] == dropped
+    assert decisions(store, live_run) == decisions(store, replay_run)
+
+
 def test_replay_names_a_missing_trial_and_stops_or_fills_it(tmp_path):
     store = tmp_path / "s.duckdb"
     grid = write_suite(tmp_path, "grid.yaml", **{"search.strategy": "grid",
