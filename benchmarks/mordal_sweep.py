@@ -64,8 +64,12 @@ def main() -> int:
         for item in args.config:
             label, sep, text = item.partition("=")
             if not sep:
-                raise SystemExit(f"--config {item!r}: expected LABEL=JSON")
-            configs[label] = json.loads(text)
+                parser.error(f"--config {item!r}: expected LABEL=JSON")
+            try:
+                configs[label] = json.loads(text)
+            except json.JSONDecodeError as exc:
+                parser.error(f"--config {label!r}: the changes are not JSON ({exc}); e.g. "
+                             '--config \'eta3={"intra": {"eta": 3}}\'')
     suite = load_suite(args.suite)
     with Store.open(args.store, read_only=True) as st:
         grid_run, sources = grid_sources(st, suite, with_searches=True)

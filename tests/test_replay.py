@@ -38,9 +38,7 @@ def test_replaying_a_live_mordal_run_makes_exactly_the_same_decisions(tmp_path):
     a, b = decisions(store, live_run), decisions(store, replay_run)
     assert a["rungs"] and a["rankings"] and a["clusters"] and a["predictions"]
     assert a == b
-    con = duckdb.connect(str(store), read_only=True)
-    config = con.execute("select config from runs where run_id = ?", [replay_run]).fetchone()[0]
-    con.close()
+    config = fetch(store, "select config from runs where run_id = ?", [replay_run], one=True)[0]
     assert live_run in config and '"fill": false' in config
 
 
@@ -93,13 +91,9 @@ def test_replay_of_an_unknown_run_leaves_the_store_as_it_was(tmp_path):
     grid = write_suite(tmp_path, "grid.yaml", **{"search.strategy": "grid",
                                                  "zoo.vision_encoders": ["tiny:vit-p4"]})
     assert harness("run", grid, "--store", store).returncode == 0
-    con = duckdb.connect(str(store), read_only=True)
-    before = con.execute("select count(*) from runs").fetchone()[0]
-    con.close()
+    before = fetch(store, "select count(*) from runs", one=True)[0]
     out = harness("replay", "--from", "no-such-run", "--suite", grid, "--store", store)
     assert out.returncode == 2 and "no run 'no-such-run'" in out.stderr
-    con = duckdb.connect(str(store), read_only=True)
-    assert con.execute("select count(*) from runs").fetchone()[0] == before
-    con.close()
+    assert fetch(store, "select count(*) from runs", one=True)[0] == before
     out = harness("replay", "--from", "x", "--suite", grid, "--store", store, "--strategy", "gridd")
     assert out.returncode == 2 and "Did you mean 'grid'" in out.stderr

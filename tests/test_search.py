@@ -39,15 +39,10 @@ def harness(*args, **kw):
 
 
 def trials_of(store, run_id=None):
-    con = duckdb.connect(str(store), read_only=True)
-    try:
-        where = f"where u.run_id = '{run_id}'" if run_id else ""
-        return con.execute(
-            "select count(*) filter (where not u.reused), count(*) filter (where u.reused)"
-            f" from run_uses u {where}" + (" and" if where else " where") + " u.kind = 'trial'"
-        ).fetchone()
-    finally:
-        con.close()
+    where = f"where u.run_id = '{run_id}'" if run_id else ""
+    return fetch(store, "select count(*) filter (where not u.reused), count(*) filter (where u.reused)"
+                 f" from run_uses u {where}" + (" and" if where else " where") + " u.kind = 'trial'",
+                 one=True)
 
 
 def last_run(store):
