@@ -63,6 +63,47 @@ def kendall(a: dict, b: dict) -> float:
     return float(kendalltau([a[k] for k in keys], [b[k] for k in keys]).statistic)
 
 
+def seed_values(grid: dict, seeded: dict, candidate: tuple, task: str) -> list[float]:
+    """The candidate's scores on ``task`` at r = 1: seed 0 (the grid), then the other seeds."""
+    return [grid[(*candidate, 0, 1.0)][task]] + [sc[task] for (e, l, s, _), sc in sorted(seeded.items())
+                                                 if (e, l) == tuple(candidate)]
+
+
+def top1_gaps(grid: dict, seeded: dict, tasks) -> list[dict]:
+    """Per task, the two reseeded candidates with the best mean over seeds and their gap over
+    the standard error of the difference (unpaired: the seeds' SEs added in quadrature)."""
+    top = sorted({k[:2] for k in seeded})
+    out = []
+    for t in tasks if len(top) >= 2 else []:
+        stats = {}
+        for c in top:
+            vals = seed_values(grid, seeded, c, t)
+            se = float(np.std(vals, ddof=1)) / math.sqrt(len(vals)) if len(vals) > 1 else math.nan
+            stats[c] = (float(np.mean(vals)), se, len(vals))
+        first, second = sorted(stats, key=lambda c: -stats[c][0])[:2]
+        (m1, se1, n1), (m2, se2, n2) = stats[first], stats[second]
+        se = math.sqrt(se1 ** 2 + se2 ** 2)
+        ratio = (m1 - m2) / se if se > 0 else (math.inf if m1 > m2 else 0.0)
+        out.append({"task": t, "first": first, "second": second, "mean1": m1, "mean2": m2,
+                    "ratio": ratio, "seeds": min(n1, n2)})
+    return out
+
+
+def flips(grid: dict, seeded: dict, tasks, chance: dict, near: float = 0.03,
+          above: float = 0.10) -> dict:
+    """(encoder, llm, task) -> seed scores, where one seed sits within ``near`` of chance and
+    another more than ``above`` over it: a candidate that learns the task on some seeds only."""
+    out = {}
+    for c in sorted({k[:2] for k in seeded}):
+        for t in tasks:
+            if chance.get(t) is None:
+                continue
+            vals = seed_values(grid, seeded, c, t)
+            if min(vals) <= chance[t] + near and max(vals) > chance[t] + above:
+                out[(*c, t)] = vals
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--suite", default=str(ROOT / "suites" / "minizoo.yaml"))
@@ -200,27 +241,30 @@ def report(suite, tasks, grid, seeded, scaled, curve, args, grid_seconds, total_
 
     # 3. top-1 gap over its standard error, from the seeds
     print("\n## Top-1 vs #2 (mean over seeds; SE of the difference from seed spread)")
-    separated = 0
     winners = {max(grid, key=lambda k: grid[k][t])[:2] for t in tasks}
-    for t in tasks if len(top) >= 2 else []:
-        means = {}
-        for c in top:
-            vals = [grid[(*c, 0, 1.0)][t]] + [sc[t] for (e, l, s, _), sc in seeded.items() if (e, l) == c]
-            means[c] = (float(np.mean(vals)), float(np.std(vals, ddof=1)) / math.sqrt(len(vals))
-                        if len(vals) > 1 else math.nan, len(vals))
-        ranked = sorted(means, key=lambda c: -means[c][0])
-        (m1, se1, n1), (m2, se2, n2) = means[ranked[0]], means[ranked[1]]
-        se = math.sqrt(se1 ** 2 + se2 ** 2)
-        ratio = (m1 - m2) / se if se > 0 else math.inf
-        separated += ratio > 2
-        print(f"{short[t]:<8} #1 {ranked[0][0]}+{ranked[0][1]} {m1:.3f}  #2 {ranked[1][0]}+{ranked[1][1]}"
-              f" {m2:.3f}  gap/SE {ratio:.1f}")
-    if len(top) < 2:
+    gaps = top1_gaps(grid, seeded, tasks)
+    for g in gaps:
+        (e1, l1), (e2, l2) = g["first"], g["second"]
+        print(f"{short[g['task']]:<8} #1 {e1}+{l1} {g['mean1']:.3f}  #2 {e2}+{l2} {g['mean2']:.3f}"
+              f"  gap/SE {g['ratio']:.2f} ({g['seeds']} seeds)")
+        if e1 == e2:
+            # the same encoder with two LLMs: how flat is that encoder's row (seed 0)?
+            row = sorted((grid[k][g["task"]] for k in grid if k[0] == e1), reverse=True)
+            print(f"{'':<8} same encoder, LLM decides: its {len(row)} LLMs score {row[-1]:.3f}-{row[0]:.3f}"
+                  f" at seed 0, {sum(row[0] - v <= 0.02 for v in row)} within 0.02 of its best")
+    if not gaps:
         print("(no reseeded candidates in the store yet)")
+    separated = sum(g["ratio"] > 2 for g in gaps)
     print(f"top-1 separated by > 2 SE on {separated} of {len(tasks)} tasks; "
           f"{len(winners)} different seed-0 winners over {len(tasks)} tasks")
+    flipped = flips(grid, seeded, tasks, chance)
+    print(f"chance-vs-learning flips over seeds (one seed within 0.03 of chance, another 0.10 above):"
+          f" {len(flipped)} of {len({k[:2] for k in seeded}) * len(tasks)} reseeded (candidate, task)"
+          + "".join(f"\n  {e}+{l} {short[t]}: {' '.join(f'{v:.3f}' for v in vals)}"
+                    for (e, l, t), vals in flipped.items()))
     verdict["tasks_top1_gt_2se"] = separated
     verdict["distinct_winners"] = len(winners)
+    verdict["seed_flips"] = len(flipped)
 
     # 4. encoder CKA and clusters vs objectives
     from harness.shapes import load_dataset
