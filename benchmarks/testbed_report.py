@@ -28,6 +28,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 RATIOS = (1 / 16, 1 / 8, 1 / 4, 1 / 2, 1.0)
+FLIP_NEAR, FLIP_ABOVE = 0.03, 0.10  # a flip: one seed within FLIP_NEAR of chance, one FLIP_ABOVE over it
 
 
 def grid_specs(suite, seed: int, ratio: float = 1.0, candidates=None):
@@ -89,8 +90,8 @@ def top1_gaps(grid: dict, seeded: dict, tasks) -> list[dict]:
     return out
 
 
-def flips(grid: dict, seeded: dict, tasks, chance: dict, near: float = 0.03,
-          above: float = 0.10) -> dict:
+def flips(grid: dict, seeded: dict, tasks, chance: dict, near: float = FLIP_NEAR,
+          above: float = FLIP_ABOVE) -> dict:
     """(encoder, llm, task) -> seed scores, where one seed sits within ``near`` of chance and
     another more than ``above`` over it: a candidate that learns the task on some seeds only."""
     out = {}
@@ -258,8 +259,8 @@ def report(suite, tasks, grid, seeded, scaled, curve, args, grid_seconds, total_
     print(f"top-1 separated by > 2 SE on {separated} of {len(tasks)} tasks; "
           f"{len(winners)} different seed-0 winners over {len(tasks)} tasks")
     flipped = flips(grid, seeded, tasks, chance)
-    print(f"chance-vs-learning flips over seeds (one seed within 0.03 of chance, another 0.10 above):"
-          f" {len(flipped)} of {len({k[:2] for k in seeded}) * len(tasks)} reseeded (candidate, task)"
+    print(f"chance-vs-learning flips over seeds (one seed within {FLIP_NEAR:g} of chance, another"
+          f" {FLIP_ABOVE:g} above): {len(flipped)} of {len(top) * len(tasks)} reseeded (candidate, task)"
           + "".join(f"\n  {e}+{l} {short[t]}: {' '.join(f'{v:.3f}' for v in vals)}"
                     for (e, l, t), vals in flipped.items()))
     verdict["tasks_top1_gt_2se"] = separated

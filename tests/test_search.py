@@ -39,10 +39,9 @@ def harness(*args, **kw):
 
 
 def trials_of(store, run_id=None):
-    where = f"where u.run_id = '{run_id}'" if run_id else ""
     return fetch(store, "select count(*) filter (where not u.reused), count(*) filter (where u.reused)"
-                 f" from run_uses u {where}" + (" and" if where else " where") + " u.kind = 'trial'",
-                 one=True)
+                 " from run_uses u where u.kind = 'trial' and (? is null or u.run_id = ?)",
+                 (run_id, run_id), one=True)
 
 
 def last_run(store):

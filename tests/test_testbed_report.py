@@ -8,7 +8,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
 
-from testbed_report import flips, grid_specs, top1_gaps  # noqa: E402
+from testbed_report import flips, grid_specs, top1_gaps
 
 
 def tables(scores: dict) -> tuple[dict, dict]:
@@ -49,7 +49,7 @@ def test_flips_flag_a_candidate_that_learns_on_some_seeds_only():
     assert flips(grid, seeded, ["t"], {"t": 0.125}) == {("a", "x", "t"): [0.52, 0.13, 0.40]}
 
 
-def test_grid_specs_empty_candidate_list_means_none(tmp_path):
+def test_grid_specs_empty_candidate_list_means_none():
     from harness.suite import load_suite
 
     suite = load_suite(Path(__file__).parents[1] / "suites" / "quickstart.yaml")
