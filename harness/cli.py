@@ -235,33 +235,58 @@ def _print_rows(columns: list[str], rows: list[tuple], fmt: str) -> None:
 
 
 @cli.command()
-@click.option("--from", "sources", multiple=True, required=True, metavar="RUN",
+@click.option("--from", "sources", multiple=True, metavar="RUN",
               help="Run whose stored trials answer the replay (repeatable).")
+@click.option("--table", "table", type=click.Path(path_type=Path), default=None,
+              help="An exported table (e.g. benchmarks/tables/minizoo): merged into the store, "
+                   "its runs answer the replay. Read-only: nothing is written to the folder.")
 @click.option("--suite", "suite_path", required=True, type=click.Path(path_type=Path),
               help="The suite to replay: its zoo, data, training config and search.")
 @click.option("--strategy", default=None, help="Replay this strategy instead of the suite's.")
+@click.option("--seed", type=int, default=None,
+              help="Replay with this seed instead of the suite's (a table's other seeds' trials).")
+@click.option("--each-target/--joint", "each_target", default=None,
+              help="Replay a search per target task, one line each (default with --table and "
+                   "several targets), or one search of the mean over targets.")
 @click.option("--fill", is_flag=True, help="Train (compute) what the source runs lack instead of stopping.")
 @click.option("--fill-embeddings", is_flag=True,
               help="Compute missing clustering features (and projector warm-ups), but still stop "
                    "at a missing trial.")
 @store_option
 @click.option("--wait", type=float, default=0.0, show_default=True)
-def replay(sources, suite_path: Path, strategy: str | None, fill: bool, fill_embeddings: bool,
+def replay(sources, table: Path | None, suite_path: Path, strategy: str | None, seed: int | None,
+           each_target: bool | None, fill: bool, fill_embeddings: bool,
            store_path: Path | None, wait: float):
-    """Run a search strategy on the trials earlier runs stored: nothing trains (unless --fill);
-    prints what it would have found and spent."""
+    """Run a search strategy on the trials earlier runs stored (or a shipped table): nothing
+    trains (unless --fill); prints what it would have found and spent.
+
+    \b
+    harness replay --table benchmarks/tables/minizoo --suite suites/minizoo.yaml --store :memory:
+    """
     from harness.runner import run_suite
 
+    if not sources and table is None:
+        raise click.UsageError("give --from RUN (repeatable) or --table DIR")
+    manifest = None
+    if table is not None:
+        from harness.store.exchange import read_export
+
+        manifest = read_export(table)  # every check that needs no store, before it is opened
     suite = _load_suite_or_exit(suite_path)
     if strategy is not None:
         from harness.plugin_manager import get_components
 
         get_components()["search_strategy"].get(strategy)  # unknown names fail before the store opens
         suite = suite.model_copy(update={"search": suite.search.model_copy(update={"strategy": strategy})})
+    if seed is not None:
+        suite = suite.model_copy(update={"seed": seed})
+    if each_target is None:
+        each_target = table is not None and len(suite.targets) > 1
     if store_path is None and suite.store is not None:
         store_path = (suite_path.parent / suite.store).resolve()
     raise SystemExit(run_suite(suite, suite_path, _store_path(store_path), wait=wait,
-                               replay_from=list(sources), fill=fill, fill_embeddings=fill_embeddings))
+                               replay_from=list(sources), fill=fill, fill_embeddings=fill_embeddings,
+                               table=manifest, each_target=each_target))
 
 
 @cli.command()
@@ -352,9 +377,50 @@ def _console():
 def store_merge(other: Path, store_path: Path | None, wait: float):
     """Copy every row of another store into this one (rows already here are kept)."""
     from harness.store import Store
+    from harness.store.exchange import merge_store
 
     with Store.open(_store_path(store_path), wait=wait) as st:
-        added = st.merge_from(other)
+        added = merge_store(st, other, record=True)
+    click.echo(", ".join(f"{t}: +{n}" for t, n in added.items() if n) or "nothing new")
+
+
+@store.command("export")
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder to write (one Parquet file per table and manifest.json).")
+@click.option("--run", "runs", multiple=True, metavar="RUN",
+              help="Export what a replay of this run needs (repeatable).")
+@click.option("--all", "everything", is_flag=True, help="Export every row of the store.")
+@click.option("--force", is_flag=True, help="Replace an existing export folder.")
+@store_option
+@click.option("--wait", type=float, default=0.0, show_default=True)
+def store_export(out: Path, runs: tuple[str, ...], everything: bool, force: bool,
+                 store_path: Path | None, wait: float):
+    """Write the store (or some runs of it) as Parquet files that `harness store import` reads."""
+    from harness.store import Store
+    from harness.store.exchange import export_store
+
+    if bool(runs) == everything:
+        raise click.UsageError("give --run RUN (repeatable) or --all, not both or neither")
+    with Store.open(_store_path(store_path), read_only=True, wait=wait) as st:
+        manifest = export_store(st, out, None if everything else list(runs), force=force)
+    size = sum(f.stat().st_size for f in out.iterdir())
+    rows = sum(e["rows"] for e in manifest["tables"].values())
+    click.echo(f"exported {len(manifest['runs'])} run(s), {rows} rows in {len(manifest['tables'])} "
+               f"tables to {out} ({size / 1e6:.2f} MB)")
+
+
+@store.command("import")
+@click.argument("folder", type=click.Path(path_type=Path))
+@store_option
+@click.option("--wait", type=float, default=0.0, show_default=True)
+def store_import(folder: Path, store_path: Path | None, wait: float):
+    """Merge an export folder into the store by content key (importing twice adds nothing)."""
+    from harness.store import Store
+    from harness.store.exchange import import_export, read_export
+
+    manifest = read_export(folder)  # every check that needs no store, before it is opened
+    with Store.open(_store_path(store_path), wait=wait) as st:
+        added = import_export(st, folder, manifest)
     click.echo(", ".join(f"{t}: +{n}" for t, n in added.items() if n) or "nothing new")
 
 

@@ -17,59 +17,141 @@ EXIT_NOT_AVAILABLE = 4
 
 def run_suite(suite, suite_path: Path, store_path: Path, *, wait: float = 0.0,
               replay_from: list[str] | None = None, fill: bool = False,
-              fill_embeddings: bool = False) -> int:
+              fill_embeddings: bool = False, table: dict | None = None,
+              each_target: bool = False) -> int:
     """Run ``suite``; returns the process exit code. With ``replay_from`` (run ids) nothing
-    trains: every trial is looked up among those runs' trials (:mod:`harness.replay`)."""
+    trains: every trial is looked up among those runs' trials (:mod:`harness.replay`). With
+    ``table`` (an export's manifest, :func:`harness.store.exchange.read_export`) the export is
+    merged into the store first and its runs are sources too; ``each_target`` replays every
+    target as a search of its own and prints one line per task."""
     from harness.plugin_manager import get_components
-    from harness.registry import RegistryError
     from harness.store import Store
 
-    strategy_entry = get_components()["search_strategy"].get(suite.search.strategy)
+    get_components()["search_strategy"].get(suite.search.strategy)  # unknown names fail first
     with Store.open(store_path, wait=wait) as store:
-        executor = None
-        config = suite.model_dump(mode="json")
-        if replay_from:
-            from harness.replay import ReplayExecutor
+        sources = list(replay_from or [])
+        if table is not None:
+            from harness.store.exchange import import_export
 
-            # checks the source runs before anything is written, so bad input leaves the store as it was
-            executor = ReplayExecutor(store, "", replay_from, fill=fill, fill_embeddings=fill_embeddings)
-            config["replay"] = {"from": list(replay_from), "fill": fill, "fill_embeddings": fill_embeddings}
-        run_id = store.start_run(
-            suite_name=suite.name, suite_hash=suite.fingerprint(), strategy=suite.search.strategy,
-            seed=suite.seed, config=config,
-            plugin=strategy_entry.plugin, plugin_version=strategy_entry.version,
-        )
-        if executor is not None:
-            executor.run_id = run_id
-        what = f"replay of run(s) {', '.join(replay_from)}" if replay_from else f"suite {suite.name!r}"
-        click.echo(f"run {run_id}: {what} ({suite_path}), store {store.path}")
-        try:
-            strategy_cls = strategy_entry.load()
-        except RegistryError as exc:
-            message = (f"search strategy {suite.search.strategy!r} is not available yet in harness "
-                       f"{__version__} ({exc}); the run is recorded as {run_id} with status failed")
-            store.finish_run(run_id, "failed", error=message)
-            click.echo(f"error: {message}", err=True)
-            return EXIT_NOT_AVAILABLE
-        try:
-            console = Console(stderr=True)
-            kwargs = {"executor": executor} if executor is not None else {}
-            strategy = strategy_cls(suite=suite, store=store, run_id=run_id, console=console, **kwargs)
-            ranking = strategy.run()
-        except KeyboardInterrupt:
-            store.finish_run(run_id, "interrupted", error="interrupted by the user")
-            raise
-        except HarnessError as exc:
-            store.finish_run(run_id, "failed", error=str(exc))
-            raise
-        except Exception as exc:
-            store.finish_run(run_id, "failed", error=f"{type(exc).__name__}: {exc}")
-            raise
-        store.finish_run(run_id, "done")
-        print_ranking(strategy, ranking)
-        if replay_from:
-            print_replay(store, run_id, replay_from)
+            import_export(store, table["folder"], table)
+            sources += [r for r in table["runs"] if r not in sources]
+        if not each_target:
+            return _run(store, suite, suite_path, replay_from=sources or None, fill=fill,
+                        fill_embeddings=fill_embeddings)
+        rows = []
+        for target in suite.targets:
+            one = suite.model_copy(update={"targets": [target]})
+            code = _run(store, one, suite_path, replay_from=sources, fill=fill,
+                        fill_embeddings=fill_embeddings, quiet=True)
+            if code:
+                return code
+            rows.append(_replay_summary(store, store.query(
+                "select run_id from runs order by started_at desc, run_id desc limit 1")[0]["run_id"],
+                sources, one.seed))
+        print_replay_table(rows)
     return 0
+
+
+def _run(store, suite, suite_path: Path, *, replay_from: list[str] | None, fill: bool,
+         fill_embeddings: bool, quiet: bool = False) -> int:
+    from harness.plugin_manager import get_components
+    from harness.registry import RegistryError
+
+    strategy_entry = get_components()["search_strategy"].get(suite.search.strategy)
+    executor = None
+    config = suite.model_dump(mode="json")
+    if replay_from:
+        from harness.replay import ReplayExecutor
+
+        # checks the source runs before anything is written, so bad input leaves the store as it was
+        executor = ReplayExecutor(store, "", replay_from, fill=fill, fill_embeddings=fill_embeddings)
+        config["replay"] = {"from": list(replay_from), "fill": fill, "fill_embeddings": fill_embeddings}
+    run_id = store.start_run(
+        suite_name=suite.name, suite_hash=suite.fingerprint(), strategy=suite.search.strategy,
+        seed=suite.seed, config=config,
+        plugin=strategy_entry.plugin, plugin_version=strategy_entry.version,
+    )
+    if executor is not None:
+        executor.run_id = run_id
+    what = (f"replay of {len(replay_from)} run(s)" if replay_from and len(replay_from) > 3 else
+            f"replay of run(s) {', '.join(replay_from)}" if replay_from else f"suite {suite.name!r}")
+    if not quiet:
+        click.echo(f"run {run_id}: {what} ({suite_path}), store {store.path}")
+    try:
+        strategy_cls = strategy_entry.load()
+    except RegistryError as exc:
+        message = (f"search strategy {suite.search.strategy!r} is not available yet in harness "
+                   f"{__version__} ({exc}); the run is recorded as {run_id} with status failed")
+        store.finish_run(run_id, "failed", error=message)
+        click.echo(f"error: {message}", err=True)
+        return EXIT_NOT_AVAILABLE
+    try:
+        console = None if quiet else Console(stderr=True)
+        kwargs = {"executor": executor} if executor is not None else {}
+        strategy = strategy_cls(suite=suite, store=store, run_id=run_id, console=console, **kwargs)
+        ranking = strategy.run()
+    except KeyboardInterrupt:
+        store.finish_run(run_id, "interrupted", error="interrupted by the user")
+        raise
+    except HarnessError as exc:
+        store.finish_run(run_id, "failed", error=str(exc))
+        raise
+    except Exception as exc:
+        store.finish_run(run_id, "failed", error=f"{type(exc).__name__}: {exc}")
+        raise
+    store.finish_run(run_id, "done")
+    if quiet:
+        return 0
+    print_ranking(strategy, ranking)
+    if replay_from:
+        print_replay(store, run_id, replay_from)
+    return 0
+
+
+def _grids_for(store, run_id: str, sources: list[str], seed: int | None = None) -> list[str]:
+    """Grid runs among ``sources`` that ranked a task ``run_id`` ranked; those of the replay's
+    own seed when there are some (a shipped table has one grid per seed)."""
+    marks = ", ".join("?" for _ in sources)
+    grids = store.query(f"select run_id, seed from runs where strategy = 'grid' and run_id in ({marks})"
+                        " order by run_id", sources)
+    ranked = {r["task"] for r in store.query("select distinct task from rankings where run_id = ?", [run_id])}
+    out = [g for g in grids if ranked & {r["task"] for r in store.query(
+        "select distinct task from rankings where run_id = ?", [g["run_id"]])}]
+    same = [g for g in out if g["seed"] == seed]
+    return [g["run_id"] for g in (same or out)]
+
+
+def _replay_summary(store, run_id: str, sources: list[str], seed: int) -> dict:
+    from harness.report import compare, run_cost
+
+    task = store.query("select task from rankings where run_id = ? limit 1", [run_id])
+    row = {"run": run_id, "task": task[0]["task"] if task else "?", "cost": run_cost(store, run_id)}
+    pick = store.query("select encoder, llm, score, measured_or_predicted from rankings where run_id = ?"
+                       " and rank = 1", [run_id])
+    row["pick"] = pick[0] if pick else None
+    grids = _grids_for(store, run_id, sources, seed)
+    row["vs"] = compare(store, run_id, grids[0])[0] if grids else None
+    return row
+
+
+def print_replay_table(rows: list[dict]) -> None:
+    """One line per task: the pick, what it cost against the grid, and how well it ranked."""
+    from rich.table import Table
+
+    table = Table("task", "pick", "score", "grid best", "top-1", "speedup (samples)",
+                  "speedup (s)", "w.tau top-10", "NDCG@5", "run", title="replay per task")
+    for row in rows:
+        pick, vs = row["pick"], row["vs"]
+        name = f"{pick['encoder'].split(':')[-1]} + {pick['llm'].split(':')[-1]}" if pick else "-"
+        score = "-" if not pick or pick["score"] is None else f"{pick['score']:.3f} ({pick['measured_or_predicted'][0]})"
+        if vs is None:
+            table.add_row(row["task"], name, score, "-", "-", "-", "-", "-", "-", row["run"])
+            continue
+        best = " + ".join(x.split(":")[-1] for x in vs["grid_best"])
+        table.add_row(row["task"], name, score, best, "yes" if vs["top1"] else "no",
+                      f"{vs['speedup_samples']}x", f"{vs['speedup']}x", f"{vs['weighted_tau_top10']:.2f}",
+                      f"{vs['ndcg_at_5']:.2f}", row["run"])
+    Console(width=200).print(table)
 
 
 def print_replay(store, run_id: str, sources: list[str]) -> None:
@@ -80,18 +162,12 @@ def print_replay(store, run_id: str, sources: list[str]) -> None:
     click.echo(f"replay cost: {cost.trials} trials, {cost.samples_seen} training samples, "
                f"{cost.total_seconds:.1f}s at their original cost (nothing trained: "
                f"{cost.trials_trained} filled)")
-    grids = [r["run_id"] for r in store.query(
-        "select run_id from runs where strategy = 'grid' and run_id in (" + ", ".join("?" for _ in sources)
-        + ")", sources)]
-    ranked = {r["task"] for r in store.query("select distinct task from rankings where run_id = ?", [run_id])}
-    for grid in grids:
-        grid_tasks = {r["task"] for r in store.query("select distinct task from rankings where run_id = ?",
-                                                     [grid])}
-        if ranked & grid_tasks:
-            for row in compare(store, run_id, grid):
-                click.echo(f"vs grid {grid} on {row['task']}: speedup {row['speedup_samples']}x in "
-                           f"samples ({row['speedup']}x in seconds), top-1 {row['top1']}, "
-                           f"weighted tau {row['weighted_tau_top10']}, NDCG@5 {row['ndcg_at_5']}")
+    seed = store.query("select seed from runs where run_id = ?", [run_id])[0]["seed"]
+    for grid in _grids_for(store, run_id, sources, seed):
+        for row in compare(store, run_id, grid):
+            click.echo(f"vs grid {grid} on {row['task']}: speedup {row['speedup_samples']}x in "
+                       f"samples ({row['speedup']}x in seconds), top-1 {row['top1']}, "
+                       f"weighted tau {row['weighted_tau_top10']}, NDCG@5 {row['ndcg_at_5']}")
 
 
 def print_ranking(strategy, ranking) -> None:

@@ -61,6 +61,9 @@ def load_language_model(ref: str):
     return load_component("language_model", ref)
 
 
+_GENERATED: dict = {}  # (ref, samples, seed) -> (entry, dataset): generated data, built once per process
+
+
 def load_alignment(ref: str, samples: int, seed: int):
     """The alignment dataset named by ``ref``, capped at ``samples`` items."""
     from harness.datasets import subset
@@ -68,7 +71,14 @@ def load_alignment(ref: str, samples: int, seed: int):
 
     entry, name = get_components()["dataset"].resolve(ref)
     if entry.name == "shapes":
-        return entry, entry.load()(name, split="train", n=samples, seed=seed)
+        # generated, deterministic and a few seconds to build: every trial key needs its
+        # fingerprint, so a replay or a worker asking for 70 trials builds it once, not 70 times
+        key = (ref, samples, seed)
+        if key not in _GENERATED:
+            if len(_GENERATED) >= 4:
+                _GENERATED.pop(next(iter(_GENERATED)))
+            _GENERATED[key] = (entry, entry.load()(name, split="train", n=samples, seed=seed))
+        return _GENERATED[key]
     if entry.name == "llava":
         dataset = entry.load()(name)
         if samples and samples < len(dataset):

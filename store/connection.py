@@ -37,6 +37,7 @@ from .migrations import (
 __all__ = ["STORE_ENV", "Store", "default_store_path"]
 
 STORE_ENV = "HARNESS_STORE"
+MEMORY = ":memory:"  # Store.open(MEMORY): an in-memory store, for replays that keep nothing
 
 _LOCK_RE = re.compile(r"Conflicting lock is held in (?P<exe>.*?) \(PID (?P<pid>\d+)\)")
 
@@ -123,6 +124,8 @@ class Store:
     @classmethod
     def open(cls, path: str | os.PathLike | None = None, *, read_only: bool = False, wait: float = 0.0) -> Store:
         """Open (and, if writable, create and migrate) the store at path (default: default_store_path())."""
+        if str(path) == MEMORY:
+            return cls._open_memory()
         path = Path(path).expanduser() if path is not None else default_store_path()
         path = path.absolute()
         if read_only:
@@ -150,6 +153,19 @@ class Store:
         except BaseException:
             con.close()
             raise
+        return store
+
+    @classmethod
+    def _open_memory(cls) -> Store:
+        """An in-memory store (``--store :memory:``): gone when closed. Its checkpoints go to a
+        temporary folder (``path`` names a file there that never exists)."""
+        import tempfile
+
+        folder = Path(tempfile.mkdtemp(prefix="harness-memory-"))
+        con = duckdb.connect(":memory:")
+        migrate(con)
+        store = cls(con, folder / "memory.duckdb", read_only=False)
+        store._memory_dir = folder
         return store
 
     def _check_read_only(self) -> None:
@@ -192,6 +208,11 @@ class Store:
         if self.con is not None:
             self.con.close()
             self.con = None  # type: ignore[assignment]
+        folder = getattr(self, "_memory_dir", None)
+        if folder is not None:
+            import shutil
+
+            shutil.rmtree(folder, ignore_errors=True)
 
     def __enter__(self) -> Store:
         return self
@@ -522,45 +543,17 @@ class Store:
         self.con.execute(f"DETACH {alias}")
         return dest
 
-    def merge_from(self, other: str | os.PathLike) -> dict[str, int]:
+    def merge_from(self, other: str | os.PathLike, *, record: bool = False) -> dict[str, int]:
         """Copy every row of another store (same or older schema) into this one, in one
         transaction; rows whose primary key is already here are kept as they are. Returns rows
         added per table. For combining shards trained in parallel or on other machines;
         checkpoint paths are relative to each store's folder, so merge stores that share one.
+        ``record`` logs the merge in ``imports`` (the import path: :mod:`harness.store.exchange`).
         """
+        from .exchange import merge_store
+
         self._require_writable("merge another store")
-        other = Path(other).expanduser().absolute()
-        if not other.exists():
-            raise StoreError(f"no store at {other}")
-        alias = "harness_merge_" + os.urandom(4).hex()
-        self.con.execute(f"ATTACH {_sql_literal(str(other))} AS {alias} (READ_ONLY)")
-        added: dict[str, int] = {}
-        try:
-            tables = [r[0] for r in self.con.execute(
-                "SELECT table_name FROM duckdb_tables() WHERE database_name = ? AND "
-                "table_name <> '_migrations' ORDER BY table_name", [alias]).fetchall()]
-            with self.transaction():
-                for table in tables:
-                    cols = [r[0] for r in self.con.execute(
-                        "SELECT column_name FROM duckdb_columns() WHERE database_name = ? AND "
-                        "table_name = ? ORDER BY column_index", [alias, table]).fetchall()]
-                    names = ", ".join(f'"{c}"' for c in cols)
-                    before = self.con.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0]
-                    keyed = self.con.execute(
-                        "SELECT count(*) FROM duckdb_constraints() WHERE database_name = ? AND "
-                        "table_name = ? AND constraint_type IN ('PRIMARY KEY', 'UNIQUE')",
-                        [alias, table]).fetchone()[0]
-                    if keyed:
-                        self.con.execute(f'INSERT OR IGNORE INTO "{table}" ({names}) '
-                                         f'SELECT {names} FROM {alias}."{table}"')
-                    else:  # no key to conflict on: skip rows already here verbatim
-                        self.con.execute(f'INSERT INTO "{table}" ({names}) '
-                                         f'SELECT {names} FROM {alias}."{table}" '
-                                         f'EXCEPT SELECT {names} FROM "{table}"')
-                    added[table] = self.con.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0] - before
-        finally:
-            self.con.execute(f"DETACH {alias}")
-        return added
+        return merge_store(self, other, record=record)
 
 
 def _sql_literal(text: str) -> str:

@@ -466,6 +466,31 @@ def m006_clusters_keyed_by_context(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("DROP TABLE clusters_m001")
 
 
+@migration
+def m007_store_identity_and_imports(con: duckdb.DuckDBPyConnection) -> None:
+    _create(con, "store_meta", "Facts about this store file itself.", [
+        ("key", "VARCHAR PRIMARY KEY", "store_id: a random id given when the store was created"),
+        ("value", "VARCHAR NOT NULL", "the value"),
+    ])
+    con.execute("INSERT INTO store_meta VALUES ('store_id', CAST(uuid() AS VARCHAR))")
+    _create(con, "imports", "Each `harness store import` / `merge` into this store: where the rows came from.", [
+        ("import_id", "INTEGER PRIMARY KEY", "1, 2, ... in the order imported"),
+        ("kind", "VARCHAR NOT NULL", "export (a Parquet folder) | store (another store file)"),
+        ("source_path", "VARCHAR NOT NULL", "the folder or file imported"),
+        ("source_store", "VARCHAR", "store_meta.store_id of the store the rows were exported from"),
+        ("manifest_sha256", "VARCHAR", "sha256 of the export's manifest.json"),
+        ("source_harness_version", "VARCHAR", "harness version that wrote the export"),
+        ("source_runs", "JSON", "run ids the export holds"),
+        ("rows_added", "JSON", "rows added per table (rows already here by content key are not)"),
+        ("imported_at", "TIMESTAMPTZ NOT NULL DEFAULT current_timestamp", "when"),
+    ])
+    _create(con, "imported_rows", "Which import brought each row (rows made here have none).", [
+        ("import_id", "INTEGER NOT NULL", "imports.import_id"),
+        ("table_name", "VARCHAR NOT NULL", "the table the row went to"),
+        ("row_key", "VARCHAR NOT NULL", "the row's primary key (or, without one, its columns) as JSON"),
+    ])
+
+
 def schema_markdown() -> str:
     """docs/store-schema.md: run every migration on a blank in-memory database and describe it."""
     con = duckdb.connect(":memory:")

@@ -1,0 +1,240 @@
+"""Build the benchmark of record: the whole mini zoo's multi-fidelity table, resumably.
+
+    nice -n 19 python benchmarks/build_table.py [--store bench/table.duckdb]
+        [--suite suites/minizoo-full.yaml] [--workers 2] [--seeds 0 1 2]
+        [--export benchmarks/tables/minizoo] [--plan]
+
+Trains every candidate of the suite (all ``mini:`` encoders x all ``mini:`` LLMs) at
+r in {1/16, 1/8, 1/4, 1/2, 1} for each seed, with the suite's recipe, scoring all six shapes
+tasks per trial, and computes the clustering features Mordal (or any strategy) can ask for:
+every encoder's features on every task, and every LLM's features through **every** encoder's
+warmed-up projector (not only the medoids'), so a replay of any clustering of any subset of the
+zoo finds them.
+
+Work is split into chunks in priority order (seed 0 everywhere first, then seeds 1-2 at r = 1,
+then the rest) and each chunk runs in a fresh process: a build that stops keeps every finished
+chunk, and a rerun trains only what is missing (trials are content-addressed). After every
+chunk the store is exported to ``--export`` (``harness store export``), so the shipped table
+grows as the build goes; with ``--import`` first, a build on a fresh clone starts from the
+shipped table and trains only what it lacks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RATIOS = (1 / 16, 1 / 8, 1 / 4, 1 / 2, 1.0)
+TABLE_RUN = "table-seed{seed}"  # suite_name of the run that holds a seed's trials
+
+
+def chunks(seeds: list[int]) -> list[dict]:
+    """The build plan, most useful first: seed 0 complete (trials, then features), then the
+    other seeds' r = 1 (the ground truth is the mean over seeds at r = 1), their features,
+    then their lower ratios in the order a search asks for them."""
+    plan = [{"seed": 0, "ratio": r} for r in (1.0, 1 / 16, 1 / 4, 1 / 8, 1 / 2)] if 0 in seeds else []
+    if 0 in seeds:
+        plan.append({"seed": 0, "features": True})
+    rest = [s for s in seeds if s != 0]
+    plan += [{"seed": s, "ratio": 1.0} for s in rest]
+    plan += [{"seed": s, "features": True} for s in rest]
+    plan += [{"seed": s, "ratio": r} for r in (1 / 16, 1 / 4, 1 / 8, 1 / 2) for s in rest]
+    return plan
+
+
+def seeded_suite(suite, seed: int):
+    return suite.model_copy(update={"seed": seed})
+
+
+def run_chunk(args, chunk: dict) -> None:
+    """One chunk in this process: train (or compute) what the store lacks, record the uses."""
+    import torch
+
+    from harness.store import Store
+    from harness.suite import load_suite
+
+    torch.set_num_threads(1)
+    suite = seeded_suite(load_suite(args.suite), chunk["seed"])
+    with Store.open(args.store, wait=600) as store:
+        run_id = table_run(store, suite, chunk["seed"])
+        if chunk.get("finalize"):
+            finalize(store)
+        elif chunk.get("features"):
+            compute_features(suite, store, run_id)
+        else:
+            train_ratio(suite, store, run_id, chunk["ratio"], args.workers)
+
+
+def table_run(store, suite, seed: int) -> str:
+    """The run that holds one seed's table rows (one per seed, reused by later chunks)."""
+    name = TABLE_RUN.format(seed=seed)
+    rows = store.query("select run_id from runs where suite_name = ? order by started_at", [name])
+    if rows:
+        return rows[0]["run_id"]
+    run_id = store.start_run(suite_name=name, strategy="grid", seed=seed,
+                             suite_hash=suite.fingerprint(), config=suite.model_dump(mode="json"),
+                             plugin="benchmarks.build_table", plugin_version="1")
+    store.finish_run(run_id, "done")
+    return run_id
+
+
+def specs_for(suite, ratio: float):
+    from harness.scoring import Target
+    from harness.training import config_from_suite
+    from harness.trial import TrialSpec
+
+    config = config_from_suite(suite.vlm)
+    targets = tuple(Target(t.task, limit=t.limit, metric=t.metric) for t in suite.targets)
+    return [TrialSpec(encoder=c.vision_encoder, llm=c.language_model,
+                      alignment=suite.alignment.dataset, samples=suite.alignment.samples or 5000,
+                      ratio=ratio, train=config, seed=suite.seed, targets=targets, device="cpu")
+            for c in suite.candidates()]
+
+
+def train_ratio(suite, store, run_id: str, ratio: float, workers: int) -> None:
+    from harness.parallel import run_many
+    from harness.trial import identify
+
+    specs = specs_for(suite, ratio)
+    keys = [identify(s)[0] for s in specs]
+    done = {k for k in keys if (store.get_trial(k) or {}).get("status") == "done"}
+    missing = [s for s, k in zip(specs, keys) if k not in done]
+    print(f"seed {suite.seed} r={ratio:g}: {len(done)} stored, {len(missing)} to train", flush=True)
+    # in slices, so a stop loses at most one slice per worker
+    step = 4 * workers
+    for i in range(0, len(missing), step):
+        run_many(missing[i:i + step], store, run_id, workers)
+        print(f"  {min(i + step, len(missing))}/{len(missing)}", flush=True)
+    used = {r["key"] for r in store.query("select key from run_uses where run_id = ? and kind = 'trial'",
+                                          [run_id])}
+    for key in keys:  # the run names every trial it holds (an export by run finds them)
+        if key not in used and store.get_trial(key) is not None:
+            store.record_use(run_id, "trial", key, reused=True)
+
+
+def compute_features(suite, store, run_id: str) -> None:
+    """Every encoder's clustering features and every LLM's features through every encoder's
+    warmed projector, on every target task, with the suite's clustering settings."""
+    from harness.strategies.mordal import MordalSearch
+
+    for target in suite.targets:
+        one = suite.model_copy(update={"targets": [target]})
+        strategy = MordalSearch(one, store, run_id)
+        start = time.perf_counter()
+        encoders = list(one.zoo.vision_encoders)
+        strategy.cluster_encoders(encoders)
+        for encoder in encoders:
+            strategy.cluster_llms(encoder, list(one.zoo.language_models))
+        print(f"seed {suite.seed} features {target.task}: {time.perf_counter() - start:.0f} s",
+              flush=True)
+
+
+def finalize(store) -> None:
+    """One grid run per seed (``table-grid-seed{s}``): it uses that seed's r = 1 trials (so its
+    cost is that seed's grid) and ranks every task by the candidate's mean over every seed the
+    table holds at r = 1 (the ground truth, with n and standard error in ``truth``)."""
+    truth = store.query("""
+        select t.encoder, t.llm, s.task, avg(s.value) as score, count(*) as n,
+               coalesce(stddev_samp(s.value) / sqrt(count(*)), 0) as se
+        from trials t join scores s using (trial_key)
+        where t.sample_ratio = 1.0 and t.status = 'done'
+          and t.trial_key in (select key from run_uses u join runs r using (run_id)
+                              where r.suite_name like 'table-seed%' and u.kind = 'trial')
+        group by all order by all""")
+    seeds = [r["seed"] for r in store.query("select distinct seed from runs where suite_name like "
+                                            "'table-seed%' order by seed")]
+    for seed in seeds:
+        name = f"table-grid-seed{seed}"
+        rows = store.query("select run_id from runs where suite_name = ?", [name])
+        with store.transaction():
+            if rows:
+                run_id = rows[0]["run_id"]
+                store.execute("delete from rankings where run_id = ?", [run_id])
+            else:
+                run_id = store.start_run(suite_name=name, strategy="grid", seed=seed,
+                                         plugin="benchmarks.build_table", plugin_version="1")
+                store.finish_run(run_id, "done")
+            keys = store.query("""
+                select u.key from run_uses u join runs r using (run_id) join trials t on t.trial_key = u.key
+                where r.suite_name = ? and u.kind = 'trial' and t.sample_ratio = 1.0 and t.status = 'done'
+                  and u.key not in (select key from run_uses where run_id = ?)""",
+                               [TABLE_RUN.format(seed=seed), run_id])
+            for k in keys:
+                store.record_use(run_id, "trial", k["key"], reused=True)
+            have = {(r["encoder"], r["llm"]) for r in store.query("""
+                select t.encoder, t.llm from run_uses u join trials t on t.trial_key = u.key
+                where u.run_id = ? and u.kind = 'trial'""", [run_id])}
+            by_task: dict = {}
+            for r in truth:
+                if (r["encoder"], r["llm"]) in have:
+                    by_task.setdefault(r["task"], []).append(r)
+            store.insert("rankings", [
+                {"run_id": run_id, "task": task, "metric": "mean over seeds", "rank": i + 1,
+                 "encoder": r["encoder"], "llm": r["llm"], "score": r["score"],
+                 "measured_or_predicted": "measured", "sample_ratio": 1.0, "stage": "grid",
+                 "plugin": "benchmarks.build_table", "plugin_version": "1"}
+                for task, rs in by_task.items()
+                for i, r in enumerate(sorted(rs, key=lambda r: (-r["score"], r["encoder"], r["llm"])))])
+    print(f"  finalized: grid runs for seeds {seeds}, truth over {len(truth)} (candidate, task)",
+          flush=True)
+
+
+def export(args) -> None:
+    if not args.export:
+        return
+    cmd = [sys.executable, "-m", "harness.cli", "store", "export", "--store", args.store,
+           "--all", "--out", args.export, "--force"]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    print(f"  export: exit {done.returncode} {done.stdout.strip()[-300:]} {done.stderr.strip()[-300:]}",
+          flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--suite", default=str(ROOT / "suites" / "minizoo-full.yaml"))
+    parser.add_argument("--store", default=str(ROOT / "bench" / "table.duckdb"))
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--export", default=str(ROOT / "benchmarks" / "tables" / "minizoo"),
+                        help="export the store here after every chunk ('' for none)")
+    parser.add_argument("--import", dest="import_from", default=None,
+                        help="first import this exported table (e.g. the shipped one)")
+    parser.add_argument("--plan", action="store_true", help="print the chunks and exit")
+    parser.add_argument("--chunk", help=argparse.SUPPRESS)  # one chunk, as JSON (the driver's child)
+    args = parser.parse_args()
+    for var in ("TQDM_DISABLE", "HF_DATASETS_DISABLE_PROGRESS_BARS", "HF_HUB_DISABLE_PROGRESS_BARS"):
+        os.environ.setdefault(var, "1")  # the workers' per-task bars would fill the log
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    if args.chunk:
+        run_chunk(args, json.loads(args.chunk))
+        return
+    plan = chunks(args.seeds)
+    if args.plan:
+        for c in plan:
+            print(json.dumps(c))
+        return
+    Path(args.store).parent.mkdir(parents=True, exist_ok=True)
+    if args.import_from:
+        subprocess.run([sys.executable, "-m", "harness.cli", "store", "import", args.import_from,
+                        "--store", args.store], check=True)
+    start = time.perf_counter()
+    for chunk in plan:
+        t0 = time.perf_counter()
+        print(f"chunk {json.dumps(chunk)}", flush=True)
+        done = subprocess.run([sys.executable, __file__, "--suite", args.suite, "--store", args.store,
+                               "--workers", str(args.workers), "--chunk", json.dumps(chunk)])
+        print(f"chunk {json.dumps(chunk)}: exit {done.returncode} in {time.perf_counter() - t0:.0f} s "
+              f"(total {time.perf_counter() - start:.0f} s)", flush=True)
+        subprocess.run([sys.executable, __file__, "--suite", args.suite, "--store", args.store,
+                        "--chunk", json.dumps({"seed": 0, "finalize": True})])
+        export(args)
+
+
+if __name__ == "__main__":
+    main()
