@@ -35,17 +35,35 @@ TABLE_RUN = "table-seed{seed}"  # suite_name of the run that holds a seed's tria
 
 
 def chunks(seeds: list[int]) -> list[dict]:
-    """The build plan, most useful first: seed 0 complete (trials, then features), then the
-    other seeds' r = 1 (the ground truth is the mean over seeds at r = 1), their features,
-    then their lower ratios in the order a search asks for them."""
-    plan = [{"seed": 0, "ratio": r} for r in (1.0, 1 / 16, 1 / 4, 1 / 8, 1 / 2)] if 0 in seeds else []
+    """The build plan, most useful first: seed 0 of the ``minizoo.yaml`` candidates (the core
+    48) at the ratios its search asks for, their clustering features, then the rest of seed 0
+    (r = 1/2, the other 22 candidates), then the other seeds' r = 1 (the ground truth is the
+    mean over seeds at r = 1), their features, then their lower ratios."""
+    plan = []
     if 0 in seeds:
-        plan.append({"seed": 0, "features": True})
+        plan += [{"seed": 0, "ratio": r, "part": "core"} for r in (1.0, 1 / 16, 1 / 4, 1 / 8)]
+        plan += [{"seed": 0, "features": True, "part": "core"}, {"seed": 0, "ratio": 1 / 2, "part": "core"}]
+        plan += [{"seed": 0, "ratio": r, "part": "extra"} for r in (1.0, 1 / 16, 1 / 4, 1 / 8, 1 / 2)]
+        plan.append({"seed": 0, "features": True, "part": "all"})
     rest = [s for s in seeds if s != 0]
-    plan += [{"seed": s, "ratio": 1.0} for s in rest]
-    plan += [{"seed": s, "features": True} for s in rest]
-    plan += [{"seed": s, "ratio": r} for r in (1 / 16, 1 / 4, 1 / 8, 1 / 2) for s in rest]
+    plan += [{"seed": s, "ratio": 1.0, "part": "all"} for s in rest]
+    plan += [{"seed": s, "features": True, "part": "all"} for s in rest]
+    plan += [{"seed": s, "ratio": r, "part": "all"} for r in (1 / 16, 1 / 4, 1 / 8, 1 / 2) for s in rest]
     return plan
+
+
+def part_of(suite, part: str):
+    """The candidates (and zoo) of a chunk: ``core`` is suites/minizoo.yaml's zoo, ``extra``
+    the table's other candidates, ``all`` every one."""
+    from harness.suite import load_suite
+
+    core = load_suite(ROOT / "suites" / "minizoo.yaml").zoo
+    pairs = {(c.vision_encoder, c.language_model) for c in load_suite(ROOT / "suites" / "minizoo.yaml").candidates()}
+    if part == "core":
+        return [c for c in suite.candidates() if (c.vision_encoder, c.language_model) in pairs], core
+    if part == "extra":
+        return [c for c in suite.candidates() if (c.vision_encoder, c.language_model) not in pairs], suite.zoo
+    return suite.candidates(), suite.zoo
 
 
 def seeded_suite(suite, seed: int):
@@ -63,12 +81,13 @@ def run_chunk(args, chunk: dict) -> None:
     suite = seeded_suite(load_suite(args.suite), chunk["seed"])
     with Store.open(args.store, wait=600) as store:
         run_id = table_run(store, suite, chunk["seed"])
+        candidates, zoo = part_of(suite, chunk.get("part", "all"))
         if chunk.get("finalize"):
             finalize(store)
         elif chunk.get("features"):
-            compute_features(suite, store, run_id)
+            compute_features(suite.model_copy(update={"zoo": zoo}), store, run_id)
         else:
-            train_ratio(suite, store, run_id, chunk["ratio"], args.workers)
+            train_ratio(suite, store, run_id, chunk["ratio"], args.workers, candidates)
 
 
 def table_run(store, suite, seed: int) -> str:
@@ -84,7 +103,7 @@ def table_run(store, suite, seed: int) -> str:
     return run_id
 
 
-def specs_for(suite, ratio: float):
+def specs_for(suite, ratio: float, candidates=None):
     from harness.scoring import Target
     from harness.training import config_from_suite
     from harness.trial import TrialSpec
@@ -94,18 +113,18 @@ def specs_for(suite, ratio: float):
     return [TrialSpec(encoder=c.vision_encoder, llm=c.language_model,
                       alignment=suite.alignment.dataset, samples=suite.alignment.samples or 5000,
                       ratio=ratio, train=config, seed=suite.seed, targets=targets, device="cpu")
-            for c in suite.candidates()]
+            for c in (suite.candidates() if candidates is None else candidates)]
 
 
-def train_ratio(suite, store, run_id: str, ratio: float, workers: int) -> None:
+def train_ratio(suite, store, run_id: str, ratio: float, workers: int, candidates=None) -> None:
     from harness.parallel import run_many
     from harness.trial import identify
 
-    specs = specs_for(suite, ratio)
+    specs = specs_for(suite, ratio, candidates)
     keys = [identify(s)[0] for s in specs]
     done = {k for k in keys if (store.get_trial(k) or {}).get("status") == "done"}
     missing = [s for s, k in zip(specs, keys) if k not in done]
-    print(f"seed {suite.seed} r={ratio:g}: {len(done)} stored, {len(missing)} to train", flush=True)
+    print(f"seed {suite.seed} r={ratio:g}, {len(specs)} candidates: {len(done)} stored, {len(missing)} to train", flush=True)
     # in slices, so a stop loses at most one slice per worker
     step = 4 * workers
     for i in range(0, len(missing), step):
@@ -123,16 +142,22 @@ def compute_features(suite, store, run_id: str) -> None:
     warmed projector, on every target task, with the suite's clustering settings."""
     from harness.strategies.mordal import MordalSearch
 
+    search = suite.search
+    # the default minibatch CKA and the biased full-batch one (cka_batch: null): both replayable
+    variants = [search, search.model_copy(update={"clustering": search.clustering.model_copy(
+        update={"cka_batch": None})})]
     for target in suite.targets:
-        one = suite.model_copy(update={"targets": [target]})
-        strategy = MordalSearch(one, store, run_id)
-        start = time.perf_counter()
-        encoders = list(one.zoo.vision_encoders)
-        strategy.cluster_encoders(encoders)
-        for encoder in encoders:
-            strategy.cluster_llms(encoder, list(one.zoo.language_models))
-        print(f"seed {suite.seed} features {target.task}: {time.perf_counter() - start:.0f} s",
-              flush=True)
+        for variant in variants:
+            one = suite.model_copy(update={"targets": [target], "search": variant})
+            strategy = MordalSearch(one, store, run_id)
+            store.execute("delete from clusters where run_id = ?", [run_id])  # the features are the point
+            start = time.perf_counter()
+            encoders = list(one.zoo.vision_encoders)
+            strategy.cluster_encoders(encoders)
+            for encoder in encoders:
+                strategy.cluster_llms(encoder, list(one.zoo.language_models))
+            print(f"seed {suite.seed} features {target.task} cka_batch {variant.clustering.cka_batch}: "
+                  f"{time.perf_counter() - start:.0f} s", flush=True)
 
 
 def finalize(store) -> None:
@@ -189,7 +214,7 @@ def export(args) -> None:
     if not args.export:
         return
     cmd = [sys.executable, "-m", "harness.cli", "store", "export", "--store", args.store,
-           "--all", "--out", args.export, "--force"]
+           "--all", "--out", args.export, "--force", "--no-embeddings"]
     done = subprocess.run(cmd, capture_output=True, text=True)
     print(f"  export: exit {done.returncode} {done.stdout.strip()[-300:]} {done.stderr.strip()[-300:]}",
           flush=True)

@@ -391,9 +391,11 @@ def store_merge(other: Path, store_path: Path | None, wait: float):
               help="Export what a replay of this run needs (repeatable).")
 @click.option("--all", "everything", is_flag=True, help="Export every row of the store.")
 @click.option("--force", is_flag=True, help="Replace an existing export folder.")
+@click.option("--no-embeddings", is_flag=True,
+              help="Leave raw features out (the similarities computed from them are kept).")
 @store_option
 @click.option("--wait", type=float, default=0.0, show_default=True)
-def store_export(out: Path, runs: tuple[str, ...], everything: bool, force: bool,
+def store_export(out: Path, runs: tuple[str, ...], everything: bool, force: bool, no_embeddings: bool,
                  store_path: Path | None, wait: float):
     """Write the store (or some runs of it) as Parquet files that `harness store import` reads."""
     from harness.store import Store
@@ -402,7 +404,8 @@ def store_export(out: Path, runs: tuple[str, ...], everything: bool, force: bool
     if bool(runs) == everything:
         raise click.UsageError("give --run RUN (repeatable) or --all, not both or neither")
     with Store.open(_store_path(store_path), read_only=True, wait=wait) as st:
-        manifest = export_store(st, out, None if everything else list(runs), force=force)
+        manifest = export_store(st, out, None if everything else list(runs), force=force,
+                                embeddings=not no_embeddings)
     size = sum(f.stat().st_size for f in out.iterdir())
     rows = sum(e["rows"] for e in manifest["tables"].values())
     click.echo(f"exported {len(manifest['runs'])} run(s), {rows} rows in {len(manifest['tables'])} "

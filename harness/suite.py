@@ -289,6 +289,9 @@ class Clustering(_Model):
     linkage: Linkage = "average"  # scipy.cluster.hierarchy.linkage methods
     samples: Annotated[Int, Field(gt=3)] = 512  # unbiased HSIC needs n > 3
     warmup_steps: Annotated[Int, Field(ge=0)] = 10  # projector warm-up before LLM embeddings
+    # minibatch unbiased CKA (Nguyen et al. 2020), as the Mordal paper computes it: batches of
+    # this many samples, for any metric that takes ``minibatch``; null: the biased full-batch CKA
+    cka_batch: Annotated[Int, Field(gt=3, le=1_000_000)] | None = 64
 
 
 class Stage(_Model):

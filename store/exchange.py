@@ -119,10 +119,12 @@ def store_id(con: duckdb.DuckDBPyConnection) -> str | None:
 
 
 def export_store(store, out: str | os.PathLike, runs: Sequence[str] | None = None, *,
-                 force: bool = False) -> dict[str, Any]:
+                 force: bool = False, embeddings: bool = True) -> dict[str, Any]:
     """Write the rows a replay of ``runs`` needs (None: the whole store) to the folder ``out``;
     return the manifest. The folder is written beside ``out`` and renamed into place, so a reader
-    never sees half an export; ``force`` replaces an existing export."""
+    never sees half an export; ``force`` replaces an existing export. ``embeddings=False`` leaves
+    the raw features out (megabytes per component and task) and keeps the similarities computed
+    from them, which is all a clustering replay reads."""
     from harness import __version__
 
     con = store.con
@@ -143,6 +145,8 @@ def export_store(store, out: str | os.PathLike, runs: Sequence[str] | None = Non
     files: dict[str, dict[str, Any]] = {}
     try:
         for table, where in _selection(con, runs).items():
+            if table == "embeddings" and not embeddings:
+                where = "false"
             cols = columns(con, table)
             select = ", ".join("NULL::VARCHAR AS checkpoint_path" if (table, c) == ("trials", "checkpoint_path")
                                else f'"{c}"' for c in cols)
@@ -161,6 +165,8 @@ def export_store(store, out: str | os.PathLike, runs: Sequence[str] | None = Non
             [r[0] for r in con.execute("SELECT run_id FROM runs ORDER BY run_id").fetchall()],
             "selection": "runs" if runs is not None else "all",
             "checkpoints": "not exported (trials answer from their stored scores)",
+            "embeddings": "exported" if embeddings else
+            "not exported (similarities computed from them are; compute features with --fill-embeddings)",
             "tables": files,
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")

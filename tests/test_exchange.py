@@ -157,3 +157,24 @@ def test_export_needs_runs_or_all_and_names_an_unknown_run(live, tmp_path):
     assert everything.returncode == 0, everything.stderr
     exists = harness("store", "export", "--store", store, "--all", "--out", tmp_path / "e")
     assert exists.returncode != 0 and "--force" in exists.stderr
+
+
+def test_a_table_without_raw_features_still_replays_the_clustering(live, tmp_path):
+    _, store, suite, run_id = live
+    out = tmp_path / "lean"
+    done = harness("store", "export", "--store", store, "--all", "--no-embeddings", "--out", out)
+    assert done.returncode == 0, done.stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["tables"]["embeddings"]["rows"] == 0
+    assert manifest["tables"]["similarities"]["rows"] == counts(store)["similarities"] > 0
+    mine = tmp_path / "mine.duckdb"
+    replayed = harness("replay", "--table", out, "--suite", suite, "--store", mine)
+    assert replayed.returncode == 0, replayed.stderr
+    assert decisions(store, run_id) == decisions(mine, last_run(mine)[0])
+
+
+def test_a_default_suite_clusters_with_the_papers_minibatch_cka(live):
+    _, store, _, _ = live
+    configs = [json.loads(c) for (c,) in fetch(store, "select distinct config from similarities"
+                                                        " where metric = 'cka'")]
+    assert configs == [{"minibatch": 64, "seed": 0}]

@@ -48,11 +48,17 @@ def test_replay_computes_missing_embeddings_only_when_asked_and_still_trains_not
     assert harness("run", suite, "--store", store).returncode == 0
     live_run = last_run(store)[0]
     trained, _ = trials_of(store, live_run)
-    con = duckdb.connect(str(store))  # a store that kept the trials but not the clustering features
+    con = duckdb.connect(str(store))  # similarities but no raw features (a shipped table's shape)
     dropped = con.execute("select count(*) from embeddings").fetchone()[0]
     con.execute("delete from embeddings")
     con.close()
     assert dropped > 0
+    enough = harness("replay", "--from", live_run, "--suite", suite, "--store", store)
+    assert enough.returncode == 0, enough.stderr  # every similarity stored: no feature is needed
+    assert decisions(store, live_run) == decisions(store, last_run(store)[0])
+    con = duckdb.connect(str(store))  # now neither: the trials alone
+    con.execute("delete from similarities")
+    con.close()
 
     stopped = harness("replay", "--from", live_run, "--suite", suite, "--store", store)
     assert stopped.returncode == 2

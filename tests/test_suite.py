@@ -319,7 +319,7 @@ def test_fingerprint_ignores_formatting_and_defaults(tmp_path):
     assert a.fingerprint() == PINNED_MINIMAL_FINGERPRINT
 
 
-PINNED_MINIMAL_FINGERPRINT = "ec1d5b0a177a2785009f09090fae86b0c280f00074fcc0f74e486159621af709"
+PINNED_MINIMAL_FINGERPRINT = "0c2d9a372ee940590397ecc035293b9c8fe1b736c4329ac3f0b6ebf497e98d7a"
 
 
 def test_fingerprint_is_stable_across_processes(tmp_path):

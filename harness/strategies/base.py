@@ -163,6 +163,24 @@ class SearchStrategy:
                                  sample_set={"first": n})
         return key, np.asarray(self.store.get_embedding(key), dtype=np.float32), False
 
+    def _lazy_features(self, component_fp: str, dataset, layer: str, compute, n: int):
+        """(key, load): the features' content key now, the features only when ``load()`` is
+        called (then as :meth:`_features`). A similarity already stored under the key needs no
+        features: a replay on a table that ships similarities but not raw embeddings works."""
+        from harness.store import embedding_key
+
+        key = embedding_key(component=component_fp, dataset=dataset.fingerprint, layer=layer,
+                            sample_set={"first": n})
+        cache: dict = {}
+
+        def load():
+            if "feats" not in cache:
+                _, cache["feats"], cache["reused"] = self._features(component_fp, dataset, layer, compute, n)
+            return cache["feats"]
+
+        load.cache = cache
+        return key, load
+
     def insert(self, table: str, rows: list[dict]) -> None:
         plugin, version = self._plugin()
         self.store.insert(table, [{"run_id": self.run_id, "plugin": plugin,

@@ -201,18 +201,21 @@ class MordalSearch(SearchStrategy):
 
         metric_name = self.suite.search.similarity
         metric = self.components["similarity_metric"].get(metric_name).load()
+        options = similarity_options(metric, self.suite.search.clustering)
         plugin, version = self._plugin()
         sim = np.eye(len(names)) if higher_is_closer(metric) else np.zeros((len(names), len(names)))
         for i, a in enumerate(names):
             for j in range(i + 1, len(names)):
                 b = names[j]
-                key = similarity_key(metric=metric_name, a=keys[a], b=keys[b])
+                key = similarity_key(metric=metric_name, a=keys[a], b=keys[b], config=options or None)
                 value = self.store.get_similarity(key)
-                if value is None:
-                    value = float(metric(feats[a], feats[b]))
+                self.store.record_use(self.run_id, "similarity", key, reused=value is not None)
+                if value is None:  # only now are the features needed (feats: lazy loaders)
+                    value = float(metric(feats[a](), feats[b](), **options))
                     self.store.put_similarity(key, value, metric=metric_name, a=fps[a], b=fps[b],
                                               run_id=self.run_id, plugin=plugin,
-                                              plugin_version=version)
+                                              plugin_version=version, a_embedding=keys[a],
+                                              b_embedding=keys[b], config=options or None)
                 sim[i, j] = sim[j, i] = value
         return sim
 
@@ -243,10 +246,9 @@ class MordalSearch(SearchStrategy):
             self._encoders[ref] = encoder
             fps[ref] = encoder.fingerprint
 
-            keys[ref], feats[ref], reused = self._features(
+            keys[ref], feats[ref] = self._lazy_features(
                 fps[ref], dataset, ENCODER_LAYER, lambda encoder=encoder: encoder_token_features(encoder, items),
                 self.suite.search.clustering.samples)
-            all_reused &= reused
             if self._progress is not None:
                 self._progress.advance(self._task)
         return self._cluster_and_record("encoder", encoders, feats, keys, fps,
@@ -303,14 +305,13 @@ class MordalSearch(SearchStrategy):
                         out.append(((hidden * mask).sum(1) / mask.sum(1)).float().cpu())
                 return torch.cat(out).numpy()
 
-            keys[ref], feats[ref], reused = self._features(fp, dataset, "llm-last-hidden", compute,
+            keys[ref], feats[ref] = self._lazy_features(fp, dataset, "llm-last-hidden", compute,
                                                         self.suite.search.clustering.samples)
-            all_reused &= reused
             if self._progress is not None:
                 self._progress.advance(self._task)
         return self._cluster_and_record("llm", llms, feats, keys, fps,
                                         self.suite.search.clustering.t_llm,
-                                        f"cluster-llms@{encoder_ref}", start, samples, all_reused,
+                                        f"cluster-llms@{encoder_ref}", start, lambda: samples, all_reused,
                                         context=encoder_ref)
 
     def _cluster_and_record(self, level, names, feats, keys, fps, threshold, phase, start,
@@ -325,12 +326,31 @@ class MordalSearch(SearchStrategy):
         from harness.gromov import higher_is_closer
 
         values = self._similarities(names, feats, keys, fps)
+        # features are loaded only for similarities the store lacked: reused unless one was computed
+        all_reused = all(f.cache.get("reused", True) for f in feats.values())
+        samples = samples() if callable(samples) else samples
         metric = self.components["similarity_metric"].get(self.suite.search.similarity).load()
         sim = values if higher_is_closer(metric) else 1.0 - values
         clusters = cluster(names, sim, threshold, self.suite.search.clustering.linkage)
         self._record_clusters(level, clusters, threshold, fps, context=context)
         self._cost(phase, time.perf_counter() - start, samples, all_reused)
         return clusters
+
+
+def similarity_options(metric, clustering) -> dict:
+    """Keyword options the suite gives a similarity metric, by what the metric accepts (never by
+    its name): ``minibatch`` (and a fixed batching seed) from ``clustering.cka_batch``. They are
+    part of the similarity's content key; no options keeps the key of the plain metric."""
+    import inspect
+
+    try:
+        params = inspect.signature(metric).parameters
+    except (TypeError, ValueError):
+        return {}
+    if "minibatch" in params and clustering.cka_batch is not None:
+        return {"minibatch": int(clustering.cka_batch), "seed": 0} if "seed" in params else \
+            {"minibatch": int(clustering.cka_batch)}
+    return {}
 
 
 def _best_first_score(score: float, candidate) -> tuple:
