@@ -73,8 +73,8 @@ def seeded_suite(suite, seed: int):
 def run_chunk(args, chunk: dict) -> None:
     """One chunk in this process: train (or compute) what the store lacks, record the uses."""
     import torch
-
     from harness.store import Store
+
     from harness.suite import load_suite
 
     torch.set_num_threads(1)

@@ -308,10 +308,22 @@ def compare(run_a: str, run_b: str, store_path: Path | None, as_json: bool):
     for row in rows:
         click.echo(f"{row['task']}: {row['search_strategy']} run {row['search_run']} vs grid "
                    f"run {row['grid_run']}")
-        for key in ("speedup", "speedup_samples", "grid_seconds", "search_seconds", "grid_trials",
-                    "search_trials", "top1", "grid_best", "search_best", "kendall_tau_top10",
-                    "weighted_tau_top10", "ndcg_at_5"):
-            click.echo(f"  {key:<20} {row[key]}")
+        click.echo("  cost had nothing been stored (reused work at its original price; the grid the same way):")
+        for key in ("speedup_samples", "speedup_flops", "speedup", "grid_samples", "search_samples",
+                    "search_warmup_samples", "grid_seconds", "search_seconds", "grid_trials",
+                    "search_trials", "search_failed_trials", "grid_eval_items", "search_eval_items",
+                    "search_forward_passes"):
+            click.echo(f"    {key:<22} {row[key]}")
+        click.echo("  new compute this run (what reuse saved is the difference):")
+        for key in ("search_new_samples", "search_new_seconds"):
+            click.echo(f"    {key:<22} {row[key]}")
+        click.echo("  where the search's cost went (samples, seconds):")
+        for phase, cost in row["search_phases"].items():
+            click.echo(f"    {phase:<22} {cost['samples']} samples, {cost['seconds']} s")
+        click.echo("  ranking:")
+        for key in ("top1", "grid_best", "search_best", "kendall_tau_top10", "weighted_tau_top10",
+                    "ndcg_at_5"):
+            click.echo(f"    {key:<22} {row[key]}")
 
 
 @cli.group()

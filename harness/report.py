@@ -11,33 +11,68 @@ from harness.measures import kendall_tau, ndcg_at, top1_match, weighted_tau
 
 @dataclass
 class RunCost:
+    """One run's cost in the one cost model (the ``run_costs`` view).
+
+    The charged figures (``samples_seen``, ``flops``, ``total_seconds``) are what the run would
+    have cost had nothing been stored: every trial it used at its original cost, reused or
+    failed, and every clustering feature and projector warm-up at its original price. They are
+    the figures to compare with a grid. ``new_samples`` / ``new_seconds`` are what the run
+    computed itself; what reuse saved is the difference."""
+
     run_id: str
     strategy: str
-    trials: int  # distinct trials the run needed
+    trials: int  # distinct trials the run needed (failed ones included)
     trials_trained: int  # of those, trained by this run
     trial_seconds: float  # their original cost, reused or not
-    samples_seen: int
-    phase_seconds: float  # clustering and other non-trial compute
+    samples_seen: int  # training samples: trials + warm-ups
+    phase_seconds: float  # clustering features, warm-ups and other non-trial compute
     total_seconds: float
+    trials_failed: int = 0
+    trial_samples: int = 0
+    phase_samples: int = 0  # projector warm-ups
+    flops: float = 0.0  # approximate training FLOPs: samples x (2 x encoder + 6 x LLM parameters)
+    eval_items: int = 0  # test items scored
+    forward_passes: int = 0  # items embedded for clustering features
+    new_samples: int = 0  # computed by this run itself
+    new_seconds: float = 0.0
 
 
 def run_cost(store, run_id: str) -> RunCost:
-    """What ``run_id`` needed, each trial charged at its original cost even when reused: a
-    search is never cheaper because an earlier run already paid."""
-    runs = store.query("select strategy from runs where run_id = ?", [run_id])
-    if not runs:
+    """What ``run_id`` needed, every trial and feature charged at its original cost even when
+    reused: a search is never cheaper because an earlier run already paid."""
+    rows = store.query("select * from run_costs where run_id = ?", [run_id])
+    if not rows:
         raise BadInput(f"no run {run_id!r} in the store; list runs with: harness sql "
                        "\"select run_id, suite_name, strategy, status from runs\"")
-    row = store.query(
-        "select count(*) as n, coalesce(sum(case when not u.reused then 1 else 0 end), 0) as trained,"
-        " coalesce(sum(t.wall_seconds), 0) as secs, coalesce(sum(t.samples_seen), 0) as samples"
-        " from run_uses u join trials t on t.trial_key = u.key"
-        " where u.run_id = ? and u.kind = 'trial' and t.status = 'done'", [run_id])[0]
-    phases = store.query("select coalesce(sum(wall_seconds), 0) as secs from phase_costs"
-                         " where run_id = ?", [run_id])[0]["secs"]
-    return RunCost(run_id, runs[0]["strategy"], int(row["n"]), int(row["trained"]),
-                   float(row["secs"]), int(row["samples"]), float(phases),
-                   float(row["secs"]) + float(phases))
+    r = rows[0]
+    return RunCost(run_id, r["strategy"], int(r["trials"]), int(r["trials_trained"]),
+                   float(r["trial_seconds"]), int(r["samples"]), float(r["phase_seconds"]),
+                   float(r["seconds"]), trials_failed=int(r["trials_failed"]),
+                   trial_samples=int(r["trial_samples"]), phase_samples=int(r["phase_samples"]),
+                   flops=float(r["flops"]), eval_items=int(r["eval_items"]),
+                   forward_passes=int(r["forward_passes"]), new_samples=int(r["new_samples"]),
+                   new_seconds=float(r["new_seconds"]))
+
+
+def phase_breakdown(store, run_id: str) -> dict[str, dict]:
+    """Where a run's cost went: trials by the stage that asked for them (from ``rungs``, else
+    ``trials``) and each kind of phase (features, warm-ups), charged at original prices."""
+    out: dict[str, dict] = {}
+    for row in store.query(
+            "select split_part(phase, '@', 1) as phase, sum(coalesce(cost_samples, samples_seen, 0)) as samples,"
+            " sum(coalesce(cost_seconds, wall_seconds)) as seconds from phase_costs where run_id = ?"
+            " group by 1 order by 1", [run_id]):
+        out[row["phase"]] = {"samples": int(row["samples"]), "seconds": round(float(row["seconds"]), 2)}
+    for row in store.query("""
+            with used as (select distinct key from run_uses where run_id = ? and kind = 'trial'),
+            staged as (select trial_key, min(phase) as phase from rungs where run_id = ? group by 1)
+            select coalesce(s.phase, 'trials') as phase, sum(coalesce(t.samples_seen, 0)) as samples,
+                   sum(coalesce(t.wall_seconds, 0)) as seconds
+            from used u join trials t on t.trial_key = u.key left join staged s on s.trial_key = u.key
+            group by 1 order by 1""", [run_id, run_id]):
+        out[f"trials:{row['phase']}"] = {"samples": int(row["samples"]),
+                                         "seconds": round(float(row["seconds"]), 2)}
+    return out
 
 
 def ranking(store, run_id: str) -> dict[str, list[dict]]:
@@ -75,6 +110,15 @@ def compare(store, run_a: str, run_b: str) -> list[dict]:
             "search_seconds": round(search_cost.total_seconds, 2),
             "speedup": round(grid_cost.total_seconds / max(search_cost.total_seconds, 1e-9), 3),
             "speedup_samples": round(grid_cost.samples_seen / max(search_cost.samples_seen, 1), 3),
+            "speedup_flops": round(grid_cost.flops / search_cost.flops, 3) if search_cost.flops else None,
+            "grid_samples": grid_cost.samples_seen, "search_samples": search_cost.samples_seen,
+            "search_warmup_samples": search_cost.phase_samples,
+            "grid_eval_items": grid_cost.eval_items, "search_eval_items": search_cost.eval_items,
+            "search_forward_passes": search_cost.forward_passes,
+            "search_failed_trials": search_cost.trials_failed,
+            "search_new_samples": search_cost.new_samples,
+            "search_new_seconds": round(search_cost.new_seconds, 2),
+            "search_phases": phase_breakdown(store, search_id),
             "grid_trials": grid_cost.trials, "search_trials": search_cost.trials,
             "top1": top1_match(scores, order),
             "grid_best": list(max(scores, key=scores.get)), "search_best": list(order[0]),

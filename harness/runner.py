@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import sys
+from pathlib import Path
 
 import click
 from rich.console import Console
@@ -159,9 +158,9 @@ def print_replay(store, run_id: str, sources: list[str]) -> None:
     from harness.report import compare, run_cost
 
     cost = run_cost(store, run_id)
-    click.echo(f"replay cost: {cost.trials} trials, {cost.samples_seen} training samples, "
-               f"{cost.total_seconds:.1f}s at their original cost (nothing trained: "
-               f"{cost.trials_trained} filled)")
+    click.echo(f"replay cost: {cost.trials} trials, {cost.samples_seen} training samples "
+               f"({cost.phase_samples} of them warm-ups), {cost.total_seconds:.1f}s at their original "
+               f"cost (nothing trained: {cost.trials_trained} filled)")
     seed = store.query("select seed from runs where run_id = ?", [run_id])[0]["seed"]
     for grid in _grids_for(store, run_id, sources, seed):
         for row in compare(store, run_id, grid):
@@ -192,3 +191,10 @@ def print_ranking(strategy, ranking) -> None:
                    f"({best.measured_or_predicted} {score})")
     click.echo(f"trials: {strategy.trained} trained, {strategy.reused} reused, "
                f"{strategy.failed} failed; {strategy.wall_seconds:.1f}s")
+    from harness.report import run_cost
+
+    cost = run_cost(strategy.store, strategy.run_id)
+    click.echo(f"cost had nothing been stored: {cost.samples_seen} training samples "
+               f"({cost.trial_samples} in {cost.trials} trials + {cost.phase_samples} in warm-ups), "
+               f"{cost.total_seconds:.1f}s; new compute this run: {cost.new_samples} samples, "
+               f"{cost.new_seconds:.1f}s")

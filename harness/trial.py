@@ -53,6 +53,12 @@ def load_component(kind: str, ref: str):
     return entry, entry.load()(name)
 
 
+def n_params(component) -> int | None:
+    """Parameters of a loaded encoder or LLM (None if it is not a torch module)."""
+    parameters = getattr(component, "parameters", None)
+    return sum(p.numel() for p in parameters()) if callable(parameters) else None
+
+
 def load_encoder(ref: str):
     return load_component("vision_encoder", ref)
 
@@ -181,10 +187,12 @@ def run_trial(spec: TrialSpec, store, run_id: str, *, default_limit: int = 1000,
     with store.transaction():
         store.put_component(encoder.fingerprint, kind="vision_encoder", ref=spec.encoder,
                             run_id=run_id, plugin=enc_entry.plugin,
-                            plugin_version=enc_entry.version, config=encoder.config)
+                            plugin_version=enc_entry.version, config=encoder.config,
+                            n_params=n_params(encoder))
         store.put_component(language_model.fingerprint, kind="language_model", ref=spec.llm,
                             run_id=run_id, plugin=llm_entry.plugin,
-                            plugin_version=llm_entry.version, config=language_model.config)
+                            plugin_version=llm_entry.version, config=language_model.config,
+                            n_params=n_params(language_model))
         store.put_dataset(dataset.fingerprint, ref=spec.alignment, run_id=run_id,
                           plugin=data_entry.plugin, plugin_version=data_entry.version,
                           split="train", n_items=len(dataset))

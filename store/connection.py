@@ -343,12 +343,16 @@ class Store:
     # -- components and datasets ------------------------------------------------------------
 
     def put_component(self, fingerprint: str, *, kind: str, ref: str, run_id: str, plugin: str,
-                      plugin_version: str, config: Any = None) -> None:
-        """Record a component once (the first run that saw it keeps the row)."""
+                      plugin_version: str, config: Any = None, n_params: int | None = None) -> None:
+        """Record a component once (the first run that saw it keeps the row; a row without a
+        parameter count gets it)."""
         self.insert("components", [{
             "fingerprint": fingerprint, "kind": kind, "ref": ref, "config": config, "run_id": run_id,
-            "plugin": plugin, "plugin_version": plugin_version,
+            "plugin": plugin, "plugin_version": plugin_version, "n_params": n_params,
         }], on_conflict="ignore")
+        if n_params is not None:
+            self.con.execute("UPDATE components SET n_params = ? WHERE fingerprint = ? AND n_params IS NULL",
+                             [int(n_params), fingerprint])
 
     def put_dataset(self, fingerprint: str, *, ref: str, run_id: str, plugin: str, plugin_version: str,
                     split: str | None = None, n_items: int | None = None, config: Any = None) -> None:

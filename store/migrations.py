@@ -491,6 +491,82 @@ def m007_store_identity_and_imports(con: duckdb.DuckDBPyConnection) -> None:
     ])
 
 
+@migration
+def m008_cost_model(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("ALTER TABLE components ADD COLUMN n_params BIGINT")
+    con.execute("COMMENT ON COLUMN components.n_params IS " + _sql_str(
+        "parameters of the loaded component (the FLOP weight of a trial: 2 x encoder + 6 x LLM per sample)"))
+    for column, kind, doc in (
+            ("cost_seconds", "DOUBLE", "what the phase costs with an empty store: the original seconds of "
+             "every feature it used, reused or not, plus this run's other work"),
+            ("cost_samples", "BIGINT", "training samples the phase costs with an empty store (projector "
+             "warm-ups, charged at their original count when reused)"),
+            ("cost_flops", "DOUBLE", "approximate training FLOPs of those samples"),
+            ("forward_passes", "BIGINT", "items embedded by encoder/LLM forward passes for the features used")):
+        con.execute(f"ALTER TABLE phase_costs ADD COLUMN {column} {kind}")
+        con.execute(f"COMMENT ON COLUMN phase_costs.{column} IS " + _sql_str(doc))
+    _create(con, "feature_costs", "What computing one stored embedding cost, so a reuse is charged its "
+            "original price.", [
+        ("embedding_key", "VARCHAR PRIMARY KEY", "embeddings.embedding_key"),
+        ("wall_seconds", "DOUBLE NOT NULL", "seconds to compute it (projector warm-up included)"),
+        ("train_samples", "BIGINT NOT NULL DEFAULT 0", "training samples it took (an LLM feature's warm-up)"),
+        ("train_flops", "DOUBLE", "approximate FLOPs of those samples"),
+        ("forward_passes", "BIGINT NOT NULL DEFAULT 0", "items embedded"),
+        *_provenance("cost record"),
+    ])
+    con.execute("""
+        CREATE VIEW run_costs AS
+        WITH used AS (
+            SELECT u.run_id, u.reused, t.*,
+                   coalesce(t.samples_seen, 0) * (2.0 * coalesce(e.n_params, 0) + 6.0 * coalesce(l.n_params, 0))
+                       AS flops,
+                   (SELECT coalesce(sum(n_items), 0) FROM scores s WHERE s.trial_key = t.trial_key) AS eval_items
+            FROM run_uses u JOIN trials t ON t.trial_key = u.key
+            LEFT JOIN components e ON e.fingerprint = t.encoder_fingerprint
+            LEFT JOIN components l ON l.fingerprint = t.llm_fingerprint
+            WHERE u.kind = 'trial' AND t.status IN ('done', 'failed')
+        ),
+        trial AS (
+            SELECT run_id, count(*) AS trials,
+                   count(*) FILTER (WHERE NOT reused) AS trials_trained,
+                   count(*) FILTER (WHERE status = 'failed') AS trials_failed,
+                   sum(coalesce(wall_seconds, 0)) AS trial_seconds,
+                   sum(coalesce(samples_seen, 0)) AS trial_samples,
+                   sum(flops) AS trial_flops, sum(eval_items) AS eval_items,
+                   sum(coalesce(wall_seconds, 0)) FILTER (WHERE NOT reused) AS new_trial_seconds,
+                   sum(coalesce(samples_seen, 0)) FILTER (WHERE NOT reused) AS new_trial_samples
+            FROM used GROUP BY run_id
+        ),
+        phase AS (
+            SELECT run_id, sum(coalesce(cost_seconds, wall_seconds)) AS phase_seconds,
+                   sum(coalesce(cost_samples, samples_seen, 0)) AS phase_samples,
+                   sum(coalesce(cost_flops, 0)) AS phase_flops,
+                   sum(coalesce(forward_passes, 0)) AS forward_passes,
+                   sum(wall_seconds) AS new_phase_seconds, sum(coalesce(samples_seen, 0)) AS new_phase_samples
+            FROM phase_costs GROUP BY run_id
+        )
+        SELECT r.run_id, r.strategy,
+               coalesce(t.trials, 0) AS trials, coalesce(t.trials_trained, 0) AS trials_trained,
+               coalesce(t.trials_failed, 0) AS trials_failed,
+               coalesce(t.trial_seconds, 0) AS trial_seconds, coalesce(t.trial_samples, 0) AS trial_samples,
+               coalesce(t.trial_flops, 0) AS trial_flops, coalesce(t.eval_items, 0) AS eval_items,
+               coalesce(p.phase_seconds, 0) AS phase_seconds, coalesce(p.phase_samples, 0) AS phase_samples,
+               coalesce(p.phase_flops, 0) AS phase_flops, coalesce(p.forward_passes, 0) AS forward_passes,
+               coalesce(t.trial_samples, 0) + coalesce(p.phase_samples, 0) AS samples,
+               coalesce(t.trial_flops, 0) + coalesce(p.phase_flops, 0) AS flops,
+               coalesce(t.trial_seconds, 0) + coalesce(p.phase_seconds, 0) AS seconds,
+               coalesce(t.new_trial_samples, 0) + coalesce(p.new_phase_samples, 0) AS new_samples,
+               coalesce(t.new_trial_seconds, 0) + coalesce(p.new_phase_seconds, 0) AS new_seconds
+        FROM runs r LEFT JOIN trial t USING (run_id) LEFT JOIN phase p USING (run_id)
+    """)
+    con.execute("COMMENT ON VIEW run_costs IS " + _sql_str(
+        "One cost model for every run. samples / flops / seconds: what the run would have cost had "
+        "nothing been stored (every trial it used, reused or failed, and every feature and warm-up "
+        "at its original price): the figure to compare with a grid. new_samples / new_seconds: "
+        "what this run computed itself (what reuse saved is the difference). eval_items: test "
+        "items scored; forward_passes: items embedded for clustering features."))
+
+
 def schema_markdown() -> str:
     """docs/store-schema.md: run every migration on a blank in-memory database and describe it."""
     con = duckdb.connect(":memory:")

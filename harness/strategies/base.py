@@ -7,6 +7,8 @@ import math
 import time
 from dataclasses import dataclass
 
+import numpy as np
+
 from harness import __version__
 from harness.suite import Candidate
 
@@ -104,8 +106,14 @@ class SearchStrategy:
             self._task = self._progress.add_task(name, total=total)
 
     def run(self) -> list[RankedCandidate]:
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                                   TimeElapsedColumn, TimeRemainingColumn)
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
         start = time.perf_counter()
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -143,8 +151,6 @@ class SearchStrategy:
         at ``layer``, read from the store by content key, else ``compute()``d and stored. Either
         way the features are returned as stored (float16), so a first run and a rerun compute
         the same similarities from them. The use is recorded in ``run_uses``."""
-        import numpy as np
-
         from harness.store import embedding_key
 
         key = embedding_key(component=component_fp, dataset=dataset.fingerprint, layer=layer,
@@ -155,12 +161,20 @@ class SearchStrategy:
             return key, np.asarray(cached, dtype=np.float32), True
         if getattr(self.executor, "replay", False):
             self.executor.missing_embedding(f"the {layer!r} features of component {component_fp[:12]}")
-        feats = compute()
+        start = time.perf_counter()
+        feats = compute()  # the features, or (features, {"train_samples": k, "train_flops": f})
+        feats, spent = feats if isinstance(feats, tuple) else (feats, {})
         plugin, version = self._plugin()
-        self.store.put_embedding(key, feats, component_fingerprint=component_fp,
-                                 dataset_fingerprint=dataset.fingerprint, layer=layer,
-                                 run_id=self.run_id, plugin=plugin, plugin_version=version,
-                                 sample_set={"first": n})
+        with self.store.transaction():
+            self.store.put_embedding(key, feats, component_fingerprint=component_fp,
+                                     dataset_fingerprint=dataset.fingerprint, layer=layer,
+                                     run_id=self.run_id, plugin=plugin, plugin_version=version,
+                                     sample_set={"first": n})
+            self.store.insert("feature_costs", [{
+                "embedding_key": key, "wall_seconds": time.perf_counter() - start,
+                "train_samples": int(spent.get("train_samples", 0)), "train_flops": spent.get("train_flops"),
+                "forward_passes": int(np.shape(feats)[0]) if np.ndim(feats) else 0,
+                "run_id": self.run_id, "plugin": plugin, "plugin_version": version}], on_conflict="ignore")
         return key, np.asarray(self.store.get_embedding(key), dtype=np.float32), False
 
     def _lazy_features(self, component_fp: str, dataset, layer: str, compute, n: int):
@@ -180,6 +194,33 @@ class SearchStrategy:
 
         load.cache = cache
         return key, load
+
+    def feature_cost(self, keys) -> dict:
+        """What the features under ``keys`` cost when they were computed, reused or not (the
+        empty-store price): seconds, training samples and FLOPs, items embedded; and the seconds
+        of those computed by this run (already inside its measured phase time)."""
+        keys = list(keys)
+        out = {"seconds": 0.0, "samples": 0, "flops": 0.0, "forward": 0, "fresh_seconds": 0.0}
+        if not keys:
+            return out
+        marks = ", ".join("?" for _ in keys)
+        row = self.store.query(
+            "select coalesce(sum(wall_seconds), 0) as s, coalesce(sum(train_samples), 0) as n,"
+            " coalesce(sum(train_flops), 0) as f, coalesce(sum(forward_passes), 0) as p,"
+            " coalesce(sum(wall_seconds) filter (where run_id = ?), 0) as fresh"
+            f" from feature_costs where embedding_key in ({marks})", [self.run_id, *keys])[0]
+        return {"seconds": float(row["s"]), "samples": int(row["n"]), "flops": float(row["f"]),
+                "forward": int(row["p"]), "fresh_seconds": float(row["fresh"])}
+
+    def record_phase_cost(self, phase: str, seconds: float, samples: int, reused: bool, keys=()) -> None:
+        """One ``phase_costs`` row: what the phase computed now (``seconds``, ``samples``) and
+        what it costs with an empty store (every feature it used at its original price)."""
+        spent = self.feature_cost(keys)
+        self.insert("phase_costs", [{
+            "phase": phase, "wall_seconds": seconds, "samples_seen": samples, "reused": reused,
+            "cost_seconds": spent["seconds"] + max(0.0, seconds - spent["fresh_seconds"]),
+            "cost_samples": max(spent["samples"], samples), "cost_flops": spent["flops"],
+            "forward_passes": spent["forward"]}])
 
     def insert(self, table: str, rows: list[dict]) -> None:
         plugin, version = self._plugin()

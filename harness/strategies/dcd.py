@@ -110,7 +110,8 @@ class DCDSearch(SearchStrategy):
                 c: transfer_prediction(divergences[c.vision_encoder], stored.get(c, {}),
                                        self.suite.search.transfer.neighbours)
                 for c in candidates}
-        self._cost("conductance", time.perf_counter() - start, 0, all_reused)
+        self.record_phase_cost("conductance", time.perf_counter() - start, 0, all_reused,
+                               [k for k, _ in keys.values()])
         predicted = {c: (None if any(p[c] is None for p in per_target.values())
                          else float(np.mean([p[c] for p in per_target.values()])))
                      for c in candidates}
@@ -260,10 +261,6 @@ class DCDSearch(SearchStrategy):
                 self.store.record_use(self.run_id, "similarity", key, reused=reused)
                 out[ref][source] = float(value)
         return out
-
-    def _cost(self, phase: str, seconds: float, samples: int, reused: bool) -> None:
-        self.insert("phase_costs", [{"phase": phase, "wall_seconds": seconds,
-                                     "samples_seen": samples, "reused": reused}])
 
 
 def _probeable(task: str) -> bool:

@@ -199,9 +199,8 @@ class GWPrescreen(SearchStrategy):
                                           plugin_version=version)
             values[c] = float(value)
             self._advance()
-        self.insert("phase_costs", [{"phase": f"gw-prescreen@{task}",
-                                     "wall_seconds": time.perf_counter() - start,
-                                     "samples_seen": 0, "reused": all_reused}])
+        self.record_phase_cost(f"gw-prescreen@{task}", time.perf_counter() - start, 0, all_reused,
+                               [v[1] for v in (*encoders.values(), *llms.values())])
         return values
 
     def _advance(self) -> None:

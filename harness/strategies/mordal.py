@@ -228,9 +228,6 @@ class MordalSearch(SearchStrategy):
                 for i, c in enumerate(clusters) for m in c.members]
         self.insert("clusters", rows)
 
-    def _cost(self, phase: str, seconds: float, samples: int, reused: bool) -> None:
-        self.insert("phase_costs", [{"phase": phase, "wall_seconds": seconds,
-                                     "samples_seen": samples, "reused": reused}])
 
     def cluster_encoders(self, encoders: list[str]) -> list[Cluster]:
         from harness.trial import load_encoder
@@ -260,7 +257,13 @@ class MordalSearch(SearchStrategy):
 
         from harness.store import content_key
         from harness.training import TrainConfig, train
-        from harness.trial import build_vlm, examples_from, load_alignment, load_language_model
+        from harness.trial import (
+            build_vlm,
+            examples_from,
+            load_alignment,
+            load_language_model,
+            n_params,
+        )
         from harness.vlm import Conversation
 
         start = time.perf_counter()
@@ -277,7 +280,7 @@ class MordalSearch(SearchStrategy):
                               "lr": self.train_config.lr, "seed": self.suite.seed})
             fps[ref] = lm.fingerprint
 
-            def compute(lm=lm):
+            def compute(lm=lm, ref=ref):
                 nonlocal samples
                 config = TrainConfig(projector=self.train_config.projector, llm="frozen",
                                      lr=self.train_config.lr, batch_size=self.train_config.batch_size,
@@ -286,10 +289,13 @@ class MordalSearch(SearchStrategy):
                 vlm, _ = build_vlm(dataclasses.replace(spec, train=config), encoder, lm)
                 _, align = load_alignment(self.suite.alignment.dataset,
                                           min(512, self.suite.alignment.samples or 512), seed=0)
+                spent = {}
                 if warm > 0:
                     result = train(vlm, examples_from(align), config, seed=self.suite.seed,
                                    device="cpu" if self.suite.device == "auto" else self.suite.device)
                     samples += result.samples_seen
+                    spent = {"train_samples": result.samples_seen,
+                             "train_flops": result.samples_seen * (2.0 * n_params(encoder) + 6.0 * n_params(lm))}
                 vlm.eval()
                 out = []
                 with torch.no_grad():
@@ -303,7 +309,7 @@ class MordalSearch(SearchStrategy):
                         hidden = vlm.llm(**inputs, output_hidden_states=True).hidden_states[-1]
                         mask = inputs["attention_mask"].unsqueeze(-1).to(hidden.dtype)
                         out.append(((hidden * mask).sum(1) / mask.sum(1)).float().cpu())
-                return torch.cat(out).numpy()
+                return torch.cat(out).numpy(), spent
 
             keys[ref], feats[ref] = self._lazy_features(fp, dataset, "llm-last-hidden", compute,
                                                         self.suite.search.clustering.samples)
@@ -333,7 +339,7 @@ class MordalSearch(SearchStrategy):
         sim = values if higher_is_closer(metric) else 1.0 - values
         clusters = cluster(names, sim, threshold, self.suite.search.clustering.linkage)
         self._record_clusters(level, clusters, threshold, fps, context=context)
-        self._cost(phase, time.perf_counter() - start, samples, all_reused)
+        self.record_phase_cost(phase, time.perf_counter() - start, samples, all_reused, keys.values())
         return clusters
 
 
