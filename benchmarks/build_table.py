@@ -143,9 +143,9 @@ def compute_features(suite, store, run_id: str) -> None:
     from harness.strategies.mordal import MordalSearch
 
     search = suite.search
-    # the default minibatch CKA and the biased full-batch one (cka_batch: null): both replayable
-    variants = [search, search.model_copy(update={"clustering": search.clustering.model_copy(
-        update={"cka_batch": None})})]
+    # the default minibatch CKA (cka_batch 64) and the biased full-batch one (null): both replayable
+    variants = [search.model_copy(update={"clustering": search.clustering.model_copy(
+        update={"cka_batch": batch})}) for batch in (64, None)]
     for target in suite.targets:
         for variant in variants:
             one = suite.model_copy(update={"targets": [target], "search": variant})
