@@ -117,7 +117,7 @@ def test_mordal_clusters_on_the_metric_it_is_given(tmp_path, metric):
         assert stored[("a", "a-rotated")] == pytest.approx(gw_distance(a, feats["a-rotated"]))
         assert stored[("a", "a-rotated")] <= threshold < stored[("a", "noise")]
     else:  # CKA unchanged: exactly the clustering of its similarity matrix
-        _, sim = pairwise_similarity(feats)
+        _, sim = pairwise_similarity(feats, minibatch=suite.search.clustering.cka_batch, seed=0)
         assert got == cluster(names, sim, threshold, suite.search.clustering.linkage)
 
 

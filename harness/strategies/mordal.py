@@ -211,7 +211,7 @@ class MordalSearch(SearchStrategy):
                 value = self.store.get_similarity(key)
                 self.store.record_use(self.run_id, "similarity", key, reused=value is not None)
                 if value is None:  # only now are the features needed (feats: lazy loaders)
-                    value = float(metric(feats[a](), feats[b](), **options))
+                    value = float(metric(_loaded(feats[a]), _loaded(feats[b]), **options))
                     self.store.put_similarity(key, value, metric=metric_name, a=fps[a], b=fps[b],
                                               run_id=self.run_id, plugin=plugin,
                                               plugin_version=version, a_embedding=keys[a],
@@ -333,7 +333,7 @@ class MordalSearch(SearchStrategy):
 
         values = self._similarities(names, feats, keys, fps)
         # features are loaded only for similarities the store lacked: reused unless one was computed
-        all_reused = all(f.cache.get("reused", True) for f in feats.values())
+        all_reused = all(getattr(f, "cache", {}).get("reused", True) for f in feats.values())
         samples = samples() if callable(samples) else samples
         metric = self.components["similarity_metric"].get(self.suite.search.similarity).load()
         sim = values if higher_is_closer(metric) else 1.0 - values
@@ -341,6 +341,11 @@ class MordalSearch(SearchStrategy):
         self._record_clusters(level, clusters, threshold, fps, context=context)
         self.record_phase_cost(phase, time.perf_counter() - start, samples, all_reused, keys.values())
         return clusters
+
+
+def _loaded(features):
+    """Features given as an array, or as a loader (:meth:`SearchStrategy._lazy_features`)."""
+    return features() if callable(features) else features
 
 
 def similarity_options(metric, clustering) -> dict:
