@@ -27,6 +27,7 @@ from typing import Any
 
 import duckdb
 
+from .connection import _sql_literal
 from .errors import StoreError
 from .migrations import MIGRATIONS, applied_migrations
 
@@ -39,10 +40,6 @@ _NOT_EXPORTED = {"_migrations", "imports", "imported_rows", "store_meta"}
 
 class ExportError(StoreError):
     """An export folder is unusable (missing, damaged, newer schema); nothing was written."""
-
-
-def _sql_literal(text: str) -> str:
-    return "'" + str(text).replace("'", "''") + "'"
 
 
 def sha256_file(path: Path) -> str:
