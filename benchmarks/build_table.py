@@ -36,15 +36,18 @@ TABLE_RUN = "table-seed{seed}"  # suite_name of the run that holds a seed's tria
 
 def chunks(seeds: list[int]) -> list[dict]:
     """The build plan, most useful first: seed 0 of the ``minizoo.yaml`` candidates (the core
-    48) at the ratios its search asks for, their clustering features, then the rest of seed 0
-    (r = 1/2, the other 22 candidates), then the other seeds' r = 1 (the ground truth is the
-    mean over seeds at r = 1), their features, then their lower ratios."""
+    48) at the ratios its search asks for, their clustering features, then the other 22
+    candidates at those ratios and the whole zoo's features (so a search over the whole zoo
+    replays), then r = 1/2 (no shipped suite's rungs ask for it), then the other seeds' r = 1
+    (the ground truth is the mean over seeds at r = 1), their features, then their lower
+    ratios."""
     plan = []
     if 0 in seeds:
         plan += [{"seed": 0, "ratio": r, "part": "core"} for r in (1.0, 1 / 16, 1 / 4, 1 / 8)]
-        plan += [{"seed": 0, "features": True, "part": "core"}, {"seed": 0, "ratio": 1 / 2, "part": "core"}]
-        plan += [{"seed": 0, "ratio": r, "part": "extra"} for r in (1.0, 1 / 16, 1 / 4, 1 / 8, 1 / 2)]
+        plan.append({"seed": 0, "features": True, "part": "core"})
+        plan += [{"seed": 0, "ratio": r, "part": "extra"} for r in (1.0, 1 / 16, 1 / 4, 1 / 8)]
         plan.append({"seed": 0, "features": True, "part": "all"})
+        plan += [{"seed": 0, "ratio": 1 / 2, "part": p} for p in ("core", "extra")]
     rest = [s for s in seeds if s != 0]
     plan += [{"seed": s, "ratio": 1.0, "part": "all"} for s in rest]
     plan += [{"seed": s, "features": True, "part": "all"} for s in rest]
