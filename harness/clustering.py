@@ -13,8 +13,10 @@ based on the dissimilarity values" and fed to the clustering function with that 
 Here ``threshold`` is what ``scipy.cluster.hierarchy.fcluster(..., criterion='distance')``
 takes: a cut on the merge height over distances ``1 - similarity``. Two groups join when their
 linkage distance is <= threshold, so 0 gives singletons (short of identical representations)
-and larger thresholds give fewer, larger clusters. A paper threshold read as a similarity s
-corresponds to ``threshold = 1 - s`` here; the suite documents the same (distance) convention.
+and larger thresholds give fewer, larger clusters. Suites say which reading their t_ve / t_llm
+use (``clustering.threshold_kind``): the default ``min_similarity`` is the paper's, a floor s
+becomes the cut ``1 - s`` (``harness.suite.Clustering.distance_cut``); ``max_distance`` passes
+the value through.
 """
 
 from __future__ import annotations

@@ -41,6 +41,7 @@ class ReplayExecutor:
         self.sources = list(sources)
         self.fill = fill
         self.fill_embeddings = fill or fill_embeddings
+        self._fingerprints: dict = {}  # ref (or (dataset, samples)) -> fingerprint, this replay's
         known = {r["run_id"] for r in store.query("select run_id from runs")}
         unknown = [s for s in self.sources if s not in known]
         if unknown:
@@ -52,12 +53,28 @@ class ReplayExecutor:
             f"select distinct key from run_uses where kind = 'trial' and run_id in ({marks})",
             self.sources)}
 
-    def run(self, spec, progress=None):
-        from harness.trial import identify, run_trial
+    def key(self, spec) -> str:
+        """The trial's content key; each component and dataset is loaded once per replay for its
+        fingerprint (a replay asks for hundreds of trials over a few components)."""
+        from harness.trial import key_of, load_alignment, load_encoder, load_language_model
 
-        key = identify(spec)[0]
+        fps = self._fingerprints
+        for ref, load in ((spec.encoder, load_encoder), (spec.llm, load_language_model)):
+            if ref not in fps:
+                fps[ref] = load(ref)[1].fingerprint
+        data = (spec.alignment, spec.samples)
+        if data not in fps:
+            fps[data] = load_alignment(spec.alignment, spec.samples, seed=0)[1].fingerprint
+        return key_of(spec, fps[spec.encoder], fps[spec.llm], fps[data])
+
+    def run(self, spec, progress=None):
+        from harness.trial import run_trial, stored_outcome
+
+        key = self.key(spec)
         if key in self.keys:
-            outcome = run_trial(spec, self.store, self.run_id, stored_only=True)
+            outcome = stored_outcome(spec, key, self.store, self.run_id)
+            if outcome is None:  # stored but not scored on a target: run_trial scores it
+                outcome = run_trial(spec, self.store, self.run_id, stored_only=True)
             if outcome is not None:
                 return outcome
         if not self.fill:

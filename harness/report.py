@@ -54,6 +54,32 @@ def run_cost(store, run_id: str) -> RunCost:
                    new_seconds=float(r["new_seconds"]))
 
 
+def grid_cost_over(store, grid_id: str, candidates: set) -> RunCost:
+    """A grid run's cost counting only its trials of ``candidates`` ((encoder, LLM) pairs): the
+    grid of a search over a sub-zoo (a suite of 48 replayed on a table of 70)."""
+    full = run_cost(store, grid_id)
+    rows = store.query("""
+        select t.encoder, t.llm, coalesce(t.samples_seen, 0) as samples, coalesce(t.wall_seconds, 0) as seconds,
+               coalesce(t.samples_seen, 0) * (2.0 * coalesce(e.n_params, 0) + 6.0 * coalesce(l.n_params, 0)) as flops,
+               t.status, not u.reused as trained,
+               (select coalesce(sum(n_items), 0) from scores s where s.trial_key = t.trial_key) as eval_items
+        from (select key, bool_and(reused) as reused from run_uses
+              where run_id = ? and kind = 'trial' group by key) u
+        join trials t on t.trial_key = u.key
+        left join components e on e.fingerprint = t.encoder_fingerprint
+        left join components l on l.fingerprint = t.llm_fingerprint
+        where t.status in ('done', 'failed')""", [grid_id])
+    rows = [r for r in rows if (r["encoder"], r["llm"]) in candidates]
+    samples = sum(int(r["samples"]) for r in rows)
+    seconds = sum(float(r["seconds"]) for r in rows)
+    return RunCost(grid_id, full.strategy, len(rows), sum(bool(r["trained"]) for r in rows), seconds,
+                   samples, 0.0, seconds, trials_failed=sum(r["status"] == "failed" for r in rows),
+                   trial_samples=samples, flops=sum(float(r["flops"]) for r in rows),
+                   eval_items=sum(int(r["eval_items"]) for r in rows),
+                   new_samples=sum(int(r["samples"]) for r in rows if r["trained"]),
+                   new_seconds=sum(float(r["seconds"]) for r in rows if r["trained"]))
+
+
 def phase_breakdown(store, run_id: str) -> dict[str, dict]:
     """Where a run's cost went: trials by the stage that asked for them (from ``rungs``, else
     ``trials``) and each kind of phase (features, warm-ups), charged at original prices."""
@@ -99,12 +125,21 @@ def compare(store, run_a: str, run_b: str) -> list[dict]:
         raise BadInput(f"runs {grid_id} and {search_id} ranked no task in common")
     out = []
     for task in shared:
-        scores = {(r["encoder"], r["llm"]): r["score"] for r in grid_rank[task]
-                  if r["score"] is not None}
         order = [(r["encoder"], r["llm"]) for r in search_rank[task]]
+        # a grid over a larger zoo than the search's (a shipped table) is judged, and charged,
+        # over the search's candidates only: its best outside them is not a miss
+        zoo = set(order)
+        scores = {(r["encoder"], r["llm"]): r["score"] for r in grid_rank[task]
+                  if r["score"] is not None and (r["encoder"], r["llm"]) in zoo}
+        if not scores:
+            raise BadInput(f"grid {grid_id} scored none of the candidates {search_id} ranked on {task}")
         grid_cost, search_cost = costs[grid_id], costs[search_id]
+        wider = {(r["encoder"], r["llm"]) for r in grid_rank[task]} - zoo
+        if wider:
+            grid_cost = grid_cost_over(store, grid_id, zoo)
         out.append({
             "task": task, "grid_run": grid_id, "search_run": search_id,
+            "grid_candidates": len(scores),
             "search_strategy": search_cost.strategy,
             "grid_seconds": round(grid_cost.total_seconds, 2),
             "search_seconds": round(search_cost.total_seconds, 2),

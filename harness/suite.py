@@ -12,11 +12,15 @@ Conventions worth knowing:
 
 * Every data-sample ratio (``min_ratio``, ``predictor.r0``) lies in (0, 1]; 1 is the full
   alignment set. ``warmup`` and ``lora.dropout`` are fractions in [0, 1).
-* ``clustering.t_ve`` / ``t_llm`` are *distance* cut-offs for ``scipy.cluster.hierarchy.fcluster``
-  (criterion ``distance``) over ``1 - similarity``, or over the metric itself when it is a
-  distance (``similarity: gw``: the cut-offs are then Gromov-Wasserstein distances). They are >= 0 with no upper bound: with linear
-  CKA distances lie in [0, 1], but ``ward``/``centroid``/``median`` merge heights and unbounded
-  metrics (e.g. Gromov-Wasserstein) can exceed 1, so a cut above 1 is meaningful there.
+* ``clustering.t_ve`` / ``t_llm`` mean what ``clustering.threshold_kind`` says. The default,
+  ``min_similarity``, is the Mordal paper's reading (appendix C: t_ve 0.7, t_llm 0.8; "a smaller
+  threshold creates fewer, larger clusters"): groups merge while their (average-linkage)
+  similarity is >= the floor, i.e. ``scipy.cluster.hierarchy.fcluster`` (criterion ``distance``)
+  cuts ``1 - similarity`` at ``1 - t``; floors lie in [0, 1]. ``max_distance`` cuts at ``t``
+  itself: larger gives fewer, larger clusters, and it is the natural kind for a metric that is a
+  distance (``similarity: gw``: t is then a Gromov-Wasserstein distance; a floor s there means
+  distance <= 1 - s). Distance cut-offs are >= 0 with no upper bound (``ward``/``centroid``/
+  ``median`` merge heights and unbounded metrics can exceed 1).
 * Projectors: ``linear`` (one Linear), ``mlp<N>x_gelu`` (LLaVA's: N Linear layers with GELU
   between; ``mlp1x_gelu`` equals ``linear``), ``ln_mlp<N>x_gelu`` (a LayerNorm over the encoder
   features, then ``mlp<N>x_gelu``). The builder is ``harness.vlm.build_projector``.
@@ -284,6 +288,10 @@ class Target(_Model):
 
 class Clustering(_Model):
     enabled: Bool = True
+    # what t_ve / t_llm mean (see the module docstring): "min_similarity", the paper's reading
+    # (members of a cluster are at least this similar; a smaller value gives fewer, larger
+    # clusters), or "max_distance", a cut on 1 - similarity (a larger value gives fewer clusters)
+    threshold_kind: Literal["min_similarity", "max_distance"] = "min_similarity"
     t_ve: Annotated[Number, Field(ge=0)] = 0.7
     t_llm: Annotated[Number, Field(ge=0)] = 0.8
     linkage: Linkage = "average"  # scipy.cluster.hierarchy.linkage methods
@@ -292,6 +300,21 @@ class Clustering(_Model):
     # minibatch unbiased CKA (Nguyen et al. 2020), as the Mordal paper computes it: batches of
     # this many samples, for any metric that takes ``minibatch``; null: the biased full-batch CKA
     cka_batch: Annotated[Int, Field(gt=3, le=1_000_000)] | None = 64
+
+    @model_validator(mode="after")
+    def _floors_at_most_one(self):
+        if self.threshold_kind == "min_similarity":
+            for name in ("t_ve", "t_llm"):
+                if getattr(self, name) > 1:
+                    raise _Located(f"a similarity floor is at most 1, got {getattr(self, name):g} "
+                                   "(for a distance cut-off set threshold_kind: max_distance)", (name,))
+        return self
+
+    def distance_cut(self, level: Literal["encoder", "llm"]) -> float:
+        """The cut on the dendrogram's distance (1 - similarity, or a distance metric itself)
+        that ``t_ve`` (level ``encoder``) or ``t_llm`` (``llm``) means under ``threshold_kind``."""
+        t = float(self.t_ve if level == "encoder" else self.t_llm)
+        return 1.0 - t if self.threshold_kind == "min_similarity" else t
 
 
 class Stage(_Model):

@@ -155,17 +155,41 @@ def identify(spec: TrialSpec):
 
     Components and data are identities: fixed seeds. The trial seed drives the projector /
     LoRA init and the data order; the nested subset for ratio r uses it too."""
+    encoder = load_encoder(spec.encoder)
+    language_model = load_language_model(spec.llm)
+    dataset = load_alignment(spec.alignment, spec.samples, seed=0)
+    key = key_of(spec, encoder[1].fingerprint, language_model[1].fingerprint, dataset[1].fingerprint)
+    return key, encoder, language_model, dataset
+
+
+def key_of(spec: TrialSpec, encoder_fp: str, llm_fp: str, dataset_fp: str) -> str:
+    """A trial's content key from its components' and alignment data's fingerprints."""
     from harness.store import trial_key
     from harness.training import TrainConfig
 
     config = spec.train or TrainConfig()
-    encoder = load_encoder(spec.encoder)
-    language_model = load_language_model(spec.llm)
-    dataset = load_alignment(spec.alignment, spec.samples, seed=0)
-    key = trial_key(encoder=encoder[1].fingerprint, llm=language_model[1].fingerprint,
-                    dataset=dataset[1].fingerprint, sample_ratio=spec.ratio,
-                    train_config=config.as_dict(), seed=spec.seed)
-    return key, encoder, language_model, dataset
+    return trial_key(encoder=encoder_fp, llm=llm_fp, dataset=dataset_fp, sample_ratio=spec.ratio,
+                     train_config=config.as_dict(), seed=spec.seed)
+
+
+def stored_outcome(spec: TrialSpec, key: str, store, run_id: str,
+                   default_limit: int = 1000) -> TrialOutcome | None:
+    """The outcome of a trial the store holds, done and scored on every target, recorded as a
+    use by ``run_id``; None when it is absent, not done, or lacks a target's score (then
+    :func:`run_trial` trains or scores what is missing). Loads no model."""
+    prior = store.get_trial(key)
+    if prior is None or prior["status"] != "done":
+        return None
+    have = {s["task"]: s for s in store.get_scores(key)}
+    if any(t.task not in have or _expected_items(t, default_limit) not in (None, have[t.task]["n_items"])
+           for t in spec.targets):
+        return None
+    store.record_use(run_id, "trial", key, reused=True)
+    scores = [TaskScore(t.task, have[t.task]["metric"], have[t.task]["value"],
+                        have[t.task]["n_items"] or 0) for t in spec.targets]
+    return TrialOutcome(key, "done", reused=True, trained=False, scores=scores,
+                        wall_seconds=prior["wall_seconds"] or 0.0,
+                        samples_seen=prior["samples_seen"] or 0)
 
 
 def _expected_items(target: Target, default_limit: int) -> int | None:
@@ -215,13 +239,7 @@ def run_trial(spec: TrialSpec, store, run_id: str, *, default_limit: int = 1000,
             load_checkpoint(vlm, store.checkpoint_abspath(prior["checkpoint_path"]))
             vlm.to(device).eval()
             _store_scores(_score(vlm, missing))
-            have = {s["task"]: s for s in store.get_scores(key)}
-        store.record_use(run_id, "trial", key, reused=True)
-        scores = [TaskScore(t.task, have[t.task]["metric"], have[t.task]["value"],
-                            have[t.task]["n_items"] or 0) for t in spec.targets]
-        return TrialOutcome(key, "done", reused=True, trained=False, scores=scores,
-                            wall_seconds=prior["wall_seconds"] or 0.0,
-                            samples_seen=prior["samples_seen"] or 0)
+        return stored_outcome(spec, key, store, run_id, default_limit)
 
     if stored_only:
         return None

@@ -112,3 +112,58 @@ def test_candidate_clusters_are_cartesian_products_with_medoid_pairs():
     assert len(members) == len(set(members)) == 3 * 3
     with pytest.raises(ValueError, match="dino"):
         candidate_clusters(encoders, {"clip": llms["clip"]})
+
+
+def _clustering(**fields):
+    from harness.suite import Clustering
+
+    return Clustering.model_validate(fields)
+
+
+def test_similarity_floors_read_as_the_paper_says_smaller_gives_fewer_larger_clusters():
+    """Mordal's sensitivity text: "a smaller threshold creates fewer, larger clusters". Nested
+    blocks: pairs at 0.9 inside groups of four at 0.75, groups at 0.25 from each other."""
+    names = [f"e{i}" for i in range(8)]
+    sim = np.full((8, 8), 0.25)
+    for g in (0, 4):
+        sim[g:g + 4, g:g + 4] = 0.75
+        for p in (g, g + 2):
+            sim[p:p + 2, p:p + 2] = 0.9
+    np.fill_diagonal(sim, 1.0)
+
+    def sizes(**fields):
+        c = _clustering(**fields)
+        return sorted(len(k.members) for k in cluster(names, sim, c.distance_cut("encoder")))
+
+    assert sizes(t_ve=0.95) == [1] * 8  # nothing is that alike
+    assert sizes(t_ve=0.8) == [2, 2, 2, 2]
+    assert sizes(t_ve=0.7) == [4, 4]  # smaller floor: fewer, larger clusters
+    assert sizes(t_ve=0.2) == [8]
+    # the same cuts written as distances, where a larger value gives fewer clusters
+    assert sizes(threshold_kind="max_distance", t_ve=0.2) == [2, 2, 2, 2]
+    assert sizes(threshold_kind="max_distance", t_ve=0.3) == [4, 4]
+    assert sizes(threshold_kind="max_distance", t_ve=0.7) == [4, 4]
+    # the old reading of the paper's 0.8 as a distance merges everything
+    assert sizes(threshold_kind="max_distance", t_ve=0.8) == [8]
+
+
+def test_threshold_kind_defaults_to_the_paper_and_round_trips_through_a_suite(tmp_path):
+    from harness.suite import SuiteError, load_suite
+
+    c = _clustering()
+    assert (c.threshold_kind, c.distance_cut("encoder"), c.distance_cut("llm")) == \
+        ("min_similarity", pytest.approx(0.3), pytest.approx(0.2))
+    assert _clustering(threshold_kind="max_distance", t_ve=1.5).distance_cut("encoder") == 1.5
+    suite = tmp_path / "s.yaml"
+    suite.write_text("name: s\nzoo: {vision_encoders: [tiny:vit-p8], language_models: [tiny:llama]}\n"
+                     "alignment: {dataset: shapes:align}\ntargets: [{task: shapes:color}]\n"
+                     "search:\n  clustering: {threshold_kind: min_similarity, t_ve: 1.2}\n")
+    with pytest.raises(SuiteError) as err:
+        load_suite(suite)
+    assert "s.yaml:6 search.clustering.t_ve: a similarity floor is at most 1, got 1.2" in str(err.value)
+    assert "threshold_kind: max_distance" in str(err.value)
+    suite.write_text(suite.read_text().replace("min_similarity, t_ve: 1.2", "max_distance, t_ve: 0.25"))
+    loaded = load_suite(suite)
+    assert loaded.search.clustering.distance_cut("encoder") == 0.25
+    again = type(loaded).model_validate(loaded.model_dump(mode="json"))
+    assert again.search.clustering == loaded.search.clustering

@@ -71,3 +71,25 @@ def test_failed_trials_are_charged(tmp_path):
                             [run_id], one=True)
     n = fetch(store, "select count(*) from trials where status = 'failed'", one=True)[0]
     assert n > 0 and failed == n and charged > 0
+
+
+def test_a_grid_over_a_larger_zoo_is_judged_and_charged_over_the_searchs_candidates(twice, tmp_path):
+    """A shipped table's grid covers the whole zoo; a suite searching part of it is compared
+    with the grid of its own candidates: cost and top-1 over those only."""
+    store, _, _, grid = twice
+    sub = write_suite(tmp_path, "sub.yaml", **{"zoo.vision_encoders": ["tiny:vit-p4", "tiny:resnet"],
+                                              "search.clustering.warmup_steps": 2})
+    assert harness("run", sub, "--store", store).returncode == 0
+    run = last_run(store)[0]
+    row = json.loads(harness("compare", run, grid, "--store", store, "--json").stdout.splitlines()[0])
+    own = fetch(store, """
+        select count(*), sum(t.samples_seen) from run_uses u join trials t on t.trial_key = u.key
+        where u.run_id = ? and u.kind = 'trial' and t.encoder in ('tiny:vit-p4', 'tiny:resnet')""",
+                [grid], one=True)
+    everything = fetch(store, "select trials, samples from run_costs where run_id = ?", [grid], one=True)
+    assert row["grid_candidates"] == own[0] == 4 and everything[0] == 6
+    assert row["grid_trials"] == 4 and row["grid_samples"] == own[1] < everything[1]
+    best = fetch(store, """
+        select encoder, llm from rankings where run_id = ? and encoder in ('tiny:vit-p4', 'tiny:resnet')
+        order by score desc, encoder, llm limit 1""", [grid], one=True)
+    assert row["grid_best"] == list(best)

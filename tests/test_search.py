@@ -21,8 +21,9 @@ SUITE = {
     "vlm": {"llm": "full", "optim": {"lr": 1e-3, "batch_size": 16, "epochs": 1}},
     "targets": [{"task": "shapes:color", "limit": 8}],
     "search": {"strategy": "mordal",
-               # t_ve 0: every encoder its own cluster, so LLMs are clustered once per encoder
-               "clustering": {"samples": 16, "warmup_steps": 1, "t_ve": 0.0, "t_llm": 0.8},
+               # a similarity floor of 1: every encoder its own cluster, so LLMs are clustered
+               # once per encoder; a floor of 0.2 for LLMs (a distance cut of 0.8)
+               "clustering": {"samples": 16, "warmup_steps": 1, "t_ve": 1.0, "t_llm": 0.2},
                "inter": {"top_k": 2, "min_ratio": 0.5}, "intra": {"top_k": 1, "min_ratio": 0.5},
                "predictor": {"r0": 0.5, "points": 2}},
     "device": "cpu",

@@ -319,7 +319,7 @@ def test_fingerprint_ignores_formatting_and_defaults(tmp_path):
     assert a.fingerprint() == PINNED_MINIMAL_FINGERPRINT
 
 
-PINNED_MINIMAL_FINGERPRINT = "0c2d9a372ee940590397ecc035293b9c8fe1b736c4329ac3f0b6ebf497e98d7a"
+PINNED_MINIMAL_FINGERPRINT = "30135646cb646b1cc2b6e5b60663993b78d27928cbc4a5b31b97ee94d5503840"
 
 
 def test_fingerprint_is_stable_across_processes(tmp_path):
@@ -371,7 +371,7 @@ def test_ablation_switches_and_lora_targets(tmp_path):
         vlm: {lora: {targets: [q_proj, v_proj]}, projector: linear}
         search:
           early_stopping: false
-          clustering: {enabled: false, t_ve: 1.5, linkage: ward}
+          clustering: {enabled: false, threshold_kind: max_distance, t_ve: 1.5, linkage: ward}
           predictor: {enabled: false}
         """)))
     assert suite.vlm.lora.targets == ["q_proj", "v_proj"]

@@ -10,8 +10,10 @@ Choices where the paper is vague (also in the closing note):
 - LLM representation: per encoder cluster, through its medoid encoder and a projector warmed up
   for ``warmup_steps`` steps (LLM frozen), the LLM's last hidden state averaged over the prompt
   (image tokens + question).
-- Thresholds ``t_ve`` / ``t_llm`` cut the dendrogram of 1 - similarity (a distance), or of the
-  metric itself when it is a distance (``similarity: gw``: GW distances).
+- Thresholds ``t_ve`` / ``t_llm`` are similarity floors by default (the paper's reading,
+  ``clustering.threshold_kind: min_similarity``), or distance cut-offs (``max_distance``); either
+  becomes a cut of the dendrogram of 1 - similarity, or of the metric itself when it is a
+  distance (``similarity: gw``).
 - Multi-target suites are searched on the mean score over targets.
 - Ranking: survivors by predicted full-data score; then the rest by elimination order (later
   eliminated first; within a rung by that rung's score); an eliminated cluster's unevaluated
@@ -249,7 +251,8 @@ class MordalSearch(SearchStrategy):
             if self._progress is not None:
                 self._progress.advance(self._task)
         return self._cluster_and_record("encoder", encoders, feats, keys, fps,
-                                        self.suite.search.clustering.t_ve, "cluster-encoders",
+                                        self.suite.search.clustering.distance_cut("encoder"),
+                                        "cluster-encoders",
                                         start, 0, all_reused)
 
     def cluster_llms(self, encoder_ref: str, llms: list[str]) -> list[Cluster]:
@@ -272,9 +275,12 @@ class MordalSearch(SearchStrategy):
         encoder = self._encoders[encoder_ref]
         self.phase(f"cluster LLMs via {encoder_ref}", total=len(llms))
         feats, keys, fps, all_reused, samples = {}, {}, {}, True, 0
+        cache = self.__dict__.setdefault("_llms", {})  # loaded once, used frozen in every context
         for ref in llms:
             self.say(f"LLM features via {encoder_ref}: {ref}")
-            _, lm = load_language_model(ref)
+            if ref not in cache:
+                cache[ref] = load_language_model(ref)[1]
+            lm = cache[ref]
             fp = content_key({"encoder": encoder.fingerprint, "llm": lm.fingerprint,
                               "warmup_steps": warm, "projector": self.train_config.projector,
                               "lr": self.train_config.lr, "seed": self.suite.seed})
@@ -316,18 +322,20 @@ class MordalSearch(SearchStrategy):
             if self._progress is not None:
                 self._progress.advance(self._task)
         return self._cluster_and_record("llm", llms, feats, keys, fps,
-                                        self.suite.search.clustering.t_llm,
+                                        self.suite.search.clustering.distance_cut("llm"),
                                         f"cluster-llms@{encoder_ref}", start, lambda: samples, all_reused,
                                         context=encoder_ref)
 
     def _cluster_and_record(self, level, names, feats, keys, fps, threshold, phase, start,
                             samples, all_reused, context=None) -> list[Cluster]:
-        """Similarities -> clusters at ``threshold``; clusters and the phase's cost recorded.
+        """Similarities -> clusters cut at distance ``threshold``; clusters and the phase's cost
+        recorded (the ``clusters.threshold`` column holds that distance cut).
 
         :func:`harness.clustering.cluster` cuts the dendrogram of 1 - similarity. A distance
         metric (``higher_is_closer = False``, e.g. ``gw``) is handed over as 1 - distance, so
-        the cut is on the distance itself: ``t_ve`` / ``t_llm`` are then GW distances (between
-        feature distance matrices scaled to [0, 1], see :mod:`harness.gromov`), not 1 - CKA.
+        the cut is on the distance itself (GW distances between feature distance matrices scaled
+        to [0, 1], see :mod:`harness.gromov`). ``Clustering.distance_cut`` turns the suite's
+        ``t_ve`` / ``t_llm`` into that cut under its ``threshold_kind``.
         """
         from harness.gromov import higher_is_closer
 
