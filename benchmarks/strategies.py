@@ -1,14 +1,18 @@
-"""Every registered strategy, replayed on one stored grid of the miniature zoo: one table.
+"""Every registered strategy, replayed on the shipped benchmark of record: one table.
 
-    python benchmarks/strategies.py [--store bench/testbed.duckdb] [--suite suites/minizoo.yaml]
-                                    [--tasks shapes:color shapes:count shapes:digits] [--no-fill]
+    python benchmarks/strategies.py [--table benchmarks/tables/minizoo] [--suite suites/minizoo.yaml]
+                                    [--tasks shapes:color shapes:count] [--seeds 0 1 2] [--fill]
+    python benchmarks/strategies.py --store bench/testbed.duckdb   # a testbed_report.py store
 
-The grid is the latest ``testbed-grid`` run of benchmarks/testbed_report.py in the store (r = 1,
-every candidate), plus its ``testbed-fidelities`` run when there is one (every candidate at small
-ratios: a multi-fidelity table), plus with ``--with-searches`` the live Mordal runs of the suite. Each strategy, and Mordal with each registered stopping policy
-and predictor, is run by replay (``harness replay``) against those runs: a trial the table holds
-is looked up and charged at its original cost; one it lacks is trained (``--fill``, the default)
-and charged the same way, or, with ``--no-fill``, the strategy is reported as not replayable.
+By default the shipped table (benchmarks/tables/minizoo: every candidate of the mini zoo at
+r = 1/16 .. 1, every task) is imported into a scratch store and each strategy, and Mordal with
+each registered stopping policy and predictor, is run on it by replay (``harness replay``): a
+trial the table holds is looked up and charged at its original cost; clustering features it
+lacks are computed (seconds); a trial it lacks makes the strategy "not replayable" unless
+``--fill`` trains it. Each replay is judged against the table's grid of the same seed, over the
+suite's own candidates, whose ground truth is the mean over the table's seeds at r = 1.
+With ``--store`` the grid is the latest ``testbed-grid`` run of benchmarks/testbed_report.py
+(plus its ``testbed-fidelities`` run, and with ``--with-searches`` the suite's live Mordal runs).
 Per strategy and task: trials, training samples, speedup vs the grid in samples, top-1,
 weighted tau over the grid's top-10, NDCG@5. JSON lines, then a table.
 """
@@ -58,8 +62,9 @@ def with_search(suite, task: str, changes: dict):
 
 
 def grid_sources(store, suite, with_searches: bool) -> tuple[str, list[str]]:
-    """(grid run, replay sources): the latest testbed-grid run, its multi-fidelity table, and
-    with ``with_searches`` the suite's live (not replayed) Mordal runs."""
+    """(grid run, replay sources) in a store built by benchmarks/testbed_report.py: the latest
+    testbed-grid run, its multi-fidelity table, and with ``with_searches`` the suite's live (not
+    replayed) Mordal runs."""
     latest = {r["suite_name"]: r["run_id"] for r in store.query(
         "select suite_name, run_id from runs where status = 'done' and suite_name in"
         " ('testbed-grid', 'testbed-fidelities') order by started_at")}
@@ -73,16 +78,54 @@ def grid_sources(store, suite, with_searches: bool) -> tuple[str, list[str]]:
     return grid_run, sources + searches
 
 
+class Bench:
+    """Where replays read from and write to: a shipped table imported into a scratch store (the
+    default), or a store of benchmarks/testbed_report.py (``--store``). ``grid(seed)`` is the
+    grid a replay of that seed is judged against; ``sources`` the runs it replays from."""
+
+    def __init__(self, table: Path | None, store: Path | None, suite, with_searches: bool = False):
+        import tempfile
+
+        from harness.store import Store
+
+        self._tmp = None
+        if store is None:
+            from harness.store.exchange import import_export, read_export
+
+            self._tmp = tempfile.TemporaryDirectory(prefix="harness-bench-")
+            self.path = Path(self._tmp.name) / "replays.duckdb"
+            manifest = read_export(table)
+            with Store.open(self.path) as st:
+                import_export(st, manifest["folder"], manifest)
+                self.sources = list(manifest["runs"])
+                self.grids = {r["seed"]: r["run_id"] for r in st.query(
+                    "select seed, run_id from runs where suite_name like 'table-grid-seed%'")}
+            self.label = f"table {table}"
+        else:
+            self.path = store
+            with Store.open(store, read_only=True) as st:
+                grid, self.sources = grid_sources(st, suite, with_searches)
+                self.grids = {suite.seed: grid}
+            self.label = f"store {store}"
+
+    def grid(self, seed: int) -> str | None:
+        return self.grids.get(seed)
+
+    def close(self) -> None:
+        if self._tmp is not None:
+            self._tmp.cleanup()
+
+
 def replay_row(variant, suite_path: Path, store_path: Path, sources: list[str], grid_run: str,
                task: str, fill: bool, fill_embeddings: bool = False) -> dict:
     """Replay one suite variant on ``sources`` and measure it against the grid on ``task``: the
-    replay's run, trials, filled trials, samples (clustering warm-up included), speedup in
-    samples, top-1, weighted tau over the grid's top-10, NDCG@5; or its error."""
-    from harness.store import Store
-
+    replay's run, trials, filled trials, training samples (warm-ups included, every trial and
+    warm-up at its original price), speedup over the grid of the variant's own candidates in
+    samples and in seconds, top-1, weighted tau over the grid's top-10, NDCG@5; or its error."""
     from harness.errors import HarnessError
-    from harness.report import compare, run_cost
+    from harness.report import compare
     from harness.runner import run_suite
+    from harness.store import Store
 
     with contextlib.redirect_stdout(io.StringIO()):
         try:
@@ -92,61 +135,76 @@ def replay_row(variant, suite_path: Path, store_path: Path, sources: list[str], 
         except HarnessError as exc:
             failed = str(exc).splitlines()[0]
     with Store.open(store_path, read_only=True) as st:
-        run_id = st.query("select run_id from runs order by started_at desc limit 1")[0]["run_id"]
+        run_id = st.query("select run_id from runs order by started_at desc, run_id desc limit 1")[0]["run_id"]
         if failed is not None:
             return {"run": run_id, "error": failed}
-        cost = run_cost(st, run_id)
-        warm = st.query("select coalesce(sum(samples_seen), 0) as n from phase_costs"
-                        " where run_id = ?", [run_id])[0]["n"]
         (cmp,) = [c for c in compare(st, run_id, grid_run) if c["task"] == task]
-        grid_samples = run_cost(st, grid_run).samples_seen
-        samples = cost.samples_seen + int(warm)
-        return {"run": run_id, "trials": cost.trials, "filled": cost.trials_trained, "samples": samples,
-                "speedup": round(grid_samples / max(samples, 1), 2), "top1": cmp["top1"],
-                "weighted_tau": cmp["weighted_tau_top10"], "ndcg5": cmp["ndcg_at_5"],
-                "best": cmp["search_best"]}
+        trained = st.query("select trials_trained from run_costs where run_id = ?", [run_id])[0]
+        return {"run": run_id, "trials": cmp["search_trials"], "filled": int(trained["trials_trained"]),
+                "samples": cmp["search_samples"], "warmup_samples": cmp["search_warmup_samples"],
+                "speedup": cmp["speedup_samples"], "speedup_seconds": cmp["speedup"],
+                "top1": cmp["top1"], "weighted_tau": cmp["weighted_tau_top10"], "ndcg5": cmp["ndcg_at_5"],
+                "best": cmp["search_best"], "grid_best": cmp["grid_best"]}
+
+
+def add_source_args(parser) -> None:
+    parser.add_argument("--table", type=Path, default=ROOT / "benchmarks" / "tables" / "minizoo",
+                        help="the shipped table replays read from (default); see --store")
+    parser.add_argument("--store", type=Path, default=None,
+                        help="replay from a store of benchmarks/testbed_report.py instead of the table")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0],
+                        help="training-noise worlds to replay in (the table's seeds; each figure "
+                             "is reported per seed and over them)")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--suite", default=str(ROOT / "suites" / "minizoo.yaml"))
-    parser.add_argument("--store", default=str(ROOT / "bench" / "testbed.duckdb"))
-    parser.add_argument("--tasks", nargs="+", default=["shapes:color", "shapes:count", "shapes:digits"])
+    add_source_args(parser)
+    parser.add_argument("--tasks", nargs="+", default=["shapes:color", "shapes:count"])
     parser.add_argument("--only", nargs="*", default=None, help="labels of the variants to run")
-    parser.add_argument("--no-fill", action="store_true", help="never train: report what is missing")
+    parser.add_argument("--fill", action="store_true",
+                        help="train what the source lacks (default: report it as not replayable; "
+                             "clustering features are always computed when missing)")
     parser.add_argument("--with-searches", action="store_true",
-                        help="also replay from the live Mordal runs of this suite in the store "
-                             "(benchmarks/search_efficiency.py), whose small-ratio trials then need no fill")
+                        help="with --store: also replay from the live Mordal runs of this suite "
+                             "(benchmarks/search_efficiency.py)")
     args = parser.parse_args()
 
     import torch
-    from harness.store import Store
 
     from harness.plugin_manager import get_components
     from harness.suite import load_suite
 
     torch.set_num_threads(2)
     suite = load_suite(args.suite)
-    with Store.open(args.store, read_only=True) as st:
-        grid_run, sources = grid_sources(st, suite, args.with_searches)
+    bench = Bench(args.table, args.store, suite, args.with_searches)
     rows = []
-    for label, changes in variants(get_components()):
-        if args.only and label not in args.only:
-            continue
-        for task in args.tasks:
-            row = {"strategy": label, "task": task,
-                   **replay_row(with_search(suite, task, changes), Path(args.suite), Path(args.store),
-                                sources, grid_run, task, fill=not args.no_fill)}
-            rows.append(row)
-            print(json.dumps(row), flush=True)
+    try:
+        for label, changes in variants(get_components()):
+            if args.only and label not in args.only:
+                continue
+            for seed in args.seeds:
+                for task in args.tasks:
+                    variant = with_search(suite, task, changes).model_copy(update={"seed": seed})
+                    grid = bench.grid(seed)
+                    row = {"strategy": label, "task": task, "seed": seed,
+                           **(replay_row(variant, Path(args.suite), bench.path, bench.sources, grid, task,
+                                         fill=args.fill, fill_embeddings=True) if grid else
+                              {"error": f"the {bench.label} has no grid for seed {seed}"})}
+                    rows.append(row)
+                    print(json.dumps(row), flush=True)
+    finally:
+        bench.close()
 
-    print(f"\n{'strategy':<24}{'task':<15}{'trials':>7}{'filled':>7}{'samples':>10}{'speedup':>9}"
+    print(f"\nreplayed on the {bench.label}; configurations as registered, not tuned on these tasks")
+    print(f"{'strategy':<24}{'task':<15}{'seed':>5}{'trials':>7}{'filled':>7}{'samples':>10}{'speedup':>9}"
           f"{'top-1':>7}{'w.tau':>8}{'NDCG@5':>8}")
     for r in rows:
         if "error" in r:
-            print(f"{r['strategy']:<24}{r['task']:<15}  not replayable: {r['error'][:70]}")
+            print(f"{r['strategy']:<24}{r['task']:<15}{r['seed']:>5}  not replayable: {r['error'][:70]}")
             continue
-        print(f"{r['strategy']:<24}{r['task']:<15}{r['trials']:>7}{r['filled']:>7}{r['samples']:>10}"
+        print(f"{r['strategy']:<24}{r['task']:<15}{r['seed']:>5}{r['trials']:>7}{r['filled']:>7}{r['samples']:>10}"
               f"{r['speedup']:>8}x{('yes' if r['top1'] else 'no'):>7}{r['weighted_tau']:>8.3f}"
               f"{r['ndcg5']:>8.3f}")
 

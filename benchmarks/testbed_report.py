@@ -105,7 +105,7 @@ def flips(grid: dict, seeded: dict, tasks, chance: dict, near: float = FLIP_NEAR
     return out
 
 
-def main() -> None:
+def main() -> int | None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--suite", default=str(ROOT / "suites" / "minizoo.yaml"))
     parser.add_argument("--store", default=str(ROOT / "bench" / "testbed.duckdb"))
@@ -118,7 +118,12 @@ def main() -> None:
                              "a multi-fidelity table that strategies can be replayed on")
     parser.add_argument("--report-only", action="store_true",
                         help="train nothing: report on what the store already holds")
+    parser.add_argument("--table", type=Path, default=None,
+                        help="report on a shipped table (e.g. benchmarks/tables/minizoo) instead: "
+                             "reads its Parquet files, trains and loads nothing")
     args = parser.parse_args()
+    if args.table is not None:
+        return table_report(args.table)
 
     import torch
 
@@ -292,8 +297,9 @@ def report(suite, tasks, grid, seeded, scaled, curve, args, grid_seconds, total_
     print(" " * 16 + "".join(f"{n[:7]:>8}" for n in names))
     for i, n in enumerate(names):
         print(f"{n:<16}" + "".join(f"{sim[i, j]:>8.2f}" for j in range(len(encs))))
-    clusters = cluster(encs, sim, suite.search.clustering.t_ve, suite.search.clustering.linkage)
-    print(f"clusters at t_ve={suite.search.clustering.t_ve} (distance 1 - CKA):")
+    clustering = suite.search.clustering
+    clusters = cluster(encs, sim, clustering.distance_cut("encoder"), clustering.linkage)
+    print(f"clusters at t_ve={clustering.t_ve} ({clustering.threshold_kind}):")
     for c in clusters:
         print("  " + ", ".join(f"{m.split(':')[-1]} [{objective[m]}]" for m in c.members))
     pure = sum(len({objective[m] for m in c.members}) == 1 for c in clusters)
@@ -346,6 +352,133 @@ def report(suite, tasks, grid, seeded, scaled, curve, args, grid_seconds, total_
             verdict[f"scaling_r2_median {label}"] = round(float(np.median(r2s)), 3)
             verdict[f"scaling_r2_ge_0.8 {label}"] = f"{sum(r >= 0.8 for r in r2s)}/{len(r2s)}"
     print("\n" + json.dumps({"verdict": verdict}))
+
+
+def table_report(folder: Path) -> int:
+    """The test bed's properties from a shipped table's Parquet files (seconds, no training):
+    what it holds and cost; seed-to-seed vs between-task Kendall tau at r = 1; the top-1 gap over
+    its standard error per task; rank correlation of each ratio with r = 1; R^2 of score vs
+    log(data fraction); failed trials. A JSON verdict line last."""
+    import duckdb
+    from scipy.stats import kendalltau, spearmanr
+
+    from harness.predictors import LogLinear
+    from harness.store.exchange import read_export
+
+    manifest = read_export(folder)
+    con = duckdb.connect()
+    for name, entry in manifest["tables"].items():
+        path = str(folder / entry["file"]).replace("'", "''")
+        con.execute(f"create view {name} as select * from read_parquet('{path}')")
+    rows = con.execute("""
+        select t.encoder, t.llm, t.seed, t.sample_ratio, s.task, s.value, s.n_items
+        from trials t join scores s using (trial_key) where t.status = 'done'""").fetchall()
+    score = {(e, l, seed, r, t): (v, n) for e, l, seed, r, t, v, n in rows}
+    tasks = sorted({k[4] for k in score})
+    cands = sorted({k[:2] for k in score})
+    seeds = sorted({k[2] for k in score})
+    size = sum(f.stat().st_size for f in folder.iterdir() if f.is_file())
+    cost = con.execute("select count(*), coalesce(sum(wall_seconds), 0) from trials").fetchone()
+    feat = con.execute("select coalesce(sum(wall_seconds), 0) from feature_costs").fetchone()[0]
+    failed = con.execute("select encoder, llm, seed, sample_ratio, error from trials where status = 'failed'"
+                         " order by all").fetchall()
+    verdict: dict = {}
+    print(f"# Shipped table {folder}: {size / 1e6:.2f} MB, {len(manifest['runs'])} runs, exported "
+          f"{manifest['created_at']}")
+    print(f"{len(cands)} candidates ({len({c[0] for c in cands})} encoders x {len({c[1] for c in cands})} LLMs), "
+          f"{len(tasks)} tasks; trials by seed and ratio (candidates with every task scored):")
+    for seed in seeds:
+        by_r = {}
+        for r in sorted({k[3] for k in score if k[2] == seed}):
+            by_r[r] = sum(all((*c, seed, r, t) in score for t in tasks) for c in cands)
+        print(f"  seed {seed}: " + ", ".join(f"r={r:g}: {n}" for r, n in by_r.items()))
+    print(f"build cost: {cost[0]} trials, {cost[1] / 3600:.1f} core-hours (the trials' wall times summed; "
+          f"each build worker trains on one core) + {feat / 60:.1f} min of clustering features")
+    print(f"failed trials: {len(failed)}" + "".join(f"\n  {f[0]}+{f[1]} seed {f[2]} r={f[3]:g}: {f[4][:80]}"
+                                                      for f in failed))
+    verdict.update(candidates=len(cands), tasks=len(tasks), seeds=seeds, size_mb=round(size / 1e6, 2),
+                   trial_cpu_hours=round(cost[1] / 3600, 2), failed_trials=len(failed))
+
+    def at(seed, r, t):
+        return {c: score[(*c, seed, r, t)][0] for c in cands if (*c, seed, r, t) in score}
+
+    def tau(a, b):
+        keys = sorted(set(a) & set(b))
+        return float(kendalltau([a[k] for k in keys], [b[k] for k in keys]).statistic) if len(keys) > 2 else math.nan
+
+    # rank agreement: seeds vs tasks, at r = 1
+    seed_taus = [tau(at(a, 1.0, t), at(b, 1.0, t)) for t in tasks for a, b in itertools.combinations(seeds, 2)]
+    seed_taus = [x for x in seed_taus if not math.isnan(x)]
+    task_taus = [tau(at(0, 1.0, a), at(0, 1.0, b)) for a, b in itertools.combinations(tasks, 2)]
+    print("\n## Rank agreement at r = 1 (Kendall tau over every candidate both rank)")
+    if seed_taus:
+        print(f"seed-to-seed, per task: mean {np.mean(seed_taus):.3f} over {len(seed_taus)} (task, seed pair)"
+              f" [{', '.join(f'{x:.2f}' for x in seed_taus)}]")
+    else:
+        print("seed-to-seed: the table holds one seed at r = 1")
+    print(f"between tasks (seed 0): mean {np.mean(task_taus):.3f} (min {min(task_taus):.2f}, "
+          f"max {max(task_taus):.2f}) over {len(task_taus)} task pairs")
+    verdict["seed_tau"] = round(float(np.mean(seed_taus)), 3) if seed_taus else None
+    verdict["task_tau"] = round(float(np.mean(task_taus)), 3)
+
+    # top-1 gap over its standard error, ground truth = mean over seeds at r = 1
+    print("\n## Top-1 vs #2 by the mean over seeds at r = 1 (SE: seed spread with >= 2 seeds, else "
+          "binomial over the test items; SEs of the two added in quadrature)")
+    separated = 0
+    winners = set()
+    for t in tasks:
+        stats = {}
+        for c in cands:
+            vals = [score[(*c, s, 1.0, t)] for s in seeds if (*c, s, 1.0, t) in score]
+            if not vals:
+                continue
+            mean = float(np.mean([v for v, _ in vals]))
+            if len(vals) > 1:
+                se = float(np.std([v for v, _ in vals], ddof=1)) / math.sqrt(len(vals))
+            else:
+                n = vals[0][1] or 1000
+                se = math.sqrt(max(mean * (1 - mean), 1e-12) / n)
+            stats[c] = (mean, se, len(vals))
+        first, second = sorted(stats, key=lambda c: (-stats[c][0], c))[:2]
+        winners.add(first)
+        (m1, se1, n1), (m2, se2, _) = stats[first], stats[second]
+        gap = (m1 - m2) / math.hypot(se1, se2) if math.hypot(se1, se2) > 0 else math.inf
+        separated += gap > 2
+        print(f"{t:<16} #1 {first[0]}+{first[1]} {m1:.3f}  #2 {second[0]}+{second[1]} {m2:.3f}  "
+              f"gap/SE {gap:.2f} ({n1} seeds)")
+    print(f"top-1 separated by > 2 SE on {separated} of {len(tasks)} tasks; {len(winners)} different winners")
+    verdict["tasks_top1_gt_2se"], verdict["distinct_winners"] = separated, len(winners)
+
+    # low-fidelity ranking quality
+    print("\n## Rank correlation of each ratio with r = 1 (seed 0, every candidate; mean over tasks)")
+    ratios = sorted({k[3] for k in score if k[2] == 0})
+    for r in ratios[:-1]:
+        taus = [tau(at(0, r, t), at(0, 1.0, t)) for t in tasks]
+        rhos = []
+        for t in tasks:
+            a, b = at(0, r, t), at(0, 1.0, t)
+            keys = sorted(set(a) & set(b))
+            rhos.append(float(spearmanr([a[k] for k in keys], [b[k] for k in keys]).statistic))
+        print(f"r = {r:<7g} Kendall {np.mean(taus):.3f} [{', '.join(f'{x:.2f}' for x in taus)}]  "
+              f"Spearman {np.mean(rhos):.3f}")
+        verdict[f"tau_r{r:g}_vs_r1"] = round(float(np.mean(taus)), 3)
+
+    # scaling: score vs log(data fraction)
+    print("\n## Score vs log(data fraction), seed 0: R^2 of the log-linear fit over r in [lo, 1]"
+          " (learning curves moving > 0.05)")
+    for lo in ratios[:-2]:
+        r2s = []
+        for c in cands:
+            for t in tasks:
+                pts = [(r, score[(*c, 0, r, t)][0]) for r in ratios if r >= lo and (*c, 0, r, t) in score]
+                if len(pts) >= 3 and max(p[1] for p in pts) - min(p[1] for p in pts) > 0.05:
+                    r2s.append(LogLinear(clip=None).fit([p[0] for p in pts], [p[1] for p in pts]).r2)
+        if r2s:
+            print(f"r in [{lo:g}, 1]: R^2 median {np.median(r2s):.2f}, >= 0.8 on {sum(x >= 0.8 for x in r2s)}"
+                  f" of {len(r2s)} curves")
+            verdict[f"scaling_r2_median r in [{lo:g}, 1]"] = round(float(np.median(r2s)), 3)
+    print("\n" + json.dumps({"verdict": verdict}))
+    return 0
 
 
 if __name__ == "__main__":

@@ -110,6 +110,30 @@ def scaling_ratios(r0: float, points: int, factor: float = 2.0) -> list[float]:
     return [r0 / factor**i for i in range(points)]
 
 
+def fit_until_loglinear(predictor, points: list[tuple[float, float]], evaluate, *,
+                        min_r2: float | None, factor: float = 2.0):
+    """Algorithm 1's "until log-linearity is observed": fit ``points`` ((ratio, score), any
+    order); while there are 3+ points (2 always fit exactly), the fit's R^2 is below ``min_r2``
+    and the largest ratio is below 1, train the next larger ratio (``factor`` times the largest;
+    ``evaluate(ratio) -> score``, NaN for a failed trial) and refit.
+
+    Returns (fit, points, extra ratios asked for). A point at r = 1 means the candidate ends up
+    measured, not predicted. ``min_r2`` None turns the check off."""
+    points = sorted(points)
+    fit = predictor.fit([p[0] for p in points], [p[1] for p in points])
+    extra = []
+    while (min_r2 is not None and len(points) >= 3 and fit.r2 < min_r2
+           and points[-1][0] < 1.0):
+        ratio = min(1.0, points[-1][0] * factor)
+        extra.append(ratio)
+        value = evaluate(ratio)
+        if math.isnan(value):
+            break
+        points.append((ratio, value))
+        fit = predictor.fit([p[0] for p in points], [p[1] for p in points])
+    return fit, points, extra
+
+
 # -- saturating laws: PowerLaw and Rectified ------------------------------------------------------
 #
 # Both are the same family, y = B / (D_l + r^beta) + E with B >= 0, written for a quantity y that

@@ -111,13 +111,16 @@ def ranking(store, run_id: str) -> dict[str, list[dict]]:
 
 
 def compare(store, run_a: str, run_b: str) -> list[dict]:
-    """One dict per shared task: the search run against the grid run (either order)."""
+    """One dict per shared task: the search run against the grid run (either order; ``run_b``
+    is the reference when both are grids)."""
     costs = {r: run_cost(store, r) for r in (run_a, run_b)}
     grid_runs = [r for r in (run_a, run_b) if costs[r].strategy == "grid"]
     if not grid_runs:
         raise BadInput(f"neither {run_a} nor {run_b} is a grid run; compare a search against "
                        "the grid run of the same zoo, data and training config")
-    grid_id = grid_runs[0]
+    # the reference is the grid; when both are grids (a replayed grid strategy against the
+    # table's), the second run is the reference
+    grid_id = grid_runs[-1]
     search_id = run_b if grid_id == run_a else run_a
     grid_rank, search_rank = ranking(store, grid_id), ranking(store, search_id)
     shared = sorted(set(grid_rank) & set(search_rank))

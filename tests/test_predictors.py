@@ -241,3 +241,33 @@ def test_constant_scores_predict_the_constant(cls, ratios):
     assert cls().predict(fit) == pytest.approx(0.5) and fit.r2 == 1.0
     if cls is Rectified:
         assert fit.params["n_pre_power"] == 0  # flat everywhere is no phase transition
+
+
+def test_a_curve_that_is_not_log_linear_gets_larger_ratios_until_it_is():
+    from harness.predictors import LogLinear, fit_until_loglinear
+
+    # flat at chance below 1/8, then log-linear: the three smallest points are not log-linear
+    def curve(r):
+        return 0.1 if r < 0.125 else 0.1 + 0.2 * math.log2(r / 0.0625)
+
+    asked = []
+
+    def evaluate(r):
+        asked.append(r)
+        return curve(r)
+
+    start = [(r, curve(r)) for r in (1 / 32, 1 / 16, 1 / 8)]
+    fit, points, extra = fit_until_loglinear(LogLinear(clip=None), start, evaluate, min_r2=0.9)
+    assert extra == asked == [0.25, 0.5]  # R^2 0.75 over 3 points, 0.89 over 4, 0.94 over 5
+    assert [p[0] for p in points] == [1 / 32, 1 / 16, 1 / 8, 1 / 4, 1 / 2] and fit.r2 >= 0.9
+    # a log-linear curve, or the check off, or 2 points (always an exact fit): nothing extra
+    line = [(r, 0.5 + 0.1 * math.log(r)) for r in (1 / 32, 1 / 16, 1 / 8)]
+    assert fit_until_loglinear(LogLinear(clip=None), line, evaluate, min_r2=0.95)[2] == []
+    assert fit_until_loglinear(LogLinear(clip=None), start, evaluate, min_r2=None)[2] == []
+    assert fit_until_loglinear(LogLinear(clip=None), start[1:], evaluate, min_r2=0.99)[2] == []
+    # never past the full data; a failed trial (NaN) stops the loop
+    noisy = [(r, v) for r, v in zip((1 / 4, 1 / 2, 1 / 8), (0.9, 0.1, 0.5))]
+    _, points, extra = fit_until_loglinear(LogLinear(clip=None), noisy, lambda r: 0.9, min_r2=1.0)
+    assert extra == [1.0] and points[-1] == (1.0, 0.9)
+    _, points, extra = fit_until_loglinear(LogLinear(clip=None), start, lambda r: math.nan, min_r2=0.99)
+    assert extra == [0.25] and len(points) == 3

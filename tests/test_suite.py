@@ -319,7 +319,7 @@ def test_fingerprint_ignores_formatting_and_defaults(tmp_path):
     assert a.fingerprint() == PINNED_MINIMAL_FINGERPRINT
 
 
-PINNED_MINIMAL_FINGERPRINT = "30135646cb646b1cc2b6e5b60663993b78d27928cbc4a5b31b97ee94d5503840"
+PINNED_MINIMAL_FINGERPRINT = "774447d1f5316574cf27c5b69d859250143cbcb254257324fd9446abb05098f9"
 
 
 def test_fingerprint_is_stable_across_processes(tmp_path):

@@ -11,9 +11,10 @@ from harness.suite import load_suite
 ROOT = Path(__file__).resolve().parents[1]
 TABLE = ROOT / "benchmarks" / "tables" / "minizoo"
 TASKS = {f"shapes:{t}" for t in ("color", "shape", "count", "spatial", "digits", "chart")}
-# what the build has finished for seed 0 so far (benchmarks/build_table.py --plan lists the rest);
-# grow these as the build completes, never shrink them
-SEED0_CORE_RATIOS = (1 / 16, 1 / 8, 1 / 4, 1.0)
+# what the build has finished (benchmarks/build_table.py --plan lists the rest); grow these as
+# the build completes, never shrink them
+SEED0_RATIOS = (1 / 16, 1 / 8, 1 / 4, 1 / 2, 1.0)  # seed 0: complete, the whole zoo
+R1_SEEDS = (0, 1)  # seeds with every candidate at r = 1
 
 
 @pytest.fixture(scope="module")
@@ -35,17 +36,20 @@ def test_the_manifest_matches_the_files_and_names_its_runs(table):
     assert sorted(manifest["runs"]) == sorted(r[0] for r in con.execute("select run_id from runs").fetchall())
 
 
-def test_every_minizoo_candidate_has_every_task_at_the_built_ratios_for_seed_0(table):
+def test_every_candidate_of_the_whole_zoo_has_every_task_at_every_ratio_for_seed_0(table):
     _, con = table
-    suite = load_suite(ROOT / "suites" / "minizoo.yaml")
-    rows = con.execute("""select t.encoder, t.llm, t.sample_ratio, list(s.task) from trials t
-                          join scores s using (trial_key) where t.seed = 0 and t.status = 'done'
+    suite = load_suite(ROOT / "suites" / "minizoo-full.yaml")
+    rows = con.execute("""select t.encoder, t.llm, t.seed, t.sample_ratio, list(s.task) from trials t
+                          join scores s using (trial_key) where t.status = 'done'
                           group by all""").fetchall()
-    have = {(e, m, r): set(tasks) for e, m, r, tasks in rows}
+    have = {(e, m, seed, r): set(tasks) for e, m, seed, r, tasks in rows}
     assert all(tasks == TASKS for tasks in have.values())  # every trial scored on all six tasks
+    assert len(suite.candidates()) == 70
     for c in suite.candidates():
-        for r in SEED0_CORE_RATIOS:
-            assert (c.vision_encoder, c.language_model, r) in have, (c, r)
+        for r in SEED0_RATIOS:
+            assert (c.vision_encoder, c.language_model, 0, r) in have, (c, r)
+        for seed in R1_SEEDS:
+            assert (c.vision_encoder, c.language_model, seed, 1.0) in have, (c, seed)
 
 
 def test_the_grid_run_ranks_every_task_by_the_mean_over_seeds(table):
@@ -53,4 +57,21 @@ def test_the_grid_run_ranks_every_task_by_the_mean_over_seeds(table):
     ranked = con.execute("""select k.task, count(*) from rankings k join runs r using (run_id)
                             where r.suite_name = 'table-grid-seed0' group by 1""").fetchall()
     assert {t for t, _ in ranked} == TASKS
-    assert min(n for _, n in ranked) >= 48
+    assert min(n for _, n in ranked) == 70
+
+
+def test_the_test_bed_report_reads_the_table_in_seconds_and_trains_nothing():
+    import json
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "testbed_report.py"), "--table", str(TABLE)],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    verdict = json.loads(out.stdout.strip().splitlines()[-1])["verdict"]
+    assert verdict["candidates"] == 70 and verdict["tasks"] == 6 and verdict["failed_trials"] == 0
+    assert list(R1_SEEDS) == verdict["seeds"][:len(R1_SEEDS)]
+    # a real test bed: tasks disagree far more than seeds do, and several candidates win a task
+    assert verdict["task_tau"] < verdict["seed_tau"] - 0.2
+    assert verdict["distinct_winners"] >= 3
+    assert -1 <= verdict["tau_r0.0625_vs_r1"] <= verdict["tau_r0.5_vs_r1"] <= 1

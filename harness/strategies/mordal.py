@@ -31,7 +31,7 @@ import numpy as np
 
 from harness.clustering import Cluster, candidate_clusters, cluster, singletons
 from harness.policies import drive
-from harness.predictors import scaling_ratios
+from harness.predictors import fit_until_loglinear, scaling_ratios
 from harness.strategies.base import RankedCandidate, SearchStrategy
 from harness.strategies.gw_prescreen import ENCODER_LAYER, encoder_token_features
 from harness.suite import Candidate
@@ -127,7 +127,19 @@ class MordalSearch(SearchStrategy):
             if len(points) < 2:
                 ranked.append(RankedCandidate(candidate, math.nan, "predicted", stage="survivor"))
                 continue
-            fit = predictor.fit([p[0] for p in points], [p[1] for p in points])
+            fit, points, extra = fit_until_loglinear(
+                predictor, points, lambda r, c=candidate: self.evaluate(c, r), min_r2=cfg.min_r2)
+            added = [(r, s) for r, s in points if r in extra]
+            if added:
+                self.say(f"{candidate}: not log-linear (R^2 < {cfg.min_r2:g}), trained at "
+                         + ", ".join(f"r={r:g}" for r in extra))
+                self.insert("scaling_points", [
+                    {**base, "sample_ratio": r, "score": s,
+                     "trial_key": self._outcomes[(candidate, r)].key} for r, s in added])
+            if points[-1][0] >= 1.0:  # trained to the full data: measured, not predicted
+                ranked.append(RankedCandidate(candidate, points[-1][1], "measured",
+                                              self._outcomes[(candidate, 1.0)].key, stage="survivor"))
+                continue
             value = predictor.predict(fit, 1.0)
             self.insert("scaling_fits", [{**base, "predictor": cfg.name, "a": fit.params.get("a"),
                                           "b": fit.params.get("b"), "r2": fit.r2,
