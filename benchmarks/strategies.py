@@ -1,7 +1,7 @@
 """Every registered strategy, replayed on the shipped benchmark of record: one table.
 
     python benchmarks/strategies.py [--table benchmarks/tables/minizoo] [--suite suites/minizoo.yaml]
-                                    [--tasks shapes:color shapes:count] [--seeds 0 1 2] [--fill]
+                                    [--tasks shapes:color ...] [--seeds 0 1 2] [--fill] [--with-dcd]
     python benchmarks/strategies.py --store bench/testbed.duckdb   # a testbed_report.py store
 
 By default the shipped table (benchmarks/tables/minizoo: every candidate of the mini zoo at
@@ -161,11 +161,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--suite", default=str(ROOT / "suites" / "minizoo.yaml"))
     add_source_args(parser)
-    parser.add_argument("--tasks", nargs="+", default=["shapes:color", "shapes:count"])
+    parser.add_argument("--tasks", nargs="+", default=["shapes:color"],
+                        help="target tasks (default one: about a minute on 2 cores; about 35 s a task more)")
     parser.add_argument("--only", nargs="*", default=None, help="labels of the variants to run")
     parser.add_argument("--fill", action="store_true",
                         help="train what the source lacks (default: report it as not replayable; "
                              "clustering features are always computed when missing)")
+    parser.add_argument("--with-dcd", action="store_true",
+                        help="also replay dcd (layer conductance for every candidate: about 2 minutes "
+                             "a task on 2 cores; benchmarks/dcd_holdout.py measures it held out)")
     parser.add_argument("--with-searches", action="store_true",
                         help="with --store: also replay from the live Mordal runs of this suite "
                              "(benchmarks/search_efficiency.py)")
@@ -182,7 +186,8 @@ def main() -> None:
     rows = []
     try:
         for label, changes in variants(get_components()):
-            if args.only and label not in args.only:
+            if args.only and label not in args.only or (label == "dcd" and not args.with_dcd
+                                                        and not args.only):
                 continue
             for seed in args.seeds:
                 for task in args.tasks:
