@@ -49,6 +49,12 @@ CONFIGS = {
     "paper floors 0.7 / 0.8": {"clustering": {"t_ve": 0.7, "t_llm": 0.8}},
     "inter from 1/8 (eta 2), top-2 clusters": {"inter": {"eta": 2, "min_ratio": 0.125, "top_k": 2}},
     "minibatch CKA (batch 64)": {"clustering": {"cka_batch": 64}},
+    # noise-aware cuts (issue 13): keep candidates tied with the last kept within z SE; promote
+    # everyone at a rung where half the candidates sit at the constant-answer baseline
+    "ties within 1 SE": {"inter": {"tie_z": 1}, "intra": {"tie_z": 1}},
+    "ties within 2 SE": {"inter": {"tie_z": 2}, "intra": {"tie_z": 2}},
+    "ties within 1 SE, uninformative 0.5": {"inter": {"tie_z": 1, "uninformative": 0.5},
+                                            "intra": {"tie_z": 1, "uninformative": 0.5}},
 }
 
 
@@ -57,6 +63,7 @@ def summarize(rows: list[dict]) -> dict | None:
     if not ok or len(ok) < len(rows):
         return None
     return {"n": len(ok), "top1": sum(r["top1"] for r in ok),
+            "tied": sum(r.get("top1_within_1se", r["top1"]) for r in ok),
             "min_speedup": min(r["speedup"] for r in ok),
             "speedup": statistics.mean(r["speedup"] for r in ok),
             "speedup_seconds": statistics.mean(r["speedup_seconds"] for r in ok),
@@ -77,7 +84,7 @@ def choose(by_config: dict[str, list[dict]], tasks: set[str]) -> str | None:
 def line(label: str, s: dict | None, note: str = "") -> str:
     if s is None:
         return f"{label:<50} not replayable on every task{note}"
-    return (f"{label:<50}{s['top1']:>3}/{s['n']:<3}{s['min_speedup']:>8.1f}x{s['speedup']:>7.1f}x"
+    return (f"{label:<50}{s['top1']:>3}/{s['n']:<3}{s['tied']:>4}/{s['n']:<3}{s['min_speedup']:>8.1f}x{s['speedup']:>7.1f}x"
             f"{s['speedup_seconds']:>7.1f}x{s['weighted_tau']:>8.3f}{s['ndcg5']:>8.3f}{note}")
 
 
@@ -133,7 +140,7 @@ def main() -> int:
         bench.close()
 
     print(f"\nreplayed on the {bench.label}; every row below but leave-one-task-out is in-sample")
-    print(f"{'configuration':<50}{'top-1':>6}{'min spd':>10}{'mean':>8}{'secs':>8}{'w.tau':>8}{'NDCG@5':>8}")
+    print(f"{'configuration':<50}{'top-1':>6}{'<1 SE':>8}{'min spd':>10}{'mean':>8}{'secs':>8}{'w.tau':>8}{'NDCG@5':>8}")
     for seed, by_config in by_seed.items():
         print(f"seed {seed}")
         for label, rows in by_config.items():

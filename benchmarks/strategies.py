@@ -116,6 +116,34 @@ class Bench:
             self._tmp.cleanup()
 
 
+def tied_with_top1(store, grid_run: str, task: str, best: list, pick: list) -> bool:
+    """Whether the pick's ground-truth score is within one standard error of the grid's best:
+    the difference of their means over the seeds at r = 1, against the SE of that difference
+    (from the seed spread with 2+ seeds, else binomial over the test items)."""
+    import math
+    import statistics
+
+    def values(c):
+        return [(r["value"], r["n_items"]) for r in store.query("""
+            select s.value, s.n_items from trials t join scores s using (trial_key)
+            where t.encoder = ? and t.llm = ? and s.task = ? and t.sample_ratio = 1.0
+              and t.status = 'done'""", [c[0], c[1], task])]
+
+    stats = []
+    for c in (best, pick):
+        v = values(c)
+        if not v:
+            return False
+        mean = statistics.mean(x for x, _ in v)
+        if len(v) > 1:
+            se = statistics.stdev(x for x, _ in v) / math.sqrt(len(v))
+        else:
+            se = math.sqrt(max(mean * (1 - mean), 0.0) / (v[0][1] or 1000))
+        stats.append((mean, se))
+    (m1, s1), (m2, s2) = stats
+    return m1 - m2 <= math.hypot(s1, s2)
+
+
 def replay_row(variant, suite_path: Path, store_path: Path, sources: list[str], grid_run: str,
                task: str, fill: bool, fill_embeddings: bool = False) -> dict:
     """Replay one suite variant on ``sources`` and measure it against the grid on ``task``: the
@@ -140,10 +168,11 @@ def replay_row(variant, suite_path: Path, store_path: Path, sources: list[str], 
             return {"run": run_id, "error": failed}
         (cmp,) = [c for c in compare(st, run_id, grid_run) if c["task"] == task]
         trained = st.query("select trials_trained from run_costs where run_id = ?", [run_id])[0]
+        tied = cmp["top1"] or tied_with_top1(st, grid_run, task, cmp["grid_best"], cmp["search_best"])
         return {"run": run_id, "trials": cmp["search_trials"], "filled": int(trained["trials_trained"]),
                 "samples": cmp["search_samples"], "warmup_samples": cmp["search_warmup_samples"],
                 "speedup": cmp["speedup_samples"], "speedup_seconds": cmp["speedup"],
-                "top1": cmp["top1"], "weighted_tau": cmp["weighted_tau_top10"], "ndcg5": cmp["ndcg_at_5"],
+                "top1": cmp["top1"], "top1_within_1se": tied, "weighted_tau": cmp["weighted_tau_top10"], "ndcg5": cmp["ndcg_at_5"],
                 "best": cmp["search_best"], "grid_best": cmp["grid_best"]}
 
 

@@ -84,6 +84,44 @@ def _check_options(eta, min_ratio, max_ratio) -> None:
         raise ValueError(f"min_ratio must be in (0, max_ratio={max_ratio}], got {min_ratio}")
 
 
+def noisy_keep(scores: Mapping, n_keep: int, *, errors: Mapping | None = None,
+               baseline: float | None = None, tie_z: float | None = None,
+               uninformative: float | None = None, final: bool = False) -> tuple[list, str]:
+    """The noise-aware cut: (kept, why). Starts from :func:`top` ``n_keep``; then
+
+    * ``uninformative`` (a fraction): when at least that fraction of the rung's candidates is
+      within 2 standard errors of the task's constant-answer ``baseline`` (the score of always
+      giving its most frequent answer), the rung cannot tell them apart: everyone is kept;
+    * ``tie_z``: every candidate whose score is within ``tie_z`` standard errors of the last
+      kept one (errors of the two added in quadrature) is kept too, instead of a tie-break by
+      name. ``final`` (the stage's last cut, which must return ``n_keep``) applies neither.
+
+    ``errors`` maps candidates to the standard error of their score; without it (or with no
+    noise, all errors 0) this is exactly :func:`top`. ``why`` says what widened the cut."""
+    kept = top(scores, n_keep)
+    if final or errors is None:
+        return kept, ""
+    finite = [c for c in scores if not math.isnan(float(scores[c]))]
+    if uninformative is not None and baseline is not None and finite:
+        at_base = [c for c in finite if float(scores[c]) <= baseline + 2 * float(errors.get(c, 0.0))]
+        if len(at_base) >= uninformative * len(scores) and len(at_base) > 0 and len(kept) < len(finite):
+            return rank({c: scores[c] for c in finite}), (
+                f"uninformative: {len(at_base)} of {len(scores)} within 2 SE of the constant-answer "
+                f"baseline {baseline:.3f}; everyone promoted")
+    if tie_z is not None and kept:
+        last = kept[-1]
+        s_last, e_last = float(scores[last]), float(errors.get(last, 0.0))
+        if not math.isnan(s_last):
+            def band(c):  # no noise, no band: an exact tie is then broken by name as in top()
+                return tie_z * math.hypot(e_last, float(errors.get(c, 0.0)))
+
+            tied = [c for c in rank(scores) if c not in kept and not math.isnan(float(scores[c]))
+                    and band(c) > 0 and s_last - float(scores[c]) <= band(c)]
+            if tied:
+                return kept + tied, f"{len(tied)} tied with the last kept within {tie_z:g} SE"
+    return kept, ""
+
+
 @dataclass(frozen=True)
 class SuccessiveHalving:
     """Successive halving over data-sample ratios.
@@ -103,6 +141,9 @@ class SuccessiveHalving:
     eta: int = 2
     min_ratio: float | None = None
     max_ratio: float = 1.0
+    # noise-aware cuts (:func:`noisy_keep`); None: plain SHA
+    tie_z: float | None = None
+    uninformative: float | None = None
 
     def __post_init__(self):
         _check_options(self.eta, self.min_ratio, self.max_ratio)
@@ -127,8 +168,14 @@ class SuccessiveHalving:
             rungs.append(Rung(i, ratio, n_in, n_keep))
         return rungs
 
-    def keep(self, scores: Mapping[str, float], n_keep: int) -> list[str]:
-        return top(scores, n_keep)
+    def keep(self, scores: Mapping[str, float], n_keep: int, *, errors: Mapping | None = None,
+             baseline: float | None = None, final: bool = False) -> list[str]:
+        return noisy_keep(scores, n_keep, errors=errors, baseline=baseline, tie_z=self.tie_z,
+                          uninformative=self.uninformative, final=final)[0]
+
+    def why(self, scores: Mapping, n_keep: int, *, errors=None, baseline=None, final=False) -> str:
+        return noisy_keep(scores, n_keep, errors=errors, baseline=baseline, tie_z=self.tie_z,
+                          uninformative=self.uninformative, final=final)[1]
 
 
 @dataclass(frozen=True)
@@ -165,6 +212,7 @@ class RungResult:
     candidates: tuple  # trained at this rung, in the order they were evaluated
     scores: Mapping
     kept: tuple  # best first
+    why: str = ""  # what widened a noise-aware cut beyond n_keep ("" for a plain cut)
 
 
 @dataclass(frozen=True)
@@ -181,6 +229,8 @@ def drive(
     candidates: Sequence,
     top_k: int,
     evaluate: Callable[[object, float], float],
+    errors: Callable[[object, float], float] | None = None,
+    baseline: float | None = None,
 ) -> StageResult:
     """Run ``policy``'s plan: score each rung's candidates with ``evaluate(candidate, ratio)``.
 
@@ -193,6 +243,11 @@ def drive(
     A policy with a ``drive(candidates, top_k, evaluate)`` method runs itself instead; its
     result must still record every ``(candidate, ratio)`` it evaluated in exactly one
     RungResult, keep only candidates of the rung, and return at most ``top_k`` survivors.
+
+    Noise: ``errors(candidate, ratio)`` is the standard error of a score and ``baseline`` the
+    task's constant-answer score. A policy whose ``keep`` takes ``errors`` / ``baseline`` /
+    ``final`` keywords gets them (``errors`` as a mapping over the rung's candidates) and may
+    keep more than ``n_keep`` at a cut that is not the stage's last (ties, uninformative rungs).
     """
     current = tuple(candidates)
     if len(set(current)) != len(current):
@@ -211,15 +266,29 @@ def drive(
         result = own(current, top_k, tracked)
         _check_stage(policy, result, current, top_k, evaluated)
         return result
+    import inspect
+
+    params = inspect.signature(policy.keep).parameters
+    noisy = errors is not None and all(k in params for k in ("errors", "baseline", "final"))
     results = []
-    for rung in policy.plan(len(current), top_k):
+    plan = policy.plan(len(current), top_k)
+    for i, rung in enumerate(plan):
         scores = {c: float(evaluate(c, rung.ratio)) for c in current}
-        kept = tuple(policy.keep(scores, rung.n_keep))
-        if len(kept) > rung.n_keep or not set(kept) <= set(current):
+        final = i == len(plan) - 1  # the stage's last cut returns at most top_k
+        why = ""
+        if noisy:
+            errs = {c: float(errors(c, rung.ratio)) for c in current}
+            kept = tuple(policy.keep(scores, rung.n_keep, errors=errs, baseline=baseline, final=final))
+            why = policy.why(scores, rung.n_keep, errors=errs, baseline=baseline,
+                             final=final) if hasattr(policy, "why") else ""
+        else:
+            kept = tuple(policy.keep(scores, rung.n_keep))
+        limit = len(current) if noisy and not final else rung.n_keep
+        if len(kept) > limit or not set(kept) <= set(current):
             raise RuntimeError(
-                f"policy {policy!r} kept {kept!r}; expected at most {rung.n_keep} of the rung's candidates"
+                f"policy {policy!r} kept {kept!r}; expected at most {limit} of the rung's candidates"
             )
-        results.append(RungResult(rung, current, scores, kept))
+        results.append(RungResult(rung, current, scores, kept, why))
         current = kept
     return StageResult(tuple(results), current)
 

@@ -136,13 +136,18 @@ def compare(store, run_a: str, run_b: str) -> list[dict]:
                   if r["score"] is not None and (r["encoder"], r["llm"]) in zoo}
         if not scores:
             raise BadInput(f"grid {grid_id} scored none of the candidates {search_id} ranked on {task}")
+        # the search's candidates the grid lacks cannot be judged: the ranking is compared on
+        # the ones it has (a replay that filled trials for a larger zoo than the grid's)
+        unjudged = len([c for c in order if c not in scores])
+        pick = order[0] if order else None
+        order = [c for c in order if c in scores]
         grid_cost, search_cost = costs[grid_id], costs[search_id]
         wider = {(r["encoder"], r["llm"]) for r in grid_rank[task]} - zoo
         if wider:
             grid_cost = grid_cost_over(store, grid_id, zoo)
         out.append({
             "task": task, "grid_run": grid_id, "search_run": search_id,
-            "grid_candidates": len(scores),
+            "grid_candidates": len(scores), "search_candidates_not_in_grid": unjudged,
             "search_strategy": search_cost.strategy,
             "grid_seconds": round(grid_cost.total_seconds, 2),
             "search_seconds": round(search_cost.total_seconds, 2),
@@ -158,8 +163,8 @@ def compare(store, run_a: str, run_b: str) -> list[dict]:
             "search_new_seconds": round(search_cost.new_seconds, 2),
             "search_phases": phase_breakdown(store, search_id),
             "grid_trials": grid_cost.trials, "search_trials": search_cost.trials,
-            "top1": top1_match(scores, order),
-            "grid_best": list(max(scores, key=scores.get)), "search_best": list(order[0]),
+            "top1": pick in scores and top1_match(scores, order),  # a pick the grid lacks: not judged a hit
+            "grid_best": list(max(scores, key=scores.get)), "search_best": list(pick),
             "kendall_tau_top10": round(kendall_tau(scores, order, 10), 4),
             "weighted_tau_top10": round(weighted_tau(scores, order, 10), 4),
             "ndcg_at_5": round(ndcg_at(scores, order, 5), 4),

@@ -169,6 +169,51 @@ def print_replay(store, run_id: str, sources: list[str]) -> None:
                        f"weighted tau {row['weighted_tau_top10']}, NDCG@5 {row['ndcg_at_5']}")
 
 
+def how_sure(strategy, ranking) -> list[str]:
+    """The pick against the runner-up: their scores with standard errors (binomial over the
+    test items, for a score measured at a ratio), whether they are separated beyond noise
+    (gap > 2 SE of the difference), and what the search spent against the grid-equivalent
+    cost (every candidate trained once at r = 1)."""
+    import math
+
+    from harness.report import run_cost
+
+    def described(r):
+        s = r.score
+        if s is None or s != s:
+            return "no score", None
+        ratio = r.sample_ratio if r.sample_ratio is not None else 1.0
+        se = strategy.score_error(r.candidate, ratio) if r.measured_or_predicted == "measured" else None
+        where = f"measured at r={ratio:g}" if r.measured_or_predicted == "measured" else "predicted"
+        text = f"{s:.4f}" + (f" +- {se:.4f}" if se else "") + f" ({where})"
+        return text, (s, se)
+
+    out = []
+    if len(ranking) > 1:
+        (t1, v1), (t2, v2) = described(ranking[0]), described(ranking[1])
+        c = ranking[1].candidate
+        out.append(f"runner-up: {c.vision_encoder} + {c.language_model}: {t2}; pick {t1}")
+        if v1 is not None and v2 is not None:
+            if v1[1] is not None and v2[1] is not None:
+                se = math.hypot(v1[1], v2[1])
+                gap = v1[0] - v2[0]
+                verdict = ("separated beyond noise" if gap > 2 * se else "not separated beyond noise")
+                out.append(f"pick vs runner-up: gap {gap:.4f}, {gap / se:.1f} SE: {verdict}"
+                           if se > 0 else f"pick vs runner-up: gap {gap:.4f}")
+            else:
+                out.append("pick vs runner-up: a predicted score has no standard error here, so "
+                           "whether they are separated beyond noise is not known")
+    cost = run_cost(strategy.store, strategy.run_id)
+    full = [k for (cand, ratio), k in strategy._outcomes.items() if ratio == 1.0 and k.status == "done"]
+    per = max((k.samples_seen for k in full), default=0)
+    if per:
+        grid = per * len(strategy.suite.candidates())
+        out.append(f"spent {cost.samples_seen} training samples (warm-ups included) vs about {grid} "
+                   f"for the grid of {len(strategy.suite.candidates())} candidates at r = 1: "
+                   f"{grid / max(cost.samples_seen, 1):.1f}x fewer")
+    return out
+
+
 def print_ranking(strategy, ranking) -> None:
     """The final table: rank, candidate, score, measured / predicted / eliminated."""
     from rich.table import Table
@@ -189,6 +234,8 @@ def print_ranking(strategy, ranking) -> None:
         score = "no score" if best.score is None or best.score != best.score else f"{best.score:.4f}"
         click.echo(f"best VLM: {best.candidate.vision_encoder} + {best.candidate.language_model} "
                    f"({best.measured_or_predicted} {score})")
+        for line in how_sure(strategy, ranking):
+            click.echo(line)
     click.echo(f"trials: {strategy.trained} trained, {strategy.reused} reused, "
                f"{strategy.failed} failed; {strategy.wall_seconds:.1f}s")
     from harness.report import run_cost

@@ -324,6 +324,12 @@ class Stage(_Model):
     eta: Annotated[Int, Field(ge=2)] = 2
     top_k: Annotated[Int, Field(ge=1)] = 3
     min_ratio: Ratio = 0.125  # the first rung's sample ratio; rungs grow by eta up to 1
+    # noise-aware cuts (harness.policies.noisy_keep, for policies that take them: sha): keep
+    # every candidate within tie_z standard errors of the last kept one; when this fraction of
+    # a rung sits within 2 SE of the task's constant-answer baseline, promote everyone.
+    # null: plain cuts (ties broken by name)
+    tie_z: Annotated[Number, Field(ge=0)] | None = None
+    uninformative: Annotated[Number, Field(gt=0, le=1)] | None = None
 
 
 class Predictor(_Model):

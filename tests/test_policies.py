@@ -411,3 +411,56 @@ def test_drive_rejects_a_self_driven_policy_that_does_not_record_its_trials():
         drive(Forgetful(), list(quality), 1, lambda c, r: quality[c] + r)
     with pytest.raises(RuntimeError, match="twice"):
         drive(Repeating(), list(quality), 1, lambda c, r: quality[c] + r)
+
+
+# -- noise-aware cuts -------------------------------------------------------------------------------
+
+noisy_scores = st.dictionaries(st.sampled_from([f"c{i:02d}" for i in range(24)]),
+                               st.floats(0, 1, allow_nan=False), min_size=2, max_size=24)
+
+
+@settings(max_examples=200, deadline=None)
+@given(noisy_scores, st.integers(1, 23), st.floats(0, 3), st.floats(0.01, 1))
+def test_with_no_noise_the_noise_aware_cut_is_the_plain_one(scores, n_keep, tie_z, frac):
+    sha = SuccessiveHalving(eta=2, tie_z=tie_z, uninformative=frac)
+    zero = {c: 0.0 for c in scores}
+    n_keep = min(n_keep, len(scores))
+    assert sha.keep(scores, n_keep, errors=zero, baseline=None) == SuccessiveHalving().keep(scores, n_keep)
+    assert sha.keep(scores, n_keep) == SuccessiveHalving().keep(scores, n_keep)  # no errors given
+
+
+@settings(max_examples=200, deadline=None)
+@given(noisy_scores, st.integers(1, 23), st.floats(0.5, 3), st.floats(0.001, 0.05))
+def test_a_tie_at_the_cut_keeps_every_tied_candidate(scores, n_keep, tie_z, se):
+    n_keep = min(n_keep, len(scores))
+    errors = {c: se for c in scores}
+    kept = SuccessiveHalving(tie_z=tie_z).keep(scores, n_keep, errors=errors, baseline=None)
+    plain = rank(scores)[:n_keep]
+    assert kept[:n_keep] == plain  # the plain cut, best first, then the tied ones
+    last = scores[plain[-1]]
+    band = tie_z * math.hypot(se, se)
+    assert set(kept) == set(plain) | {c for c in scores if last - scores[c] <= band}
+    # the stage's last cut never widens: it must return n_keep
+    assert SuccessiveHalving(tie_z=tie_z).keep(scores, n_keep, errors=errors, final=True) == plain
+
+
+def test_an_uninformative_rung_promotes_everyone_and_says_why():
+    # 8 of 10 candidates at the constant-answer score 0.111 (within 2 SE), two above it
+    scores = {f"c{i}": 0.111 for i in range(8)} | {"good": 0.30, "ok": 0.20}
+    errors = {c: 0.01 for c in scores}
+    sha = SuccessiveHalving(uninformative=0.5)
+    assert sha.keep(scores, 3, errors=errors, baseline=0.111) == ["good", "ok"] + [f"c{i}" for i in range(8)]
+    assert "uninformative: 8 of 10" in sha.why(scores, 3, errors=errors, baseline=0.111)
+    # most above baseline: an ordinary cut
+    lively = {c: (0.4 + i / 100 if c.startswith("c") else s) for i, (c, s) in enumerate(scores.items())}
+    assert len(sha.keep(lively, 3, errors=errors, baseline=0.111)) == 3
+
+
+def test_drive_lets_a_noise_aware_policy_keep_more_but_never_past_top_k():
+    quality = {f"c{i}": 0.5 + (i // 2) * 0.001 for i in range(16)}  # pairs tied within noise
+    sha = SuccessiveHalving(eta=2, min_ratio=0.125, tie_z=2)
+    plain = drive(SuccessiveHalving(eta=2, min_ratio=0.125), list(quality), 2, lambda c, r: quality[c])
+    noisy = drive(sha, list(quality), 2, lambda c, r: quality[c], errors=lambda c, r: 0.01, baseline=0.1)
+    assert len(noisy.rungs[0].kept) > plain.rungs[0].rung.n_keep and noisy.rungs[0].why
+    assert len(noisy.survivors) == 2 and noisy.rungs[-1].why == ""
+    assert [len(r.kept) for r in plain.rungs] == [r.rung.n_keep for r in plain.rungs]

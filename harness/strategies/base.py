@@ -73,6 +73,40 @@ class SearchStrategy:
             return math.nan
         return sum(s.value for s in outcome.scores) / len(outcome.scores)
 
+    def score_error(self, candidate: Candidate, ratio: float) -> float:
+        """Standard error of :meth:`evaluate`'s score: binomial over each target's test items
+        (sqrt(p (1 - p) / n)), combined over targets as the error of their mean; 0 when unknown."""
+        outcome = self._outcomes.get((candidate, ratio))
+        if outcome is None or outcome.status != "done" or not outcome.scores:
+            return 0.0
+        var = 0.0
+        for s in outcome.scores:
+            p = min(max(float(s.value), 0.0), 1.0)
+            var += p * (1 - p) / s.n_items if s.n_items else 0.0
+        return math.sqrt(var) / len(outcome.scores)
+
+    @property
+    def constant_baseline(self) -> float | None:
+        """The objective's constant-answer score: for each target, the share of its test items
+        whose answer is the most frequent one (always giving that answer scores it), averaged
+        over targets; None when a target's answers are not known here (lmms tasks)."""
+        if not hasattr(self, "_baseline"):
+            from collections import Counter
+
+            from harness.shapes import load_dataset
+
+            values = []
+            for t in self.targets:
+                if not t.task.startswith("shapes:"):
+                    values = None
+                    break
+                answers = load_dataset(t.task.split(":", 1)[1], split="test", n=t.limit or 1000,
+                                       seed=0).answers()
+                counts = Counter(a for a in answers if a is not None)
+                values.append(max(counts.values()) / sum(counts.values()) if counts else 0.0)
+            self._baseline = sum(values) / len(values) if values else None
+        return self._baseline
+
     def trial(self, candidate: Candidate, ratio: float):
         key = (candidate, ratio)
         if key not in self._outcomes:

@@ -66,7 +66,8 @@ class MordalSearch(SearchStrategy):
         inter_policy = self.policy("inter")
         inter_plan = inter_policy.plan(len(by_medoid), cfg.inter.top_k)
         self.phase("inter-cluster", total=sum(r.n_in for r in inter_plan) or None)
-        inter = drive(inter_policy, list(by_medoid), cfg.inter.top_k, self.evaluate)
+        inter = drive(inter_policy, list(by_medoid), cfg.inter.top_k, self.evaluate,
+                      errors=self.score_error, baseline=self.constant_baseline)
         self.record_rungs("inter", inter)
 
         # intra-cluster: every candidate of the surviving clusters, down to the top-K'
@@ -75,7 +76,8 @@ class MordalSearch(SearchStrategy):
         intra_policy = self.policy("intra")
         intra_plan = intra_policy.plan(len(members), cfg.intra.top_k)
         self.phase("intra-cluster", total=sum(r.n_in for r in intra_plan) or None)
-        intra = drive(intra_policy, members, cfg.intra.top_k, self.evaluate)
+        intra = drive(intra_policy, members, cfg.intra.top_k, self.evaluate,
+                      errors=self.score_error, baseline=self.constant_baseline)
         self.record_rungs("intra", intra)
 
         # the survivors' full-data scores: predicted from small ratios, or measured at r = 1
@@ -92,11 +94,15 @@ class MordalSearch(SearchStrategy):
         options = getattr(self.suite.search, stage)
         name = self.suite.search.policy(stage)
         cls = self.components["stopping_policy"].get(name).load()
-        return _construct(cls, eta=options.eta, min_ratio=options.min_ratio)
+        return _construct(cls, eta=options.eta, min_ratio=options.min_ratio, tie_z=options.tie_z,
+                          uninformative=options.uninformative)
 
     def record_rungs(self, phase: str, stage) -> None:
         rows = []
         for result in stage.rungs:
+            if getattr(result, "why", ""):
+                self.say(f"{phase} rung {result.rung.index} (r={result.rung.ratio:g}): {result.why}",
+                         always=True)
             for candidate in result.candidates:
                 outcome = self._outcomes.get((candidate, result.rung.ratio))
                 score = result.scores[candidate]
@@ -117,6 +123,11 @@ class MordalSearch(SearchStrategy):
         self.phase("scaling prediction", total=len(survivors) * len(ratios))
         ranked = []
         for candidate in survivors:
+            full = self._outcomes.get((candidate, 1.0))
+            if full is not None and full.status == "done":  # a rung already trained it on all the data
+                ranked.append(RankedCandidate(candidate, self.evaluate(candidate, 1.0), "measured",
+                                              full.key, stage="survivor"))
+                continue
             scores = [self.evaluate(candidate, r) for r in ratios]
             points = [(r, s) for r, s in zip(ratios, scores) if not math.isnan(s)]
             base = {"encoder": candidate.vision_encoder, "llm": candidate.language_model,
@@ -271,7 +282,7 @@ class MordalSearch(SearchStrategy):
         import torch
 
         from harness.store import content_key
-        from harness.training import TrainConfig, train
+        from harness.training import TrainConfig, resolve_device, train
         from harness.trial import (
             build_vlm,
             examples_from,
@@ -310,7 +321,7 @@ class MordalSearch(SearchStrategy):
                 spent = {}
                 if warm > 0:
                     result = train(vlm, examples_from(align), config, seed=self.suite.seed,
-                                   device="cpu" if self.suite.device == "auto" else self.suite.device)
+                                   device=str(resolve_device(self.suite.device)))
                     samples += result.samples_seen
                     spent = {"train_samples": result.samples_seen,
                              "train_flops": result.samples_seen * (2.0 * n_params(encoder) + 6.0 * n_params(lm))}
