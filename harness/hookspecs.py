@@ -43,6 +43,15 @@ def register_similarity_metrics(register):
 def register_stopping_policies(register):
     """Register early-stopping policies (``sha``, ``asha``, ``hyperband``, ``none``).
 
+    A policy is a class built with the stage's options its constructor accepts (``eta``,
+    ``min_ratio``, ``tie_z``, ``uninformative``) and implements ``plan(n, top_k)`` and
+    ``keep(scores, n_keep)`` (or its own ``drive``), see :mod:`harness.policies`. Noise: a
+    ``keep`` that also takes the keywords ``errors`` (candidate -> standard error of its score:
+    binomial over the test items for accuracy), ``baseline`` (the task's constant-answer score:
+    always giving its most frequent answer; None when unknown) and ``final`` (the stage's last
+    cut) receives them, and may keep more than ``n_keep`` at a cut that is not final. A ``why``
+    method with the same arguments says what widened the cut (printed with the rung).
+
     :param register: ``register(name, target, doc="")``.
     """
 
