@@ -90,7 +90,20 @@ def run_chunk(args, chunk: dict) -> None:
         elif chunk.get("features"):
             compute_features(suite.model_copy(update={"zoo": zoo}), store, run_id)
         else:
-            train_ratio(suite, store, run_id, chunk["ratio"], args.workers, candidates)
+            train_ratio(suite, store, run_id, chunk["ratio"], args.workers, candidates,
+                        after_slice=lambda: checkpoint(store, args.export))
+
+
+def checkpoint(store, out: str) -> None:
+    """Finalize and export from inside a chunk, after every slice: a chunk of 70 trials at r = 1
+    takes hours, and a session that ends mid-chunk keeps what its slices finished."""
+    if not out:
+        return
+    from harness.store.exchange import export_store
+
+    finalize(store)
+    manifest = export_store(store, out, force=True, embeddings=False)
+    print(f"  exported {sum(e['rows'] for e in manifest['tables'].values())} rows to {out}", flush=True)
 
 
 def table_run(store, suite, seed: int) -> str:
@@ -119,7 +132,8 @@ def specs_for(suite, ratio: float, candidates=None):
             for c in (suite.candidates() if candidates is None else candidates)]
 
 
-def train_ratio(suite, store, run_id: str, ratio: float, workers: int, candidates=None) -> None:
+def train_ratio(suite, store, run_id: str, ratio: float, workers: int, candidates=None,
+                after_slice=None) -> None:
     from harness.parallel import run_many
     from harness.trial import identify
 
@@ -133,9 +147,17 @@ def train_ratio(suite, store, run_id: str, ratio: float, workers: int, candidate
     for i in range(0, len(missing), step):
         run_many(missing[i:i + step], store, run_id, workers)
         print(f"  {min(i + step, len(missing))}/{len(missing)}", flush=True)
+        record_uses(store, run_id, keys)
+        if after_slice is not None:
+            after_slice()
+    record_uses(store, run_id, keys)
+
+
+def record_uses(store, run_id: str, keys) -> None:
+    """The run names every trial it holds (an export by run finds them)."""
     used = {r["key"] for r in store.query("select key from run_uses where run_id = ? and kind = 'trial'",
                                           [run_id])}
-    for key in keys:  # the run names every trial it holds (an export by run finds them)
+    for key in keys:
         if key not in used and store.get_trial(key) is not None:
             store.record_use(run_id, "trial", key, reused=True)
 
@@ -230,7 +252,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--export", default=str(ROOT / "benchmarks" / "tables" / "minizoo"),
-                        help="export the store here after every chunk ('' for none)")
+                        help="export the store here after every slice and chunk ('' for none)")
     parser.add_argument("--import", dest="import_from", default=None,
                         help="first import this exported table (e.g. the shipped one)")
     parser.add_argument("--plan", action="store_true", help="print the chunks and exit")
@@ -256,7 +278,8 @@ def main() -> None:
         t0 = time.perf_counter()
         print(f"chunk {json.dumps(chunk)}", flush=True)
         done = subprocess.run([sys.executable, __file__, "--suite", args.suite, "--store", args.store,
-                               "--workers", str(args.workers), "--chunk", json.dumps(chunk)])
+                               "--workers", str(args.workers), "--export", args.export,
+                               "--chunk", json.dumps(chunk)])
         print(f"chunk {json.dumps(chunk)}: exit {done.returncode} in {time.perf_counter() - t0:.0f} s "
               f"(total {time.perf_counter() - start:.0f} s)", flush=True)
         subprocess.run([sys.executable, __file__, "--suite", args.suite, "--store", args.store,
