@@ -14,8 +14,8 @@ zoo finds them.
 Work is split into chunks in priority order (seed 0 everywhere first, then seeds 1-2 at r = 1,
 then the rest) and each chunk runs in a fresh process: a build that stops keeps every finished
 chunk, and a rerun trains only what is missing (trials are content-addressed). After every
-chunk the store is exported to ``--export`` (``harness store export``), so the shipped table
-grows as the build goes; with ``--import`` first, a build on a fresh clone starts from the
+slice of trials (8 with 2 workers) and every chunk the store is exported to ``--export``
+(``harness store export``), so the shipped table grows as the build goes; with ``--import`` first, a build on a fresh clone starts from the
 shipped table and trains only what it lacks.
 """
 
