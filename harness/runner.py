@@ -204,11 +204,13 @@ def how_sure(strategy, ranking) -> list[str]:
                 out.append("pick vs runner-up: a predicted score has no standard error here, so "
                            "whether they are separated beyond noise is not known")
     cost = run_cost(strategy.store, strategy.run_id)
-    full = [k for (cand, ratio), k in strategy._outcomes.items() if ratio == 1.0 and k.status == "done"]
-    per = max((k.samples_seen for k in full), default=0)
+    # a trial at r = 1 trains on what a grid trial does; one at r < 1 on about r times that
+    done = [(ratio, k) for (_, ratio), k in strategy._outcomes.items() if k.status == "done" and k.samples_seen]
+    full = [k.samples_seen for ratio, k in done if ratio == 1.0]
+    per = max(full) if full else round(max((k.samples_seen / ratio for ratio, k in done), default=0))
     if per:
         grid = per * len(strategy.suite.candidates())
-        out.append(f"spent {cost.samples_seen} training samples (warm-ups included) vs about {grid} "
+        out.append(f"spent {cost.samples_seen} training samples (warm-ups included) vs {'' if full else 'about '}{grid} "
                    f"for the grid of {len(strategy.suite.candidates())} candidates at r = 1: "
                    f"{grid / max(cost.samples_seen, 1):.1f}x fewer")
     return out
