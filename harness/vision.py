@@ -254,13 +254,43 @@ def _as_grid(grid) -> tuple[int, int] | None:
 
 
 def pool_grid(tokens: torch.Tensor, hw: tuple[int, int], grid: tuple[int, int]) -> torch.Tensor:
-    """[B, h*w, D] on an (h, w) grid -> [B, gh*gw, D] by adaptive average pooling."""
+    """[B, h*w, D] on an (h, w) grid -> [B, gh*gw, D]: adaptive average pooling down to a
+    smaller grid, bilinear interpolation up to a larger one (Cambrian-1 interpolates ConvNeXt's
+    coarse map to a fixed token grid; the Mordal paper follows it at 16x16)."""
     b, n, d = tokens.shape
     h, w = hw
     if n != h * w:
         raise ValueError(f"{n} tokens do not lie on a {h}x{w} grid")
     fmap = tokens.transpose(1, 2).reshape(b, d, h, w)
-    return F.adaptive_avg_pool2d(fmap, grid).flatten(2).transpose(1, 2)
+    if grid[0] > h or grid[1] > w:
+        out = F.interpolate(fmap.float(), size=grid, mode="bilinear", align_corners=False).to(fmap.dtype)
+    else:
+        out = F.adaptive_avg_pool2d(fmap, grid)
+    return out.flatten(2).transpose(1, 2)
+
+
+def _ref_options(name: str) -> tuple[str, dict]:
+    """``name?grid=16&layer=-2`` -> (name, {"grid": 16, "layer": -2}): loader options written in
+    a suite's component ref. Known keys: ``grid`` (N or HxW), ``layer``, ``dtype``."""
+    base, sep, query = name.partition("?")
+    if not sep:
+        return name, {}
+    options: dict = {}
+    for part in filter(None, query.split("&")):
+        key, eq, value = part.partition("=")
+        if not eq or key not in ("grid", "layer", "dtype"):
+            raise BadInput(f"{name!r}: option {part!r} is not one of grid=N (or HxW), layer=N, dtype=NAME")
+        try:
+            if key == "grid":
+                h, _, w = value.partition("x")
+                options[key] = (int(h), int(w or h))
+            elif key == "layer":
+                options[key] = int(value)
+            else:
+                options[key] = value
+        except ValueError:
+            raise BadInput(f"{name!r}: option {part!r}: expected a whole number") from None
+    return base, options
 
 
 def _map_to_tokens(fmap: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
@@ -455,9 +485,16 @@ def load_timm(name: str, *, pretrained: bool = True, layer: int | None = None, g
 
     ``num_classes=0``; tokens from ``forward_features`` with ``num_prefix_tokens`` dropped, or
     from ``forward_intermediates`` at ``layer``. Extra options go to ``timm.create_model``
-    (e.g. ``checkpoint_path=``, ``img_size=``).
+    (e.g. ``checkpoint_path=``, ``img_size=``). A suite sets ``grid``, ``layer`` or ``dtype`` in
+    the ref: ``timm:convnext_large_mlp.clip_laion2b_augreg?grid=16`` interpolates ConvNeXt's
+    8x8 map (at 256 px) to 16x16 tokens, as the Mordal paper does after Cambrian-1.
     """
     import timm
+
+    name, options = _ref_options(name)
+    layer = options.get("layer", layer)
+    grid = options.get("grid", grid)
+    dtype = options.get("dtype", dtype)
 
     model_name = f"local-dir:{name}" if os.path.isdir(name) else name
     try:

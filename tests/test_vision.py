@@ -247,3 +247,28 @@ def test_unknown_names_fail_clearly(tmp_path):
         vision.load_hf(str(tmp_path / "missing"))
     with pytest.raises(BadInput, match="timm:"):
         vision.load_timm("no_such_model_xyz", pretrained=False)
+
+
+def test_a_timm_ref_carries_a_token_grid_and_a_coarse_map_is_interpolated_up(tmp_path):
+    """The paper's ConvNeXt at 16x16 tokens (after Cambrian-1): ``timm:<model>?grid=16``."""
+    import timm
+    from timm.models import save_for_hf
+
+    from harness.errors import BadInput
+
+    model = timm.create_model("convnext_atto", pretrained=False, num_classes=0)
+    save_for_hf(model, str(tmp_path), safe_serialization=True)
+    plain = vision.load_timm(str(tmp_path))
+    gridded = vision.load_timm(f"{tmp_path}?grid=16")
+    x = torch.randn(2, 3, 64, 64)
+    out = gridded(x)
+    assert out.shape[1] == 256 and plain(x).shape[1] == 4  # 64 px at stride 32: a 2x2 map
+    assert gridded.fingerprint != plain.fingerprint and gridded.config["grid"] == [16, 16]
+    # bilinear up, average down: the mean over the map is kept either way
+    up = vision.pool_grid(plain(x), (2, 2), (16, 16))
+    torch.testing.assert_close(up.mean(1), plain(x).mean(1), rtol=1e-4, atol=1e-5)
+    assert vision.pool_grid(up, (16, 16), (2, 2)).shape == (2, 4, plain.hidden_size)
+    with pytest.raises(BadInput, match="grid=N"):
+        vision.load_timm(f"{tmp_path}?size=16")
+    with pytest.raises(BadInput, match="whole number"):
+        vision.load_timm(f"{tmp_path}?grid=big")
