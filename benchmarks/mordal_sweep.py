@@ -42,7 +42,8 @@ CONFIGS = {
     # prediction from 1/4 and 1/8
     "suite": {},
     "top-2 clusters": {"inter": {"top_k": 2}},
-    "t_llm floor 0.2 (one LLM cluster per encoder family), top-2 clusters": {
+    # a floor of 0.2: one LLM cluster per encoder family
+    "t_llm floor 0.2, top-2 clusters": {
         "clustering": {"t_llm": 0.2}, "inter": {"top_k": 2}},
     "t_llm floor 0.2, top-1 cluster from 1/8 (eta 2)": {
         "clustering": {"t_llm": 0.2}, "inter": {"eta": 2, "min_ratio": 0.125}},
