@@ -92,7 +92,7 @@ def line(label: str, s: dict | None, note: str = "") -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    from strategies import Bench, add_source_args, replay_row, with_search
+    from strategies import Bench, add_source_args
 
     parser.add_argument("--suite", default=str(ROOT / "suites" / "minizoo.yaml"))
     add_source_args(parser)
@@ -126,15 +126,11 @@ def main() -> int:
     by_seed: dict[int, dict[str, list[dict]]] = {}
     try:
         for seed in args.seeds:
-            grid = bench.grid(seed)
             for label, changes in configs.items():
                 rows = by_seed.setdefault(seed, {}).setdefault(label, [])
                 for task in args.tasks:
-                    variant = with_search(suite, task, changes).model_copy(update={"seed": seed})
                     row = {"config": label, "seed": seed, "task": task,
-                           **(replay_row(variant, Path(args.suite), bench.path, bench.sources, grid, task,
-                                         fill=False, fill_embeddings=True) if grid else
-                              {"error": f"the {bench.label} has no grid for seed {seed}"})}
+                           **bench.replay(suite, Path(args.suite), changes, task, seed, fill=False)}
                     rows.append(row)
                     print(json.dumps(row), flush=True)
     finally:

@@ -111,6 +111,16 @@ class Bench:
     def grid(self, seed: int) -> str | None:
         return self.grids.get(seed)
 
+    def replay(self, suite, suite_path: Path, changes: dict, task: str, seed: int, fill: bool) -> dict:
+        """:func:`replay_row` of ``suite`` on ``task`` with ``changes`` to its search section and
+        the given seed, against that seed's grid; an error row when the source has no such grid."""
+        grid = self.grid(seed)
+        if grid is None:
+            return {"error": f"the {self.label} has no grid for seed {seed}"}
+        variant = with_search(suite, task, changes).model_copy(update={"seed": seed})
+        return replay_row(variant, suite_path, self.path, self.sources, grid, task,
+                          fill=fill, fill_embeddings=True)
+
     def close(self) -> None:
         if self._tmp is not None:
             self._tmp.cleanup()
@@ -220,12 +230,8 @@ def main() -> None:
                 continue
             for seed in args.seeds:
                 for task in args.tasks:
-                    variant = with_search(suite, task, changes).model_copy(update={"seed": seed})
-                    grid = bench.grid(seed)
                     row = {"strategy": label, "task": task, "seed": seed,
-                           **(replay_row(variant, Path(args.suite), bench.path, bench.sources, grid, task,
-                                         fill=args.fill, fill_embeddings=True) if grid else
-                              {"error": f"the {bench.label} has no grid for seed {seed}"})}
+                           **bench.replay(suite, Path(args.suite), changes, task, seed, fill=args.fill)}
                     rows.append(row)
                     print(json.dumps(row), flush=True)
     finally:
