@@ -170,12 +170,16 @@ class SuccessiveHalving:
 
     def keep(self, scores: Mapping[str, float], n_keep: int, *, errors: Mapping | None = None,
              baseline: float | None = None, final: bool = False) -> list[str]:
-        return noisy_keep(scores, n_keep, errors=errors, baseline=baseline, tie_z=self.tie_z,
-                          uninformative=self.uninformative, final=final)[0]
+        return self.cut(scores, n_keep, errors=errors, baseline=baseline, final=final)[0]
 
     def why(self, scores: Mapping, n_keep: int, *, errors=None, baseline=None, final=False) -> str:
+        return self.cut(scores, n_keep, errors=errors, baseline=baseline, final=final)[1]
+
+    def cut(self, scores: Mapping, n_keep: int, *, errors=None, baseline=None,
+            final=False) -> tuple[list, str]:
+        """(kept, why) in one pass: what :func:`drive` calls when a policy has it."""
         return noisy_keep(scores, n_keep, errors=errors, baseline=baseline, tie_z=self.tie_z,
-                          uninformative=self.uninformative, final=final)[1]
+                          uninformative=self.uninformative, final=final)
 
 
 @dataclass(frozen=True)
@@ -278,9 +282,13 @@ def drive(
         why = ""
         if noisy:
             errs = {c: float(errors(c, rung.ratio)) for c in current}
-            kept = tuple(policy.keep(scores, rung.n_keep, errors=errs, baseline=baseline, final=final))
-            why = policy.why(scores, rung.n_keep, errors=errs, baseline=baseline,
-                             final=final) if hasattr(policy, "why") else ""
+            if hasattr(policy, "cut"):  # kept and why from one evaluation of the cut
+                kept, why = policy.cut(scores, rung.n_keep, errors=errs, baseline=baseline, final=final)
+                kept = tuple(kept)
+            else:
+                kept = tuple(policy.keep(scores, rung.n_keep, errors=errs, baseline=baseline, final=final))
+                why = policy.why(scores, rung.n_keep, errors=errs, baseline=baseline,
+                                 final=final) if hasattr(policy, "why") else ""
         else:
             kept = tuple(policy.keep(scores, rung.n_keep))
         limit = len(current) if noisy and not final else rung.n_keep
