@@ -102,14 +102,52 @@ def validate(suite_path: Path):
 @store_option
 @click.option("--wait", type=float, default=0.0, show_default=True,
               help="Seconds to wait for another process that is writing the store.")
-def run(suite_path: Path, store_path: Path | None, wait: float):
+@click.option("--report", "with_report", is_flag=True,
+              help="Write the run's HTML report at the end (see `harness report`) and print its path.")
+def run(suite_path: Path, store_path: Path | None, wait: float, with_report: bool):
     """Run a suite's search and record everything in the store."""
     from harness.runner import run_suite
 
     suite = _load_suite_or_exit(suite_path)
     if store_path is None and suite.store is not None:
         store_path = (suite_path.parent / suite.store).resolve()
-    raise SystemExit(run_suite(suite, suite_path, _store_path(store_path), wait=wait))
+    path = _store_path(store_path)
+    code = run_suite(suite, suite_path, path, wait=wait)
+    if with_report and code == 0:
+        from harness.report_page import build_report
+        from harness.store import Store
+
+        with Store.open(path, read_only=True) as st:
+            click.echo(f"report: {build_report(st)}")
+    raise SystemExit(code)
+
+
+@cli.command()
+@click.argument("run_id", metavar="[RUN]", required=False)
+@store_option
+@click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder for report.html and its PNGs (default: reports/RUN beside the store).")
+@click.option("--compare", "compare_run", metavar="GRID_RUN", default=None,
+              help="Grid run to judge the search against (default: a finished grid run in the "
+                   "store that ranked the same task, of the same suite when there is one).")
+@click.option("--history", is_flag=True, help="The store's history instead: leaderboards across runs and "
+                                              "how each task's best candidate changed.")
+@click.option("--task", default=None, help="With --history: only this task.")
+def report(run_id: str | None, store_path: Path | None, out: Path | None, compare_run: str | None,
+           history: bool, task: str | None):
+    """Write a self-contained HTML report of a run (default: the latest) and print its path."""
+    from harness.errors import BadInput
+    from harness.report_page import build_history, build_report
+    from harness.store import Store
+
+    if history and (run_id or compare_run):
+        raise BadInput("--history reports the whole store: drop RUN and --compare, or drop --history")
+    if task and not history:
+        raise BadInput("--task goes with --history (a run's report covers the task it ranked)")
+    with Store.open(_store_path(store_path), read_only=True) as st:
+        page = (build_history(st, out=out, task=task) if history
+                else build_report(st, run_id, out=out, compare_run=compare_run))
+    click.echo(str(page))
 
 
 @cli.command()

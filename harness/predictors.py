@@ -99,6 +99,42 @@ class LogLinear:
         return float(value)
 
 
+
+def prediction_interval(predictor, points: Sequence[tuple[float, float]], errors: Sequence[float],
+                        ratio: float = 1.0, z: float = 1.96) -> tuple[float, float]:
+    """(lower, upper): the prediction at ``ratio`` plus or minus ``z`` standard errors, the
+    points' own errors (``errors[i]``: the standard error of ``points[i]``'s score, e.g. binomial
+    over its test items) carried through the fit to first order: the derivative of the
+    prediction with respect to each point's score (central differences, so it works for any
+    predictor), then var = sum((d prediction / d score_i)^2 * error_i^2). This is the
+    measurement noise only; a law that does not hold adds more. A predictor's clip bounds the
+    interval like the prediction (for :class:`LogLinear`, the unclipped line's interval is
+    clipped, so a prediction at the bound still has one)."""
+    clip = getattr(predictor, "clip", None)
+    if isinstance(predictor, LogLinear) and clip is not None:
+        # the straight line's interval, clipped below (its fit does not depend on the clip;
+        # a saturating law's does, so it keeps its own)
+        predictor = LogLinear(clip=None)
+    ratios = [float(r) for r, _ in points]
+    scores = np.asarray([float(s) for _, s in points], dtype=np.float64)
+    value = predictor.predict(predictor.fit(ratios, scores), ratio)
+    var, h = 0.0, 1e-4
+    for i, err in enumerate(errors):
+        if not err:
+            continue
+        up, down = scores.copy(), scores.copy()
+        up[i] += h
+        down[i] -= h
+        slope = (predictor.predict(predictor.fit(ratios, up), ratio)
+                 - predictor.predict(predictor.fit(ratios, down), ratio)) / (2 * h)
+        var += (slope * float(err)) ** 2
+    half = z * math.sqrt(var)
+    lower, upper = value - half, value + half
+    if clip is not None:
+        lower, upper = max(lower, clip[0]), min(upper, clip[1])
+    return float(lower), float(upper)
+
+
 def scaling_ratios(r0: float, points: int, factor: float = 2.0) -> list[float]:
     """Algorithm 1's schedule: ``points`` ratios from ``r0`` downwards, each ``factor`` times smaller."""
     if not 0 < r0 <= 1:

@@ -183,7 +183,13 @@ def how_sure(strategy, ranking) -> list[str]:
         if s is None or s != s:
             return "no score", None
         ratio = r.sample_ratio if r.sample_ratio is not None else 1.0
-        se = strategy.score_error(r.candidate, ratio) if r.measured_or_predicted == "measured" else None
+        if r.measured_or_predicted == "measured":
+            se = strategy.score_error(r.candidate, ratio)
+        else:  # the prediction's 95% interval (the points' errors through the fit) as an SE
+            rows = strategy.store.query(
+                "select lower, upper from predictions where run_id = ? and encoder = ? and llm = ?"
+                " and sample_ratio = 1.0 and lower is not null", [strategy.run_id, *r.candidate])
+            se = (rows[0]["upper"] - rows[0]["lower"]) / (2 * 1.96) if rows else None
         where = f"measured at r={ratio:g}" if r.measured_or_predicted == "measured" else "predicted"
         text = f"{s:.4f}" + (f" +- {se:.4f}" if se else "") + f" ({where})"
         return text, (s, se)
@@ -201,7 +207,7 @@ def how_sure(strategy, ranking) -> list[str]:
                 out.append(f"pick vs runner-up: gap {gap:.4f}, {gap / se:.1f} SE: {verdict}"
                            if se > 0 else f"pick vs runner-up: gap {gap:.4f}")
             else:
-                out.append("pick vs runner-up: a predicted score has no standard error here, so "
+                out.append("pick vs runner-up: a score has no standard error here, so "
                            "whether they are separated beyond noise is not known")
     cost = run_cost(strategy.store, strategy.run_id)
     # a trial at r = 1 trains on what a grid trial does; one at r < 1 on about r times that

@@ -451,10 +451,11 @@ class Store:
         return self.query("SELECT task, metric, value, n_items FROM scores WHERE trial_key = ? ORDER BY task, metric",
                           [trial_key])
 
-    def record_use(self, run_id: str, kind: str, key: str, *, reused: bool) -> None:
-        """Note that run_id used a trial/embedding/similarity; reused=True if it came from the store."""
-        self.insert("run_uses", [{"run_id": run_id, "kind": kind, "key": key, "reused": reused}],
-                    on_conflict="ignore")
+    def record_use(self, run_id: str, kind: str, key: str, *, reused: bool, phase: str | None = None) -> None:
+        """Note that run_id used a trial/embedding/similarity; reused=True if it came from the
+        store; ``phase``: the run's phase that used it (the first use is the one kept)."""
+        self.insert("run_uses", [{"run_id": run_id, "kind": kind, "key": key, "reused": reused,
+                                  "phase": phase}], on_conflict="ignore")
 
     # -- embeddings and similarities --------------------------------------------------------
 

@@ -567,6 +567,23 @@ def m008_cost_model(con: duckdb.DuckDBPyConnection) -> None:
         "items scored; forward_passes: items embedded for clustering features."))
 
 
+
+@migration
+def m009_decision_errors_and_use_phase(con: duckdb.DuckDBPyConnection) -> None:
+    for table, column, kind, doc in (
+            ("rungs", "error", "DOUBLE", "standard error of the score (binomial over the test items); "
+             "NULL when unknown"),
+            ("rungs", "note", "VARCHAR", "why the rung decided as it did when it was not a plain cut "
+             "(a near-tie kept, an uninformative rung), as printed by the run"),
+            ("predictions", "lower", "DOUBLE", "lower end of the prediction's 95% interval (the points' "
+             "standard errors carried through the fit); NULL when unknown"),
+            ("predictions", "upper", "DOUBLE", "upper end of that interval"),
+            ("run_uses", "phase", "VARCHAR", "the run's phase that first used it (cluster-encoders, "
+             "cluster-llms@ENCODER, ...); NULL for uses recorded before m009 or outside a phase")):
+        con.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+        con.execute(f"COMMENT ON COLUMN {table}.{column} IS " + _sql_str(doc))
+
+
 def schema_markdown() -> str:
     """docs/store-schema.md: run every migration on a blank in-memory database and describe it."""
     con = duckdb.connect(":memory:")

@@ -271,3 +271,19 @@ def test_a_curve_that_is_not_log_linear_gets_larger_ratios_until_it_is():
     assert extra == [1.0] and points[-1] == (1.0, 0.9)
     _, points, extra = fit_until_loglinear(LogLinear(clip=None), start, lambda r: math.nan, min_r2=0.99)
     assert extra == [0.25] and len(points) == 3
+
+
+def test_prediction_interval_carries_the_points_errors_through_the_fit():
+    """Two points at r = 1/8 and 1/4: log-linear extrapolation to r = 1 is 3 y2 - 2 y1, so its
+    variance is 9 se2^2 + 4 se1^2; a third, exact point narrows it; clip bounds it."""
+    from harness.predictors import LogLinear, prediction_interval
+
+    points = [(0.125, 0.30), (0.25, 0.40)]
+    lower, upper = prediction_interval(LogLinear(), points, [0.02, 0.03])
+    half = 1.96 * math.sqrt(9 * 0.03**2 + 4 * 0.02**2)
+    assert lower == pytest.approx(0.60 - half, abs=1e-6) and upper == pytest.approx(0.60 + half, abs=1e-6)
+    assert prediction_interval(LogLinear(), points, [0.0, 0.0]) == pytest.approx((0.60, 0.60))
+    narrower = prediction_interval(LogLinear(), [(0.0625, 0.2), *points], [0.02, 0.02, 0.03])
+    assert narrower[1] - narrower[0] < upper - lower
+    high = prediction_interval(LogLinear(), [(0.125, 0.7), (0.25, 0.85)], [0.05, 0.05])
+    assert high[1] == 1.0 and high[0] < 1.0  # the prediction (1.15) and its interval clipped

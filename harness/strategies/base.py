@@ -27,6 +27,7 @@ class SearchStrategy:
     """Base: subclasses implement ``search() -> list[RankedCandidate]`` (best first)."""
 
     name = "base"
+    use_phase: str | None = None  # the phase stored uses are recorded under (run_uses.phase)
 
     def __init__(self, suite, store, run_id: str, console=None, executor=None):
         from harness.plugin_manager import get_components
@@ -87,24 +88,9 @@ class SearchStrategy:
 
     @property
     def constant_baseline(self) -> float | None:
-        """The objective's constant-answer score: for each target, the share of its test items
-        whose answer is the most frequent one (always giving that answer scores it), averaged
-        over targets; None when a target's answers are not known here (lmms tasks)."""
+        """The objective's constant-answer score (:func:`constant_baseline`)."""
         if not hasattr(self, "_baseline"):
-            from collections import Counter
-
-            from harness.shapes import load_dataset
-
-            values = []
-            for t in self.targets:
-                if not t.task.startswith("shapes:"):
-                    values = None
-                    break
-                answers = load_dataset(t.task.split(":", 1)[1], split="test", n=t.limit or 1000,
-                                       seed=0).answers()
-                counts = Counter(a for a in answers if a is not None)
-                values.append(max(counts.values()) / sum(counts.values()) if counts else 0.0)
-            self._baseline = sum(values) / len(values) if values else None
+            self._baseline = constant_baseline(self.targets)
         return self._baseline
 
     def trial(self, candidate: Candidate, ratio: float):
@@ -190,7 +176,8 @@ class SearchStrategy:
         key = embedding_key(component=component_fp, dataset=dataset.fingerprint, layer=layer,
                             sample_set={"first": n})
         cached = self.store.get_embedding(key)
-        self.store.record_use(self.run_id, "embedding", key, reused=cached is not None)
+        self.store.record_use(self.run_id, "embedding", key, reused=cached is not None,
+                              phase=self.use_phase)
         if cached is not None:
             return key, np.asarray(cached, dtype=np.float32), True
         if getattr(self.executor, "replay", False):
@@ -260,6 +247,26 @@ class SearchStrategy:
         plugin, version = self._plugin()
         self.store.insert(table, [{"run_id": self.run_id, "plugin": plugin,
                                    "plugin_version": version, **row} for row in rows])
+
+
+def constant_baseline(targets) -> float | None:
+    """The constant-answer score of ``targets`` (objects with ``task`` and ``limit``): for each,
+    the share of its test items whose answer is the most frequent one (always giving that
+    answer scores it), averaged over targets; None when a target's answers are not known here
+    (lmms tasks)."""
+    from collections import Counter
+
+    from harness.shapes import load_dataset
+
+    values = []
+    for t in targets:
+        if not t.task.startswith("shapes:"):
+            return None
+        answers = load_dataset(t.task.split(":", 1)[1], split="test", n=t.limit or 1000,
+                               seed=0).answers()
+        counts = Counter(a for a in answers if a is not None)
+        values.append(max(counts.values()) / sum(counts.values()) if counts else 0.0)
+    return sum(values) / len(values) if values else None
 
 
 def harness_version() -> str:

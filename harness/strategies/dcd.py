@@ -258,7 +258,7 @@ class DCDSearch(SearchStrategy):
                         config={**config, "encoder": ref,
                                 "encoder_fingerprint": self.encoder(ref).fingerprint,
                                 "source": source, "target": target})
-                self.store.record_use(self.run_id, "similarity", key, reused=reused)
+                self.store.record_use(self.run_id, "similarity", key, reused=reused, phase="conductance")
                 out[ref][source] = float(value)
         return out
 

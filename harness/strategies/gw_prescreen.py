@@ -188,7 +188,8 @@ class GWPrescreen(SearchStrategy):
             (e_fp, e_key, e_feats), (m_fp, m_key, m_feats) = encoders[c[0]], llms[c[1]]
             key = similarity_key(metric="gw", a=e_key, b=m_key, config=config)
             value = self.store.get_similarity(key)
-            self.store.record_use(self.run_id, "similarity", key, reused=value is not None)
+            self.store.record_use(self.run_id, "similarity", key, reused=value is not None,
+                                  phase=f"gw-prescreen@{task}")
             if value is None:
                 all_reused = False
                 self.say(f"GW: {c}")

@@ -31,7 +31,7 @@ import numpy as np
 
 from harness.clustering import Cluster, candidate_clusters, cluster, singletons
 from harness.policies import drive
-from harness.predictors import fit_until_loglinear, scaling_ratios
+from harness.predictors import fit_until_loglinear, prediction_interval, scaling_ratios
 from harness.strategies.base import RankedCandidate, SearchStrategy
 from harness.strategies.gw_prescreen import ENCODER_LAYER, encoder_token_features
 from harness.suite import Candidate
@@ -111,6 +111,9 @@ class MordalSearch(SearchStrategy):
                              "task": self.objective, "sample_ratio": result.rung.ratio,
                              "budget": result.rung.ratio,
                              "score": None if math.isnan(score) else score,
+                             "error": (self.score_error(candidate, result.rung.ratio)
+                                       if outcome is not None else None),
+                             "note": getattr(result, "why", "") or None,
                              "kept": candidate in result.kept,
                              "trial_key": outcome.key if outcome else None})
         if rows:
@@ -152,11 +155,13 @@ class MordalSearch(SearchStrategy):
                                               self._outcomes[(candidate, 1.0)].key, stage="survivor"))
                 continue
             value = predictor.predict(fit, 1.0)
+            lower, upper = prediction_interval(predictor, points,
+                                               [self.score_error(candidate, r) for r, _ in points])
             self.insert("scaling_fits", [{**base, "predictor": cfg.name, "a": fit.params.get("a"),
                                           "b": fit.params.get("b"), "r2": fit.r2,
                                           "params": fit.params, "n_points": len(points)}])
             self.insert("predictions", [{**base, "sample_ratio": 1.0, "predicted_score": value,
-                                         "predictor": cfg.name}])
+                                         "lower": lower, "upper": upper, "predictor": cfg.name}])
             ranked.append(RankedCandidate(candidate, value, "predicted", stage="survivor"))
         return sorted(ranked, key=_best_first)
 
@@ -234,7 +239,8 @@ class MordalSearch(SearchStrategy):
                 b = names[j]
                 key = similarity_key(metric=metric_name, a=keys[a], b=keys[b], config=options or None)
                 value = self.store.get_similarity(key)
-                self.store.record_use(self.run_id, "similarity", key, reused=value is not None)
+                self.store.record_use(self.run_id, "similarity", key, reused=value is not None,
+                                      phase=self.use_phase)
                 if value is None:  # only now are the features needed (feats: lazy loaders)
                     value = float(metric(_loaded(feats[a]), _loaded(feats[b]), **options))
                     self.store.put_similarity(key, value, metric=metric_name, a=fps[a], b=fps[b],
@@ -260,6 +266,7 @@ class MordalSearch(SearchStrategy):
         start = time.perf_counter()
         dataset, items = self.clustering_data()
         self.phase("cluster encoders", total=len(encoders))
+        self.use_phase = "cluster-encoders"
         feats, keys, fps, all_reused = {}, {}, {}, True
         self._encoders = {}
         for ref in encoders:
@@ -297,6 +304,7 @@ class MordalSearch(SearchStrategy):
         warm = self.suite.search.clustering.warmup_steps
         encoder = self._encoders[encoder_ref]
         self.phase(f"cluster LLMs via {encoder_ref}", total=len(llms))
+        self.use_phase = f"cluster-llms@{encoder_ref}"
         feats, keys, fps, all_reused, samples = {}, {}, {}, True, 0
         cache = self.__dict__.setdefault("_llms", {})  # loaded once, used frozen in every context
         for ref in llms:
