@@ -235,6 +235,7 @@ def drive(
     evaluate: Callable[[object, float], float],
     errors: Callable[[object, float], float] | None = None,
     baseline: float | None = None,
+    prefetch: Callable[[list], None] | None = None,
 ) -> StageResult:
     """Run ``policy``'s plan: score each rung's candidates with ``evaluate(candidate, ratio)``.
 
@@ -252,6 +253,10 @@ def drive(
     task's constant-answer score. A policy whose ``keep`` takes ``errors`` / ``baseline`` /
     ``final`` keywords gets them (``errors`` as a mapping over the rung's candidates) and may
     keep more than ``n_keep`` at a cut that is not the stage's last (ties, uninformative rungs).
+
+    ``prefetch(pairs)``, when given, is handed each rung's ``(candidate, ratio)`` pairs before
+    they are evaluated, so an executor can train them in parallel (a policy that drives itself,
+    like ASHA, is not batched).
     """
     current = tuple(candidates)
     if len(set(current)) != len(current):
@@ -277,6 +282,8 @@ def drive(
     results = []
     plan = policy.plan(len(current), top_k)
     for i, rung in enumerate(plan):
+        if prefetch is not None:
+            prefetch([(c, rung.ratio) for c in current])
         scores = {c: float(evaluate(c, rung.ratio)) for c in current}
         final = i == len(plan) - 1  # the stage's last cut returns at most top_k
         why = ""

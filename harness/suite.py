@@ -53,6 +53,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_serializer,
     model_validator,
 )
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
@@ -389,6 +390,43 @@ class Candidate(NamedTuple):
         return f"{self.vision_encoder} + {self.language_model}"
 
 
+class Executor(_Model):
+    """Where trials run: ``executor: local`` (a name) or a mapping with the name and its
+    options. The Ray fields (``harness.ray_executor``) apply to ``name: ray``."""
+
+    name: ExecutorRef = "local"
+    address: Text = "local"  # ray: local (start one here) | auto (the cluster of `ray start`) | an address
+    cpus_per_trial: Annotated[Number, Field(gt=0, le=1024)] = 1
+    gpus_per_trial: Annotated[Number, Field(ge=0, le=64)] = 0
+    max_concurrent: Annotated[Int, Field(ge=1, le=100_000)] | None = None  # None: as many as fit
+    retries: Annotated[Int, Field(ge=0, le=100)] = 2  # resubmissions after a worker dies
+    checkpoints: Text | None = None  # a folder every node reaches; None: back through Ray's object store
+    num_cpus: Annotated[Int, Field(ge=1, le=100_000)] | None = None  # address local: CPUs of the instance
+
+    @model_validator(mode="after")
+    def _ray_installed(self):
+        if self.name == "ray":
+            from harness.ray_executor import INSTALL_HINT, ray_available
+
+            if not ray_available():
+                raise ValueError(f"executor ray needs Ray, which is not installed: {INSTALL_HINT}")
+        return self
+
+    def options(self) -> dict:
+        """Keyword options for the executor's constructor (what the suite set)."""
+        return {k: getattr(self, k) for k in sorted(self.model_fields_set) if k != "name"}
+
+    @model_serializer(mode="plain")
+    def _dump(self):
+        # a bare name dumps as the name: suites that say `executor: local` keep their hash
+        options = self.options()
+        return self.name if not options else {"name": self.name, **options}
+
+
+def _executor(value):
+    return {"name": value} if isinstance(value, str) else value
+
+
 class Suite(_Model):
     name: Annotated[str, Field(strict=True, min_length=1, max_length=100)]
     seed: Annotated[Int, Field(ge=0)] = 0
@@ -398,7 +436,7 @@ class Suite(_Model):
     vlm: VLMConfig = VLMConfig()
     targets: Annotated[list[Target], Field(min_length=1, max_length=MAX_TARGETS)]
     search: Search = Search()
-    executor: ExecutorRef = "local"
+    executor: Annotated[Executor, BeforeValidator(_executor)] = Executor()
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
     _source: Path | None = PrivateAttr(default=None)

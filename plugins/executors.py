@@ -7,3 +7,6 @@ from harness.hookspecs import hookimpl
 def register_executors(register):
     register("local", "harness.executors:LocalExecutor", doc="run trials one after another in this process")
     register("processes", "harness.parallel:ProcessExecutor", doc="run independent trials in worker processes (HARNESS_WORKERS, default all cores), each with a store shard merged back")
+    register("ray", "harness.ray_executor:RayExecutor",
+             doc="trials as Ray tasks on this machine or a cluster (pip install -e \".[ray]\"); only the driver "
+                 "writes the store; workers that die are retried")

@@ -584,6 +584,15 @@ def m009_decision_errors_and_use_phase(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(f"COMMENT ON COLUMN {table}.{column} IS " + _sql_str(doc))
 
 
+
+@migration
+def m010_trial_node(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("ALTER TABLE trials ADD COLUMN node VARCHAR")
+    con.execute("COMMENT ON COLUMN trials.node IS " + _sql_str(
+        "the machine that trained it when not the driver's: host (Ray node id) for executor ray; "
+        "NULL when it ran in the driver's process or a local worker"))
+
+
 def schema_markdown() -> str:
     """docs/store-schema.md: run every migration on a blank in-memory database and describe it."""
     con = duckdb.connect(":memory:")

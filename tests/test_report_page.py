@@ -161,6 +161,19 @@ def test_grid_report_and_history(runs, tmp_path):
     assert mordal_run in page.read_text() and grid_run in page.read_text()
 
 
+def test_report_of_another_strategy_shows_what_it_has(runs, tmp_path):
+    """A gw-prescreen run (no clusters, rungs or fits) gets the sections it has data for."""
+    store, _, grid_run, _ = runs
+    suite = suitefiles.write_suite(tmp_path, SUITE, "gw.yaml", **{
+        "search": {"strategy": "gw-prescreen", "prescreen": {"samples": 16, "train_top": 1}}})
+    out = harness("run", suite, "--store", store, "--report")
+    assert out.returncode == 0, out.stderr
+    page = Path(out.stdout.strip().splitlines()[-1].split(": ", 1)[1])
+    parsed = parse(page)
+    assert set(parsed.sections) == {"header", "grid", "cost", "compare"}
+    assert grid_run in page.read_text() and len(parsed.images) == 3
+
+
 def test_report_bad_input_is_a_clean_error(runs, tmp_path):
     store, mordal_run, _, _ = runs
     for args, words in ((["no-such-run"], "no run 'no-such-run'"),

@@ -82,7 +82,7 @@ EXPECTED = {
         "Did you mean 'tiny:vit-p8'"),
         "multiple_errors.yaml:12 search.inter.eta: must be >= 2, got 1",
         "multiple_errors.yaml:12 search.inter.top_k: must be >= 1, got 0",
-        "multiple_errors.yaml:13 executor: Unknown executor 'remote'. Available: local",
+        "multiple_errors.yaml:13 executor.name: Unknown executor 'remote'. Available: local",
     ],
     "name_with_space.yaml": [
         ("name_with_space.yaml:2 name: must be letters, digits, '.', '_' or '-', starting with a "
@@ -134,7 +134,7 @@ EXPECTED = {
         "in 'hff:openai/clip-vit-large-patch14-336'. Did you mean 'hf'? Available: ")
     ],
     "unknown_executor.yaml": [
-        ("unknown_executor.yaml:10 executor: Unknown executor 'locl'. Did you mean 'local'? "
+        ("unknown_executor.yaml:10 executor.name: Unknown executor 'locl'. Did you mean 'local'? "
         "Available: local")
     ],
     "unknown_llm.yaml": [
@@ -278,7 +278,7 @@ def test_minimal_suite_fills_defaults(tmp_path):
     assert (s.inter.policy, s.inter.eta, s.inter.top_k, s.inter.min_ratio) == ("sha", 2, 3, 0.125)
     assert (s.intra.policy, s.intra.top_k) == ("sha", 3)
     assert (s.predictor.name, s.predictor.r0, s.predictor.points) == ("loglinear", 0.125, 3)
-    assert (suite.executor, suite.device) == ("local", "auto")
+    assert (suite.executor.name, suite.executor.options(), suite.device) == ("local", {}, "auto")
     assert suite.targets[0].metric is None and suite.targets[0].limit is None
     assert suite.source == tmp_path / "suite.yaml"
 
@@ -417,3 +417,15 @@ def test_validation_touches_no_store_and_imports_no_torch(tmp_path):
                          check=True, env=env, cwd=tmp_path)
     assert out.stdout.strip() == "[]"
     assert list(tmp_path.iterdir()) == []  # no store, no .harness/, nothing
+
+
+def test_executor_ray_without_ray_installed_names_the_install_command(tmp_path, monkeypatch):
+    import harness.ray_executor
+
+    monkeypatch.setattr(harness.ray_executor, "ray_available", lambda: False)
+    path = tmp_path / "s.yaml"
+    text = (Path(__file__).parents[1] / "suites" / "quickstart.yaml").read_text()
+    path.write_text(text.replace("executor: local", "executor: {name: ray, address: auto}"))
+    with pytest.raises(BadInput) as err:
+        harness.suite.load_suite(path)
+    assert "executor" in str(err.value) and 'pip install -e ".[ray]"' in str(err.value)

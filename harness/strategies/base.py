@@ -41,7 +41,8 @@ class SearchStrategy:
         self.train_config = config_from_suite(suite.vlm)
         self.targets = tuple(Target(t.task, limit=t.limit, metric=t.metric) for t in suite.targets)
         if executor is None:  # a replay passes its own
-            executor = self.components["executor"].get(suite.executor).load()(store, run_id)
+            executor = self.components["executor"].get(suite.executor.name).load()(
+                store, run_id, **suite.executor.options())
         self.executor = executor
         self.console = console
         self.trained = 0
@@ -97,18 +98,33 @@ class SearchStrategy:
         key = (candidate, ratio)
         if key not in self._outcomes:
             self.say(f"{candidate} r={ratio:g}")
-            outcome = self.executor.run(self.spec(candidate, ratio))
-            self._outcomes[key] = outcome
-            if outcome.status != "done":
-                self.failed += 1
-                self.say(f"[red]failed[/red] {candidate} r={ratio:g}: {outcome.error}", always=True)
-            elif outcome.reused:
-                self.reused += 1
-            else:
-                self.trained += 1
-            if self._progress is not None:
-                self._progress.advance(self._task)
+            self._record_outcome(candidate, ratio, self.executor.run(self.spec(candidate, ratio)))
         return self._outcomes[key]
+
+    def prefetch(self, pairs) -> None:
+        """Hand the trials of independent ``(candidate, ratio)`` pairs (one rung, the grid, the
+        prediction points) to the executor together when it takes batches (``run_many``:
+        ``processes``, ``ray``), so they run in parallel; :meth:`trial` then finds them. The
+        decisions do not change: they are made from the scores afterwards, in the same order."""
+        run_many = getattr(self.executor, "run_many", None)
+        todo = [p for p in dict.fromkeys(pairs) if p not in self._outcomes]
+        if run_many is None or len(todo) < 2:
+            return
+        self.say(f"{len(todo)} trials in parallel")
+        for (candidate, ratio), outcome in zip(todo, run_many([self.spec(c, r) for c, r in todo])):
+            self._record_outcome(candidate, ratio, outcome)
+
+    def _record_outcome(self, candidate: Candidate, ratio: float, outcome) -> None:
+        self._outcomes[(candidate, ratio)] = outcome
+        if outcome.status != "done":
+            self.failed += 1
+            self.say(f"[red]failed[/red] {candidate} r={ratio:g}: {outcome.error}", always=True)
+        elif outcome.reused:
+            self.reused += 1
+        else:
+            self.trained += 1
+        if self._progress is not None:
+            self._progress.advance(self._task)
 
     # -- progress and output ------------------------------------------------------------------
 

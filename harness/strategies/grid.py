@@ -13,9 +13,7 @@ class GridSearch(SearchStrategy):
     def search(self) -> list[RankedCandidate]:
         candidates = self.suite.candidates()
         self.phase("grid", total=len(candidates))
-        if hasattr(self.executor, "run_many"):  # train them all in parallel first
-            self.say(f"training {len(candidates)} candidates in parallel")
-            self.executor.run_many([self.spec(c, 1.0) for c in candidates])
+        self.prefetch([(c, 1.0) for c in candidates])  # all at once where the executor runs batches
         scored = []
         for candidate in candidates:
             score = self.evaluate(candidate, 1.0)

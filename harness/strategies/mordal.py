@@ -67,7 +67,8 @@ class MordalSearch(SearchStrategy):
         inter_plan = inter_policy.plan(len(by_medoid), cfg.inter.top_k)
         self.phase("inter-cluster", total=sum(r.n_in for r in inter_plan) or None)
         inter = drive(inter_policy, list(by_medoid), cfg.inter.top_k, self.evaluate,
-                      errors=self.score_error, baseline=self.constant_baseline)
+                      errors=self.score_error, baseline=self.constant_baseline,
+                      prefetch=self.prefetch)
         self.record_rungs("inter", inter)
 
         # intra-cluster: every candidate of the surviving clusters, down to the top-K'
@@ -77,7 +78,8 @@ class MordalSearch(SearchStrategy):
         intra_plan = intra_policy.plan(len(members), cfg.intra.top_k)
         self.phase("intra-cluster", total=sum(r.n_in for r in intra_plan) or None)
         intra = drive(intra_policy, members, cfg.intra.top_k, self.evaluate,
-                      errors=self.score_error, baseline=self.constant_baseline)
+                      errors=self.score_error, baseline=self.constant_baseline,
+                      prefetch=self.prefetch)
         self.record_rungs("intra", intra)
 
         # the survivors' full-data scores: predicted from small ratios, or measured at r = 1
@@ -124,6 +126,8 @@ class MordalSearch(SearchStrategy):
         predictor = _construct(self.components["predictor"].get(cfg.name).load())
         ratios = scaling_ratios(cfg.r0, cfg.points)
         self.phase("scaling prediction", total=len(survivors) * len(ratios))
+        self.prefetch([(c, r) for c in survivors for r in ratios
+                       if not (self._outcomes.get((c, 1.0)) and self._outcomes[(c, 1.0)].status == "done")])
         ranked = []
         for candidate in survivors:
             full = self._outcomes.get((candidate, 1.0))
@@ -167,6 +171,7 @@ class MordalSearch(SearchStrategy):
 
     def measure(self, survivors: list[Candidate]) -> list[RankedCandidate]:
         self.phase("full-data survivors", total=len(survivors))
+        self.prefetch([(c, 1.0) for c in survivors])
         ranked = [RankedCandidate(c, self.evaluate(c, 1.0), "measured",
                                   self._outcomes[(c, 1.0)].key, stage="survivor")
                   for c in survivors]

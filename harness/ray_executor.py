@@ -1,0 +1,280 @@
+"""``executor: ray``: trials as Ray tasks, on one machine or a cluster; only the driver writes the store.
+
+Each trial that the store lacks becomes a Ray task. The task trains and scores the candidate in
+a private scratch store of its own (a fresh DuckDB file in a temporary folder on the worker),
+then returns that file and the trial's checkpoint files to the driver through Ray's object
+store. The driver writes the checkpoints beside its store and merges the scratch store into it
+(content-addressed, so a trial merged twice adds nothing): the embedded DuckDB file stays the
+single source of truth and is never opened by a worker. Checkpoints of the mini zoo are a few
+hundred KB; ``checkpoints`` names a folder every node can reach when they are not (the task
+writes there and returns the path instead of the bytes).
+
+Faults: a worker process that dies (SIGKILL, OOM killer) or a node that leaves raises in the
+driver's ``ray.get``; the driver resubmits the trial up to ``retries`` times, then records it as
+failed (with the reason) and the search goes on. An exception inside the candidate (NaN loss, a
+plugin's error) is already a failed trial in the task's scratch store: it is not retried. The
+driver killed mid-search loses only trials in flight: every finished trial was merged when it
+arrived, and ``harness run`` again reuses them. Ctrl-C cancels the outstanding tasks.
+
+Decisions are made by the strategy from the scores alone, so a Ray run ranks exactly like a
+local run with the same seeds; the trials of one rung (or the grid, or the prediction points)
+are submitted together through :meth:`RayExecutor.run_many`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from harness.errors import BadInput
+
+# environment the tasks need to find the same plugins and stores as the driver
+_PASSED_ENV = ("HARNESS_LOAD_PLUGINS", "HARNESS_WORKERS", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE",
+               "HF_DATASETS_OFFLINE", "TQDM_DISABLE")
+
+
+def ray_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("ray") is not None
+
+
+INSTALL_HINT = "pip install -e \".[ray]\" (or pip install \"ray>=2.9\")"
+
+
+def _connect(address: str, num_cpus: int | None):
+    """ray.init for ``address``: ``local`` starts a Ray instance on this machine, ``auto``
+    joins the cluster this machine is part of (``ray start``), anything else is a cluster
+    address. An already connected driver (a test's ``ray.init``) is used as it is."""
+    import ray
+
+    if ray.is_initialized():
+        return ray
+    env = {k: os.environ[k] for k in _PASSED_ENV if k in os.environ}
+    env.update({"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TQDM_DISABLE": "1"})
+    kwargs = dict(include_dashboard=False, log_to_driver=False, logging_level="ERROR",
+                  runtime_env={"env_vars": env})
+    try:
+        if address == "local":
+            ray.init(num_cpus=num_cpus, **kwargs)
+        else:
+            ray.init(address=address, **kwargs)
+    except ConnectionError as exc:
+        raise BadInput(f"executor.address {address!r}: no Ray cluster to connect to ({exc}); start one "
+                       "with `ray start --head`, or use address: local") from None
+    return ray
+
+
+def _trial_task(spec, run_id: str, threads: int, shared: str | None):
+    """On a worker: train and score ``spec`` into a scratch store; return the store file, the
+    checkpoint files (or their shared location) and where it ran."""
+    import ray
+    import torch
+
+    from harness.store import Store
+    from harness.trial import run_trial
+
+    torch.set_num_threads(max(1, threads))
+    node = ray.get_runtime_context().get_node_id()
+    host = socket.gethostname()
+    with tempfile.TemporaryDirectory(prefix="harness-ray-") as tmp:
+        shard = Path(tmp) / "shard.duckdb"
+        with Store.open(shard) as store:
+            start = time.perf_counter()
+            outcome = run_trial(spec, store, run_id)
+            store.con.execute("UPDATE trials SET node = ? WHERE trial_key = ?",
+                              [f"{host} ({node[:12]})", outcome.key])
+            store.con.execute("CHECKPOINT")
+        files = {}
+        root = Path(tmp)
+        for path in sorted((root / "checkpoints").rglob("*")) if (root / "checkpoints").exists() else []:
+            if path.is_file():
+                rel = path.relative_to(root).as_posix()
+                if shared:  # a folder every node reaches: write there, send the path only
+                    target = Path(shared) / rel
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    target.write_bytes(path.read_bytes())
+                    files[rel] = None
+                else:
+                    files[rel] = path.read_bytes()
+        return {"key": outcome.key, "status": outcome.status, "shard": shard.read_bytes(),
+                "files": files, "node": node, "host": host, "seconds": time.perf_counter() - start,
+                "pid": os.getpid()}
+
+
+class RayExecutor:
+    """Trials as Ray tasks (see the module docstring). Options (the suite's ``executor``
+    mapping): ``address`` (``local`` | ``auto`` | a cluster address), ``cpus_per_trial``,
+    ``gpus_per_trial``, ``max_concurrent`` (tasks in flight; default: as many as fit),
+    ``retries`` (resubmissions after a worker dies), ``checkpoints`` (a folder every node can
+    reach; default: checkpoints travel back through the object store), ``num_cpus`` (for
+    ``address: local``: CPUs of the local instance; default all)."""
+
+    def __init__(self, store, run_id: str, address: str = "local", cpus_per_trial: float = 1,
+                 gpus_per_trial: float = 0, max_concurrent: int | None = None, retries: int = 2,
+                 checkpoints: str | None = None, num_cpus: int | None = None, quiet: bool = False,
+                 **options):
+        if not ray_available():
+            raise BadInput(f"executor ray needs Ray installed: {INSTALL_HINT}")
+        self.store = store
+        self.run_id = run_id
+        self.address = address
+        self.cpus_per_trial = cpus_per_trial
+        self.gpus_per_trial = gpus_per_trial
+        self.max_concurrent = max_concurrent
+        self.retries = retries
+        self.checkpoints = checkpoints
+        self.num_cpus = num_cpus
+        self.quiet = quiet
+        self.options = options
+        self.nodes: dict[str, dict[str, int]] = {}  # host -> {"done": n, "running": n}
+
+    # -- the executor contract ----------------------------------------------------------------
+
+    def run(self, spec, progress=None):
+        return self.run_many([spec])[0]
+
+    def run_many(self, specs: list) -> list:
+        """Every spec's outcome, in order: stored ones looked up, the rest trained as Ray tasks
+        submitted together (at most ``max_concurrent`` in flight), merged as they finish."""
+        from harness.trial import run_trial
+
+        outcomes = [run_trial(spec, self.store, self.run_id, stored_only=True) for spec in specs]
+        missing = [i for i, o in enumerate(outcomes) if o is None]
+        # the same trial twice in one batch trains once
+        first: dict = {}
+        for i in missing:
+            first.setdefault(_spec_id(specs[i]), i)
+        todo = sorted(set(first.values()))
+        if todo:
+            self._train(specs, todo)
+        for i in missing:
+            outcome = run_trial(specs[i], self.store, self.run_id, stored_only=True)
+            if outcome is None:  # recorded as failed (by the task or by _train): the stored failure
+                outcome = self._failed_outcome(specs[i])
+            outcomes[i] = dataclasses.replace(outcome, reused=False, trained=True)
+        return outcomes
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _train(self, specs: list, todo: list[int]) -> None:
+        ray = _connect(self.address, self.num_cpus)
+        task = ray.remote(_trial_task).options(num_cpus=self.cpus_per_trial, num_gpus=self.gpus_per_trial,
+                                               max_retries=0)
+        threads = max(1, int(self.cpus_per_trial))
+        limit = self.max_concurrent or len(todo)
+        queue = list(todo)
+        attempts = {i: 0 for i in todo}
+        running: dict = {}  # ref -> spec index
+        done = 0
+
+        def submit():
+            while queue and len(running) < limit:
+                i = queue.pop(0)
+                attempts[i] += 1
+                running[task.remote(specs[i], self.run_id, threads, self.checkpoints)] = i
+
+        submit()
+        try:
+            while running:
+                ready, _ = ray.wait(list(running), num_returns=1)
+                ref = ready[0]
+                i = running.pop(ref)
+                try:
+                    result = ray.get(ref)
+                except (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError,
+                        ray.exceptions.RayActorError, ray.exceptions.LocalRayletDiedError,
+                        ray.exceptions.ObjectLostError, ray.exceptions.RayTaskError) as exc:
+                    reason = _reason(exc)
+                    if attempts[i] <= self.retries and not isinstance(exc, ray.exceptions.RayTaskError):
+                        self._say(f"{_name(specs[i])}: {reason}; retrying "
+                                  f"(attempt {attempts[i] + 1} of {self.retries + 1})")
+                        queue.insert(0, i)
+                    else:
+                        self._say(f"{_name(specs[i])}: {reason}; recorded as failed after "
+                                  f"{attempts[i]} attempt(s)")
+                        self._record_failure(specs[i], f"{reason} (after {attempts[i]} attempt(s) on Ray)")
+                    submit()
+                    continue
+                self._merge(result)
+                done += 1
+                node = self.nodes.setdefault(f"{result['host']} ({result['node'][:12]})", {"done": 0})
+                node["done"] += 1
+                per_node = ", ".join(f"{h}: {n['done']}" for h, n in sorted(self.nodes.items()))
+                self._say(f"{_name(specs[i])}: {result['status']} on {result['host']} in "
+                          f"{result['seconds']:.1f}s; {done} done, {len(running)} running, "
+                          f"{len(queue)} queued (done per node: {per_node})")
+                submit()
+        except KeyboardInterrupt:
+            for ref in running:
+                ray.cancel(ref, force=True)
+            raise
+
+    def _merge(self, result: dict) -> None:
+        base = self.store.path.parent
+        for rel, data in result["files"].items():
+            target = base / rel
+            if data is None:  # in the shared folder: the store's path points there
+                source = Path(self.checkpoints) / rel
+                if source.resolve() != target.resolve() and not target.exists():
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    target.write_bytes(source.read_bytes())
+                continue
+            if not target.exists():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(data)
+        shard = base / f".ray-shard-{self.run_id}-{result['key'][:16]}-{os.getpid()}.duckdb"
+        try:
+            shard.write_bytes(result["shard"])
+            self.store.merge_from(shard)
+        finally:
+            for p in (shard, Path(str(shard) + ".wal")):
+                p.unlink(missing_ok=True)
+
+    def _record_failure(self, spec, reason: str) -> None:
+        """A trial no worker could finish: a failed row, so the search ranks it last and goes on."""
+        from harness import __version__
+        from harness.trial import PLUGIN, identify
+
+        key, (_, encoder), (_, llm), (_, dataset) = identify(spec)
+        config = spec.train.as_dict() if spec.train is not None else None
+        if self.store.get_trial(key) is None:
+            self.store.start_trial(key, run_id=self.run_id, encoder=spec.encoder, llm=spec.llm,
+                                   dataset_fingerprint=dataset.fingerprint, sample_ratio=spec.ratio,
+                                   plugin=PLUGIN, plugin_version=__version__, train_config=config,
+                                   seed=spec.seed, encoder_fingerprint=encoder.fingerprint,
+                                   llm_fingerprint=llm.fingerprint, device="ray")
+        self.store.record_use(self.run_id, "trial", key, reused=False)
+        self.store.finish_trial(key, status="failed", wall_seconds=0.0, error=reason)
+
+    def _failed_outcome(self, spec):
+        from harness.trial import TrialOutcome, identify
+
+        key = identify(spec)[0]
+        row = self.store.get_trial(key) or {}
+        return TrialOutcome(key, "failed", reused=False, trained=True,
+                            wall_seconds=row.get("wall_seconds") or 0.0, error=row.get("error"))
+
+    def _say(self, line: str) -> None:
+        if not self.quiet:
+            print(f"ray: {line}", file=sys.stderr, flush=True)
+
+
+def _spec_id(spec) -> tuple:
+    return (spec.encoder, spec.llm, spec.ratio, spec.seed, spec.alignment, spec.samples)
+
+
+def _name(spec) -> str:
+    return f"{spec.encoder} + {spec.llm} r={spec.ratio:g}"
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    head = type(exc).__name__
+    return f"{head}: {text[0][:200]}" if text else head
+

@@ -1,0 +1,165 @@
+"""``executor: ray`` on a real local Ray instance: same rankings as ``local``, a killed worker's
+trial retried, a killed driver resumed from the store with nothing finished trained again."""
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import suitefiles
+from suitefiles import fetch
+
+pytest.importorskip("ray", reason="the ray extra is not installed: pip install -e \".[ray]\"")
+
+SUITE = {
+    "name": "ray-test",
+    "seed": 0,
+    "zoo": {"vision_encoders": ["tiny:vit-p8", "tiny:resnet"],
+            "language_models": ["tiny:gpt2", "tiny:mistral"]},
+    "alignment": {"dataset": "shapes:color", "samples": 32},
+    "vlm": {"llm": "full", "optim": {"lr": 1e-3, "batch_size": 16, "epochs": 1}},
+    "targets": [{"task": "shapes:color", "limit": 8}],
+    "search": {"strategy": "mordal",
+               "clustering": {"samples": 16, "warmup_steps": 1, "t_ve": 1.0, "t_llm": 0.2},
+               "inter": {"top_k": 2, "min_ratio": 0.5}, "intra": {"top_k": 1, "min_ratio": 0.25},
+               "predictor": {"r0": 0.5, "points": 2}},
+    "device": "cpu",
+}
+RAY = {"name": "ray", "address": "local", "num_cpus": 2, "retries": 2}
+
+
+def harness(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "harness.cli", *map(str, args)],
+                          capture_output=True, text=True, timeout=900, **kw)
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """One local Ray instance for the in-process tests (the executor uses a connected driver as
+    it is), so its workers stay warm between runs."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR",
+             runtime_env={"env_vars": {"OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}})
+    yield ray
+    ray.shutdown()
+
+
+def run_in_process(suite_path, store):
+    """`harness run SUITE --store STORE` in this process: exit code."""
+    from harness.runner import run_suite
+    from harness.suite import load_suite
+
+    return run_suite(load_suite(suite_path), suite_path, store)
+
+
+def ranking(store, strategy):
+    return fetch(store, "select k.rank, k.encoder, k.llm, k.score, k.measured_or_predicted from rankings k"
+                 " join runs r using (run_id) where r.strategy = ? order by r.started_at desc, k.rank",
+                 (strategy,))
+
+
+def test_ray_ranks_exactly_like_local_for_grid_and_mordal(tmp_path, ray_cluster):
+    for strategy in ("grid", "mordal"):
+        stores = {}
+        for executor in ("local", RAY):
+            name = "local" if executor == "local" else "ray"
+            suite = suitefiles.write_suite(tmp_path, SUITE, f"{strategy}-{name}.yaml",
+                                           **{"search.strategy": strategy, "executor": executor})
+            stores[name] = tmp_path / f"{strategy}-{name}.duckdb"
+            assert run_in_process(suite, stores[name]) == 0
+        assert ranking(stores["ray"], strategy) == ranking(stores["local"], strategy)
+        # the driver wrote every row: trials record the node that ran them, no shard is left
+        nodes = fetch(stores["ray"], "select count(*), count(node) from trials where status = 'done'", one=True)
+        assert nodes[0] > 0 and nodes[0] == nodes[1]
+        assert fetch(stores["local"], "select count(node) from trials", one=True) == (0,)
+        assert not list(tmp_path.glob(".ray-shard-*"))
+        # the same trials (content keys) and scores
+        keys = [fetch(s, "select t.trial_key, s.value from trials t join scores s using (trial_key)"
+                         " order by all") for s in (stores["local"], stores["ray"])]
+        assert keys[0] == keys[1]
+
+
+def _trial_workers():
+    """PIDs of Ray worker processes running a trial (Ray titles them ray::_trial_task)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmd = (entry / "cmdline").read_bytes().decode(errors="replace")
+            except OSError:
+                continue
+            if cmd.startswith("ray::_trial_task"):
+                pids.append(int(entry.name))
+    return pids
+
+
+def test_a_killed_worker_is_retried_and_the_search_finishes(tmp_path, ray_cluster, capfd):
+    suite = suitefiles.write_suite(tmp_path, SUITE, "grid.yaml",
+                                   **{"search.strategy": "grid", "executor": RAY})
+    store = tmp_path / "s.duckdb"
+    killed = []
+
+    def killer():
+        deadline = time.time() + 300
+        while not killed and time.time() < deadline:
+            for pid in _trial_workers():
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+                break
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=killer, daemon=True)
+    thread.start()
+    code = run_in_process(suite, store)
+    thread.join(timeout=1)
+    assert killed, "no trial worker was seen to kill"
+    assert code == 0
+    assert "retrying (attempt 2 of 3)" in capfd.readouterr().err
+    assert fetch(store, "select count(*) filter (where status = 'done'), count(*) from trials", one=True) == (4, 4)
+
+
+def test_a_rerun_after_the_driver_is_killed_trains_nothing_already_finished(tmp_path, ray_cluster):
+    # the driver is a process of its own that joins the running instance by its address
+    address = ray_cluster.get_runtime_context().gcs_address
+    suite = suitefiles.write_suite(tmp_path, SUITE, "grid.yaml", **{
+        "search.strategy": "grid", "executor": {**RAY, "address": address, "max_concurrent": 1}})
+    store = tmp_path / "s.duckdb"
+    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", str(suite), "--store", str(store)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    finished = 0
+    try:
+        for line in proc.stderr:
+            if line.startswith("ray: ") and " done, " in line:
+                finished += 1
+                if finished == 2:
+                    break
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the driver, mid-search
+        proc.wait(timeout=60)
+    assert finished == 2
+    before = fetch(store, "select count(*) from trials where status = 'done'", one=True)[0]
+    assert 2 <= before < 4
+    assert run_in_process(suite, store) == 0
+    run_id = fetch(store, "select run_id from runs order by started_at desc limit 1", one=True)[0]
+    trained, reused = fetch(store, "select count(*) filter (where not reused), count(*) filter (where reused)"
+                                   " from run_uses where run_id = ? and kind = 'trial'", (run_id,), one=True)
+    assert (trained, reused) == (4 - before, before)
+    statuses = fetch(store, "select status, count(*) from runs group by 1 order by 1")
+    assert statuses == [("done", 1), ("interrupted", 1)]
+
+
+def test_suite_with_ray_fields_validates_and_bad_fields_are_named(tmp_path):
+    good = suitefiles.write_suite(tmp_path, SUITE, "good.yaml",
+                                  **{"executor": {"name": "ray", "address": "auto", "gpus_per_trial": 1,
+                                                  "cpus_per_trial": 2, "max_concurrent": 4, "retries": 1}})
+    assert harness("validate", good).returncode == 0
+    bad = suitefiles.write_suite(tmp_path, SUITE, "bad.yaml",
+                                 **{"executor": {"name": "ray", "retries": -1, "gpus": 1}})
+    out = harness("validate", bad)
+    assert out.returncode == 2 and "executor.retries" in out.stderr and "executor.gpus" in out.stderr
