@@ -50,6 +50,9 @@ class HarnessGroup(click.Group):
         except HarnessError as exc:
             click.echo(f"error: {exc}", err=True)
             ctx.exit(exc.exit_code)
+        except KeyboardInterrupt:  # the run and its in-flight trial were marked on the way out
+            click.echo("interrupted", err=True)
+            ctx.exit(130)
 
 
 @click.group(cls=HarnessGroup)
@@ -112,6 +115,7 @@ def run(suite_path: Path, store_path: Path | None, wait: float, with_report: boo
     if store_path is None and suite.store is not None:
         store_path = (suite_path.parent / suite.store).resolve()
     path = _store_path(store_path)
+    _terminate_as_interrupt()
     code = run_suite(suite, suite_path, path, wait=wait)
     if with_report and code == 0:
         from harness.report_page import build_report
@@ -120,6 +124,19 @@ def run(suite_path: Path, store_path: Path | None, wait: float, with_report: boo
         with Store.open(path, read_only=True) as st:
             click.echo(f"report: {build_report(st)}")
     raise SystemExit(code)
+
+
+def _terminate_as_interrupt() -> None:
+    """SIGTERM (a scheduler, `kill`) ends a run like Ctrl-C: run and in-flight trial marked, exit
+    130. SIGINT gets Python's own handler back even when this process started with it ignored
+    (a parent that ignored it, a background job): `kill -INT` and Ctrl-C always stop a run."""
+    import signal
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @cli.command()

@@ -82,7 +82,15 @@ def register_search_strategies(register):
 
 @hookspec
 def register_executors(register):
-    """Register trial executors (``local``, ``ray``).
+    """Register trial executors (built in: ``local``, ``processes``, ``ray``).
+
+    The target is a class called as ``cls(store, run_id, **options)``, ``options`` being the
+    fields the suite's ``executor`` mapping set (``executor: {name: NAME, ...}``). It has
+    ``run(spec, progress=None) -> TrialOutcome`` (:func:`harness.trial.run_trial` does the
+    work in-process) and may have ``run_many(specs) -> list[TrialOutcome]`` (same order):
+    strategies then hand it independent trials together (a rung, the grid, the prediction
+    points) to run in parallel. Only the process that holds the store may write it; workers
+    elsewhere return their results to it (see :mod:`harness.ray_executor`).
 
     :param register: ``register(name, target, doc="")``.
     """

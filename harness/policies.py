@@ -255,8 +255,8 @@ def drive(
     keep more than ``n_keep`` at a cut that is not the stage's last (ties, uninformative rungs).
 
     ``prefetch(pairs)``, when given, is handed each rung's ``(candidate, ratio)`` pairs before
-    they are evaluated, so an executor can train them in parallel (a policy that drives itself,
-    like ASHA, is not batched).
+    they are evaluated, so an executor can train them in parallel; a policy that drives itself
+    (ASHA) is handed its ``first_batch(candidates, top_k)`` when it has one.
     """
     current = tuple(candidates)
     if len(set(current)) != len(current):
@@ -267,6 +267,8 @@ def drive(
         if len(current) <= top_k:
             return StageResult((), current)
         evaluated: set = set()
+        if prefetch is not None and hasattr(policy, "first_batch"):
+            prefetch(list(policy.first_batch(current, top_k)))  # what it evaluates whatever the scores
 
         def tracked(candidate, ratio):
             evaluated.add((candidate, ratio))
@@ -398,6 +400,14 @@ class AsynchronousSuccessiveHalving:
 
     def plan(self, n_candidates: int, top_k: int) -> list[Rung]:
         return SuccessiveHalving(self.eta, self.min_ratio, self.max_ratio).plan(n_candidates, top_k)
+
+    def first_batch(self, candidates: Sequence, top_k: int) -> list[tuple]:
+        """The (candidate, ratio) pairs :meth:`drive` evaluates whatever the scores: every
+        candidate starts at the lowest rung, with or without ``stop_early``. An executor that
+        runs batches trains them together; promotions are then decided in the sequential
+        order, so the result is the same as one trial at a time."""
+        ratios = [rung.ratio for rung in self.plan(len(candidates), top_k)]
+        return [(c, ratios[0]) for c in candidates] if ratios else []
 
     def keep(self, scores: Mapping[str, float], n_keep: int) -> list[str]:
         return top(scores, n_keep)

@@ -59,6 +59,11 @@ def _connect(address: str, num_cpus: int | None):
     env.update({"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TQDM_DISABLE": "1"})
     kwargs = dict(include_dashboard=False, log_to_driver=False, logging_level="ERROR",
                   runtime_env={"env_vars": env})
+    import signal
+    import threading
+
+    main = threading.current_thread() is threading.main_thread()
+    term = signal.getsignal(signal.SIGTERM) if main else None
     try:
         if address == "local":
             ray.init(num_cpus=num_cpus, **kwargs)
@@ -67,6 +72,9 @@ def _connect(address: str, num_cpus: int | None):
     except ConnectionError as exc:
         raise BadInput(f"executor.address {address!r}: no Ray cluster to connect to ({exc}); start one "
                        "with `ray start --head`, or use address: local") from None
+    finally:
+        if main and term is not None:  # ray.init installs its own (it aborts): keep harness's
+            signal.signal(signal.SIGTERM, term)
     return ray
 
 

@@ -265,6 +265,10 @@ def run_trial(spec: TrialSpec, store, run_id: str, *, default_limit: int = 1000,
                                device=result.device)
         return TrialOutcome(key, "done", reused=False, trained=True, scores=scores,
                             wall_seconds=wall, samples_seen=result.samples_seen)
+    except KeyboardInterrupt:  # the user stopped the search: this trial did not finish
+        store.finish_trial(key, status="failed", wall_seconds=time.perf_counter() - start,
+                           error="interrupted by the user")
+        raise
     except Exception as exc:  # noqa: BLE001 - one candidate's failure must not end the search
         wall = time.perf_counter() - start
         error = f"{type(exc).__name__}: {exc}"

@@ -464,3 +464,29 @@ def test_drive_lets_a_noise_aware_policy_keep_more_but_never_past_top_k():
     assert len(noisy.rungs[0].kept) > plain.rungs[0].rung.n_keep and noisy.rungs[0].why
     assert len(noisy.survivors) == 2 and noisy.rungs[-1].why == ""
     assert [len(r.kept) for r in plain.rungs] == [r.rung.n_keep for r in plain.rungs]
+
+
+@pytest.mark.parametrize("policy", [SuccessiveHalving(eta=2, min_ratio=0.125),
+                                    AsynchronousSuccessiveHalving(eta=2, min_ratio=0.125),
+                                    AsynchronousSuccessiveHalving(eta=2, min_ratio=0.125, stop_early=True)])
+def test_prefetched_batches_change_nothing_and_are_all_evaluated(policy):
+    """drive hands an executor batches (each SHA rung; ASHA's first rung) that the policy then
+    evaluates in full, and decides exactly as without them."""
+    candidates = [f"c{i}" for i in range(9)]
+
+    def evaluate(c, ratio):
+        return (int(c[1:]) * 7 % 9) / 10 + ratio
+
+    asked, evaluated = [], []
+
+    def tracking(c, ratio):
+        evaluated.append((c, ratio))
+        return evaluate(c, ratio)
+
+    plain = drive(policy, candidates, 2, evaluate)
+    batched = drive(policy, candidates, 2, tracking, prefetch=asked.append)
+    assert batched == plain and asked
+    for batch in asked:  # nothing prefetched that the policy would not have evaluated
+        assert len(batch) > 1 and set(batch) <= set(evaluated)
+    if isinstance(policy, SuccessiveHalving):
+        assert [len(b) for b in asked] == [r.n_in for r in policy.plan(9, 2)]
