@@ -75,3 +75,16 @@ def test_the_test_bed_report_reads_the_table_in_seconds_and_trains_nothing():
     assert verdict["task_tau"] < verdict["seed_tau"] - 0.2
     assert verdict["distinct_winners"] >= 3
     assert -1 <= verdict["tau_r0.0625_vs_r1"] <= verdict["tau_r0.5_vs_r1"] <= 1
+
+
+def test_clustering_similarities_are_there_for_every_seed(table):
+    """Every seed of R1_SEEDS has the same, complete set of clustering similarities (CKA between
+    the encoders, and between the LLMs through each encoder's warmed projector, on each task)
+    and its clusters, so a search replays on any of them without computing a feature."""
+    _, con = table
+    rows = dict(con.execute("""select r.seed, count(distinct u.key) from run_uses u join runs r using (run_id)
+                               where u.kind = 'similarity' group by 1""").fetchall())
+    assert set(R1_SEEDS) <= set(rows) and len({rows[s] for s in R1_SEEDS}) == 1 and rows[0] > 0
+    stored = {k for (k,) in con.execute("select similarity_key from similarities").fetchall()}
+    used = {k for (k,) in con.execute("select key from run_uses where kind = 'similarity'").fetchall()}
+    assert used <= stored
