@@ -9,7 +9,6 @@ processes than as one process with more threads.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import pickle
 import subprocess
@@ -35,14 +34,11 @@ class ProcessExecutor:
 
     def run_many(self, specs: list) -> list:
         """Train every spec (spreading them over the workers), then return their outcomes."""
-        from harness.trial import run_trial
+        from harness.trial import run_batch
 
-        before = [run_trial(spec, self.store, self.run_id, stored_only=True) for spec in specs]
-        todo = [spec for spec, outcome in zip(specs, before) if outcome is None]
-        run_many(todo, self.store, self.run_id, self.workers)
-        # a store lookup each now; those trained here say so
-        return [outcome if outcome is not None else dataclasses.replace(self.run(spec), reused=False, trained=True)
-                for spec, outcome in zip(specs, before)]
+        # after the workers, a store lookup each (a trial a worker failed is retried in here)
+        return run_batch(specs, self.store, self.run_id,
+                         lambda todo: run_many(todo, self.store, self.run_id, self.workers), self.run)
 
 
 def run_many(specs: list, store, run_id: str, workers: int) -> None:

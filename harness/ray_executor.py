@@ -23,7 +23,6 @@ are submitted together through :meth:`RayExecutor.run_many`.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import socket
 import sys
@@ -150,28 +149,21 @@ class RayExecutor:
     def run_many(self, specs: list) -> list:
         """Every spec's outcome, in order: stored ones looked up, the rest trained as Ray tasks
         submitted together (at most ``max_concurrent`` in flight), merged as they finish."""
-        from harness.trial import run_trial
+        from harness.trial import run_batch, run_trial
 
-        outcomes = [run_trial(spec, self.store, self.run_id, stored_only=True) for spec in specs]
-        missing = [i for i, o in enumerate(outcomes) if o is None]
-        # the same trial twice in one batch trains once
-        first: dict = {}
-        for i in missing:
-            first.setdefault(_spec_id(specs[i]), i)
-        todo = sorted(set(first.values()))
-        if todo:
-            self._train(specs, todo)
-        for i in missing:
-            outcome = run_trial(specs[i], self.store, self.run_id, stored_only=True)
-            if outcome is None:  # recorded as failed (by the task or by _train): the stored failure
-                outcome = self._failed_outcome(specs[i])
-            outcomes[i] = dataclasses.replace(outcome, reused=False, trained=True)
-        return outcomes
+        def train(missing):  # the same trial twice in one batch trains once
+            self._train(list({_spec_id(s): s for s in missing}.values()))
+
+        def finished(spec):  # stored done, or recorded as failed (by the task or by _train)
+            return run_trial(spec, self.store, self.run_id, stored_only=True) or self._failed_outcome(spec)
+
+        return run_batch(specs, self.store, self.run_id, train, finished)
 
     # -- internals ----------------------------------------------------------------------------
 
-    def _train(self, specs: list, todo: list[int]) -> None:
+    def _train(self, specs: list) -> None:
         ray = _connect(self.address, self.num_cpus)
+        todo = list(range(len(specs)))
         task = ray.remote(_trial_task).options(num_cpus=self.cpus_per_trial, num_gpus=self.gpus_per_trial,
                                                max_retries=0)
         threads = max(1, int(self.cpus_per_trial))

@@ -25,6 +25,7 @@ import numpy as np
 
 from harness import __version__
 from harness.errors import BadInput
+from harness.strategies.base import binomial_error, constant_baseline, objective_tasks
 
 # colours: one qualitative map for candidates/clusters, one sequential for scores
 _QUAL = "tab10"
@@ -250,13 +251,15 @@ def grid_figure(ranking: list[dict], folder: Path, name: str, title: str) -> str
     return _save(fig, folder, name)
 
 
-def _how(r: dict) -> str:
+def _how(r: dict, rank: bool = True) -> str:
+    """How a ranking row got its place: ``#1 predicted`` (``predicted`` without ``rank``),
+    ``dropped inter r=0.25``, ``dropped inter (cluster)``."""
     stage = r.get("stage") or ""
     if stage.startswith("eliminated"):
         where = "inter" if stage.endswith("inter") else "intra"
         ratio = r.get("sample_ratio")
         return f"dropped {where}" + (f" r={ratio:g}" if ratio is not None else " (cluster)")
-    return "#%d %s" % (r["rank"], r["measured_or_predicted"])
+    return f"#{r['rank']} {r['measured_or_predicted']}" if rank else r["measured_or_predicted"]
 
 
 def rungs_figure(rows: list[dict], baseline: float | None, folder: Path, name: str) -> str | None:
@@ -448,17 +451,21 @@ def _rungs(store, run_id: str) -> list[dict]:
     return rows
 
 
+def _objective_scores(store, trial_key: str, task: str) -> list[dict] | None:
+    """A trial's score rows on the tasks of objective ``task``; None unless it has them all."""
+    tasks = objective_tasks(task)
+    rows = store.query("select task, value, n_items from scores where trial_key = ? and task in ("
+                       + ", ".join("?" for _ in tasks) + ")", [trial_key, *tasks])
+    return rows if len({r["task"] for r in rows}) == len(tasks) else None
+
+
 def score_error(store, trial_key: str, task: str) -> float | None:
     """Standard error of a trial's score on ``task`` (a ``mean(...)`` objective: of the mean),
     binomial over each task's test items, as the search computes it."""
-    tasks = _objective_tasks(task)
-    rows = store.query("select task, value, n_items from scores where trial_key = ? and task in ("
-                       + ", ".join("?" for _ in tasks) + ")", [trial_key, *tasks])
-    if len({r["task"] for r in rows}) != len(tasks) or not all(r["n_items"] for r in rows):
+    rows = _objective_scores(store, trial_key, task)
+    if rows is None or not all(r["n_items"] for r in rows):
         return None
-    var = sum(min(max(r["value"], 0.0), 1.0) * (1 - min(max(r["value"], 0.0), 1.0)) / r["n_items"]
-              for r in rows)
-    return math.sqrt(var) / len(tasks)
+    return binomial_error([(r["value"], r["n_items"]) for r in rows])
 
 
 def _fits(store, run_id: str) -> list[dict]:
@@ -494,19 +501,8 @@ def _measured_full(store, fit: dict) -> float | None:
         [fit["encoder"], fit["llm"], like["dataset_fingerprint"], like["seed"], like["train_config"]])
     if not rows:
         return None
-    tasks = _objective_tasks(fit["task"])
-    scores = store.query(
-        "select task, value from scores where trial_key = ? and task in ("
-        + ", ".join("?" for _ in tasks) + ")", [rows[0]["trial_key"], *tasks])
-    if len({s["task"] for s in scores}) != len(tasks):
-        return None
-    return float(np.mean([s["value"] for s in scores]))
-
-
-def _objective_tasks(task: str) -> list[str]:
-    if task.startswith("mean(") and task.endswith(")"):
-        return task[5:-1].split(",")
-    return [task]
+    scores = _objective_scores(store, rows[0]["trial_key"], fit["task"])
+    return None if scores is None else float(np.mean([s["value"] for s in scores]))
 
 
 def _cost_parts(store, run_id: str, strategy: str) -> list[dict]:
@@ -578,8 +574,6 @@ def build_report(store, run_id: str | None = None, *, out: str | Path | None = N
                  compare_run: str | None = None) -> Path:
     """Write ``report.html`` (and its PNGs) for ``run_id`` (default: the latest run) into
     ``out`` (default: ``reports/RUN`` beside the store); returns the page's path."""
-    from harness.strategies.base import constant_baseline
-
     run = resolve_run(store, run_id)
     run_id = run["run_id"]
     folder = Path(out) if out is not None else Path(store.path).parent / "reports" / run_id
@@ -630,7 +624,7 @@ def build_report(store, run_id: str | None = None, *, out: str | Path | None = N
         s.figures.append((fname, "encoder x LLM grid coloured by score"))
         s.table = [["rank", "vision encoder", "language model", "score", "how"]] + [
             [str(r["rank"]), r["encoder"], r["llm"], "-" if r["score"] is None else f"{r['score']:.4f}",
-             _how(r).split(" ", 1)[1] if _how(r).startswith("#") else _how(r)] for r in ranking]
+             _how(r, rank=False)] for r in ranking]
         sections.append(s)
 
     rungs = _rungs(store, run_id)
@@ -742,7 +736,7 @@ def _header(store, run: dict, config: dict, ranking: list[dict]) -> Section:
             second = ranking[1]
             rows.append(["runner-up", f"{second['encoder']} + {second['llm']}: "
                          + ("no score" if second["score"] is None else f"{second['score']:.4f}")
-                         + f" ({_how(second).split(' ', 1)[1] if _how(second).startswith('#') else _how(second)})"])
+                         + f" ({_how(second, rank=False)})"])
     return Section("header", "Run", table=[["", ""]] + rows)
 
 

@@ -8,6 +8,7 @@ target scores it lacks are computed from its checkpoint without training again.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -194,6 +195,20 @@ def stored_outcome(spec: TrialSpec, key: str, store, run_id: str,
 
 def _expected_items(target: Target, default_limit: int) -> int | None:
     return (target.limit or default_limit) if target.task.startswith("shapes:") else target.limit
+
+
+def run_batch(specs: list, store, run_id: str, train, finished) -> list[TrialOutcome]:
+    """The outcomes of ``specs``, in order, for an executor that trains several at once:
+    those the store holds are looked up; ``train(missing specs)`` trains the rest (in worker
+    processes, on Ray, ...) and gets them into the store; then ``finished(spec)`` gives each
+    one's outcome, marked as trained by this batch."""
+    outcomes = [run_trial(spec, store, run_id, stored_only=True) for spec in specs]
+    missing = [i for i, o in enumerate(outcomes) if o is None]
+    if missing:
+        train([specs[i] for i in missing])
+    for i in missing:
+        outcomes[i] = dataclasses.replace(finished(specs[i]), reused=False, trained=True)
+    return outcomes
 
 
 def run_trial(spec: TrialSpec, store, run_id: str, *, default_limit: int = 1000,

@@ -15,20 +15,9 @@ from suitefiles import fetch
 
 pytest.importorskip("ray", reason="the ray extra is not installed: pip install -e \".[ray]\"")
 
-SUITE = {
-    "name": "ray-test",
-    "seed": 0,
-    "zoo": {"vision_encoders": ["tiny:vit-p8", "tiny:resnet"],
-            "language_models": ["tiny:gpt2", "tiny:mistral"]},
-    "alignment": {"dataset": "shapes:color", "samples": 32},
-    "vlm": {"llm": "full", "optim": {"lr": 1e-3, "batch_size": 16, "epochs": 1}},
-    "targets": [{"task": "shapes:color", "limit": 8}],
-    "search": {"strategy": "mordal",
-               "clustering": {"samples": 16, "warmup_steps": 1, "t_ve": 1.0, "t_llm": 0.2},
-               "inter": {"top_k": 2, "min_ratio": 0.5}, "intra": {"top_k": 1, "min_ratio": 0.25},
-               "predictor": {"r0": 0.5, "points": 2}},
-    "device": "cpu",
-}
+SUITE = {**suitefiles.TINY_MORDAL, "name": "ray-test",
+         "zoo": {"vision_encoders": ["tiny:vit-p8", "tiny:resnet"],
+                 "language_models": ["tiny:gpt2", "tiny:mistral"]}}
 RAY = {"name": "ray", "address": "local", "num_cpus": 2, "retries": 2}
 
 

@@ -17,20 +17,7 @@ from suitefiles import fetch
 
 ROOT = Path(__file__).parents[1]
 
-SUITE = {
-    "name": "report-test",
-    "seed": 0,
-    "zoo": {"vision_encoders": ["tiny:vit-p4", "tiny:vit-p8", "tiny:resnet"],
-            "language_models": ["tiny:gpt2", "tiny:mistral"]},
-    "alignment": {"dataset": "shapes:color", "samples": 32},
-    "vlm": {"llm": "full", "optim": {"lr": 1e-3, "batch_size": 16, "epochs": 1}},
-    "targets": [{"task": "shapes:color", "limit": 8}],
-    "search": {"strategy": "mordal",
-               "clustering": {"samples": 16, "warmup_steps": 1, "t_ve": 1.0, "t_llm": 0.2},
-               "inter": {"top_k": 2, "min_ratio": 0.5}, "intra": {"top_k": 1, "min_ratio": 0.25},
-               "predictor": {"r0": 0.5, "points": 2}},
-    "device": "cpu",
-}
+SUITE = {**suitefiles.TINY_MORDAL, "name": "report-test"}
 
 # what a Mordal run's page shows; a grid run's page has no clusters, rungs or fits
 MORDAL_SECTIONS = {"header", "encoder-similarity", "llm-similarity", "grid", "rungs", "fits", "cost", "compare"}

@@ -56,8 +56,7 @@ class SearchStrategy:
     @property
     def objective(self) -> str:
         """The task name rankings are stored under: the target, or the mean over targets."""
-        tasks = [t.task for t in self.targets]
-        return tasks[0] if len(tasks) == 1 else "mean(" + ",".join(tasks) + ")"
+        return objective_name([t.task for t in self.targets])
 
     def spec(self, candidate: Candidate, ratio: float):
         from harness.trial import TrialSpec
@@ -81,11 +80,7 @@ class SearchStrategy:
         outcome = self._outcomes.get((candidate, ratio))
         if outcome is None or outcome.status != "done" or not outcome.scores:
             return 0.0
-        var = 0.0
-        for s in outcome.scores:
-            p = min(max(float(s.value), 0.0), 1.0)
-            var += p * (1 - p) / s.n_items if s.n_items else 0.0
-        return math.sqrt(var) / len(outcome.scores)
+        return binomial_error([(s.value, s.n_items) for s in outcome.scores])
 
     @property
     def constant_baseline(self) -> float | None:
@@ -263,6 +258,29 @@ class SearchStrategy:
         plugin, version = self._plugin()
         self.store.insert(table, [{"run_id": self.run_id, "plugin": plugin,
                                    "plugin_version": version, **row} for row in rows])
+
+
+def objective_name(tasks: list[str]) -> str:
+    """The task name a search's rankings are stored under: the one target, or ``mean(a,b,...)``."""
+    return tasks[0] if len(tasks) == 1 else "mean(" + ",".join(tasks) + ")"
+
+
+def objective_tasks(name: str) -> list[str]:
+    """The targets behind an :func:`objective_name`."""
+    if name.startswith("mean(") and name.endswith(")"):
+        return name[5:-1].split(",")
+    return [name]
+
+
+def binomial_error(scores) -> float:
+    """Standard error of the mean of accuracies ``scores`` ((value, n_items) pairs): binomial
+    over each one's items (sqrt(p (1 - p) / n)), combined as the error of their mean; a score
+    without items adds nothing."""
+    var = 0.0
+    for value, n in scores:
+        p = min(max(float(value), 0.0), 1.0)
+        var += p * (1 - p) / n if n else 0.0
+    return math.sqrt(var) / len(scores)
 
 
 def constant_baseline(targets) -> float | None:
