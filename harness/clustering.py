@@ -145,3 +145,16 @@ def candidate_clusters(
             members = tuple(sorted(itertools.product(enc.members, llm.members)))
             out.append(CandidateCluster(members, (enc.medoid, llm.medoid)))
     return out
+
+
+def farthest_members(members: Sequence, medoid, distance, k: int) -> list:
+    """``k`` representatives of a cluster: its medoid, then greedily the member farthest from
+    those already chosen (max-min ``distance(a, b)``; ties by member order). Fewer when the
+    cluster is smaller."""
+    chosen = [medoid]
+    rest = [m for m in members if m != medoid]
+    while rest and len(chosen) < k:
+        far = max(rest, key=lambda m: (min(distance(m, c) for c in chosen), -rest.index(m)))
+        chosen.append(far)
+        rest.remove(far)
+    return chosen

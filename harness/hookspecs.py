@@ -60,6 +60,13 @@ def register_stopping_policies(register):
 def register_predictors(register):
     """Register full-data score predictors (``loglinear``, ``rectified``, ``powerlaw``).
 
+    A predictor implements ``fit(ratios, scores) -> ScalingFit`` and ``predict(fit, ratio)``,
+    see :mod:`harness.predictors`. Noise: a ``fit`` that also takes the keywords ``errors``
+    (each score's standard error) and ``baseline`` (the task's constant-answer score, as stored
+    in ``task_baselines``; None when unknown) receives them (:func:`harness.predictors.fit_points`).
+    The 95% interval stored with each prediction is computed from those errors for any
+    predictor (:func:`harness.predictors.prediction_interval`).
+
     :param register: ``register(name, target, doc="")``.
     """
 

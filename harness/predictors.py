@@ -100,8 +100,31 @@ class LogLinear:
 
 
 
+def fit_points(predictor, ratios: Sequence[float], scores: Sequence[float],
+               errors: Sequence[float] | None = None, baseline: float | None = None) -> ScalingFit:
+    """``predictor.fit(ratios, scores)``, also handing over the keywords its ``fit`` takes:
+    ``errors`` (each score's standard error, binomial over the test items for accuracy) and
+    ``baseline`` (the task's constant-answer score; None when unknown). The built-in
+    predictors take neither; a third-party one may (e.g. a weighted fit, a floor at the
+    baseline)."""
+    import inspect
+
+    try:
+        params = inspect.signature(predictor.fit).parameters
+    except (TypeError, ValueError):
+        params = {}
+    every = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    kw = {}
+    if errors is not None and (every or "errors" in params):
+        kw["errors"] = [float(e) for e in errors]
+    if every or "baseline" in params:
+        kw["baseline"] = baseline
+    return predictor.fit(ratios, scores, **kw)
+
+
 def prediction_interval(predictor, points: Sequence[tuple[float, float]], errors: Sequence[float],
-                        ratio: float = 1.0, z: float = 1.96) -> tuple[float, float]:
+                        ratio: float = 1.0, z: float = 1.96, baseline: float | None = None
+                        ) -> tuple[float, float]:
     """(lower, upper): the prediction at ``ratio`` plus or minus ``z`` standard errors, the
     points' own errors (``errors[i]``: the standard error of ``points[i]``'s score, e.g. binomial
     over its test items) carried through the fit to first order: the derivative of the
@@ -111,13 +134,13 @@ def prediction_interval(predictor, points: Sequence[tuple[float, float]], errors
     interval like the prediction (for :class:`LogLinear`, the unclipped line's interval is
     clipped, so a prediction at the bound still has one)."""
     clip = getattr(predictor, "clip", None)
-    if isinstance(predictor, LogLinear) and clip is not None:
+    if type(predictor) is LogLinear and clip is not None:
         # the straight line's interval, clipped below (its fit does not depend on the clip;
         # a saturating law's does, so it keeps its own)
         predictor = LogLinear(clip=None)
     ratios = [float(r) for r, _ in points]
     scores = np.asarray([float(s) for _, s in points], dtype=np.float64)
-    value = predictor.predict(predictor.fit(ratios, scores), ratio)
+    value = predictor.predict(fit_points(predictor, ratios, scores, errors, baseline), ratio)
     var, h = 0.0, 1e-4
     for i, err in enumerate(errors):
         if not err:
@@ -125,8 +148,8 @@ def prediction_interval(predictor, points: Sequence[tuple[float, float]], errors
         up, down = scores.copy(), scores.copy()
         up[i] += h
         down[i] -= h
-        slope = (predictor.predict(predictor.fit(ratios, up), ratio)
-                 - predictor.predict(predictor.fit(ratios, down), ratio)) / (2 * h)
+        slope = (predictor.predict(fit_points(predictor, ratios, up, errors, baseline), ratio)
+                 - predictor.predict(fit_points(predictor, ratios, down, errors, baseline), ratio)) / (2 * h)
         var += (slope * float(err)) ** 2
     half = z * math.sqrt(var)
     lower, upper = value - half, value + half
@@ -147,16 +170,25 @@ def scaling_ratios(r0: float, points: int, factor: float = 2.0) -> list[float]:
 
 
 def fit_until_loglinear(predictor, points: list[tuple[float, float]], evaluate, *,
-                        min_r2: float | None, factor: float = 2.0):
+                        min_r2: float | None, factor: float = 2.0, error_of=None,
+                        baseline: float | None = None):
     """Algorithm 1's "until log-linearity is observed": fit ``points`` ((ratio, score), any
     order); while there are 3+ points (2 always fit exactly), the fit's R^2 is below ``min_r2``
     and the largest ratio is below 1, train the next larger ratio (``factor`` times the largest;
     ``evaluate(ratio) -> score``, NaN for a failed trial) and refit.
 
     Returns (fit, points, extra ratios asked for). A point at r = 1 means the candidate ends up
-    measured, not predicted. ``min_r2`` None turns the check off."""
+    measured, not predicted. ``min_r2`` None turns the check off. ``error_of(ratio)`` (a
+    score's standard error) and ``baseline`` go to a predictor that takes them
+    (:func:`fit_points`)."""
     points = sorted(points)
-    fit = predictor.fit([p[0] for p in points], [p[1] for p in points])
+
+    def refit():
+        ratios = [p[0] for p in points]
+        errors = None if error_of is None else [error_of(r) for r in ratios]
+        return fit_points(predictor, ratios, [p[1] for p in points], errors, baseline)
+
+    fit = refit()
     extra = []
     while (min_r2 is not None and len(points) >= 3 and fit.r2 < min_r2
            and points[-1][0] < 1.0):
@@ -166,7 +198,7 @@ def fit_until_loglinear(predictor, points: list[tuple[float, float]], evaluate, 
         if math.isnan(value):
             break
         points.append((ratio, value))
-        fit = predictor.fit([p[0] for p in points], [p[1] for p in points])
+        fit = refit()
     return fit, points, extra
 
 

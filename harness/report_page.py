@@ -631,7 +631,7 @@ def build_report(store, run_id: str | None = None, *, out: str | Path | None = N
     if rungs:
         targets = [type("T", (), t) for t in config.get("targets", [])]
         try:
-            baseline = constant_baseline(targets) if targets else None
+            baseline = constant_baseline(targets, store) if targets else None
         except Exception:
             baseline = None
         s = Section("rungs", "Successive halving: rungs")

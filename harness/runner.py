@@ -186,10 +186,7 @@ def how_sure(strategy, ranking) -> list[str]:
         if r.measured_or_predicted == "measured":
             se = strategy.score_error(r.candidate, ratio)
         else:  # the prediction's 95% interval (the points' errors through the fit) as an SE
-            rows = strategy.store.query(
-                "select lower, upper from predictions where run_id = ? and encoder = ? and llm = ?"
-                " and sample_ratio = 1.0 and lower is not null", [strategy.run_id, *r.candidate])
-            se = (rows[0]["upper"] - rows[0]["lower"]) / (2 * 1.96) if rows else None
+            se = (r.upper - r.lower) / (2 * 1.96) if r.lower is not None and r.upper is not None else None
         where = f"measured at r={ratio:g}" if r.measured_or_predicted == "measured" else "predicted"
         text = f"{s:.4f}" + (f" +- {se:.4f}" if se else "") + f" ({where})"
         return text, (s, se)
@@ -231,9 +228,13 @@ def print_ranking(strategy, ranking) -> None:
     for i, r in enumerate(ranking, 1):
         score = "-" if r.score is None or r.score != r.score else f"{r.score:.4f}"
         how = r.measured_or_predicted
+        if r.lower is not None and r.upper is not None:
+            how += f" [{r.lower:.4f}, {r.upper:.4f}]"
         if r.stage.startswith("eliminated"):
             how = (f"{r.stage} at r={r.sample_ratio:g}" if r.sample_ratio is not None
                    else f"{r.stage} with its cluster")
+            if r.estimate is not None:
+                how += f" (est. {r.estimate:.4f})"
         table.add_row(str(i), r.candidate.vision_encoder, r.candidate.language_model, score, how)
     console = Console() if sys.stdout.isatty() else Console(width=200)
     console.print(table)

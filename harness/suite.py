@@ -301,6 +301,10 @@ class Clustering(_Model):
     # minibatch unbiased CKA (Nguyen et al. 2020), as the Mordal paper computes it: batches of
     # this many samples, for any metric that takes ``minibatch``; null: the biased full-batch CKA
     cka_batch: Annotated[Int, Field(gt=3, le=1_000_000)] | None = 64
+    # the inter-cluster stage judges a cluster by the best score of this many members: its
+    # medoid, then the members farthest from it (encoder distance + LLM distance, 1 - similarity);
+    # 1: the medoid alone, as in the paper
+    representatives: Annotated[Int, Field(ge=1)] = 1
 
     @model_validator(mode="after")
     def _floors_at_most_one(self):
@@ -343,6 +347,10 @@ class Predictor(_Model):
     # prediction is trusted; null: no check. 0.8: on the shipped table the log-linear R^2 over
     # r in [1/8, 1] has median 0.88 and is >= 0.8 on 102 of 160 learning curves
     min_r2: Annotated[Number, Field(ge=0, le=1)] | None = 0.8
+    # at most this many r = 1 trials for the survivors whose 95% interval overlaps the leader's
+    # (the leader first when it is predicted); they are then ranked by the measured score. 0: trust
+    # the predictions
+    confirm: Annotated[Int, Field(ge=0)] = 0
 
 
 class Prescreen(_Model):
@@ -373,6 +381,11 @@ class Search(_Model):
     inter: Stage = Stage()
     intra: Stage = Stage()
     early_stopping: Bool = True  # false: the ablation "no early stopping"
+    # how the candidates below the survivors are ordered: "elimination" (later-eliminated first,
+    # then by the dropping rung's score) or "estimate" (by an estimated full-data score: the last
+    # rung score plus the run's median gain from that ratio to r = 1; never-trained members of a
+    # dropped cluster take its estimate)
+    rank_below: Literal["elimination", "estimate"] = "elimination"
     predictor: Predictor = Predictor()
     prescreen: Prescreen = Prescreen()  # used by strategy gw-prescreen
     transfer: Transfer = Transfer()  # used by strategy dcd

@@ -262,6 +262,12 @@ class Store:
         names = [d[0] for d in cur.description or []]
         return [dict(zip(names, row)) for row in cur.fetchall()]
 
+    def has_table(self, table: str) -> bool:
+        """Whether the store has ``table`` (a store older than the code, opened read-only, may not)."""
+        return bool(self.con.execute(
+            "SELECT 1 FROM duckdb_tables() WHERE table_name = ? AND schema_name = 'main'"
+            " AND database_name = current_database()", [table]).fetchall())
+
     def _columns(self, table: str) -> dict[str, str]:
         rows = self.con.execute(
             "SELECT column_name, data_type FROM duckdb_columns() WHERE table_name = ? AND schema_name = 'main'"

@@ -593,6 +593,33 @@ def m010_trial_node(con: duckdb.DuckDBPyConnection) -> None:
         "NULL when it ran in the driver's process or a local worker"))
 
 
+
+@migration
+def m011_baselines_and_ranking_basis(con: duckdb.DuckDBPyConnection) -> None:
+    _create(con, "task_baselines", "Constant-answer baseline of a task's test split: the best score "
+            "of always giving one answer (the share of items whose answer is the most frequent one). "
+            "Computed once per (task, split, items) and reused by every later run.", [
+        ("task", "VARCHAR NOT NULL", "target task"),
+        ("split", "VARCHAR NOT NULL", "split the answers were counted on (test)"),
+        ("n_items", "INTEGER NOT NULL", "items counted (the target's limit)"),
+        ("answer", "VARCHAR", "the most frequent answer"),
+        ("value", "DOUBLE NOT NULL", "its share of the items: the constant-answer accuracy"),
+        *_provenance("baseline"),
+    ], ["PRIMARY KEY (task, split, n_items)"])
+    for column, kind, doc in (
+            ("basis", "VARCHAR", "what the place rests on: measured (a trial at r = 1) | predicted "
+             "(a scaling law, lower/upper its 95% interval; or dcd's transfer) | eliminated (placed by the "
+             "rung that dropped it, score at sample_ratio) | cluster (never trained: placed with its "
+             "cluster's medoid) | similarity (gw-prescreen's training-free order)"),
+            ("error", "DOUBLE", "standard error of score (binomial over the test items); NULL when unknown"),
+            ("lower", "DOUBLE", "lower end of a predicted score's 95% interval"),
+            ("upper", "DOUBLE", "upper end of that interval"),
+            ("estimate", "DOUBLE", "for a candidate below the survivors: the full-data score its place "
+             "was ordered by (search.rank_below: estimate), else NULL")):
+        con.execute(f"ALTER TABLE rankings ADD COLUMN {column} {kind}")
+        con.execute(f"COMMENT ON COLUMN rankings.{column} IS " + _sql_str(doc))
+
+
 def schema_markdown() -> str:
     """docs/store-schema.md: run every migration on a blank in-memory database and describe it."""
     con = duckdb.connect(":memory:")

@@ -287,3 +287,24 @@ def test_prediction_interval_carries_the_points_errors_through_the_fit():
     assert narrower[1] - narrower[0] < upper - lower
     high = prediction_interval(LogLinear(), [(0.125, 0.7), (0.25, 0.85)], [0.05, 0.05])
     assert high[1] == 1.0 and high[0] < 1.0  # the prediction (1.15) and its interval clipped
+
+
+def test_a_predictor_that_takes_errors_and_baseline_receives_them():
+    from harness.predictors import LogLinear, fit_points, fit_until_loglinear, prediction_interval
+
+    seen = []
+
+    class Weighted(LogLinear):
+        def fit(self, ratios, scores, errors=None, baseline=None):
+            seen.append((list(errors) if errors is not None else None, baseline))
+            return super().fit(ratios, scores)
+
+    points = [(0.125, 0.3), (0.25, 0.4), (0.5, 0.5)]
+    fit_until_loglinear(Weighted(), points, lambda r: 0.6, min_r2=None,
+                        error_of=lambda r: r / 10, baseline=0.1)
+    assert seen == [([0.0125, 0.025, 0.05], 0.1)]
+    seen.clear()
+    prediction_interval(Weighted(), points, [0.01, 0.02, 0.03], baseline=0.2)
+    assert seen and all(e == [0.01, 0.02, 0.03] and b == 0.2 for e, b in seen)
+    # the built-ins take neither keyword and are called as before
+    assert fit_points(LogLinear(), [0.25, 0.5], [0.4, 0.5], [0.1, 0.1], 0.1).r2 == 1.0

@@ -65,6 +65,16 @@ def test_mordal_runs_end_to_end_then_reuses_everything(tmp_path):
     assert con.execute("select count(*) from predictions where run_id = ?", [run_1]).fetchone()[0] == 1
     board = con.execute("select * from leaderboard").fetchall()
     assert len(board) == 6
+    # what each place rests on; the predicted pick carries its interval
+    basis = con.execute("select basis, lower, score, upper, error from rankings where run_id = ?"
+                        " order by rank", [run_1]).fetchall()
+    assert basis[0][0] == "predicted" and basis[0][1] <= basis[0][2] <= basis[0][3]
+    assert {b[0] for b in basis[1:]} <= {"eliminated", "cluster"}
+    assert all(b[4] is not None for b in basis if b[0] == "eliminated")
+    # the constant-answer baseline, computed once and stored
+    from harness.strategies.base import task_baseline
+    assert con.execute("select task, n_items, value from task_baselines").fetchall() == [
+        ("shapes:color", 8, pytest.approx(task_baseline("shapes:color", 8)[1]))]
     con.close()
 
     start = time.perf_counter()
@@ -78,6 +88,50 @@ def test_mordal_runs_end_to_end_then_reuses_everything(tmp_path):
             for r in (run_1, run_2)]
     assert same[0] == same[1]  # same suite + seed = same ranking
     con.close()
+
+
+def test_representatives_confirmation_and_estimated_ranking_end_to_end(tmp_path):
+    """Issue 13's options on a real run: one encoder cluster of 3 and one LLM per cluster, so
+    the inter stage compares two clusters of three, each by its medoid and its farthest
+    member; two survivors, confirmed at r = 1 where their intervals overlap; the rest by
+    estimated full-data score."""
+    store = tmp_path / "s.duckdb"
+    suite = write_suite(tmp_path, **{
+        "search.clustering.t_ve": 0.0, "search.clustering.t_llm": 1.0,
+        "search.clustering.representatives": 2,
+        "search.inter.top_k": 1, "search.intra.top_k": 2,
+        "search.predictor.confirm": 2, "search.rank_below": "estimate"})
+    out = harness("run", suite, "--store", store)
+    assert out.returncode == 0, out.stderr
+    run_id = last_run(store)[0]
+    assert fetch(store, "select count(distinct member) from clusters where run_id = ? and level = 'encoder'",
+                 [run_id], one=True) == (3,)
+    inter = fetch(store, "select encoder, llm, kept, score, trial_key from rungs where run_id = ?"
+                  " and phase = 'inter' and rung = 0", [run_id])
+    assert len(inter) == 4 and sum(k for _, _, k, _, _ in inter) == 2  # 2 clusters x 2 representatives
+    assert len({(e, ll) for e, ll, *_ in inter}) == 4 and all(t for *_, t in inter)
+    kept_llm = {ll for _, ll, k, _, _ in inter if k}
+    assert len(kept_llm) == 1  # both representatives of the kept cluster are marked kept
+    # the kept cluster's best representative beat the dropped one's best
+    best = {k: max(s for _, _, kk, s, _ in inter if kk == k) for k in (True, False)}
+    assert best[True] >= best[False]
+
+    rows = fetch(store, "select rank, basis, score, lower, upper, estimate, stage from rankings"
+                 " where run_id = ? order by rank", [run_id])
+    assert len(rows) == 6
+    top = [r for r in rows if r[6] == "survivor"]
+    assert len(top) == 2 and [r[0] for r in top] == [1, 2]
+    preds = fetch(store, "select lower, upper from predictions where run_id = ?", [run_id])
+    overlap = len(preds) == 2 and preds[0][0] <= preds[1][1] and preds[1][0] <= preds[0][1]
+    if overlap:  # both confirmed at r = 1 and ranked by the measured scores
+        assert [r[1] for r in top] == ["measured", "measured"] and top[0][2] >= top[1][2]
+        assert "confirming at r=1" in out.stderr
+        assert fetch(store, "select count(*) from trials t join run_uses u on u.key = t.trial_key"
+                     " where u.run_id = ? and t.sample_ratio = 1.0", [run_id], one=True)[0] >= 2
+    below = [r for r in rows if r[6] != "survivor"]
+    assert all(r[5] is not None for r in below if r[1] == "eliminated")
+    estimates = [r[5] for r in below if r[5] is not None]
+    assert estimates == sorted(estimates, reverse=True)  # ordered by the estimate
 
 
 def test_one_more_encoder_trains_only_what_it_requires(tmp_path):

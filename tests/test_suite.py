@@ -319,7 +319,7 @@ def test_fingerprint_ignores_formatting_and_defaults(tmp_path):
     assert a.fingerprint() == PINNED_MINIMAL_FINGERPRINT
 
 
-PINNED_MINIMAL_FINGERPRINT = "b762d41bdae8a5c0ee517cdc8790fcb795d85c7d239c3f8069b16d6a236c6618"
+PINNED_MINIMAL_FINGERPRINT = "ede427969bdb100491f47e42a9c6b5d8b917c90dc2b50a20829172212d1534ce"
 
 
 def test_fingerprint_is_stable_across_processes(tmp_path):

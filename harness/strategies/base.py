@@ -21,6 +21,21 @@ class RankedCandidate:
     trial_key: str | None = None
     sample_ratio: float | None = 1.0  # where the score was measured (None: never evaluated)
     stage: str = "grid"  # grid | survivor | eliminated-intra | eliminated-inter
+    lower: float | None = None  # a predicted score's 95% interval
+    upper: float | None = None
+    estimate: float | None = None  # below the survivors: the full-data score the place is ordered by
+
+    @property
+    def basis(self) -> str:
+        """What the place rests on: measured | predicted | eliminated | cluster | similarity
+        (rankings.basis)."""
+        if self.stage == "gw-rank":
+            return "similarity"
+        if self.measured_or_predicted == "predicted":
+            return "predicted"
+        if self.stage.startswith("eliminated"):
+            return "eliminated" if self.sample_ratio is not None else "cluster"
+        return "measured"
 
 
 class SearchStrategy:
@@ -84,9 +99,14 @@ class SearchStrategy:
 
     @property
     def constant_baseline(self) -> float | None:
-        """The objective's constant-answer score (:func:`constant_baseline`)."""
+        """The objective's constant-answer score (:func:`constant_baseline`), read from the
+        store's ``task_baselines`` or computed once and stored there."""
         if not hasattr(self, "_baseline"):
-            self._baseline = constant_baseline(self.targets)
+            self._baseline = constant_baseline(
+                self.targets, self.store,
+                record=lambda row: self.store.insert("task_baselines", [{
+                    "run_id": self.run_id, **dict(zip(("plugin", "plugin_version"), self._plugin())),
+                    **row}], on_conflict="ignore"))
         return self._baseline
 
     def trial(self, candidate: Candidate, ratio: float):
@@ -169,9 +189,17 @@ class SearchStrategy:
                  "encoder": r.candidate.vision_encoder, "llm": r.candidate.language_model,
                  "score": None if r.score is None or math.isnan(r.score) else r.score,
                  "measured_or_predicted": r.measured_or_predicted, "trial_key": r.trial_key,
-                 "sample_ratio": r.sample_ratio, "stage": r.stage,
-                 "plugin": plugin, "plugin_version": version} for i, r in enumerate(ranking)]
+                 "sample_ratio": r.sample_ratio, "stage": r.stage, "basis": r.basis,
+                 "error": self._ranked_error(r), "lower": _finite(r.lower), "upper": _finite(r.upper),
+                 "estimate": _finite(r.estimate), "plugin": plugin, "plugin_version": version} for i, r in enumerate(ranking)]
         self.store.insert("rankings", rows)
+
+    def _ranked_error(self, r: RankedCandidate) -> float | None:
+        """The SE of a ranked score measured by a trial of this run; None otherwise."""
+        if r.sample_ratio is None or r.measured_or_predicted != "measured" or r.score is None \
+                or math.isnan(r.score) or (r.candidate, r.sample_ratio) not in self._outcomes:
+            return None
+        return self.score_error(r.candidate, r.sample_ratio)
 
     def _plugin(self) -> tuple[str, str]:
         entry = self.components["search_strategy"].get(self.name)
@@ -260,6 +288,10 @@ class SearchStrategy:
                                    "plugin_version": version, **row} for row in rows])
 
 
+def _finite(value: float | None) -> float | None:
+    return None if value is None or math.isnan(value) else float(value)
+
+
 def objective_name(tasks: list[str]) -> str:
     """The task name a search's rankings are stored under: the one target, or ``mean(a,b,...)``."""
     return tasks[0] if len(tasks) == 1 else "mean(" + ",".join(tasks) + ")"
@@ -283,23 +315,45 @@ def binomial_error(scores) -> float:
     return math.sqrt(var) / len(scores)
 
 
-def constant_baseline(targets) -> float | None:
-    """The constant-answer score of ``targets`` (objects with ``task`` and ``limit``): for each,
-    the share of its test items whose answer is the most frequent one (always giving that
-    answer scores it), averaged over targets; None when a target's answers are not known here
-    (lmms tasks)."""
+def task_baseline(task: str, limit: int | None) -> tuple[str | None, float, int] | None:
+    """(answer, value, n_items): the constant-answer score of one target's test split, the share
+    of its items whose answer is the most frequent one (always giving that answer scores it);
+    None when the answers are not known here (lmms tasks)."""
     from collections import Counter
 
     from harness.shapes import load_dataset
 
+    if not task.startswith("shapes:"):
+        return None
+    answers = load_dataset(task.split(":", 1)[1], split="test", n=limit or 1000, seed=0).answers()
+    counts = Counter(a for a in answers if a is not None)
+    if not counts:
+        return None, 0.0, len(answers)
+    answer, top = counts.most_common(1)[0]
+    return answer, top / sum(counts.values()), len(answers)
+
+
+def constant_baseline(targets, store=None, record=None) -> float | None:
+    """The constant-answer score of ``targets`` (objects with ``task`` and ``limit``),
+    :func:`task_baseline` averaged over targets; None when one is not known. With a ``store``,
+    each target's value is read from ``task_baselines`` and, when missing and ``record`` is given
+    (``record(row)`` inserts it with the caller's provenance), computed and stored once."""
     values = []
     for t in targets:
-        if not t.task.startswith("shapes:"):
-            return None
-        answers = load_dataset(t.task.split(":", 1)[1], split="test", n=t.limit or 1000,
-                               seed=0).answers()
-        counts = Counter(a for a in answers if a is not None)
-        values.append(max(counts.values()) / sum(counts.values()) if counts else 0.0)
+        n = t.limit or 1000
+        row = None
+        if store is not None and store.has_table("task_baselines"):  # a pre-m011 store lacks it
+            rows = store.query("select value from task_baselines where task = ? and split = 'test'"
+                               " and n_items = ?", [t.task, n])
+            row = rows[0]["value"] if rows else None
+        if row is None:
+            found = task_baseline(t.task, t.limit)
+            if found is None:
+                return None
+            answer, row, counted = found
+            if record is not None and counted == n:
+                record({"task": t.task, "split": "test", "n_items": n, "answer": answer, "value": row})
+        values.append(float(row))
     return sum(values) / len(values) if values else None
 
 

@@ -62,14 +62,18 @@ class MordalSearch(SearchStrategy):
         clusters = candidate_clusters(enc_clusters, llm_clusters)
         by_medoid = {Candidate(*c.medoid): c for c in clusters}
 
-        # inter-cluster: the medoid candidate of every cluster, down to the top-K clusters
+        # inter-cluster: the medoid candidate of every cluster (or its best representative),
+        # down to the top-K clusters
+        self._reps = {m: self.representatives(c) for m, c in by_medoid.items()}
         inter_policy = self.policy("inter")
         inter_plan = inter_policy.plan(len(by_medoid), cfg.inter.top_k)
         self.phase("inter-cluster", total=sum(r.n_in for r in inter_plan) or None)
-        inter = drive(inter_policy, list(by_medoid), cfg.inter.top_k, self.evaluate,
-                      errors=self.score_error, baseline=self.constant_baseline,
-                      prefetch=self.prefetch)
-        self.record_rungs("inter", inter)
+        inter = drive(inter_policy, list(by_medoid), cfg.inter.top_k, self.evaluate_cluster,
+                      errors=lambda m, r: self.score_error(self.best_representative(m, r), r),
+                      baseline=self.constant_baseline,
+                      prefetch=lambda pairs: self.prefetch(
+                          [(rep, r) for m, r in pairs for rep in self._reps[m]]))
+        self.record_rungs("inter", inter, self._reps)
 
         # intra-cluster: every candidate of the surviving clusters, down to the top-K'
         members = sorted({m for med in inter.survivors for m in by_medoid[med].members})
@@ -85,10 +89,116 @@ class MordalSearch(SearchStrategy):
         # the survivors' full-data scores: predicted from small ratios, or measured at r = 1
         survivors = list(intra.survivors)
         ranked = self.predict(survivors) if cfg.predictor.enabled else self.measure(survivors)
+        ranked = self.confirm(ranked)
+        top = len(ranked)
         ranked += self.eliminated(intra, exclude={r.candidate for r in ranked})
         ranked += self.untried(intra.untried, exclude={r.candidate for r in ranked})
         ranked += self.eliminated_clusters(inter, by_medoid, exclude={r.candidate for r in ranked})
+        if cfg.rank_below == "estimate":
+            ranked = ranked[:top] + self.by_estimate(ranked[:top], ranked[top:], by_medoid)
         return ranked
+
+    # -- clusters judged by more than their medoid ---------------------------------------------
+
+    def representatives(self, cluster) -> list[Candidate]:
+        """The members that stand for ``cluster`` in the inter-cluster stage: the medoid, then
+        (``clustering.representatives`` > 1) the members farthest from it."""
+        from harness.clustering import farthest_members
+
+        k = self.suite.search.clustering.representatives
+        medoid = Candidate(*cluster.medoid)
+        if k <= 1 or len(cluster.members) < 2:
+            return [medoid]
+        sims = getattr(self, "_sims", {})
+        enc = sims.get(("encoder", None))
+        llm = sims.get(("llm", cluster.medoid[0]))
+
+        def far(a, b, table):
+            if table is None or a == b:
+                return 0.0 if a == b else 1.0
+            names, sim = table
+            return 1.0 - float(sim[names.index(a), names.index(b)])
+
+        def distance(a, b):
+            return far(a[0], b[0], enc) + far(a[1], b[1], llm)
+
+        return [Candidate(*m) for m in
+                farthest_members(list(cluster.members), cluster.medoid, distance, k)]
+
+    def best_representative(self, medoid: Candidate, ratio: float) -> Candidate:
+        """The representative of ``medoid``'s cluster with the best score at ``ratio``."""
+        reps = self._reps.get(medoid, [medoid])
+        if len(reps) == 1:
+            return reps[0]
+        return min(reps, key=lambda c: _best_first_score(self.evaluate(c, ratio), c))
+
+    def evaluate_cluster(self, medoid: Candidate, ratio: float) -> float:
+        """A cluster's score at ``ratio``: the best of its representatives (its medoid's alone
+        with ``clustering.representatives: 1``)."""
+        return self.evaluate(self.best_representative(medoid, ratio), ratio)
+
+    # -- the final stage -----------------------------------------------------------------------
+
+    def confirm(self, ranked: list[RankedCandidate]) -> list[RankedCandidate]:
+        """``predictor.confirm``: measure at r = 1 the survivors whose 95% interval overlaps the
+        leader's (the leader first when it is predicted), at most that many trials; the
+        survivors are then ordered by measured or predicted score."""
+        budget = self.suite.search.predictor.confirm
+        if budget <= 0 or len(ranked) < 2:
+            return ranked
+
+        def interval(r: RankedCandidate) -> tuple[float, float]:
+            if r.measured_or_predicted == "predicted":
+                lo = r.score if r.lower is None else r.lower
+                hi = r.score if r.upper is None else r.upper
+                return lo, hi
+            half = 1.96 * self.score_error(r.candidate, 1.0)
+            return r.score - half, r.score + half
+
+        if any(math.isnan(r.score) for r in ranked[:1]):
+            return ranked
+        lo, hi = interval(ranked[0])
+        tied = [ranked[0]] + [r for r in ranked[1:] if not math.isnan(r.score)
+                              and interval(r)[1] >= lo and interval(r)[0] <= hi]
+        todo = [r.candidate for r in tied if r.measured_or_predicted == "predicted"][:budget]
+        if len(tied) < 2 or not todo:
+            return ranked
+        self.phase("confirm overlapping survivors", total=len(todo))
+        self.say(f"confirming at r=1 (intervals overlap the leader's): "
+                 + ", ".join(str(c) for c in todo), always=True)
+        self.prefetch([(c, 1.0) for c in todo])
+        out = []
+        for r in ranked:
+            if r.candidate in todo:
+                out.append(RankedCandidate(r.candidate, self.evaluate(r.candidate, 1.0), "measured",
+                                           self._outcomes[(r.candidate, 1.0)].key, stage="survivor"))
+            else:
+                out.append(r)
+        return sorted(out, key=_best_first)
+
+    # -- the ranking below the survivors ------------------------------------------------------
+
+    def by_estimate(self, top: list[RankedCandidate], below: list[RankedCandidate],
+                    by_medoid: dict) -> list[RankedCandidate]:
+        """``search.rank_below: estimate``: the candidates below the survivors, ordered by an
+        estimated full-data score (:func:`estimate_full_scores` over every score this run has);
+        a never-trained member of a dropped cluster takes its medoid's estimate, after it."""
+        scores: dict = {}
+        for (c, r), outcome in self._outcomes.items():
+            if outcome.status == "done":
+                scores.setdefault(c, {})[r] = self.evaluate(c, r)
+        final = {r.candidate: r.score for r in top if not math.isnan(r.score)}
+        estimate = estimate_full_scores(scores, final)
+        medoid_of = {Candidate(*m): med for med, cl in by_medoid.items() for m in cl.members}
+        out = []
+        for i, r in enumerate(below):
+            value = estimate.get(r.candidate)
+            trained = value is not None
+            if value is None:
+                value = estimate.get(medoid_of.get(r.candidate))
+            out.append((value is None, -(value or 0.0), not trained, i,
+                        dataclasses.replace(r, estimate=value)))
+        return [row[-1] for row in sorted(out, key=lambda row: row[:4])]
 
     # -- stages -----------------------------------------------------------------------------------
 
@@ -99,15 +209,18 @@ class MordalSearch(SearchStrategy):
         return _construct(cls, eta=options.eta, min_ratio=options.min_ratio, tie_z=options.tie_z,
                           uninformative=options.uninformative)
 
-    def record_rungs(self, phase: str, stage) -> None:
+    def record_rungs(self, phase: str, stage, reps: dict | None = None) -> None:
+        """One ``rungs`` row per candidate a rung trained; with ``reps`` (item -> the members
+        that stand for its cluster), one per representative, each with its own score."""
         rows = []
         for result in stage.rungs:
             if getattr(result, "why", ""):
                 self.say(f"{phase} rung {result.rung.index} (r={result.rung.ratio:g}): {result.why}",
                          always=True)
-            for candidate in result.candidates:
+            pairs = [(item, c) for item in result.candidates for c in (reps or {}).get(item, [item])]
+            for item, candidate in pairs:
                 outcome = self._outcomes.get((candidate, result.rung.ratio))
-                score = result.scores[candidate]
+                score = self.evaluate(candidate, result.rung.ratio) if outcome is not None else math.nan
                 rows.append({"phase": phase, "rung": result.rung.index,
                              "encoder": candidate.vision_encoder, "llm": candidate.language_model,
                              "task": self.objective, "sample_ratio": result.rung.ratio,
@@ -116,7 +229,7 @@ class MordalSearch(SearchStrategy):
                              "error": (self.score_error(candidate, result.rung.ratio)
                                        if outcome is not None else None),
                              "note": getattr(result, "why", "") or None,
-                             "kept": candidate in result.kept,
+                             "kept": item in result.kept,
                              "trial_key": outcome.key if outcome else None})
         if rows:
             self.insert("rungs", rows)
@@ -146,7 +259,8 @@ class MordalSearch(SearchStrategy):
                 ranked.append(RankedCandidate(candidate, math.nan, "predicted", stage="survivor"))
                 continue
             fit, points, extra = fit_until_loglinear(
-                predictor, points, lambda r, c=candidate: self.evaluate(c, r), min_r2=cfg.min_r2)
+                predictor, points, lambda r, c=candidate: self.evaluate(c, r), min_r2=cfg.min_r2,
+                error_of=lambda r, c=candidate: self.score_error(c, r), baseline=self.constant_baseline)
             added = [(r, s) for r, s in points if r in extra]
             if added:
                 self.say(f"{candidate}: not log-linear (R^2 < {cfg.min_r2:g}), trained at "
@@ -160,13 +274,15 @@ class MordalSearch(SearchStrategy):
                 continue
             value = predictor.predict(fit, 1.0)
             lower, upper = prediction_interval(predictor, points,
-                                               [self.score_error(candidate, r) for r, _ in points])
+                                               [self.score_error(candidate, r) for r, _ in points],
+                                               baseline=self.constant_baseline)
             self.insert("scaling_fits", [{**base, "predictor": cfg.name, "a": fit.params.get("a"),
                                           "b": fit.params.get("b"), "r2": fit.r2,
                                           "params": fit.params, "n_points": len(points)}])
             self.insert("predictions", [{**base, "sample_ratio": 1.0, "predicted_score": value,
                                          "lower": lower, "upper": upper, "predictor": cfg.name}])
-            ranked.append(RankedCandidate(candidate, value, "predicted", stage="survivor"))
+            ranked.append(RankedCandidate(candidate, value, "predicted", stage="survivor",
+                                          lower=lower, upper=upper))
         return sorted(ranked, key=_best_first)
 
     def measure(self, survivors: list[Candidate]) -> list[RankedCandidate]:
@@ -201,7 +317,17 @@ class MordalSearch(SearchStrategy):
                            + self.untried(inter.untried, set(), label="eliminated-inter"))
         for dropped in dropped_medoids:
             medoid = dropped.candidate
-            if medoid not in exclude:
+            ratio = dropped.sample_ratio
+            reps = getattr(self, "_reps", {}).get(medoid, [medoid])
+            if ratio is not None and len(reps) > 1:  # each representative by its own score
+                tried = sorted(reps, key=lambda c: _best_first_score(self.evaluate(c, ratio), c))
+                for rep in tried:
+                    if rep not in exclude:
+                        exclude.add(rep)
+                        out.append(RankedCandidate(rep, self.evaluate(rep, ratio), "measured",
+                                                   self._outcomes[(rep, ratio)].key,
+                                                   sample_ratio=ratio, stage="eliminated-inter"))
+            elif medoid not in exclude:
                 exclude.add(medoid)
                 out.append(dropped)
             for member in sorted(Candidate(*m) for m in by_medoid[medoid].members):
@@ -381,6 +507,7 @@ class MordalSearch(SearchStrategy):
         samples = samples() if callable(samples) else samples
         metric = self.components["similarity_metric"].get(self.suite.search.similarity).load()
         sim = values if higher_is_closer(metric) else 1.0 - values
+        self.__dict__.setdefault("_sims", {})[(level, context)] = (list(names), sim)
         clusters = cluster(names, sim, threshold, self.suite.search.clustering.linkage)
         self._record_clusters(level, clusters, threshold, fps, context=context)
         self.record_phase_cost(phase, time.perf_counter() - start, samples, all_reused, keys.values())
@@ -406,6 +533,50 @@ def similarity_options(metric, clustering) -> dict:
         return {"minibatch": int(clustering.cka_batch), "seed": 0} if "seed" in params else \
             {"minibatch": int(clustering.cka_batch)}
     return {}
+
+
+def estimate_full_scores(scores: dict, final: dict, direct_min: int = 3) -> dict:
+    """An estimated full-data (r = 1) score for every candidate in ``scores`` ({candidate:
+    {ratio: score}}): its score at its largest ratio plus the median gain from that ratio to
+    r = 1. ``final`` holds the full-data scores the run has (measured, or predicted for
+    survivors), which count as r = 1 scores. The gain from ratio r is the median of
+    (full - score at r) over candidates that have both when at least ``direct_min`` do; else
+    the median step to the next larger ratio plus that ratio's gain (so one survivor's curve is
+    not the only evidence); 0 when nothing links r to r = 1. A candidate with a full-data score
+    keeps it."""
+    import statistics
+
+    full = {c: v for c, v in final.items() if v is not None and not math.isnan(v)}
+    for c, by_ratio in scores.items():
+        if c not in full and not math.isnan(by_ratio.get(1.0, math.nan)):
+            full[c] = by_ratio[1.0]
+    ratios = sorted({r for by_ratio in scores.values() for r in by_ratio if r < 1.0})
+    gain: dict = {}
+    for i in reversed(range(len(ratios))):
+        r = ratios[i]
+        direct = [full[c] - s[r] for c, s in scores.items()
+                  if c in full and not math.isnan(s.get(r, math.nan))]
+        chained = None
+        for r2 in ratios[i + 1:]:
+            steps = [s[r2] - s[r] for s in scores.values()
+                     if not math.isnan(s.get(r, math.nan)) and not math.isnan(s.get(r2, math.nan))]
+            if steps:
+                chained = (len(steps), statistics.median(steps) + gain[r2])
+                break
+        if len(direct) >= direct_min or (direct and chained is None):
+            gain[r] = statistics.median(direct)
+        elif chained is not None:
+            gain[r] = chained[1]
+        else:
+            gain[r] = 0.0
+    out = dict(full)
+    for c, by_ratio in scores.items():
+        if c in out:
+            continue
+        seen = [r for r in sorted(by_ratio) if r < 1.0 and not math.isnan(by_ratio[r])]
+        if seen:
+            out[c] = by_ratio[seen[-1]] + gain[seen[-1]]
+    return out
 
 
 def _best_first_score(score: float, candidate) -> tuple:
