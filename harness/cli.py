@@ -248,26 +248,90 @@ def plugins(as_json: bool):
     _console().print(table)
 
 
+# what `harness sql` runs: statements that only read (DESCRIBE, SHOW, SUMMARIZE, FROM and VALUES
+# parse as SELECT); PRAGMA reads settings and table info, and cannot change a locked configuration
+_READ_STATEMENTS = ("SELECT", "EXPLAIN", "PRAGMA")
+
+
 @cli.command()
 @click.argument("query")
 @store_option
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table",
               show_default=True)
-def sql(query: str, store_path: Path | None, fmt: str):
-    """Run a read-only SQL query against the store (tables, views: leaderboard, history)."""
+@click.option("--script", is_flag=True, help="Run several statements (separated by ';'), printing each result.")
+@click.option("--file", "files", multiple=True, type=click.Path(path_type=Path),
+              help="A local file the query may read (read_csv, read_parquet, ... for joins); repeatable. "
+                   "Nothing else outside the store can be read or written.")
+@click.option("--wait", type=float, default=0.0, show_default=True,
+              help="Seconds to wait for a store another process is writing.")
+def sql(query: str, store_path: Path | None, fmt: str, script: bool, files: tuple[Path, ...], wait: float):
+    """Run a read-only SQL query against the store (tables, views: leaderboard, history).
+
+    Only statements that read run (SELECT, WITH, DESCRIBE, SHOW, SUMMARIZE, EXPLAIN, PRAGMA),
+    one per call unless --script; DuckDB's external access is off and its configuration
+    locked, so a query cannot attach, copy, export, install or read files other than --file.
+    """
+    import duckdb
+
     from harness.store import Store
 
+    if not query.strip():
+        raise click.UsageError("QUERY is empty: give one SQL statement, e.g. "
+                               "harness sql \"select * from leaderboard\"")
     path = _store_path(store_path)
-    if not path.exists():  # a fresh directory: create the empty, migrated store first
-        Store.open(path).close()
-    with Store.open(path, read_only=True) as store:
+    if not path.exists():
+        raise click.ClickException(
+            f"no store at {path}: nothing has been run there (harness run creates it); check "
+            "--store / HARNESS_STORE")
+    missing = [f for f in files if not f.is_file()]
+    if missing:
+        raise click.UsageError(f"--file {missing[0]}: no such file")
+    with Store.open(path, read_only=True, wait=wait) as store:
+        con = store.con
         try:
-            cursor = store.con.execute(query)
-        except Exception as exc:  # duckdb raises its own hierarchy; show its message as-is
-            raise click.ClickException(f"query failed: {exc}") from None
-        columns = [d[0] for d in cursor.description] if cursor.description else []
-        rows = cursor.fetchall() if columns else []
-    _print_rows(columns, rows, fmt)
+            statements = con.extract_statements(query)
+        except duckdb.Error as exc:
+            raise click.ClickException(f"query failed: {_one_line(exc)}") from None
+        if not statements:
+            raise click.UsageError("QUERY has no SQL statement in it")
+        if len(statements) > 1 and not script:
+            raise click.UsageError(f"QUERY holds {len(statements)} statements: give one, or pass "
+                                   "--script to run them all")
+        for i, statement in enumerate(statements, 1):
+            kind = statement.type.name
+            if kind not in _READ_STATEMENTS:
+                where = f"statement {i} " if len(statements) > 1 else ""
+                raise click.ClickException(
+                    f"{where}is {kind}: harness sql only reads the store (SELECT, WITH, DESCRIBE, "
+                    "SHOW, SUMMARIZE, EXPLAIN, PRAGMA); nothing was run. To change a store use "
+                    "harness store merge / import / backup")
+        # defence in depth: no file or network access but --file, no extension downloads, and
+        # settings locked so no statement can turn any of it back on
+        allowed = [str(f.resolve()) for f in files]
+        for setting in ("SET autoinstall_known_extensions = false", "SET autoload_known_extensions = false",
+                        f"SET allowed_paths = {allowed!r}" if allowed else None,
+                        "SET enable_external_access = false", "SET lock_configuration = true"):
+            if setting:
+                con.execute(setting)
+        for statement in statements:
+            try:
+                cursor = con.execute(statement.query)
+                columns = [d[0] for d in cursor.description] if cursor.description else []
+                rows = cursor.fetchall() if columns else []
+            except duckdb.Error as exc:  # duckdb raises its own hierarchy; show its message
+                raise click.ClickException(f"query failed: {_one_line(exc)}") from None
+            _print_rows(columns, rows, fmt)
+
+
+def _one_line(exc: Exception) -> str:
+    """A DuckDB message on one line: its text up to the quoted query ("LINE 1: ...")."""
+    lines = []
+    for text in str(exc).splitlines():
+        if text.startswith("LINE "):
+            break
+        if text.strip():
+            lines.append(text.strip())
+    return " ".join(lines)
 
 
 def _print_rows(columns: list[str], rows: list[tuple], fmt: str) -> None:

@@ -21,8 +21,15 @@ def harness(*args, cwd=None, env=None, timeout=120):
                           text=True, cwd=cwd, env=env, timeout=timeout)
 
 
+def fresh_store(path):
+    from harness.store import Store
+
+    Store.open(path).close()
+    return path
+
+
 def test_sql_on_a_fresh_store_in_every_format(tmp_path):
-    store = tmp_path / "s.duckdb"
+    store = fresh_store(tmp_path / "s.duckdb")
     out = harness("sql", "select * from leaderboard", "--store", store)
     assert out.returncode == 0, out.stderr
     assert "(0 rows)" in out.stdout and "vision_encoder" in out.stdout
@@ -34,11 +41,68 @@ def test_sql_on_a_fresh_store_in_every_format(tmp_path):
 
 
 def test_sql_errors_are_one_line_and_read_only(tmp_path):
-    store = tmp_path / "s.duckdb"
+    store = fresh_store(tmp_path / "s.duckdb")
     bad = harness("sql", "select * from no_such_table", "--store", store)
     assert bad.returncode != 0 and "no_such_table" in bad.stderr and "Traceback" not in bad.stderr
     write = harness("sql", "delete from runs", "--store", store)
-    assert write.returncode != 0 and "read-only" in write.stderr.lower()
+    assert write.returncode != 0 and "only reads the store" in write.stderr
+
+
+def test_sql_cannot_write_anything_anywhere(tmp_path):
+    """Each of these wrote a file, another store or a setting before `harness sql` was locked
+    down (issue 19): now each is refused with one line, and no file changes."""
+    import hashlib
+
+    store = fresh_store(tmp_path / "s.duckdb")
+    other = fresh_store(tmp_path / "other.duckdb")
+    with duckdb.connect(str(other)) as con:
+        con.execute("create table precious as select 42 as answer")
+    (tmp_path / "join.csv").write_text("task,weight\nshapes:color,2\n")
+    before = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in tmp_path.iterdir()}
+    attempts = [
+        f"ATTACH '{other}' AS o (READ_WRITE); DELETE FROM o.precious",
+        f"ATTACH '{other}' AS o (READ_WRITE)",
+        f"COPY (SELECT 1) TO '{tmp_path / 'out.csv'}'",
+        f"COPY runs TO '{tmp_path / 's.duckdb'}'",
+        f"EXPORT DATABASE '{tmp_path / 'dump'}'",
+        "INSTALL httpfs",
+        "LOAD httpfs",
+        "SET enable_external_access = true",
+        "PRAGMA enable_external_access = true",
+        "CREATE TABLE t AS SELECT 1",
+        "INSERT INTO runs (run_id) VALUES ('x')",
+        "CHECKPOINT",
+        f"SELECT * FROM read_csv('{tmp_path / 'join.csv'}')",  # not given with --file
+        "SELECT * FROM read_text('/etc/hostname')",
+        f"SELECT * FROM glob('{tmp_path}/*')",
+    ]
+    for sql in attempts:
+        out = harness("sql", sql, "--store", store)
+        assert out.returncode != 0, sql
+        assert "Traceback" not in out.stderr and out.stderr.strip().splitlines()[-1].startswith("Error: "), \
+            (sql, out.stderr)
+        for script in (harness("sql", sql, "--script", "--store", store),):
+            assert script.returncode != 0, sql
+    after = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in tmp_path.iterdir()}
+    assert after == before
+    assert duckdb.connect(str(other), read_only=True).execute("select * from precious").fetchall() == [(42,)]
+
+    # what it may do: read a file given with --file (a join), several statements with --script
+    joined = harness("sql", f"SELECT weight FROM read_csv('{tmp_path / 'join.csv'}')", "--file",
+                     tmp_path / "join.csv", "--store", store, "--format", "json")
+    assert joined.returncode == 0, joined.stderr
+    assert json.loads(joined.stdout) == [{"weight": 2}]
+    two = harness("sql", "select 1 as a; select 2 as b", "--store", store)
+    assert two.returncode == 2 and "--script" in two.stderr
+    both = harness("sql", "select 1 as a; select 2 as b", "--script", "--store", store, "--format", "csv")
+    assert both.returncode == 0 and both.stdout.split() == ["a", "1", "b", "2"]
+    for empty in ("", "   ", ";"):
+        out = harness("sql", empty, "--store", store)
+        assert out.returncode == 2 and "Traceback" not in out.stderr, empty
+    # a mistyped store path is an error, and creates nothing
+    typo = tmp_path / "no" / "such" / "store.duckdb"
+    out = harness("sql", "select 1", "--store", typo)
+    assert out.returncode != 0 and "no store at" in out.stderr and not (tmp_path / "no").exists()
 
 
 def test_store_path_env_and_flag(tmp_path):
@@ -54,8 +118,7 @@ def test_store_path_env_and_flag(tmp_path):
 
 
 def test_store_info_and_backup(tmp_path):
-    store = tmp_path / "s.duckdb"
-    harness("sql", "select 1", "--store", store)
+    store = fresh_store(tmp_path / "s.duckdb")
     info = json.loads(harness("store", "info", "--json", "--store", store).stdout)
     assert info["pending_migrations"] == [] and "runs" in info["rows"]
     dest = tmp_path / "copy.duckdb"
