@@ -11,11 +11,13 @@ from __future__ import annotations
 import dataclasses
 import time
 import traceback
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness import __version__
 from harness.errors import BadInput
+from harness.store.errors import StoreWarning
 from harness.scoring import Target, TaskScore
 
 PLUGIN = "harness.trial"
@@ -245,16 +247,27 @@ def run_trial(spec: TrialSpec, store, run_id: str, *, default_limit: int = 1000,
                          run_id=run_id, plugin=PLUGIN, plugin_version=__version__)
 
     prior = store.get_trial(key)
+    retrain, vlm = False, None
     if prior is not None and prior["status"] == "done":
         have = {s["task"]: s for s in store.get_scores(key)}
         missing = [t for t in spec.targets if t.task not in have
                    or _expected_items(t, default_limit) not in (None, have[t.task]["n_items"])]
-        if missing:
-            vlm, _ = build_vlm(spec, encoder, language_model)
+        if not missing:
+            return stored_outcome(spec, key, store, run_id, default_limit)
+        vlm, _ = build_vlm(spec, encoder, language_model)
+        try:  # new targets are scored from the stored checkpoint
+            if not prior["checkpoint_path"]:
+                raise FileNotFoundError("the trial was stored without one (an imported table)")
             load_checkpoint(vlm, store.checkpoint_abspath(prior["checkpoint_path"]))
+        except Exception as exc:  # noqa: BLE001 - missing, truncated, foreign: train it again
+            retrain = True
+            warnings.warn(f"trial {key[:12]} ({spec.encoder} + {spec.llm}, r={spec.ratio:g}): its "
+                          f"checkpoint cannot be read ({type(exc).__name__}: {str(exc)[:120]}), so "
+                          "it is trained again to score the new targets", StoreWarning, stacklevel=2)
+        else:
             vlm.to(device).eval()
             _store_scores(_score(vlm, missing))
-        return stored_outcome(spec, key, store, run_id, default_limit)
+            return stored_outcome(spec, key, store, run_id, default_limit)
 
     if stored_only:
         return None
@@ -262,11 +275,13 @@ def run_trial(spec: TrialSpec, store, run_id: str, *, default_limit: int = 1000,
                       dataset_fingerprint=dataset.fingerprint, sample_ratio=spec.ratio,
                       plugin=PLUGIN, plugin_version=__version__, train_config=config.as_dict(),
                       seed=spec.seed, encoder_fingerprint=encoder.fingerprint,
-                      llm_fingerprint=language_model.fingerprint, device=str(device))
+                      llm_fingerprint=language_model.fingerprint, device=str(device),
+                      replace_done=retrain)
     store.record_use(run_id, "trial", key, reused=False)
     start = time.perf_counter()
     try:
-        vlm, _ = build_vlm(spec, encoder, language_model)
+        if vlm is None:  # (a VLM built for a checkpoint that could not be read is still fresh)
+            vlm, _ = build_vlm(spec, encoder, language_model)
         examples = examples_from(subset(dataset, spec.ratio, spec.seed))
         result = train(vlm, examples, config, seed=spec.seed, device=str(device), ratio=spec.ratio,
                        progress=progress)

@@ -389,11 +389,13 @@ class Store:
         encoder_fingerprint: str | None = None,
         llm_fingerprint: str | None = None,
         device: str | None = None,
+        replace_done: bool = False,
     ) -> None:
-        """Mark a trial 'running'. A failed (or interrupted) earlier attempt is replaced; a done one is an error."""
+        """Mark a trial 'running'. A failed (or interrupted) earlier attempt is replaced; a done
+        one is an error, unless ``replace_done`` (its checkpoint is lost: it is trained again)."""
         with self.transaction():
             prior = self.con.execute("SELECT status FROM trials WHERE trial_key = ?", [trial_key]).fetchone()
-            if prior and prior[0] == "done":
+            if prior and prior[0] == "done" and not replace_done:
                 raise StoreError(f"trial {trial_key} is already done in store {self.path}; reuse it instead")
             if prior:
                 self.con.execute("DELETE FROM scores WHERE trial_key = ?", [trial_key])

@@ -86,6 +86,29 @@ def test_same_spec_same_scores_and_reuse(store):
     assert other.trained and other.key != first.key
 
 
+@pytest.mark.parametrize("damage", ["deleted", "truncated"])
+def test_a_lost_checkpoint_is_trained_again_not_fatal(store, damage):
+    from harness.store import StoreWarning
+
+    run = store.start_run(suite_name="a")
+    first = run_trial(_small(), store, run)
+    path = store.checkpoint_abspath(store.get_trial(first.key)["checkpoint_path"])
+    if damage == "deleted":
+        path.unlink()
+    else:
+        path.write_bytes(path.read_bytes()[:100])
+    wider = _small(targets=(Target("shapes:count", limit=16), Target("shapes:color", limit=16)))
+    with pytest.warns(StoreWarning, match="trained again"):
+        again = run_trial(wider, store, store.start_run(suite_name="b"))
+    assert again.status == "done" and again.trained
+    assert {s.task for s in again.scores} == {"shapes:count", "shapes:color"}
+    # the same training (same seed): the count score it had is reproduced, and it is stored once
+    assert [s.value for s in again.scores if s.task == "shapes:count"] == \
+        [s.value for s in first.scores if s.task == "shapes:count"]
+    assert store.query("select count(*) as n from trials")[0]["n"] == 1
+    assert store.get_trial(first.key)["status"] == "done" and path.exists()
+
+
 def test_same_seed_same_scores_in_a_fresh_store(tmp_path):
     results = []
     for i in range(2):
