@@ -566,6 +566,23 @@ def _quiet_libraries() -> None:
                        ("HF_HUB_DISABLE_PROGRESS_BARS", "1"), ("TQDM_DISABLE", "1"),
                        ("TOKENIZERS_PARALLELISM", "false")):
         os.environ.setdefault(var, value)
+    _one_line_warnings()
+
+
+def _one_line_warnings() -> None:
+    """harness's own warnings (StoreWarning, ...) print as one line, "warning: message"; the
+    libraries' keep Python's format."""
+    import warnings
+
+    default = warnings.formatwarning
+
+    def formatwarning(message, category, filename, lineno, line=None):
+        module = getattr(category, "__module__", "") or ""
+        if module.startswith("harness"):
+            return "warning: " + " ".join(str(message).split()) + "\n"
+        return default(message, category, filename, lineno, line)
+
+    warnings.formatwarning = formatwarning
 
 
 def main() -> None:

@@ -60,8 +60,22 @@ def _import_lmms():
     logger.remove()
     logger.add(sys.stderr, level="ERROR")
     import lmms_eval
+    import lmms_eval.evaluator as evaluator
 
+    # its "Postprocessing" bar passes disable= itself, so TQDM_DISABLE cannot quiet it; harness
+    # shows its own progress
+    if not getattr(evaluator.tqdm, "_harness_quiet", False):
+        evaluator.tqdm = _quiet_tqdm(evaluator.tqdm)
     return lmms_eval
+
+
+def _quiet_tqdm(tqdm):
+    def quiet(*args, **kwargs):
+        kwargs["disable"] = True
+        return tqdm(*args, **kwargs)
+
+    quiet._harness_quiet = True
+    return quiet
 
 
 _MODEL_CLASS = None

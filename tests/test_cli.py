@@ -190,3 +190,18 @@ def test_run_records_a_failed_run_when_the_strategy_cannot_load(tmp_path):
     (row,) = con.execute("select suite_name, strategy, status, error, plugin from runs").fetchall()
     assert row[:3] == ("quickstart", "later", "failed") and "not available yet" in row[3]
     assert row[4] == "later"
+
+
+def test_harness_warnings_print_as_one_line(monkeypatch):
+    import warnings
+
+    from harness.cli import _one_line_warnings
+    from harness.store import StoreWarning
+
+    monkeypatch.setattr(warnings, "formatwarning", warnings.formatwarning)
+    _one_line_warnings()
+    text = warnings.formatwarning(StoreWarning("store x is older\n  than the code"), StoreWarning,
+                                  "/some/file.py", 12, "warnings.warn(...)")
+    assert text == "warning: store x is older than the code\n"
+    other = warnings.formatwarning(UserWarning("a library's"), UserWarning, "/lib.py", 3, "x")
+    assert "/lib.py:3" in other  # the libraries' warnings keep Python's format
