@@ -50,6 +50,16 @@ class HarnessGroup(click.Group):
         except HarnessError as exc:
             click.echo(f"error: {exc}", err=True)
             ctx.exit(exc.exit_code)
+        except Exception as exc:
+            duckdb = sys.modules.get("duckdb")
+            # DuckDB failing to read a store mid-command (a damaged block found late)
+            if duckdb is None or not (isinstance(exc, (duckdb.IOException, duckdb.InternalException))
+                                      or "Corrupt database" in str(exc)):
+                raise
+            click.echo("error: the store cannot be read: " + " ".join(str(exc).split())[:240]
+                       + ". It may be damaged: restore a copy (harness store backup) or move it aside",
+                       err=True)
+            ctx.exit(1)
         except KeyboardInterrupt:  # the run and its in-flight trial were marked on the way out
             click.echo("interrupted", err=True)
             ctx.exit(130)

@@ -78,12 +78,40 @@ def new_run_id() -> str:
     return _now().strftime("%Y%m%d-%H%M%S-") + os.urandom(3).hex()
 
 
+# DuckDB never fetches an extension for a store: a foreign file (SQLite, Postgres dump) must not
+# make it try to download a reader
+_CONFIG = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
+
+
+def check_store_file(path: Path) -> None:
+    """Refuse, naming the file, something at ``path`` that is not a DuckDB database file (a
+    SQLite database, a text file, a folder); a missing or empty file is a new store."""
+    if path.is_dir():
+        raise StoreError(f"{path} is a folder, not a store file; pass the .duckdb file inside it")
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    with open(path, "rb") as fh:
+        head = fh.read(16)
+    if head[8:12] == b"DUCK":
+        return
+    what = "a SQLite database" if head.startswith(b"SQLite format 3") else "not a DuckDB database file"
+    raise StoreError(f"{path} is {what}, not a harness store (give the .duckdb file harness writes)")
+
+
+def damaged(path: Path, exc: Exception) -> StoreError:
+    """The one-line error for a store DuckDB cannot read (truncated, bad checksums)."""
+    text = " ".join(str(exc).split())[:240]
+    return StoreError(f"store {path} cannot be read: {text}. It may be damaged (truncated or "
+                      "overwritten): restore a copy (harness store backup makes one) or move it aside")
+
+
 def _connect(path: Path, read_only: bool, wait: float) -> duckdb.DuckDBPyConnection:
+    check_store_file(path)
     deadline = time.monotonic() + max(0.0, wait)
     delay = 0.05
     while True:
         try:
-            return duckdb.connect(str(path), read_only=read_only)
+            return duckdb.connect(str(path), read_only=read_only, config=_CONFIG)
         except duckdb.ConnectionException as e:
             # Same process, other mode: DuckDB shares one instance per file per process.
             raise StoreError(
@@ -93,7 +121,7 @@ def _connect(path: Path, read_only: bool, wait: float) -> duckdb.DuckDBPyConnect
         except duckdb.IOException as e:
             m = _LOCK_RE.search(str(e))
             if m is None and "Could not set lock" not in str(e):
-                raise StoreError(f"cannot open store {path}: {e}") from e
+                raise damaged(path, e) from e
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 pid = int(m["pid"]) if m else None
@@ -107,6 +135,8 @@ def _connect(path: Path, read_only: bool, wait: float) -> duckdb.DuckDBPyConnect
                 ) from e
             time.sleep(min(delay, remaining))
             delay = min(delay * 2, 0.25)
+        except duckdb.Error as e:  # "Corrupt database file": a block failed its checksum
+            raise damaged(path, e) from e
 
 
 class Store:
@@ -150,6 +180,9 @@ class Store:
                 except StoreError as e:
                     raise StoreError(f"store {path}: {e}") from e
                 store._mark_interrupted()
+        except duckdb.Error as e:  # blocks that fail their checksum, a file cut short
+            con.close()
+            raise damaged(path, e) from e
         except BaseException:
             con.close()
             raise
@@ -540,12 +573,18 @@ class Store:
         dest = Path(dest).expanduser().absolute()
         if dest.exists():
             raise StoreError(f"backup destination {dest} already exists; choose a new file name")
-        dest.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise StoreError(f"cannot write the backup {dest}: {e.strerror} ({e.filename})") from None
         if self._tx_depth:
             raise StoreError("cannot back up inside a transaction; commit it first")
         alias = "harness_backup_" + os.urandom(4).hex()
         src = self.con.execute("SELECT current_database()").fetchone()[0]
-        self.con.execute(f"ATTACH {_sql_literal(str(dest))} AS {alias} (READ_WRITE)")
+        try:
+            self.con.execute(f"ATTACH {_sql_literal(str(dest))} AS {alias} (READ_WRITE)")
+        except duckdb.Error as e:
+            raise StoreError(f"cannot write the backup {dest}: {' '.join(str(e).split())[:200]}") from None
         try:
             self.con.execute(f'COPY FROM DATABASE "{src}" TO {alias}')
         except BaseException:

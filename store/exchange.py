@@ -314,9 +314,19 @@ def merge_store(store, other: str | os.PathLike, *, record: bool = True) -> dict
     other = Path(other).expanduser().absolute()
     if not other.exists():
         raise StoreError(f"no store at {other}")
+    if store.path is not None and Path(store.path).exists() and os.path.samefile(other, store.path):
+        raise StoreError(f"{other} is this store ({store.path}): a store cannot be merged into itself")
+    from .connection import check_store_file
+
+    check_store_file(other)
     con = store.con
     alias = "harness_merge_" + os.urandom(4).hex()
-    con.execute(f"ATTACH {_sql_literal(str(other))} AS {alias} (READ_ONLY)")
+    try:
+        con.execute(f"ATTACH {_sql_literal(str(other))} AS {alias} (READ_ONLY)")
+    except duckdb.Error as e:
+        from .connection import damaged
+
+        raise damaged(other, e) from None
     try:
         theirs = [t for t in tables(con, alias) if t not in _NOT_EXPORTED]
         newer = [m for m in con.execute(f"SELECT name FROM {alias}._migrations").fetchall()
