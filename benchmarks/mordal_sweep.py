@@ -56,6 +56,16 @@ CONFIGS = {
     "ties within 2 SE": {"inter": {"tie_z": 2}, "intra": {"tie_z": 2}},
     "ties within 1 SE, uninformative 0.5": {"inter": {"tie_z": 1, "uninformative": 0.5},
                                             "intra": {"tie_z": 1, "uninformative": 0.5}},
+    # clusters judged by their medoid and their farthest member (clustering.representatives)
+    "2 representatives": {"clustering": {"representatives": 2}},
+    # the candidates below the survivors by estimated full-data score (search.rank_below)
+    "rank below by estimate": {"rank_below": "estimate"},
+    # two survivors; those whose prediction intervals overlap the leader's measured at r = 1
+    "top-2 clusters, intra top-2, confirm 2": {"inter": {"top_k": 2}, "intra": {"top_k": 2},
+                                               "predictor": {"confirm": 2}},
+    "ties 1 SE, uninformative 0.5, 2 representatives": {
+        "inter": {"tie_z": 1, "uninformative": 0.5}, "intra": {"tie_z": 1, "uninformative": 0.5},
+        "clustering": {"representatives": 2}},
 }
 
 

@@ -37,7 +37,7 @@ TINY = """\
 name: robust
 seed: 0
 zoo: {vision_encoders: [tiny:vit-p4], language_models: [tiny:gpt2]}
-alignment: {dataset: ALIGN, samples: 32}
+alignment: {dataset: "ALIGN", samples: 32}
 vlm: {llm: full, optim: {lr: 1.0e-3, batch_size: 16, epochs: 1}}
 targets: [{task: shapes:color, limit: 8}]
 search: {strategy: grid}
@@ -61,7 +61,7 @@ class Case:
     args: list  # CLI arguments; "{dir}" is the case's folder
     files: dict = field(default_factory=dict)  # relative path -> str | bytes | callable(dir)
     store: str | None = "s.duckdb"  # made (migrated, one table of rows) before the case runs
-    expect: str | None = None  # a word the error must contain
+    ok: bool = False  # exit 0 is right here (a control: validation cannot see the problem)
 
 
 def _suite_cases() -> list[Case]:
@@ -175,6 +175,11 @@ def _data_cases() -> list[Case]:
         for command in ("validate", "run"):
             args = [command, "{dir}/suite.yaml"] + (["--store", "{dir}/s.duckdb"] if command == "run" else [])
             cases.append(Case(f"llava {name} ({command})", "data", args, {**files, "suite.yaml": suite}))
+    for command in ("validate", "run"):  # a relative path: validation cannot tell, the run must
+        args = [command, "{dir}/suite.yaml"] + (["--store", "{dir}/s.duckdb"] if command == "run" else [])
+        cases.append(Case(f"llava missing json, relative path ({command})", "data", args,
+                          {"suite.yaml": suite_text(align="llava:img/none.json")},
+                          ok=command == "validate"))
     return cases
 
 
@@ -348,7 +353,10 @@ def run_case(case: Case, directory: Path, timeout: float) -> dict:
             continue
         path = directory / rel
         path.parent.mkdir(parents=True, exist_ok=True)
-        (path.write_bytes if isinstance(content, bytes) else path.write_text)(content)
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content.replace("{dir}", str(directory)))
     for post in posts:
         post(directory)
     before = _snapshot(directory)
@@ -371,7 +379,7 @@ def run_case(case: Case, directory: Path, timeout: float) -> dict:
     elif "Traceback (most recent call last)" in err or "MemoryError" in err:
         verdict = "traceback"
     elif code == 0:
-        verdict = "accepted"
+        verdict = "clean" if case.ok else "accepted"
     elif code < 0:
         verdict = f"killed (signal {-code})"
     else:

@@ -24,11 +24,14 @@ from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 
+from harness.errors import BadInput
+
 IMAGE_TOKEN = "<image>"
 
 
-class DatasetError(ValueError):
-    """Malformed dataset input: the message names the file and the offending entry."""
+class DatasetError(BadInput, ValueError):
+    """Malformed dataset input: the message names the file and the offending entry (a harness
+    error: the CLI prints it as one line and exits 2)."""
 
 
 def content_hash(obj: Any) -> str:
@@ -411,24 +414,66 @@ def _open_rgb(path: Path):
         return img.convert("RGB")
 
 
+def _llava_ref(path: str | os.PathLike) -> tuple[Path, dict]:
+    """(json path, options) of ``<path>[?images=FOLDER&outside=1]``: the options ride on the
+    ref when the path without them is the file."""
+    text = str(path)
+    base, sep, query = text.rpartition("?")
+    if not sep or Path(text).is_file():
+        return Path(text), {}
+    options = {}
+    for part in query.split("&"):
+        key, _, value = part.partition("=")
+        if key not in ("images", "outside"):
+            raise DatasetError(f"llava:{text}: unknown option {key!r} (options: images=FOLDER, outside=1)")
+        options[key] = value
+    return Path(base), options
+
+
+def _check_image_headers(path: Path, folder: Path, items: list, n: int) -> None:
+    """Open the headers of up to ``n`` images, evenly spaced over ``items``; a file PIL cannot
+    identify is a :class:`DatasetError` naming the entry."""
+    from PIL import Image, UnidentifiedImageError
+
+    if not items:
+        return
+    step = max(1, len(items) // n)
+    for item in items[::step][:n]:
+        try:
+            with Image.open(folder / item.image_path) as img:
+                img.size  # noqa: B018 - the header only
+        except (UnidentifiedImageError, OSError) as exc:
+            raise DatasetError(f"{path}: entry id {item.id!r}: image {item.image_path!r} cannot be "
+                               f"read as an image ({type(exc).__name__})") from None
+
+
 def load_llava(
-    path: str | os.PathLike, image_folder: str | os.PathLike | None = None, **_: Any
+    path: str | os.PathLike, image_folder: str | os.PathLike | None = None, *,
+    allow_outside: bool | None = None, check_images: int = 0, **_: Any
 ) -> Dataset:
     """Read LLaVA-format data: a json list of ``{"id", "image", "conversations"}``.
 
-    ``image`` paths are relative to ``image_folder`` (default: the json's folder). Entries
-    without ``image`` are text-only. Optional ``answer``/``task``/``choices`` keys (written by
-    :meth:`Dataset.to_disk`) are kept. Raises :class:`DatasetError` naming the file and the
-    entry index for malformed entries and missing images.
+    ``image`` paths are relative to ``image_folder`` (default: the json's folder; the ref
+    option ``?images=FOLDER``) and must stay inside it (no absolute path, no ``..`` out of it)
+    unless ``allow_outside`` (``?outside=1``). Entries without ``image`` are text-only.
+    Optional ``answer``/``task``/``choices`` keys (written by :meth:`Dataset.to_disk`) are
+    kept. Raises :class:`DatasetError` naming the file and the entry index for malformed
+    entries, missing images and an empty list; ``check_images`` > 0 also opens that many image
+    headers, evenly spaced (a cheap check that the files are images: suite validation does it).
 
     The fingerprint hashes the json bytes and the list of image paths with their sizes.
     """
-    path = Path(path)
+    path, options = _llava_ref(path)
+    if image_folder is None and options.get("images"):
+        image_folder = options["images"]
+    if allow_outside is None:
+        allow_outside = options.get("outside", "") in ("1", "true", "yes")
     if not path.is_file():
         raise DatasetError(f"LLaVA json {str(path)!r} does not exist")
     folder = Path(image_folder) if image_folder is not None else path.parent
     if not folder.is_dir():
         raise DatasetError(f"image folder {str(folder)!r} for {str(path)!r} does not exist")
+    inside = folder.resolve()
     raw = path.read_bytes()
     try:
         data = json.loads(raw)
@@ -438,6 +483,8 @@ def load_llava(
         raise DatasetError(
             f"{path}: expected a json list of entries, found a {type(data).__name__}"
         )
+    if not data:
+        raise DatasetError(f"{path}: the list of entries is empty: nothing to train or score on")
 
     items: list[VisionTextItem] = []
     image_list: list[tuple[str, int]] = []
@@ -450,6 +497,11 @@ def load_llava(
         loader = None
         if rel is not None:
             full = folder / rel
+            if not allow_outside and (Path(rel).is_absolute() or not full.resolve().is_relative_to(inside)):
+                raise DatasetError(
+                    f"{path}: entry {i} (id {entry['id']!r}) image {rel!r} is outside the image folder "
+                    f"{str(folder)!r}; image paths are relative to it (allow others with the ref "
+                    f"option llava:{path}?outside=1)")
             try:
                 size = full.stat().st_size
             except OSError:
@@ -479,6 +531,8 @@ def load_llava(
             )
         )
 
+    if check_images > 0:
+        _check_image_headers(path, folder, [it for it in items if it.image_path is not None], check_images)
     fingerprint = content_hash({"json": hashlib.sha256(raw).hexdigest(), "images": image_list})
     tasks = {it.task for it in items}
     task = (

@@ -27,6 +27,7 @@ def run_suite(suite, suite_path: Path, store_path: Path, *, wait: float = 0.0,
     from harness.store import Store
 
     get_components()["search_strategy"].get(suite.search.strategy)  # unknown names fail first
+    preflight(suite)  # bad data fails before the store is touched
     with Store.open(store_path, wait=wait) as store:
         sources = list(replay_from or [])
         if table is not None:
@@ -49,6 +50,18 @@ def run_suite(suite, suite_path: Path, store_path: Path, *, wait: float = 0.0,
                 sources, one.seed))
         print_replay_table(rows)
     return 0
+
+
+def preflight(suite) -> None:
+    """What validation leaves to the run, checked before the store is opened: every LLaVA data
+    file the suite names must exist and read as one (validation checks only the files it can
+    reach, so a suite written for another machine still validates)."""
+    from harness.datasets import load_llava
+
+    refs = [suite.alignment.dataset] + [t.task for t in suite.targets]
+    for ref in dict.fromkeys(refs):
+        if ref.startswith("llava:"):
+            load_llava(ref.partition(":")[2], check_images=256)
 
 
 def _run(store, suite, suite_path: Path, *, replay_from: list[str] | None, fill: bool,

@@ -65,6 +65,18 @@ MAX_SUITE_BYTES = 1024 * 1024  # a suite is a page of YAML; checked before readi
 MAX_DEPTH = 32  # mappings and lists inside each other; a suite uses about 4
 MAX_ZOO = 256  # vision encoders, and separately LLMs
 MAX_TARGETS = 64
+# upper bounds on sizes: far above any real use, low enough that a typo (10**12) is refused at
+# validation instead of growing memory until the machine kills the run
+MAX_CANDIDATES = MAX_ZOO * MAX_ZOO
+MAX_ITEMS = 100_000_000  # alignment samples, test items per target (LLaVA-665k: 665k)
+MAX_FEATURE_ITEMS = 1_000_000  # items embedded for clustering / prescreen / conductance
+MAX_BATCH = 65_536  # batch_size, grad_accum
+MAX_EPOCHS = 10_000
+MAX_STEPS = 1_000_000_000
+MAX_LORA_R = 4_096
+MAX_ETA = 1_024
+MAX_PROJECTOR_LAYERS = 16  # mlp<N>x_gelu: LLaVA uses 2
+MAX_SEED = 2**63 - 1  # stored as BIGINT
 
 # libyaml when PyYAML was built with it (the wheels are): ~10x faster than pure Python
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -157,9 +169,39 @@ def _component(kind: str):
                 get_components()[kind].resolve(value)
             except UnknownComponent as exc:
                 raise ValueError(str(exc)) from None
+            _check_local_path(value)
+            if kind == "dataset" and value.startswith("llava:"):
+                _check_llava(value)
         return value
 
     return Annotated[str, Field(strict=True, min_length=1), AfterValidator(check)]
+
+
+def _check_local_path(ref: str) -> None:
+    """A ref whose name is written as a local path (``/``, ``./``, ``../``, ``~``) must exist:
+    checked here, cheaply, instead of failing every candidate after the run has started."""
+    name = ref.partition(":")[2].split("?", 1)[0]
+    if name.startswith(("/", "./", "../", "~")):
+        path = Path(name).expanduser()
+        if not path.exists():
+            raise ValueError(f"{ref}: no such file or directory {str(path)!r} (a local model or "
+                             "dataset path must exist; a hub name has no leading / . or ~)")
+
+
+def _check_llava(ref: str) -> None:
+    """LLaVA data read as a run would (json, entries, every image's presence) plus a sample of
+    image headers, so a bad file fails validation instead of a started run. A missing file is
+    an error only when its path is explicit (:func:`_check_local_path`); otherwise the run's
+    preflight (:func:`harness.runner.preflight`) refuses it before touching the store."""
+    from harness.datasets import DatasetError, _llava_ref, load_llava
+
+    path, _ = _llava_ref(ref.partition(":")[2])
+    if not path.is_file():  # a file on another machine (a relative path: the run checks it)
+        return
+    try:
+        load_llava(ref.partition(":")[2], check_images=256)
+    except DatasetError as exc:
+        raise ValueError(str(exc)) from None
 
 
 VisionEncoderRef = _component("vision_encoder")
@@ -209,11 +251,11 @@ class Alignment(_Model):
     """The image-text data the projector (and LoRA) is trained on."""
 
     dataset: DatasetRef
-    samples: Annotated[Int, Field(gt=0)] | None = None  # None: the whole dataset
+    samples: Annotated[Int, Field(gt=0, le=MAX_ITEMS)] | None = None  # None: the whole dataset
 
 
 class LoRA(_Model):
-    r: Annotated[Int, Field(gt=0)] = 8
+    r: Annotated[Int, Field(gt=0, le=MAX_LORA_R)] = 8
     alpha: Annotated[Number, Field(gt=0)] = 16.0
     dropout: Fraction = 0.05
     targets: Any = "all-linear"  # "all-linear" or a list of module-name suffixes
@@ -233,10 +275,10 @@ class LoRA(_Model):
 
 class Optim(_Model):
     lr: Annotated[Number, Field(gt=0)] = 1e-3
-    batch_size: Annotated[Int, Field(gt=0)] = 16
-    grad_accum: Annotated[Int, Field(ge=1)] = 1
-    epochs: Annotated[Number, Field(gt=0)] | None = None  # default 1 unless steps is given
-    steps: Annotated[Int, Field(gt=0)] | None = None
+    batch_size: Annotated[Int, Field(gt=0, le=MAX_BATCH)] = 16
+    grad_accum: Annotated[Int, Field(ge=1, le=MAX_BATCH)] = 1
+    epochs: Annotated[Number, Field(gt=0, le=MAX_EPOCHS)] | None = None  # default 1 unless steps is given
+    steps: Annotated[Int, Field(gt=0, le=MAX_STEPS)] | None = None
     schedule: Literal["linear", "cosine", "constant"] = "linear"
     warmup: Fraction = 0.03
     weight_decay: Annotated[Number, Field(ge=0)] = 0.0
@@ -264,10 +306,14 @@ class VLMConfig(_Model):
     @field_validator("projector")
     @classmethod
     def _projector(cls, v):
-        if not PROJECTOR_PATTERN.match(v):
+        match = PROJECTOR_PATTERN.match(v)
+        if not match:
             raise ValueError(
                 f"expected linear, mlp<N>x_gelu or ln_mlp<N>x_gelu (N >= 1), got {_show(v)}"
             )
+        if match.group(2) and int(match.group(2)) > MAX_PROJECTOR_LAYERS:
+            raise ValueError(f"a projector of at most {MAX_PROJECTOR_LAYERS} layers "
+                             f"(mlp{MAX_PROJECTOR_LAYERS}x_gelu), got {_show(v)}")
         return v
 
     @property
@@ -284,7 +330,7 @@ class Target(_Model):
 
     task: DatasetRef
     metric: Text | None = None  # None: the task's own primary metric
-    limit: Annotated[Int, Field(gt=0)] | None = None  # None: every test item
+    limit: Annotated[Int, Field(gt=0, le=MAX_ITEMS)] | None = None  # None: every test item
 
 
 class Clustering(_Model):
@@ -296,15 +342,15 @@ class Clustering(_Model):
     t_ve: Annotated[Number, Field(ge=0)] = 0.7
     t_llm: Annotated[Number, Field(ge=0)] = 0.8
     linkage: Linkage = "average"  # scipy.cluster.hierarchy.linkage methods
-    samples: Annotated[Int, Field(gt=3)] = 512  # unbiased HSIC needs n > 3
-    warmup_steps: Annotated[Int, Field(ge=0)] = 10  # projector warm-up before LLM embeddings
+    samples: Annotated[Int, Field(gt=3, le=MAX_FEATURE_ITEMS)] = 512  # unbiased HSIC needs n > 3
+    warmup_steps: Annotated[Int, Field(ge=0, le=MAX_STEPS)] = 10  # projector warm-up before LLM embeddings
     # minibatch unbiased CKA (Nguyen et al. 2020), as the Mordal paper computes it: batches of
     # this many samples, for any metric that takes ``minibatch``; null: the biased full-batch CKA
     cka_batch: Annotated[Int, Field(gt=3, le=1_000_000)] | None = 64
     # the inter-cluster stage judges a cluster by the best score of this many members: its
     # medoid, then the members farthest from it (encoder distance + LLM distance, 1 - similarity);
     # 1: the medoid alone, as in the paper
-    representatives: Annotated[Int, Field(ge=1)] = 1
+    representatives: Annotated[Int, Field(ge=1, le=MAX_CANDIDATES)] = 1
 
     @model_validator(mode="after")
     def _floors_at_most_one(self):
@@ -326,8 +372,8 @@ class Stage(_Model):
     """One evaluation stage (inter- or intra-cluster): a stopping policy over rungs of data."""
 
     policy: PolicyRef = "sha"
-    eta: Annotated[Int, Field(ge=2)] = 2
-    top_k: Annotated[Int, Field(ge=1)] = 3
+    eta: Annotated[Int, Field(ge=2, le=MAX_ETA)] = 2
+    top_k: Annotated[Int, Field(ge=1, le=MAX_CANDIDATES)] = 3
     min_ratio: Ratio = 0.125  # the first rung's sample ratio; rungs grow by eta up to 1
     # noise-aware cuts (harness.policies.noisy_keep, for policies that take them: sha): keep
     # every candidate within tie_z standard errors of the last kept one; when this fraction of
@@ -341,7 +387,7 @@ class Predictor(_Model):
     enabled: Bool = True
     name: PredictorRef = "loglinear"
     r0: Ratio = 0.125  # the largest sample ratio trained; later points use smaller ratios
-    points: Annotated[Int, Field(ge=2)] = 3
+    points: Annotated[Int, Field(ge=2, le=64)] = 3
     # Algorithm 1's "until log-linearity is observed": a fit over 3+ points with R^2 below this
     # gets the next larger ratio (2 r, up to r = 1, then the candidate is measured) before its
     # prediction is trusted; null: no check. 0.8: on the shipped table the log-linear R^2 over
@@ -350,14 +396,14 @@ class Predictor(_Model):
     # at most this many r = 1 trials for the survivors whose 95% interval overlaps the leader's
     # (the leader first when it is predicted); they are then ranked by the measured score. 0: trust
     # the predictions
-    confirm: Annotated[Int, Field(ge=0)] = 0
+    confirm: Annotated[Int, Field(ge=0, le=MAX_CANDIDATES)] = 0
 
 
 class Prescreen(_Model):
     """Strategy ``gw-prescreen``: rank every candidate without training, then train the best few."""
 
-    train_top: Annotated[Int, Field(ge=0)] = 3  # candidates trained at r = 1 after the ranking
-    samples: Annotated[Int, Field(gt=3)] = 256  # target images (and their paired texts) embedded
+    train_top: Annotated[Int, Field(ge=0, le=MAX_CANDIDATES)] = 3  # candidates trained at r = 1 after the ranking
+    samples: Annotated[Int, Field(gt=3, le=MAX_FEATURE_ITEMS)] = 256  # target images (and their paired texts) embedded
     # exact conditional-gradient GW by default: on CPU at 256 points it is as fast as the entropic
     # solver, and at epsilon 0.05 the entropic plan is so smeared that identical inputs score
     # about as far apart as unrelated ones (measured in tests/test_gromov.py's cases)
@@ -369,9 +415,9 @@ class Transfer(_Model):
     """Strategy ``dcd``: rank candidates from stored results on the most similar past tasks."""
 
     history: Annotated[list[Text], Field(max_length=MAX_TARGETS)] | None = None  # None: every stored task
-    examples: Annotated[Int, Field(gt=1)] = 32  # target examples per task for layer conductance
-    neighbours: Annotated[Int, Field(ge=1)] = 2  # most similar past tasks whose results are used
-    train_top: Annotated[Int, Field(ge=0)] = 0  # candidates then trained at r = 1 to confirm
+    examples: Annotated[Int, Field(gt=1, le=MAX_FEATURE_ITEMS)] = 32  # target examples per task for layer conductance
+    neighbours: Annotated[Int, Field(ge=1, le=MAX_TARGETS * 1024)] = 2  # most similar past tasks whose results are used
+    train_top: Annotated[Int, Field(ge=0, le=MAX_CANDIDATES)] = 0  # candidates then trained at r = 1 to confirm
 
 
 class Search(_Model):
@@ -442,7 +488,7 @@ def _executor(value):
 
 class Suite(_Model):
     name: Annotated[str, Field(strict=True, min_length=1, max_length=100)]
-    seed: Annotated[Int, Field(ge=0)] = 0
+    seed: Annotated[Int, Field(ge=0, le=MAX_SEED)] = 0
     store: Text | None = None  # relative to the suite file; None: $HARNESS_STORE or the default
     zoo: Zoo
     alignment: Alignment
@@ -531,7 +577,14 @@ def validate_file(path: str | Path) -> tuple[Suite | None, list[str]]:
             suite._source = path
             return suite, []
     problems.sort(key=lambda p: p[0])  # stable: same-line problems keep pydantic's order
-    return None, list(dict.fromkeys(message for _, message in problems))
+    messages = list(dict.fromkeys(message for _, message in problems))
+    if len(messages) > MAX_PROBLEMS_SHOWN:
+        rest = len(messages) - MAX_PROBLEMS_SHOWN
+        messages = messages[:MAX_PROBLEMS_SHOWN] + [f"{label}: ... and {rest:,} more problems"]
+    return None, messages
+
+
+MAX_PROBLEMS_SHOWN = 100  # a file with thousands of bad keys gets its first ones and a count
 
 
 def _read_text(path: Path, label: str) -> tuple[str, str | None]:
@@ -684,12 +737,16 @@ def _locate(root: Node, loc: tuple) -> int:
     node, line = root, root.start_mark.line + 1
     for part in loc:
         if isinstance(node, MappingNode):
-            for key, value in node.value:
-                if isinstance(key, ScalarNode) and key.value == str(part):
-                    node, line = value, key.start_mark.line + 1
-                    break
-            else:
+            index = getattr(node, "_harness_keys", None)
+            if index is None:  # built once per mapping: locating every error stays linear
+                index = {}
+                for key, value in node.value:
+                    if isinstance(key, ScalarNode):
+                        index.setdefault(key.value, (value, key.start_mark.line + 1))
+                node._harness_keys = index
+            if str(part) not in index:
                 return line
+            node, line = index[str(part)]
         elif isinstance(node, SequenceNode) and isinstance(part, int) and part < len(node.value):
             node = node.value[part]
             line = node.start_mark.line + 1

@@ -131,6 +131,10 @@ def train(vlm: VLM, examples: list[Example], config: TrainConfig, *, seed: int,
     """Train on ``examples`` (the ratio-r subset) in a seeded order; raises TrainingFailed on a
     non-finite loss. With ``config.steps`` the step count is ``ceil(steps * ratio)``, so a
     smaller sample ratio costs proportionally less compute either way."""
+    if not examples:
+        from harness.errors import BadInput
+
+        raise BadInput("no training examples: the alignment data (at this sample ratio) is empty")
     dev = resolve_device(device)
     torch.manual_seed(seed)
     vlm.to(dev)
