@@ -255,6 +255,26 @@ def merge_relations(store, relations: dict[str, str], *, source: dict[str, Any] 
                         [import_id, source["kind"], source["path"], source.get("store"),
                          source.get("manifest_sha256"), source.get("harness_version"),
                          json.dumps(source.get("runs", []))])
+        relations = dict(relations)
+        if "trials" in relations and "trials" in here:
+            # a trial finished in the source replaces one that failed or never finished here
+            # (its scores with it); a source trial that did not finish brings no scores, so a
+            # failed trial never ends up with a score merged from a finished copy
+            src = relations["trials"]
+            upgrade = (f"SELECT d.trial_key FROM trials d JOIN {src} s ON s.trial_key = d.trial_key "
+                       "WHERE d.status <> 'done' AND s.status = 'done'")
+            replaced = con.execute(f"SELECT count(*) FROM ({upgrade})").fetchone()[0]
+            if replaced:
+                keys = f"SELECT trial_key FROM ({upgrade})"
+                con.execute(f"CREATE OR REPLACE TEMP TABLE _harness_upgrade AS {keys}")
+                for t in ("scores", "trials"):
+                    if t in here:
+                        con.execute(f"DELETE FROM {t} WHERE trial_key IN (SELECT trial_key FROM _harness_upgrade)")
+                con.execute("DROP TABLE _harness_upgrade")
+                added["trials replaced (unfinished here, done there)"] = replaced
+            if "scores" in relations:
+                relations["scores"] = (f"(SELECT * FROM {relations['scores']} WHERE trial_key IN "
+                                       f"(SELECT trial_key FROM {src} WHERE status = 'done'))")
         # parents before children is not needed (no foreign keys), but runs first reads well
         for table in sorted(relations, key=lambda t: (t != "runs", t)):
             if table in _NOT_EXPORTED:

@@ -521,3 +521,34 @@ def test_merge_from_copies_rows_once(tmp_path):
         assert added["runs"] == 1 and added["trials"] == 1 and added["scores"] == 1
         assert main.merge_from(b)["trials"] == 0  # primary keys: nothing twice
         assert main.get_trial("k1")["status"] == "done"
+
+
+def test_merge_takes_the_finished_copy_of_a_trial_consistently(tmp_path):
+    """A trial failed in one store and done in another: merging either way ends with the done
+    trial and its scores, never a failed trial carrying a merged score (issue 19)."""
+    from harness.store import Store
+
+    def make(path, status):
+        with Store.open(path) as st:
+            run = st.start_run(suite_name=status)
+            st.start_trial("k", run_id=run, encoder="e", llm="l", dataset_fingerprint="d",
+                           sample_ratio=1.0, plugin="p", plugin_version="1")
+            if status == "done":
+                st.finish_trial("k", wall_seconds=2.0, samples_seen=10)
+                st.put_scores("k", [{"task": "t", "metric": "m", "value": 0.5}], run_id=run,
+                              plugin="p", plugin_version="1")
+            else:
+                st.finish_trial("k", status="failed", wall_seconds=1.0, error="boom")
+
+    for here, there in (("failed", "done"), ("done", "failed")):
+        a, b = tmp_path / f"{here}-a.duckdb", tmp_path / f"{here}-b.duckdb"
+        make(a, here)
+        make(b, there)
+        with Store.open(a) as main:
+            added = main.merge_from(b)
+            trial = main.get_trial("k")
+            scores = main.get_scores("k")
+            assert trial["status"] == "done" and [s["value"] for s in scores] == [0.5]
+            assert added.get("trials replaced (unfinished here, done there)", 0) == (here == "failed")
+            again = main.merge_from(b)
+            assert again["trials"] == 0 and again["scores"] == 0
