@@ -71,6 +71,10 @@ def cli():
     """Find the best vision-language model (encoder x LLM) for a task without training every pair."""
 
 
+wait_option = click.option(
+    "--wait", type=float, default=0.0, show_default=True,
+    help="Seconds to wait for a store another process is writing (it says when it waits).")
+
 store_option = click.option(
     "--store",
     "store_path",
@@ -160,8 +164,9 @@ def _terminate_as_interrupt() -> None:
 @click.option("--history", is_flag=True, help="The store's history instead: leaderboards across runs and "
                                               "how each task's best candidate changed.")
 @click.option("--task", default=None, help="With --history: only this task.")
+@wait_option
 def report(run_id: str | None, store_path: Path | None, out: Path | None, compare_run: str | None,
-           history: bool, task: str | None):
+           history: bool, task: str | None, wait: float):
     """Write a self-contained HTML report of a run (default: the latest) and print its path."""
     from harness.errors import BadInput
     from harness.report_page import build_history, build_report
@@ -171,7 +176,7 @@ def report(run_id: str | None, store_path: Path | None, out: Path | None, compar
         raise BadInput("--history reports the whole store: drop RUN and --compare, or drop --history")
     if task and not history:
         raise BadInput("--task goes with --history (a run's report covers the task it ranked)")
-    with Store.open(_store_path(store_path), read_only=True) as st:
+    with Store.open(_store_path(store_path), read_only=True, wait=wait) as st:
         page = (build_history(st, out=out, task=task) if history
                 else build_report(st, run_id, out=out, compare_run=compare_run))
     click.echo(str(page))
@@ -423,12 +428,13 @@ def replay(sources, table: Path | None, suite_path: Path, strategy: str | None, 
 @click.argument("run_b")
 @store_option
 @click.option("--json", "as_json", is_flag=True)
-def compare(run_a: str, run_b: str, store_path: Path | None, as_json: bool):
+@wait_option
+def compare(run_a: str, run_b: str, store_path: Path | None, as_json: bool, wait: float):
     """Compare a search run with a grid run: speedup, top-1, Kendall tau, weighted tau, NDCG@5."""
     from harness.report import compare as compare_runs
     from harness.store import Store
 
-    with Store.open(_store_path(store_path), read_only=True) as st:
+    with Store.open(_store_path(store_path), read_only=True, wait=wait) as st:
         rows = compare_runs(st, run_a, run_b)
     if as_json:
         for row in rows:
@@ -470,11 +476,12 @@ def store_path_cmd(store_path: Path | None):
 @store.command("info")
 @store_option
 @click.option("--json", "as_json", is_flag=True)
-def store_info(store_path: Path | None, as_json: bool):
+@wait_option
+def store_info(store_path: Path | None, as_json: bool, wait: float):
     """Size, applied migrations and row counts."""
     from harness.store import Store
 
-    with Store.open(_store_path(store_path), read_only=True) as st:
+    with Store.open(_store_path(store_path), read_only=True, wait=wait) as st:
         info = st.info()
     if as_json:
         click.echo(json.dumps(info, indent=2, default=str))
@@ -493,13 +500,14 @@ def store_info(store_path: Path | None, as_json: bool):
 @store.command("backup")
 @click.argument("dest", type=click.Path(dir_okay=False, path_type=Path))
 @store_option
-def store_backup(dest: Path, store_path: Path | None):
+@wait_option
+def store_backup(dest: Path, store_path: Path | None, wait: float):
     """Write a consistent copy of the store to DEST."""
     from harness.store import Store
 
     if dest.exists():
         raise click.ClickException(f"{dest} exists; choose a new file name")
-    with Store.open(_store_path(store_path), read_only=True) as st:
+    with Store.open(_store_path(store_path), read_only=True, wait=wait) as st:
         st.backup(dest)
     click.echo(f"backed up {st.path} -> {dest}")
 

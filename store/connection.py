@@ -15,6 +15,7 @@ import json
 import os
 import re
 import socket
+import sys
 import time
 import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -109,6 +110,7 @@ def _connect(path: Path, read_only: bool, wait: float) -> duckdb.DuckDBPyConnect
     check_store_file(path)
     deadline = time.monotonic() + max(0.0, wait)
     delay = 0.05
+    said = False
     while True:
         try:
             return duckdb.connect(str(path), read_only=read_only, config=_CONFIG)
@@ -123,6 +125,11 @@ def _connect(path: Path, read_only: bool, wait: float) -> duckdb.DuckDBPyConnect
             if m is None and "Could not set lock" not in str(e):
                 raise damaged(path, e) from e
             remaining = deadline - time.monotonic()
+            if remaining > 0 and not said:
+                said = True
+                holder = f" (in use by process {m['pid']})" if m else ""
+                print(f"waiting up to {remaining:.0f} s for store {path}{holder}", file=sys.stderr,
+                      flush=True)
             if remaining <= 0:
                 pid = int(m["pid"]) if m else None
                 command = (_process_command(pid) if pid else None) or (m["exe"] if m else None)

@@ -160,6 +160,13 @@ def test_second_writer_waits_then_names_the_holder(tmp_path):
         assert str(holder.pid) in out.stderr and "--wait" in out.stderr
         assert "Traceback" not in out.stderr
         assert waited >= 1.0
+        assert f"waiting up to 1 s for store {store}" in out.stderr  # it says that it waits
+        # every command that opens the store takes --wait, which the busy message suggests
+        for args in (["sql", "select 1"], ["store", "info"], ["store", "backup", tmp_path / "b.duckdb"],
+                     ["report"], ["compare", "a", "b"]):
+            out = harness(*args, "--store", store, "--wait", "0.5")
+            assert out.returncode == 3 and "waiting up to" in out.stderr, (args, out.stderr)
+            assert "no such option" not in out.stderr.lower()
     finally:
         holder.kill()
         holder.wait()
