@@ -93,6 +93,8 @@ def _suite_cases() -> list[Case]:
         "batch_size 10^12": suite_text(**{"batch_size: 16": f"batch_size: {big}"}),
         "epochs 10^9": suite_text(**{"epochs: 1": "epochs: 1000000000"}),
         "limit 10^12": suite_text(**{"limit: 8": f"limit: {big}"}),
+        "shapes limit 10^7": suite_text(**{"limit: 8": "limit: 10000000"}),
+        "shapes samples 10^7": suite_text(**{"samples: 32": "samples: 10000000"}),
         "lr NaN": suite_text(**{"lr: 1.0e-3": "lr: .nan"}),
         "lr infinite": suite_text(**{"lr: 1.0e-3": "lr: .inf"}),
         "projector 10^9 wide": suite_text(**{"llm: full": "llm: full, projector: mlp1000000000x_gelu"}),

@@ -77,6 +77,7 @@ MAX_LORA_R = 4_096
 MAX_ETA = 1_024
 MAX_PROJECTOR_LAYERS = 16  # mlp<N>x_gelu: LLaVA uses 2
 MAX_SEED = 2**63 - 1  # stored as BIGINT
+MAX_GENERATED = 1_000_000  # items of a generated shapes dataset (its scenes are drawn eagerly)
 
 # libyaml when PyYAML was built with it (the wheels are): ~10x faster than pure Python
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -253,6 +254,13 @@ class Alignment(_Model):
     dataset: DatasetRef
     samples: Annotated[Int, Field(gt=0, le=MAX_ITEMS)] | None = None  # None: the whole dataset
 
+    @model_validator(mode="after")
+    def _generated_size(self):
+        if self.dataset.startswith("shapes:") and (self.samples or 0) > MAX_GENERATED:
+            raise _Located(f"the generated shapes world draws at most {MAX_GENERATED:,} items "
+                           f"(every scene is built up front), got {self.samples:,}", ("samples",))
+        return self
+
 
 class LoRA(_Model):
     r: Annotated[Int, Field(gt=0, le=MAX_LORA_R)] = 8
@@ -331,6 +339,13 @@ class Target(_Model):
     task: DatasetRef
     metric: Text | None = None  # None: the task's own primary metric
     limit: Annotated[Int, Field(gt=0, le=MAX_ITEMS)] | None = None  # None: every test item
+
+    @model_validator(mode="after")
+    def _generated_size(self):
+        if self.task.startswith("shapes:") and (self.limit or 0) > MAX_GENERATED:
+            raise _Located(f"the generated shapes world draws at most {MAX_GENERATED:,} items "
+                           f"(every scene is built up front), got {self.limit:,}", ("limit",))
+        return self
 
 
 class Clustering(_Model):
