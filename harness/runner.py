@@ -260,6 +260,12 @@ def print_ranking(strategy, ranking) -> None:
             click.echo(line)
     click.echo(f"trials: {strategy.trained} trained, {strategy.reused} reused, "
                f"{strategy.failed} failed; {strategy.wall_seconds:.1f}s")
+    failures = {}
+    for (candidate, ratio), outcome in strategy._outcomes.items():
+        if outcome.status != "done":
+            failures.setdefault(candidate, (ratio, (outcome.error or "").splitlines()[0][:200]))
+    for candidate, (ratio, error) in failures.items():
+        click.echo(f"failed: {candidate.vision_encoder} + {candidate.language_model} (r={ratio:g}): {error}")
     from harness.report import run_cost
 
     cost = run_cost(strategy.store, strategy.run_id)

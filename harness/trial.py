@@ -48,12 +48,28 @@ class TrialOutcome:
     error: str | None = None
 
 
+class ComponentFailed(BadInput):
+    """An encoder or LLM that cannot be loaded (a damaged checkpoint, an unknown timm name, a
+    bad config, a plugin's exception): the candidates that use it fail, the search goes on."""
+
+    def __init__(self, kind: str, ref: str, exc: BaseException):
+        self.kind, self.ref = kind, ref
+        what = "vision encoder" if kind == "vision_encoder" else "language model"
+        super().__init__(f"{what} {ref} cannot be loaded: {type(exc).__name__}: {str(exc)[:300]}")
+
+
 def load_component(kind: str, ref: str):
-    """(registry entry, loaded component) for an encoder or LLM ref like ``tiny:vit-p8``."""
+    """(registry entry, loaded component) for an encoder or LLM ref like ``tiny:vit-p8``;
+    a loader's failure is a :class:`ComponentFailed` naming the component."""
     from harness.plugin_manager import get_components
 
     entry, name = get_components()[kind].resolve(ref)
-    return entry, entry.load()(name)
+    try:
+        return entry, entry.load()(name)
+    except (KeyboardInterrupt, MemoryError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - any loader's failure is this component's
+        raise ComponentFailed(kind, ref, exc) from exc
 
 
 def n_params(component) -> int | None:
@@ -165,6 +181,22 @@ def identify(spec: TrialSpec):
     return key, encoder, language_model, dataset
 
 
+def _unloadable(spec: TrialSpec, store, run_id: str, config, exc: ComponentFailed) -> TrialOutcome:
+    """Record a trial whose encoder or LLM could not be loaded as failed, keyed by the refs
+    (there is no fingerprint to key it by); a later run tries to load it again."""
+    from harness.store import content_key
+
+    key = "unloadable-" + content_key({"encoder": spec.encoder, "llm": spec.llm, "ratio": spec.ratio,
+                                       "train": config.as_dict(), "seed": spec.seed,
+                                       "alignment": spec.alignment, "samples": spec.samples})[:48]
+    store.start_trial(key, run_id=run_id, encoder=spec.encoder, llm=spec.llm, dataset_fingerprint="",
+                      sample_ratio=spec.ratio, plugin=PLUGIN, plugin_version=__version__,
+                      train_config=config.as_dict(), seed=spec.seed)
+    store.record_use(run_id, "trial", key, reused=False)
+    store.finish_trial(key, status="failed", wall_seconds=0.0, error=str(exc))
+    return TrialOutcome(key, "failed", reused=False, trained=True, error=str(exc))
+
+
 def key_of(spec: TrialSpec, encoder_fp: str, llm_fp: str, dataset_fp: str) -> str:
     """A trial's content key from its components' and alignment data's fingerprints."""
     from harness.store import trial_key
@@ -224,7 +256,10 @@ def run_trial(spec: TrialSpec, store, run_id: str, *, default_limit: int = 1000,
 
     config = spec.train or TrainConfig()
     device = resolve_device(spec.device)
-    key, (enc_entry, encoder), (llm_entry, language_model), (data_entry, dataset) = identify(spec)
+    try:
+        key, (enc_entry, encoder), (llm_entry, language_model), (data_entry, dataset) = identify(spec)
+    except ComponentFailed as exc:
+        return None if stored_only else _unloadable(spec, store, run_id, config, exc)
     with store.transaction():
         store.put_component(encoder.fingerprint, kind="vision_encoder", ref=spec.encoder,
                             run_id=run_id, plugin=enc_entry.plugin,

@@ -134,6 +134,52 @@ def test_representatives_confirmation_and_estimated_ranking_end_to_end(tmp_path)
     assert estimates == sorted(estimates, reverse=True)  # ordered by the estimate
 
 
+def test_a_component_that_cannot_load_fails_its_candidates_and_the_search_goes_on(tmp_path):
+    """Issue 19 item 8: a local checkpoint with damaged weights and an unknown timm name in the
+    zoo: their candidates are recorded as failed, clustering puts them alone, the rest is
+    searched and ranked, exit 0 with the failures listed."""
+    from transformers import ViTConfig, ViTImageProcessor, ViTModel
+
+    broken = tmp_path / "broken-vit"
+    cfg = ViTConfig(image_size=32, patch_size=8, hidden_size=32, intermediate_size=64,
+                    num_hidden_layers=2, num_attention_heads=2)
+    ViTModel(cfg, add_pooling_layer=False).save_pretrained(broken)
+    ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(broken)
+    weights = next(broken.glob("*.safetensors"))
+    weights.write_bytes(weights.read_bytes()[:64])  # cut short: unreadable
+    # and one that loads but computes NaN (every weight NaN): its features are not finite
+    import torch
+
+    nan = tmp_path / "nan-vit"
+    model = ViTModel(cfg, add_pooling_layer=False)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.fill_(float("nan"))
+    model.save_pretrained(nan)
+    ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(nan)
+    store = tmp_path / "s.duckdb"
+    suite = write_suite(tmp_path, **{"zoo.vision_encoders": SUITE["zoo"]["vision_encoders"][:2]
+                                     + [f"hf:{broken}", "timm:no_such_model_anywhere", f"hf:{nan}"],
+                                     "search.clustering.t_ve": 0.0})
+    assert harness("validate", suite).returncode == 0  # nothing validation can see
+    out = harness("run", suite, "--store", store)
+    assert out.returncode == 0, out.stderr
+    assert "best VLM: tiny:" in out.stdout
+    assert f"failed: hf:{broken} + " in out.stdout and "failed: timm:no_such_model_anywhere + " in out.stdout
+    run_id = last_run(store)[0]
+    failed = fetch(store, "select encoder, error from trials where status = 'failed'"
+                   " and trial_key like 'unloadable-%'")
+    assert {e for e, _ in failed} == {f"hf:{broken}", "timm:no_such_model_anywhere"}
+    assert all("cannot be loaded" in err for _, err in failed)
+    ranked = fetch(store, "select encoder, score from rankings where run_id = ? order by rank", [run_id])
+    assert len(ranked) == 10 and all(not e.startswith(("hf:", "timm:")) for e, _ in ranked[:1])
+    # each broken encoder is a cluster of its own; so is the NaN one (a floor of 0 merges the rest)
+    alone = fetch(store, "select member, count(*) over (partition by cluster_id) from clusters"
+                  " where run_id = ? and level = 'encoder'", [run_id])
+    assert {m for m, n in alone if n == 1} == {f"hf:{broken}", "timm:no_such_model_anywhere", f"hf:{nan}"}
+    assert "non-finite features" in out.stderr
+
+
 def test_one_more_encoder_trains_only_what_it_requires(tmp_path):
     store = tmp_path / "s.duckdb"
     grid = write_suite(tmp_path, "grid.yaml", **{"search.strategy": "grid"})

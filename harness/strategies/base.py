@@ -224,6 +224,12 @@ class SearchStrategy:
         start = time.perf_counter()
         feats = compute()  # the features, or (features, {"train_samples": k, "train_flops": f})
         feats, spent = feats if isinstance(feats, tuple) else (feats, {})
+        if not np.all(np.isfinite(np.asarray(feats, dtype=np.float32))):
+            # a broken component (NaN weights, an overflow): nothing is stored, and its
+            # similarities come out non-finite, which clustering reads as "unlike everything"
+            self.say(f"[red]the {layer!r} features of component {component_fp[:12]} are not finite; "
+                     "not stored[/red]", always=True)
+            return key, np.asarray(feats, dtype=np.float32), False
         plugin, version = self._plugin()
         with self.store.transaction():
             self.store.put_embedding(key, feats, component_fingerprint=component_fp,
@@ -250,6 +256,7 @@ class SearchStrategy:
         def load():
             if "feats" not in cache:
                 _, cache["feats"], cache["reused"] = self._features(component_fp, dataset, layer, compute, n)
+                cache["finite"] = bool(np.all(np.isfinite(cache["feats"])))
             return cache["feats"]
 
         load.cache = cache

@@ -35,6 +35,7 @@ from harness.predictors import fit_until_loglinear, prediction_interval, scaling
 from harness.strategies.base import RankedCandidate, SearchStrategy
 from harness.strategies.gw_prescreen import ENCODER_LAYER, encoder_token_features
 from harness.suite import Candidate
+from harness.trial import ComponentFailed
 
 
 def _construct(cls, **options):
@@ -374,6 +375,10 @@ class MordalSearch(SearchStrategy):
                                       phase=self.use_phase)
                 if value is None:  # only now are the features needed (feats: lazy loaders)
                     value = float(metric(_loaded(feats[a]), _loaded(feats[b]), **options))
+                    if not math.isfinite(value):  # non-finite features (a broken component):
+                        # not stored; the component is then clustered alone (_cluster_and_record)
+                        sim[i, j] = sim[j, i] = 0.0 if higher_is_closer(metric) else 1.0
+                        continue
                     self.store.put_similarity(key, value, metric=metric_name, a=fps[a], b=fps[b],
                                               run_id=self.run_id, plugin=plugin,
                                               plugin_version=version, a_embedding=keys[a],
@@ -400,9 +405,15 @@ class MordalSearch(SearchStrategy):
         self.use_phase = "cluster-encoders"
         feats, keys, fps, all_reused = {}, {}, {}, True
         self._encoders = {}
+        broken = []
         for ref in encoders:
             self.say(f"encoder features: {ref}")
-            _, encoder = load_encoder(ref)
+            try:
+                _, encoder = load_encoder(ref)
+            except ComponentFailed as exc:  # its candidates fail when trained; the search goes on
+                self.say(f"[red]{exc}[/red]: clustered alone", always=True)
+                broken.append(ref)
+                continue
             self._encoders[ref] = encoder
             fps[ref] = encoder.fingerprint
 
@@ -411,16 +422,15 @@ class MordalSearch(SearchStrategy):
                 self.suite.search.clustering.samples)
             if self._progress is not None:
                 self._progress.advance(self._task)
-        return self._cluster_and_record("encoder", encoders, feats, keys, fps,
-                                        self.suite.search.clustering.distance_cut("encoder"),
-                                        "cluster-encoders",
-                                        start, 0, all_reused)
+        return self._cluster_and_record("encoder", [e for e in encoders if e not in broken], feats,
+                                        keys, fps, self.suite.search.clustering.distance_cut("encoder"),
+                                        "cluster-encoders", start, 0, all_reused, alone=broken)
 
     def cluster_llms(self, encoder_ref: str, llms: list[str]) -> list[Cluster]:
         import torch
 
         from harness.store import content_key
-        from harness.training import TrainConfig, resolve_device, train
+        from harness.training import TrainConfig, TrainingFailed, resolve_device, train
         from harness.trial import (
             build_vlm,
             examples_from,
@@ -431,6 +441,8 @@ class MordalSearch(SearchStrategy):
         from harness.vlm import Conversation
 
         start = time.perf_counter()
+        if encoder_ref not in self._encoders or encoder_ref in getattr(self, "_alone", set()):
+            return singletons(llms)  # an encoder that failed to load or gives non-finite features
         dataset, items = self.clustering_data()
         warm = self.suite.search.clustering.warmup_steps
         encoder = self._encoders[encoder_ref]
@@ -438,11 +450,19 @@ class MordalSearch(SearchStrategy):
         self.use_phase = f"cluster-llms@{encoder_ref}"
         feats, keys, fps, all_reused, samples = {}, {}, {}, True, 0
         cache = self.__dict__.setdefault("_llms", {})  # loaded once, used frozen in every context
+        broken = []
         for ref in llms:
             self.say(f"LLM features via {encoder_ref}: {ref}")
             if ref not in cache:
-                cache[ref] = load_language_model(ref)[1]
+                try:
+                    cache[ref] = load_language_model(ref)[1]
+                except ComponentFailed as exc:
+                    self.say(f"[red]{exc}[/red]: clustered alone", always=True)
+                    cache[ref] = None
             lm = cache[ref]
+            if lm is None:
+                broken.append(ref)
+                continue
             fp = content_key({"encoder": encoder.fingerprint, "llm": lm.fingerprint,
                               "warmup_steps": warm, "projector": self.train_config.projector,
                               "lr": self.train_config.lr, "seed": self.suite.seed})
@@ -483,13 +503,18 @@ class MordalSearch(SearchStrategy):
                                                         self.suite.search.clustering.samples)
             if self._progress is not None:
                 self._progress.advance(self._task)
-        return self._cluster_and_record("llm", llms, feats, keys, fps,
-                                        self.suite.search.clustering.distance_cut("llm"),
-                                        f"cluster-llms@{encoder_ref}", start, lambda: samples, all_reused,
-                                        context=encoder_ref)
+        try:
+            return self._cluster_and_record("llm", [m for m in llms if m not in broken], feats, keys, fps,
+                                            self.suite.search.clustering.distance_cut("llm"),
+                                            f"cluster-llms@{encoder_ref}", start, lambda: samples,
+                                            all_reused, context=encoder_ref, alone=broken)
+        except TrainingFailed as exc:  # the projector warm-up diverged through this encoder
+            self.say(f"[red]LLM features via {encoder_ref}: {exc}; its LLMs are not clustered[/red]",
+                     always=True)
+            return singletons(llms)
 
     def _cluster_and_record(self, level, names, feats, keys, fps, threshold, phase, start,
-                            samples, all_reused, context=None) -> list[Cluster]:
+                            samples, all_reused, context=None, alone=()) -> list[Cluster]:
         """Similarities -> clusters cut at distance ``threshold``; clusters and the phase's cost
         recorded (the ``clusters.threshold`` column holds that distance cut).
 
@@ -497,18 +522,36 @@ class MordalSearch(SearchStrategy):
         metric (``higher_is_closer = False``, e.g. ``gw``) is handed over as 1 - distance, so
         the cut is on the distance itself (GW distances between feature distance matrices scaled
         to [0, 1], see :mod:`harness.gromov`). ``Clustering.distance_cut`` turns the suite's
-        ``t_ve`` / ``t_llm`` into that cut under its ``threshold_kind``.
+        ``t_ve`` / ``t_llm`` into that cut under its ``threshold_kind``. Components in ``alone``
+        (they failed to load) are clusters of their own, recorded with the rest.
         """
         from harness.gromov import higher_is_closer
 
+        if not names:
+            clusters = singletons(alone)
+            self._record_clusters(level, clusters, threshold, fps, context=context)
+            return clusters
+
         values = self._similarities(names, feats, keys, fps)
+        bad = [n for n in names if getattr(feats[n], "cache", {}).get("finite") is False]
+        if bad:  # components whose features are not finite: each a cluster of its own
+            self.say(f"[red]{phase}: {', '.join(bad)}: non-finite features; clustered alone[/red]",
+                     always=True)
+            keep = [i for i, n in enumerate(names) if n not in bad]
+            values = values[np.ix_(keep, keep)]
+            names, alone = [names[i] for i in keep], list(alone) + bad
+            self.__dict__.setdefault("_alone", set()).update(bad)
+            if not names:
+                clusters = singletons(alone)
+                self._record_clusters(level, clusters, threshold, fps, context=context)
+                return clusters
         # features are loaded only for similarities the store lacked: reused unless one was computed
         all_reused = all(getattr(f, "cache", {}).get("reused", True) for f in feats.values())
         samples = samples() if callable(samples) else samples
         metric = self.components["similarity_metric"].get(self.suite.search.similarity).load()
         sim = values if higher_is_closer(metric) else 1.0 - values
         self.__dict__.setdefault("_sims", {})[(level, context)] = (list(names), sim)
-        clusters = cluster(names, sim, threshold, self.suite.search.clustering.linkage)
+        clusters = cluster(names, sim, threshold, self.suite.search.clustering.linkage) + singletons(alone)
         self._record_clusters(level, clusters, threshold, fps, context=context)
         self.record_phase_cost(phase, time.perf_counter() - start, samples, all_reused, keys.values())
         return clusters
