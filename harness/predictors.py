@@ -153,8 +153,9 @@ def prediction_interval(predictor, points: Sequence[tuple[float, float]], errors
         var += (slope * float(err)) ** 2
     half = z * math.sqrt(var)
     lower, upper = value - half, value + half
-    if clip is not None:
-        lower, upper = max(lower, clip[0]), min(upper, clip[1])
+    if clip is not None:  # into the clip's range, both ends (a line above the bound: [hi, hi])
+        lower = min(max(lower, clip[0]), clip[1])
+        upper = max(min(upper, clip[1]), clip[0])
     return float(lower), float(upper)
 
 

@@ -308,3 +308,15 @@ def test_a_predictor_that_takes_errors_and_baseline_receives_them():
     assert seen and all(e == [0.01, 0.02, 0.03] and b == 0.2 for e, b in seen)
     # the built-ins take neither keyword and are called as before
     assert fit_points(LogLinear(), [0.25, 0.5], [0.4, 0.5], [0.1, 0.1], 0.1).r2 == 1.0
+
+
+def test_an_interval_above_the_clip_is_the_bound_not_inverted():
+    from harness.predictors import LogLinear, prediction_interval
+
+    # a steep line that predicts 1.4 at r = 1: the prediction is clipped to 1, and so is its
+    # interval, at both ends (it was [1.41, 1.0], an interval with its ends swapped)
+    points = [(0.125, 0.4), (0.25, 0.733)]
+    lower, upper = prediction_interval(LogLinear(), points, [0.01, 0.01])
+    assert lower <= upper and (lower, upper) == (1.0, 1.0)
+    value = LogLinear().predict(LogLinear().fit([0.125, 0.25], [0.4, 0.733]), 1.0)
+    assert lower <= value <= upper
