@@ -272,6 +272,13 @@ def merge_relations(store, relations: dict[str, str], *, source: dict[str, Any] 
                         con.execute(f"DELETE FROM {t} WHERE trial_key IN (SELECT trial_key FROM _harness_upgrade)")
                 con.execute("DROP TABLE _harness_upgrade")
                 added["trials replaced (unfinished here, done there)"] = replaced
+            if "scores" in relations and "scores" in here:
+                # the same score key with another value: this store's is kept; say how many
+                conflicts = con.execute(
+                    f"SELECT count(*) FROM scores d JOIN {relations['scores']} s USING (trial_key, task, metric)"
+                    " WHERE abs(d.value - s.value) > 1e-12").fetchone()[0]
+                if conflicts:
+                    added["scores conflicting (this store's kept)"] = conflicts
             if "scores" in relations:
                 relations["scores"] = (f"(SELECT * FROM {relations['scores']} WHERE trial_key IN "
                                        f"(SELECT trial_key FROM {src} WHERE status = 'done'))")

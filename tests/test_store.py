@@ -552,3 +552,23 @@ def test_merge_takes_the_finished_copy_of_a_trial_consistently(tmp_path):
             assert added.get("trials replaced (unfinished here, done there)", 0) == (here == "failed")
             again = main.merge_from(b)
             assert again["trials"] == 0 and again["scores"] == 0
+
+
+def test_merge_reports_scores_that_conflict_and_keeps_its_own(tmp_path):
+    from harness.store import Store
+
+    def make(path, value):
+        with Store.open(path) as st:
+            run = st.start_run(suite_name="x")
+            st.start_trial("k", run_id=run, encoder="e", llm="l", dataset_fingerprint="d",
+                           sample_ratio=1.0, plugin="p", plugin_version="1")
+            st.finish_trial("k", wall_seconds=2.0, samples_seen=10)
+            st.put_scores("k", [{"task": "t", "metric": "m", "value": value}], run_id=run,
+                          plugin="p", plugin_version="1")
+
+    make(tmp_path / "a.duckdb", 0.5)
+    make(tmp_path / "b.duckdb", 0.7)  # the same trial key trained elsewhere, another score
+    with Store.open(tmp_path / "a.duckdb") as main:
+        added = main.merge_from(tmp_path / "b.duckdb")
+        assert added["scores conflicting (this store's kept)"] == 1
+        assert [s["value"] for s in main.get_scores("k")] == [0.5]
