@@ -12,6 +12,7 @@ from harness import __version__
 from harness.errors import HarnessError
 
 EXIT_NOT_AVAILABLE = 4
+EXIT_ALL_FAILED = 5  # a run whose every trial failed: recorded failed, nothing ranked
 
 
 def run_suite(suite, suite_path: Path, store_path: Path, *, wait: float = 0.0,
@@ -111,6 +112,14 @@ def _run(store, suite, suite_path: Path, *, replay_from: list[str] | None, fill:
     except Exception as exc:
         store.finish_run(run_id, "failed", error=f"{type(exc).__name__}: {exc}")
         raise
+    if strategy.failed and not (strategy.trained + strategy.reused):
+        # nothing to rank on: the run failed, whatever the strategy returned
+        message = f"every trial failed ({strategy.failed}); nothing could be ranked"
+        store.finish_run(run_id, "failed", error=message)
+        if not quiet:
+            print_ranking(strategy, ranking)
+        click.echo(f"error: {message} (the failures are listed above and in the store's trials)", err=True)
+        return EXIT_ALL_FAILED
     store.finish_run(run_id, "done")
     if quiet:
         return 0

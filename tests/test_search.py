@@ -200,10 +200,14 @@ def test_failed_candidate_is_recorded_and_the_search_goes_on(tmp_path):
     suite = write_suite(tmp_path, **{"search.strategy": "grid", "vlm.optim.lr": 1e30,
                                      "zoo.vision_encoders": ["tiny:vit-p4"]})
     out = harness("run", suite, "--store", store)
-    assert out.returncode == 0, out.stderr
+    # every trial failed: the run is failed, exit 5, one line why, and every failure is recorded
+    assert out.returncode == 5, out.stderr
+    assert "error: every trial failed (2)" in out.stderr and "Traceback" not in out.stderr
+    assert out.stdout.count("failed: tiny:vit-p4 + ") == 2
     con = duckdb.connect(str(store), read_only=True)
     rows = con.execute("select status, error from trials").fetchall()
     assert rows and all(s == "failed" and "non-finite" in e for s, e in rows)
+    assert con.execute("select status from runs").fetchall() == [("failed",)]
     assert con.execute("select count(*) from rankings where score is null").fetchone()[0] == 2
 
 
