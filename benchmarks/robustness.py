@@ -100,7 +100,7 @@ def _suite_cases() -> list[Case]:
         "projector 10^9 wide": suite_text(**{"llm: full": "llm: full, projector: mlp1000000000x_gelu"}),
         "LoRA r 10^9": suite_text(**{"llm: full": "llm: lora, lora: {r: 1000000000}"}),
         "grad_accum 10^12": suite_text(**{"epochs: 1": f"epochs: 1, grad_accum: {big}"}),
-        "steps 10^12": suite_text(**{"epochs: 1": f"epochs: 1, steps: {big}"}),
+        "steps 10^12": suite_text(**{"epochs: 1": f"steps: {big}"}),
         "clustering samples 10^9": suite_text(**{"strategy: grid": "strategy: mordal, clustering: {samples: 1000000000}"}),
         "eta 10^12": suite_text(**{"strategy: grid": f"strategy: mordal, inter: {{eta: {big}}}"}),
         "top_k 10^12": suite_text(**{"strategy: grid": f"strategy: mordal, inter: {{top_k: {big}}}"}),

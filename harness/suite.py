@@ -248,6 +248,15 @@ class Zoo(_Model):
         return _unique(v, "language model")
 
 
+def _generated_size(model, ref: str, field: str):
+    """A generated shapes dataset draws every scene up front: at most MAX_GENERATED items."""
+    n = getattr(model, field) or 0
+    if ref.startswith("shapes:") and n > MAX_GENERATED:
+        raise _Located(f"the generated shapes world draws at most {MAX_GENERATED:,} items "
+                       f"(every scene is built up front), got {n:,}", (field,))
+    return model
+
+
 class Alignment(_Model):
     """The image-text data the projector (and LoRA) is trained on."""
 
@@ -256,10 +265,7 @@ class Alignment(_Model):
 
     @model_validator(mode="after")
     def _generated_size(self):
-        if self.dataset.startswith("shapes:") and (self.samples or 0) > MAX_GENERATED:
-            raise _Located(f"the generated shapes world draws at most {MAX_GENERATED:,} items "
-                           f"(every scene is built up front), got {self.samples:,}", ("samples",))
-        return self
+        return _generated_size(self, self.dataset, "samples")
 
 
 class LoRA(_Model):
@@ -342,10 +348,7 @@ class Target(_Model):
 
     @model_validator(mode="after")
     def _generated_size(self):
-        if self.task.startswith("shapes:") and (self.limit or 0) > MAX_GENERATED:
-            raise _Located(f"the generated shapes world draws at most {MAX_GENERATED:,} items "
-                           f"(every scene is built up front), got {self.limit:,}", ("limit",))
-        return self
+        return _generated_size(self, self.task, "limit")
 
 
 class Clustering(_Model):
