@@ -277,8 +277,7 @@ _READ_STATEMENTS = ("SELECT", "EXPLAIN", "PRAGMA")
 @click.option("--file", "files", multiple=True, type=click.Path(path_type=Path),
               help="A local file the query may read (read_csv, read_parquet, ... for joins); repeatable. "
                    "Nothing else outside the store can be read or written.")
-@click.option("--wait", type=float, default=0.0, show_default=True,
-              help="Seconds to wait for a store another process is writing.")
+@wait_option
 def sql(query: str, store_path: Path | None, fmt: str, script: bool, files: tuple[Path, ...], wait: float):
     """Run a read-only SQL query against the store (tables, views: leaderboard, history).
 
