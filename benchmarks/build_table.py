@@ -127,7 +127,7 @@ def specs_for(suite, ratio: float, candidates=None):
     config = config_from_suite(suite.vlm)
     targets = tuple(Target(t.task, limit=t.limit, metric=t.metric) for t in suite.targets)
     return [TrialSpec(encoder=c.vision_encoder, llm=c.language_model,
-                      alignment=suite.alignment.dataset, samples=suite.alignment.samples or 5000,
+                      alignment=suite.alignment.dataset, samples=suite.alignment.samples,
                       ratio=ratio, train=config, seed=suite.seed, targets=targets, device="cpu")
             for c in (suite.candidates() if candidates is None else candidates)]
 

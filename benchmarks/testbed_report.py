@@ -39,7 +39,7 @@ def grid_specs(suite, seed: int, ratio: float = 1.0, candidates=None):
     config = config_from_suite(suite.vlm)
     targets = tuple(Target(t.task, limit=t.limit) for t in suite.targets)
     return [TrialSpec(encoder=c.vision_encoder, llm=c.language_model,
-                      alignment=suite.alignment.dataset, samples=suite.alignment.samples or 5000,
+                      alignment=suite.alignment.dataset, samples=suite.alignment.samples,
                       ratio=ratio, train=config, seed=seed, targets=targets, device="cpu")
             for c in (suite.candidates() if candidates is None else candidates)]
 

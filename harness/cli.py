@@ -190,8 +190,8 @@ def report(run_id: str | None, store_path: Path | None, out: Path | None, compar
 @click.option("--ratio", type=click.FloatRange(0, 1, min_open=True), default=1.0, show_default=True,
               help="Alignment-data sample ratio r in (0, 1].")
 @click.option("--alignment", default="shapes:align", show_default=True, help="Alignment dataset ref.")
-@click.option("--samples", type=click.IntRange(min=1), default=2000, show_default=True,
-              help="Alignment samples at r = 1.")
+@click.option("--samples", type=click.IntRange(min=1), default=None,
+              help="Alignment samples at r = 1 (default: the whole alignment set, as in a suite).")
 @click.option("--mode", type=click.Choice(["frozen", "lora", "full"]), default="full",
               show_default=True, help="How the LLM trains (the projector always does).")
 @click.option("--projector", default="mlp2x_gelu", show_default=True)

@@ -22,7 +22,7 @@ class TrainingFailed(HarnessError):
 class LoraSettings:
     r: int = 8
     alpha: int = 16
-    dropout: float = 0.0
+    dropout: float = 0.05  # the suite schema's default (harness.suite.LoRA)
     targets: tuple[str, ...] | str = "all-linear"
 
 

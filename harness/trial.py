@@ -28,7 +28,7 @@ class TrialSpec:
     encoder: str
     llm: str
     alignment: str = "shapes:align"
-    samples: int = 2000
+    samples: int | None = None  # alignment items at r = 1; None: the whole set (suite: alignment.samples)
     ratio: float = 1.0
     train: object = None  # harness.training.TrainConfig (None: defaults)
     seed: int = 0
@@ -89,8 +89,9 @@ def load_language_model(ref: str):
 _GENERATED: dict = {}  # (ref, samples, seed) -> (entry, dataset): generated data, built once per process
 
 
-def load_alignment(ref: str, samples: int, seed: int):
-    """The alignment dataset named by ``ref``, capped at ``samples`` items."""
+def load_alignment(ref: str, samples: int | None, seed: int):
+    """The alignment dataset named by ``ref``, capped at ``samples`` items (None: all of it; for
+    a generated dataset, its own default size)."""
     from harness.datasets import subset
     from harness.plugin_manager import get_components
 

@@ -429,3 +429,43 @@ def test_executor_ray_without_ray_installed_names_the_install_command(tmp_path, 
     with pytest.raises(BadInput) as err:
         harness.suite.load_suite(path)
     assert "executor" in str(err.value) and 'pip install -e ".[ray]"' in str(err.value)
+
+
+def test_suite_values_reach_the_trial_without_a_layer_substituting_its_own(tmp_path):
+    """Issue 16 item 4: alignment.samples absent means the whole alignment set, all the way to
+    the TrialSpec and the data a trial trains on; the LoRA defaults of the schema and of the
+    training config agree."""
+    import json as _json
+
+    from harness.datasets import load_llava
+    from harness.shapes import DEFAULT_N
+    from harness.strategies.grid import GridSearch
+    from harness.store import Store
+    from harness.suite import LoRA
+    from harness.training import LoraSettings, TrainConfig, config_from_suite
+    from harness.trial import TrialSpec, load_alignment
+
+    folder = tmp_path / "llava"
+    folder.mkdir()
+    from PIL import Image
+
+    Image.new("RGB", (8, 8)).save(folder / "a.png")
+    entry = {"image": "a.png", "conversations": [{"from": "human", "value": "<image>\nq"},
+                                                 {"from": "gpt", "value": "a"}]}
+    (folder / "data.json").write_text(_json.dumps([{**entry, "id": str(i)} for i in range(7000)]))
+    text = MINIMAL.replace("{dataset: shapes:align}", f"{{dataset: 'llava:{folder / 'data.json'}'}}")
+    suite = load_suite(write(tmp_path, text))
+    assert suite.alignment.samples is None
+    with Store.open(tmp_path / "s.duckdb") as store:
+        strategy = GridSearch(suite, store, store.start_run(suite_name="x"))
+        spec = strategy.spec(suite.candidates()[0], 1.0)
+    assert spec.samples is None
+    _, data = load_alignment(spec.alignment, spec.samples, seed=0)
+    assert len(data) == len(load_llava(folder / "data.json")) == 7000  # not 2000, not 5000
+    assert TrialSpec("e", "l").samples is None
+    _, shapes = load_alignment("shapes:align", None, seed=0)
+    assert len(shapes) == DEFAULT_N["train"]  # a generated set: its own size
+    schema = LoRA()
+    assert (schema.r, schema.alpha, schema.dropout) == (LoraSettings().r, LoraSettings().alpha,
+                                                        LoraSettings().dropout)
+    assert config_from_suite(suite.vlm).lora.dropout == TrainConfig().lora.dropout

@@ -78,7 +78,7 @@ class SearchStrategy:
 
         alignment = self.suite.alignment
         return TrialSpec(encoder=candidate.vision_encoder, llm=candidate.language_model,
-                         alignment=alignment.dataset, samples=alignment.samples or 5000,
+                         alignment=alignment.dataset, samples=alignment.samples,
                          ratio=ratio, train=self.train_config, seed=self.suite.seed,
                          targets=self.targets, device=self.suite.device)
 
