@@ -30,6 +30,8 @@ from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol, runtime_checkable
 
+from harness.errors import HarnessError
+
 
 class Rung(NamedTuple):
     """One round: train ``n_in`` candidates at sample ratio ``ratio``, keep ``n_keep``."""
@@ -302,12 +304,24 @@ def drive(
             kept = tuple(policy.keep(scores, rung.n_keep))
         limit = len(current) if noisy and not final else rung.n_keep
         if len(kept) > limit or not set(kept) <= set(current):
-            raise RuntimeError(
-                f"policy {policy!r} kept {kept!r}; expected at most {limit} of the rung's candidates"
+            raise PolicyFault(
+                f"stopping policy {describe(policy)} kept {len(kept)} candidate(s) "
+                f"({', '.join(map(str, kept[:3]))}{', ...' if len(kept) > 3 else ''}) at rung "
+                f"{rung.index}; expected at most {limit} of the rung's candidates"
             )
         results.append(RungResult(rung, current, scores, kept, why))
         current = kept
     return StageResult(tuple(results), current)
+
+
+class PolicyFault(HarnessError, RuntimeError):
+    """A stopping policy returned something the search cannot use (names the plugin)."""
+
+
+def describe(policy) -> str:
+    """The policy as a user finds it: its registered name and plugin when the search built it
+    (``_harness_name``), else its class."""
+    return getattr(policy, "_harness_name", None) or f"{type(policy).__module__}.{type(policy).__qualname__}"
 
 
 def _check_stage(policy, result: StageResult, candidates: tuple, top_k: int, evaluated: set) -> None:
@@ -328,7 +342,7 @@ def _check_stage(policy, result: StageResult, candidates: tuple, top_k: int, eva
     if not set(result.survivors) | set(result.untried) <= set(candidates):
         problems.append("returned names that are not candidates")
     if problems:
-        raise RuntimeError(f"policy {policy!r}: " + "; ".join(problems))
+        raise PolicyFault(f"stopping policy {describe(policy)}: " + "; ".join(problems))
 
 
 def _by_height(heights: Sequence[tuple[float, Mapping]]) -> list:

@@ -130,6 +130,18 @@ def test_drive_rejects_a_policy_that_keeps_too_many():
 
     with pytest.raises(RuntimeError, match="at most"):
         drive(Greedy(), ["a", "b", "c"], 1, lambda c, r: 0.0)
+    # a harness error (one line at the CLI) that names the policy: its class, or the name and
+    # plugin the search registered it under
+    from harness.errors import HarnessError
+    from harness.policies import PolicyFault
+
+    with pytest.raises(PolicyFault, match=r"stopping policy .*Greedy kept 3") as err:
+        drive(Greedy(), ["a", "b", "c"], 1, lambda c, r: 0.0)
+    assert isinstance(err.value, HarnessError)
+    named = Greedy()
+    named._harness_name = "'greedy' (plugin harness-rogue 0.1)"
+    with pytest.raises(PolicyFault, match=r"'greedy' \(plugin harness-rogue 0.1\) kept 3"):
+        drive(named, ["a", "b", "c"], 1, lambda c, r: 0.0)
 
 
 # -- ASHA and Hyperband: policies that drive themselves ------------------------------------------

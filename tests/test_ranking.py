@@ -82,3 +82,16 @@ def test_constant_answer_baseline_is_the_most_frequent_test_answer():
     assert n == 200 and answers[answer] == max(answers.values())
     assert value == pytest.approx(max(answers.values()) / 200)
     assert task_baseline("lmms:mme", None) is None
+
+
+def test_a_non_finite_prediction_is_refused_at_the_boundary():
+    from harness.predictors import LogLinear, ScalingFit
+    from harness.strategies.mordal import usable_prediction
+
+    fit = LogLinear().fit([0.125, 0.25], [0.3, 0.4])
+    assert usable_prediction(LogLinear().predict(fit), fit)
+    assert not usable_prediction(math.nan, fit)
+    assert not usable_prediction(math.inf, fit)
+    assert not usable_prediction("0.5", fit)
+    nan_params = ScalingFit(params={"a": math.nan, "b": 0.1}, r2=1.0)
+    assert not usable_prediction(0.5, nan_params)

@@ -206,9 +206,14 @@ class MordalSearch(SearchStrategy):
     def policy(self, stage: str):
         options = getattr(self.suite.search, stage)
         name = self.suite.search.policy(stage)
-        cls = self.components["stopping_policy"].get(name).load()
-        return _construct(cls, eta=options.eta, min_ratio=options.min_ratio, tie_z=options.tie_z,
-                          uninformative=options.uninformative)
+        entry = self.components["stopping_policy"].get(name)
+        policy = _construct(entry.load(), eta=options.eta, min_ratio=options.min_ratio,
+                            tie_z=options.tie_z, uninformative=options.uninformative)
+        try:  # its errors name it as the user knows it
+            policy._harness_name = f"{name!r} (plugin {entry.plugin} {entry.version})"
+        except AttributeError:  # a policy with __slots__
+            pass
+        return policy
 
     def record_rungs(self, phase: str, stage, reps: dict | None = None) -> None:
         """One ``rungs`` row per candidate a rung trained; with ``reps`` (item -> the members
@@ -274,6 +279,18 @@ class MordalSearch(SearchStrategy):
                                               self._outcomes[(candidate, 1.0)].key, stage="survivor"))
                 continue
             value = predictor.predict(fit, 1.0)
+            if not usable_prediction(value, fit):
+                # refused at the boundary: nothing stored; the candidate keeps its largest
+                # measured score, which is what the run knows of it
+                entry = self.components["predictor"].get(cfg.name)
+                self.say(f"[red]predictor {cfg.name!r} (plugin {entry.plugin} {entry.version}) returned "
+                         f"{value!r} for {candidate} (params {fit.params}); its r={points[-1][0]:g} "
+                         "score ranks it instead[/red]", always=True)
+                r_top, s_top = points[-1]
+                ranked.append(RankedCandidate(candidate, s_top, "measured",
+                                              self._outcomes[(candidate, r_top)].key,
+                                              sample_ratio=r_top, stage="survivor"))
+                continue
             lower, upper = prediction_interval(predictor, points,
                                                [self.score_error(candidate, r) for r, _ in points],
                                                baseline=self.constant_baseline)
@@ -576,6 +593,15 @@ def similarity_options(metric, clustering) -> dict:
         return {"minibatch": int(clustering.cka_batch), "seed": 0} if "seed" in params else \
             {"minibatch": int(clustering.cka_batch)}
     return {}
+
+
+def usable_prediction(value, fit) -> bool:
+    """A predictor's output the core accepts: a finite number, from a fit whose numeric
+    parameters are finite (a NaN would rank first or be stored as ``{"a": NaN}``)."""
+    params = [v for v in (getattr(fit, "params", None) or {}).values()
+              if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    return (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            and all(math.isfinite(v) for v in params))
 
 
 def estimate_full_scores(scores: dict, final: dict, direct_min: int = 3) -> dict:
