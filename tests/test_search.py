@@ -40,6 +40,7 @@ def test_mordal_runs_end_to_end_then_reuses_everything(tmp_path):
     first = harness("run", suite, "--store", store)
     assert first.returncode == 0, first.stderr
     assert "best VLM:" in first.stdout and "mordal ranking" in first.stdout
+    assert "Postprocessing" not in first.stderr  # lmms-eval's own bars stay quiet
     # the answer says how sure it is: the runner-up, and the spend against the grid's
     assert "runner-up: " in first.stdout and "pick vs runner-up: " in first.stdout
     assert "for the grid of 6 candidates at r = 1" in first.stdout
