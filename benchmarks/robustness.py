@@ -209,7 +209,6 @@ def _sqlite(directory: Path) -> None:
 
 def _newer(directory: Path) -> None:
     import duckdb
-
     from harness.store import Store
 
     Store.open(directory / "new.duckdb").close()

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import importlib
 import os
-import sys
+import warnings
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import metadata
@@ -77,6 +77,13 @@ def _allow_list() -> set[str] | None:
     return {part.strip() for part in raw.split(",") if part.strip()}
 
 
+class PluginWarning(UserWarning):
+    """A third-party plugin could not be imported and was skipped."""
+
+
+FAILED_PLUGINS: dict[str, str] = {}  # entry-point name -> why it was skipped, this process
+
+
 def make_plugin_manager() -> tuple[pluggy.PluginManager, dict[str, PluginInfo]]:
     pm = pluggy.PluginManager("harness")
     pm.add_hookspecs(hookspecs)
@@ -98,10 +105,13 @@ def make_plugin_manager() -> tuple[pluggy.PluginManager, dict[str, PluginInfo]]:
             )
         try:
             module = ep.load()
-        except Exception as exc:
-            raise PluginError(
-                f'Error importing plugin "{ep.name}" ({ep.value}): {type(exc).__name__}: {exc}'
-            ).with_traceback(sys.exc_info()[2]) from exc
+        except Exception as exc:  # noqa: BLE001 - reported and skipped: one broken plugin must not stop every command
+            dist = f"{ep.dist.name} {ep.dist.version}" if ep.dist is not None else "unknown distribution"
+            message = (f'Error importing plugin "{ep.name}" ({ep.value}, {dist}): '
+                       f"{type(exc).__name__}: {exc}; it is skipped")
+            FAILED_PLUGINS[ep.name] = message
+            warnings.warn(message, PluginWarning, stacklevel=2)
+            continue
         pm.register(module, name=ep.name)
         dist = ep.dist
         infos[ep.name] = PluginInfo(

@@ -43,9 +43,14 @@ class UnknownComponent(RegistryError, BadInput, KeyError):
 
 
 def did_you_mean(name: str, available: list[str]) -> str:
-    """``Did you mean 'x'? Available: a, b, c`` (the first part only when something is close)."""
+    """``Did you mean 'x'? Available: a, b, c`` (the first part only when something is close),
+    and the plugins that failed to import in this process, which might have provided it."""
     close = difflib.get_close_matches(name, available, n=3, cutoff=0.5)
     hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    from harness.plugin_manager import FAILED_PLUGINS
+
+    if FAILED_PLUGINS:
+        hint += f" (plugins skipped because they failed to import: {', '.join(sorted(FAILED_PLUGINS))})"
     return f"{hint} Available: {', '.join(sorted(available)) or '(none)'}"
 
 

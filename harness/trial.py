@@ -17,8 +17,8 @@ from pathlib import Path
 
 from harness import __version__
 from harness.errors import BadInput
-from harness.store.errors import StoreWarning
 from harness.scoring import Target, TaskScore
+from harness.store.errors import StoreWarning
 
 PLUGIN = "harness.trial"
 
@@ -68,7 +68,7 @@ def load_component(kind: str, ref: str):
         return entry, entry.load()(name)
     except (KeyboardInterrupt, MemoryError):
         raise
-    except Exception as exc:  # noqa: BLE001 - any loader's failure is this component's
+    except Exception as exc:  # any loader's failure is this component's
         raise ComponentFailed(kind, ref, exc) from exc
 
 

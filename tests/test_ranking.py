@@ -15,7 +15,7 @@ from harness.suite import Candidate
 
 def test_representatives_start_at_the_medoid_and_take_the_farthest_member():
     points = {"m": 0.0, "a": 1.0, "b": 5.0, "c": -2.0}
-    distance = lambda x, y: abs(points[x] - points[y])  # noqa: E731
+    distance = lambda x, y: abs(points[x] - points[y])
     assert farthest_members(list(points), "m", distance, 1) == ["m"]
     assert farthest_members(list(points), "m", distance, 2) == ["m", "b"]
     # then the member farthest from both chosen ones (c: 2 from m, 7 from b)

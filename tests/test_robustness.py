@@ -12,7 +12,7 @@ import pytest
 ROOT = Path(__file__).parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-import robustness  # noqa: E402
+import robustness
 
 CASES = robustness.cases()
 

@@ -165,7 +165,7 @@ class MordalSearch(SearchStrategy):
         if len(tied) < 2 or not todo:
             return ranked
         self.phase("confirm overlapping survivors", total=len(todo))
-        self.say(f"confirming at r=1 (intervals overlap the leader's): "
+        self.say("confirming at r=1 (intervals overlap the leader's): "
                  + ", ".join(str(c) for c in todo), always=True)
         self.prefetch([(c, 1.0) for c in todo])
         out = []
