@@ -414,7 +414,7 @@ def _open_rgb(path: Path):
         return img.convert("RGB")
 
 
-def _llava_ref(path: str | os.PathLike) -> tuple[Path, dict]:
+def llava_ref(path: str | os.PathLike) -> tuple[Path, dict]:
     """(json path, options) of ``<path>[?images=FOLDER&outside=1]``: the options ride on the
     ref when the path without them is the file."""
     text = str(path)
@@ -463,7 +463,7 @@ def load_llava(
 
     The fingerprint hashes the json bytes and the list of image paths with their sizes.
     """
-    path, options = _llava_ref(path)
+    path, options = llava_ref(path)
     if image_folder is None and options.get("images"):
         image_folder = options["images"]
     if allow_outside is None:

@@ -194,9 +194,9 @@ def _check_llava(ref: str) -> None:
     image headers, so a bad file fails validation instead of a started run. A missing file is
     an error only when its path is explicit (:func:`_check_local_path`); otherwise the run's
     preflight (:func:`harness.runner.preflight`) refuses it before touching the store."""
-    from harness.datasets import DatasetError, _llava_ref, load_llava
+    from harness.datasets import DatasetError, llava_ref, load_llava
 
-    path, _ = _llava_ref(ref.partition(":")[2])
+    path, _ = llava_ref(ref.partition(":")[2])
     if not path.is_file():  # a file on another machine (a relative path: the run checks it)
         return
     try:

@@ -115,8 +115,10 @@ class MordalSearch(SearchStrategy):
         llm = sims.get(("llm", cluster.medoid[0]))
 
         def far(a, b, table):
-            if table is None or a == b:
-                return 0.0 if a == b else 1.0
+            if a == b:
+                return 0.0
+            if table is None:  # not clustered at this level: as far as can be
+                return 1.0
             names, sim = table
             return 1.0 - float(sim[names.index(a), names.index(b)])
 
@@ -156,7 +158,7 @@ class MordalSearch(SearchStrategy):
             half = 1.96 * self.score_error(r.candidate, 1.0)
             return r.score - half, r.score + half
 
-        if any(math.isnan(r.score) for r in ranked[:1]):
+        if math.isnan(ranked[0].score):
             return ranked
         lo, hi = interval(ranked[0])
         tied = [ranked[0]] + [r for r in ranked[1:] if not math.isnan(r.score)
@@ -544,11 +546,6 @@ class MordalSearch(SearchStrategy):
         """
         from harness.gromov import higher_is_closer
 
-        if not names:
-            clusters = singletons(alone)
-            self._record_clusters(level, clusters, threshold, fps, context=context)
-            return clusters
-
         values = self._similarities(names, feats, keys, fps)
         bad = [n for n in names if getattr(feats[n], "cache", {}).get("finite") is False]
         if bad:  # components whose features are not finite: each a cluster of its own
@@ -558,10 +555,10 @@ class MordalSearch(SearchStrategy):
             values = values[np.ix_(keep, keep)]
             names, alone = [names[i] for i in keep], list(alone) + bad
             self.__dict__.setdefault("_alone", set()).update(bad)
-            if not names:
-                clusters = singletons(alone)
-                self._record_clusters(level, clusters, threshold, fps, context=context)
-                return clusters
+        if not names:  # nothing left to compare
+            clusters = singletons(alone)
+            self._record_clusters(level, clusters, threshold, fps, context=context)
+            return clusters
         # features are loaded only for similarities the store lacked: reused unless one was computed
         all_reused = all(getattr(f, "cache", {}).get("reused", True) for f in feats.values())
         samples = samples() if callable(samples) else samples
@@ -630,14 +627,12 @@ def estimate_full_scores(scores: dict, final: dict, direct_min: int = 3) -> dict
             steps = [s[r2] - s[r] for s in scores.values()
                      if not math.isnan(s.get(r, math.nan)) and not math.isnan(s.get(r2, math.nan))]
             if steps:
-                chained = (len(steps), statistics.median(steps) + gain[r2])
+                chained = statistics.median(steps) + gain[r2]
                 break
         if len(direct) >= direct_min or (direct and chained is None):
             gain[r] = statistics.median(direct)
-        elif chained is not None:
-            gain[r] = chained[1]
         else:
-            gain[r] = 0.0
+            gain[r] = 0.0 if chained is None else chained
     out = dict(full)
     for c, by_ratio in scores.items():
         if c in out:
