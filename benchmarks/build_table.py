@@ -171,6 +171,8 @@ def compute_features(suite, store, run_id: str) -> None:
     # the default minibatch CKA (cka_batch 64) and the biased full-batch one (null): both replayable
     variants = [search.model_copy(update={"clustering": search.clustering.model_copy(
         update={"cka_batch": batch})}) for batch in (64, None)]
+    # the phases are recomputed (from stored features) below: a rerun replaces the run's rows
+    store.execute("delete from phase_costs where run_id = ?", [run_id])
     for target in suite.targets:
         for variant in variants:
             one = suite.model_copy(update={"targets": [target], "search": variant})

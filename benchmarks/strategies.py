@@ -181,6 +181,7 @@ def replay_row(variant, suite_path: Path, store_path: Path, sources: list[str], 
         tied = cmp["top1"] or tied_with_top1(st, grid_run, task, cmp["grid_best"], cmp["search_best"])
         return {"run": run_id, "trials": cmp["search_trials"], "filled": int(trained["trials_trained"]),
                 "samples": cmp["search_samples"], "warmup_samples": cmp["search_warmup_samples"],
+                "grid_samples": cmp["grid_samples"],
                 "speedup": cmp["speedup_samples"], "speedup_seconds": cmp["speedup"],
                 "top1": cmp["top1"], "top1_within_1se": tied, "weighted_tau": cmp["weighted_tau_top10"], "ndcg5": cmp["ndcg_at_5"],
                 "best": cmp["search_best"], "grid_best": cmp["grid_best"]}

@@ -353,21 +353,31 @@ def _write_copy(ds: Dataset, root: Path) -> None:
 # Nested subsets
 
 
-def subset(dataset: Dataset, ratio: float, seed: int = 0) -> Dataset:
+def subset(dataset: Dataset, ratio: float, seed: int = 0, *, after: float | None = None) -> Dataset:
     """The first ``ceil(ratio * n)`` items of a seeded permutation, kept in dataset order.
 
     Nested by construction: for the same dataset and seed, the ``r/2`` subset is contained in
     the ``r`` subset. The fingerprint depends on the parent, the seed and the item count.
+    With ``after`` (a smaller ratio), only the items the ``ratio`` subset adds to the ``after``
+    one: what a trial continued from ratio ``after`` trains on.
     """
     if not isinstance(ratio, (int, float)) or not 0 < ratio <= 1:
         raise ValueError(f"subset ratio must be in (0, 1], got {ratio!r}")
+    if after is not None and not 0 < after < ratio:
+        raise ValueError(f"subset after must be in (0, ratio = {ratio!r}), got {after!r}")
     n = len(dataset)
     if n == 0:
         return dataset
-    k = max(1, math.ceil(ratio * n - 1e-9))  # 1e-9: 0.1 * 10 must give 1, not 2
+    k = _subset_size(ratio, n)
+    start = 0 if after is None else _subset_size(after, n)
     order = np.random.default_rng(np.random.SeedSequence([0x5EB5E7, int(seed)])).permutation(n)
-    chosen = np.sort(order[:k])
-    return dataset.select(chosen.tolist(), tag=f"subset:seed={int(seed)}:k={k}:of={n}")
+    chosen = np.sort(order[start:k])
+    tag = f"subset:seed={int(seed)}:k={k}:of={n}" + (f":from={start}" if start else "")
+    return dataset.select(chosen.tolist(), tag=tag)
+
+
+def _subset_size(ratio: float, n: int) -> int:
+    return max(1, math.ceil(ratio * n - 1e-9))  # 1e-9: 0.1 * 10 must give 1, not 2
 
 
 # ---------------------------------------------------------------------------------------------

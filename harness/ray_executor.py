@@ -77,14 +77,16 @@ def _connect(address: str, num_cpus: int | None):
     return ray
 
 
-def _trial_task(spec, run_id: str, threads: int, shared: str | None):
+def _trial_task(spec, run_id: str, threads: int, shared: str | None, parent: dict | None = None):
     """On a worker: train and score ``spec`` into a scratch store; return the store file, the
-    checkpoint files (or their shared location) and where it ran."""
+    checkpoint files (or their shared location) and where it ran. ``parent``: for a continued
+    trial, the row and checkpoint files of the trial it resumes
+    (:func:`harness.trial.parent_state`), put into the scratch store first."""
     import ray
     import torch
 
     from harness.store import Store
-    from harness.trial import run_trial
+    from harness.trial import install_parent_state, run_trial
 
     torch.set_num_threads(max(1, threads))
     node = ray.get_runtime_context().get_node_id()
@@ -92,6 +94,7 @@ def _trial_task(spec, run_id: str, threads: int, shared: str | None):
     with tempfile.TemporaryDirectory(prefix="harness-ray-") as tmp:
         shard = Path(tmp) / "shard.duckdb"
         with Store.open(shard) as store:
+            install_parent_state(store, parent)
             start = time.perf_counter()
             outcome = run_trial(spec, store, run_id)
             store.con.execute("UPDATE trials SET node = ? WHERE trial_key = ?",
@@ -100,8 +103,8 @@ def _trial_task(spec, run_id: str, threads: int, shared: str | None):
         files = {}
         root = Path(tmp)
         for path in sorted((root / "checkpoints").rglob("*")) if (root / "checkpoints").exists() else []:
-            if path.is_file():
-                rel = path.relative_to(root).as_posix()
+            rel = path.relative_to(root).as_posix()
+            if path.is_file() and rel not in (parent or {}).get("files", {}):
                 if shared:  # a folder every node reaches: write there, send the path only
                     target = Path(shared) / rel
                     target.parent.mkdir(parents=True, exist_ok=True)
@@ -173,11 +176,15 @@ class RayExecutor:
         running: dict = {}  # ref -> spec index
         done = 0
 
+        from harness.trial import parent_state
+
+        parents = {i: parent_state(specs[i], self.store) for i in todo}
+
         def submit():
             while queue and len(running) < limit:
                 i = queue.pop(0)
                 attempts[i] += 1
-                running[task.remote(specs[i], self.run_id, threads, self.checkpoints)] = i
+                running[task.remote(specs[i], self.run_id, threads, self.checkpoints, parents[i])] = i
 
         submit()
         try:

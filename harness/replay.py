@@ -78,8 +78,11 @@ class ReplayExecutor:
             if outcome is not None:
                 return outcome
         if not self.fill:
+            continued = (f", continued from r={spec.after[-1]:g} (search.continuation: a table of "
+                         "trials trained from scratch holds none; set it to false to replay one)"
+                         if spec.after else "")
             raise MissingTrial(
-                f"replay needs trial {spec.encoder} + {spec.llm} at r={spec.ratio:g} (seed "
+                f"replay needs trial {spec.encoder} + {spec.llm} at r={spec.ratio:g}{continued} (seed "
                 f"{spec.seed}, key {key[:12]}), which run(s) {', '.join(self.sources)} did not store; "
                 "run again with --fill to train it, or replay from runs that have it")
         return run_trial(spec, self.store, self.run_id, progress=progress)

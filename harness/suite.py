@@ -450,6 +450,11 @@ class Search(_Model):
     # rung score plus the run's median gain from that ratio to r = 1; never-trained members of a
     # dropped cluster take its estimate)
     rank_below: Literal["elimination", "estimate"] = "elimination"
+    # a survivor promoted from ratio r to r' resumes its r checkpoint and AdamW state and trains
+    # only the samples r' adds (the paper's SHA doubles the survivors' budget); needs a constant
+    # learning rate (vlm.optim.schedule: constant). Continued trials have keys of their own, so
+    # a replay of a table of fresh trials cannot answer them
+    continuation: Bool = False
     predictor: Predictor = Predictor()
     prescreen: Prescreen = Prescreen()  # used by strategy gw-prescreen
     transfer: Transfer = Transfer()  # used by strategy dcd
@@ -540,6 +545,16 @@ class Suite(_Model):
                 )
             seen[target.task] = i
         return v
+
+    @model_validator(mode="after")
+    def _continuation_needs_a_constant_schedule(self):
+        if self.search.continuation and self.vlm.optim.schedule != "constant":
+            raise _Located(f"continuation needs vlm.optim.schedule: constant, not "
+                           f"{self.vlm.optim.schedule!r}: a {self.vlm.optim.schedule} schedule has "
+                           "decayed the learning rate to 0 by the end of each ratio's training, so a "
+                           "continued trial would not follow the recipe of a fresh one",
+                           ("search", "continuation"))
+        return self
 
     @property
     def source(self) -> Path | None:

@@ -62,6 +62,41 @@ class TrainResult:
     wall_seconds: float
     losses: list[float]
     device: str
+    optimizer_state: dict | None = None  # AdamW's state at the end (what a continuation resumes)
+    steps_total: int = 0  # optimiser steps since the start, ancestors' included
+
+
+@dataclass(frozen=True)
+class Resume:
+    """Where a continued trial starts: its ancestor's AdamW state, the optimiser steps taken
+    so far, and the step count a fresh trial at this ratio would take in all (the LR schedule
+    is evaluated at ``steps_before .. steps_planned - 1``)."""
+
+    optimizer_state: dict
+    steps_before: int
+    steps_planned: int
+
+
+def planned_steps(config: TrainConfig, n_examples: int, ratio: float) -> int:
+    """Optimiser steps of a fresh trial on ``n_examples`` (the ratio-r subset's examples):
+    ``ceil(steps * ratio)`` with ``config.steps``, else ``epochs`` passes in whole batches."""
+    if config.steps is not None:
+        return max(1, math.ceil(config.steps * ratio))
+    total_samples = max(1, int(round(n_examples * config.epochs)))
+    return max(1, math.ceil(total_samples / (config.batch_size * config.grad_accum)))
+
+
+def continuable(config: TrainConfig) -> str | None:
+    """Why a trial trained with ``config`` cannot be continued at a larger ratio, or None.
+
+    Continuing resumes the checkpoint and AdamW state and trains the extra samples: that is
+    the fresh recipe only when the learning rate does not decay to the end of each ratio's
+    run (a linear or cosine schedule has reached 0 there), so only ``constant`` qualifies."""
+    if config.schedule != "constant":
+        return (f"the {config.schedule} schedule decays the learning rate to 0 at the end of each "
+                "ratio's training, so a continued trial would not follow the fresh recipe; use "
+                "vlm.optim.schedule: constant")
+    return None
 
 
 CALIBRATION_IMAGES = 256
@@ -127,30 +162,41 @@ def _encode_once(vlm: VLM, examples: list[Example], transform, dev, batch: int =
 
 
 def train(vlm: VLM, examples: list[Example], config: TrainConfig, *, seed: int,
-          device: str = "auto", ratio: float = 1.0, progress=None) -> TrainResult:
+          device: str = "auto", ratio: float = 1.0, progress=None,
+          resume: Resume | None = None) -> TrainResult:
     """Train on ``examples`` (the ratio-r subset) in a seeded order; raises TrainingFailed on a
     non-finite loss. With ``config.steps`` the step count is ``ceil(steps * ratio)``, so a
-    smaller sample ratio costs proportionally less compute either way."""
+    smaller sample ratio costs proportionally less compute either way.
+
+    With ``resume`` the VLM already holds its ancestor's checkpoint (trainable weights and
+    feature standardisation, which is not recalibrated): AdamW starts from the ancestor's
+    state and takes the ``steps_planned - steps_before`` steps a fresh trial would have taken
+    beyond the ancestor's, over ``examples`` (then the extra items, or the whole subset with
+    ``config.steps``)."""
     if not examples:
         from harness.errors import BadInput
 
         raise BadInput("no training examples: the alignment data (at this sample ratio) is empty")
     dev = resolve_device(device)
-    torch.manual_seed(seed)
+    before = resume.steps_before if resume is not None else 0
+    torch.manual_seed(seed + 7919 * before)  # a continuation draws dropout masks of its own
     vlm.to(dev)
     use_bf16 = dev.type == "cuda" and config.precision in ("auto", "bf16")
     params = [p for p in vlm.parameters() if p.requires_grad]
     optim = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay,
                               fused=dev.type == "cuda")
     per_step = config.batch_size * config.grad_accum
-    if config.steps is not None:
-        total_steps = max(1, math.ceil(config.steps * ratio))
+    if resume is not None:
+        optim.load_state_dict(resume.optimizer_state)
+        for group in optim.param_groups:  # the schedule below sets lr from the recipe's base
+            group["lr"] = group["initial_lr"] = config.lr
+        total_steps = max(0, resume.steps_planned - before)
+        planned = resume.steps_planned
     else:
-        total_samples = max(1, int(round(len(examples) * config.epochs)))
-        total_steps = max(1, math.ceil(total_samples / per_step))
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        optim, _lr_lambda(config.schedule, int(config.warmup * total_steps), total_steps))
-    generator = torch.Generator().manual_seed(seed)
+        total_steps = planned = planned_steps(config, len(examples), ratio)
+    factor = _lr_lambda(config.schedule, int(config.warmup * planned), planned)
+    sched = torch.optim.lr_scheduler.LambdaLR(optim, lambda step: factor(step + before))
+    generator = torch.Generator().manual_seed(seed + 7919 * before)
     order: list[int] = []
     while len(order) < total_steps * per_step:
         order += torch.randperm(len(examples), generator=generator).tolist()
@@ -164,7 +210,7 @@ def train(vlm: VLM, examples: list[Example], config: TrainConfig, *, seed: int,
         # A frozen encoder sees each image once: its features are computed up front and the
         # steps reuse them (the encoder was a third of a CPU step for the mini zoo).
         cached, slot = _encode_once(vlm, examples, transform, dev)
-    if config.normalize_features:
+    if config.normalize_features and resume is None:
         calib = order[:CALIBRATION_IMAGES]
         if cached is not None:
             vlm.calibrate(features=cached[[slot[i] for i in calib]])
@@ -204,7 +250,8 @@ def train(vlm: VLM, examples: list[Example], config: TrainConfig, *, seed: int,
     vlm.eval()
     return TrainResult(steps=total_steps, samples_seen=samples,
                        wall_seconds=time.perf_counter() - start, losses=losses,
-                       device=torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu")
+                       device=torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
+                       optimizer_state=optim.state_dict(), steps_total=before + total_steps)
 
 
 def config_from_suite(vlm) -> TrainConfig:

@@ -34,6 +34,17 @@ class TrialSpec:
     seed: int = 0
     targets: tuple[Target, ...] = ()
     device: str = "auto"
+    # a continued trial (search.continuation): the ratios trained before this one, ascending.
+    # It resumes the trial at after[-1] (itself continued from after[:-1]) and trains the
+    # samples its ratio adds; () is a trial trained from scratch.
+    after: tuple[float, ...] = ()
+
+    @property
+    def parent(self) -> TrialSpec | None:
+        """The trial a continued one resumes; None for one trained from scratch."""
+        if not self.after:
+            return None
+        return dataclasses.replace(self, ratio=self.after[-1], after=self.after[:-1])
 
 
 @dataclass
@@ -134,7 +145,13 @@ def _checkpoint_tensors(vlm) -> dict:
     return {n: t.detach().cpu().contiguous() for n, t in tensors.items()}
 
 
-def save_checkpoint(vlm, directory: Path) -> Path:
+OPTIMIZER_FILE = "optimizer.pt"  # beside the checkpoint: AdamW's state, for a continuation
+
+
+def save_checkpoint(vlm, directory: Path, result=None) -> Path:
+    """The trainable tensors, and with a ``result`` whose recipe can be continued
+    (:func:`harness.training.continuable`) AdamW's state and the step count too."""
+    import torch
     from safetensors.torch import save_file
 
     directory.mkdir(parents=True, exist_ok=True)
@@ -142,7 +159,23 @@ def save_checkpoint(vlm, directory: Path) -> Path:
     tmp = path.with_suffix(".tmp")
     save_file(_checkpoint_tensors(vlm), str(tmp))
     tmp.replace(path)
+    if result is not None and result.optimizer_state is not None:
+        state = directory / OPTIMIZER_FILE
+        tmp = state.with_suffix(".tmp")
+        torch.save({"optimizer": result.optimizer_state, "steps": result.steps_total}, tmp)
+        tmp.replace(state)
     return path
+
+
+def load_resume_state(path: Path, steps_planned: int):
+    """The :class:`harness.training.Resume` of the trial whose checkpoint is ``path``."""
+    import torch
+
+    from harness.training import Resume
+
+    state = torch.load(path.parent / OPTIMIZER_FILE, map_location="cpu", weights_only=True)
+    return Resume(optimizer_state=state["optimizer"], steps_before=int(state["steps"]),
+                  steps_planned=steps_planned)
 
 
 def load_checkpoint(vlm, path: Path) -> None:
@@ -204,8 +237,10 @@ def key_of(spec: TrialSpec, encoder_fp: str, llm_fp: str, dataset_fp: str) -> st
     from harness.training import TrainConfig
 
     config = spec.train or TrainConfig()
+    parent = spec.parent
     return trial_key(encoder=encoder_fp, llm=llm_fp, dataset=dataset_fp, sample_ratio=spec.ratio,
-                     train_config=config.as_dict(), seed=spec.seed)
+                     train_config=config.as_dict(), seed=spec.seed,
+                     continued_from=None if parent is None else key_of(parent, encoder_fp, llm_fp, dataset_fp))
 
 
 def stored_outcome(spec: TrialSpec, key: str, store, run_id: str,
@@ -246,14 +281,82 @@ def run_batch(specs: list, store, run_id: str, train, finished) -> list[TrialOut
     return outcomes
 
 
+def _has_state(store, row) -> bool:
+    """Whether a stored trial can be continued: its checkpoint and optimiser state are here."""
+    if not row or row["status"] != "done" or not row["checkpoint_path"]:
+        return False
+    path = store.checkpoint_abspath(row["checkpoint_path"])
+    return path.is_file() and (path.parent / OPTIMIZER_FILE).is_file()
+
+
+def parent_state(spec: TrialSpec, store) -> dict | None:
+    """For a worker with a store of its own (Ray): the stored row and checkpoint files (bytes,
+    by path relative to the store's folder) of the trial ``spec`` continues; None for a trial
+    trained from scratch, or when this store cannot continue it (then the worker trains the
+    parent first, as :func:`run_trial` would here)."""
+    if spec.parent is None:
+        return None
+    key = identify(spec.parent)[0]
+    row = store.get_trial(key)
+    if not _has_state(store, row):
+        return None
+    checkpoint = store.checkpoint_abspath(row["checkpoint_path"])
+    folder = f"checkpoints/{key}"
+    files = {f"{folder}/{p.name}": p.read_bytes()
+             for p in sorted(checkpoint.parent.iterdir()) if p.is_file()}
+    return {"row": {**row, "checkpoint_path": f"{folder}/{checkpoint.name}"}, "files": files}
+
+
+def install_parent_state(store, state: dict | None) -> None:
+    """Put a :func:`parent_state` into ``store`` (a worker's scratch store) and its folder."""
+    if not state:
+        return
+    if store.get_trial(state["row"]["trial_key"]) is None:
+        store.insert("trials", [state["row"]])
+    for rel, data in state["files"].items():
+        target = store.path.parent / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+
+
+def _resume(spec: TrialSpec, parent_key: str, vlm, dataset, store, run_id: str, config,
+            default_limit: int):
+    """(training data, Resume) of a continued trial: its parent's checkpoint loaded into
+    ``vlm``. A parent the store lacks, or holds without its checkpoint and optimiser state (an
+    imported table, a deleted folder), is trained first as a trial of its own."""
+    from harness.datasets import subset
+    from harness.training import TrainingFailed, planned_steps
+
+    parent = store.get_trial(parent_key)
+    if _has_state(store, parent):
+        store.record_use(run_id, "trial", parent_key, reused=True)
+    else:
+        out = run_trial(spec.parent, store, run_id, default_limit=default_limit, need_state=True)
+        if out.status != "done":
+            raise TrainingFailed(f"the trial it continues (r={spec.parent.ratio:g}) failed: {out.error}")
+        parent = store.get_trial(parent_key)
+    path = store.checkpoint_abspath(parent["checkpoint_path"])
+    load_checkpoint(vlm, path)
+    full = subset(dataset, spec.ratio, spec.seed)
+    turns = sum(len(item.conversations) // 2 for item in full)
+    resume = load_resume_state(path, planned_steps(config, turns, spec.ratio))
+    if config.steps is not None:  # a step budget samples the whole subset, as a fresh trial does
+        return full, resume
+    extra = subset(dataset, spec.ratio, spec.seed, after=spec.parent.ratio)
+    return (extra if len(extra) else full), resume
+
+
 def run_trial(spec: TrialSpec, store, run_id: str, *, default_limit: int = 1000,
-              progress=None, stored_only: bool = False) -> TrialOutcome | None:
+              progress=None, stored_only: bool = False,
+              need_state: bool = False) -> TrialOutcome | None:
     """Train (or reuse) and score one trial. A failure inside the candidate (NaN loss, OOM,
     a plugin's exception) is recorded as a failed trial and returned, not raised. With
-    ``stored_only`` nothing trains: a trial missing from the store returns None."""
+    ``stored_only`` nothing trains: a trial missing from the store returns None. With
+    ``need_state`` (a continuation needs it) a stored trial whose checkpoint or optimiser
+    state is missing is trained again."""
     from harness.datasets import subset
     from harness.scoring import score
-    from harness.training import TrainConfig, resolve_device, train
+    from harness.training import TrainConfig, continuable, resolve_device, train
 
     config = spec.train or TrainConfig()
     device = resolve_device(spec.device)
@@ -284,7 +387,13 @@ def run_trial(spec: TrialSpec, store, run_id: str, *, default_limit: int = 1000,
 
     prior = store.get_trial(key)
     retrain, vlm = False, None
-    if prior is not None and prior["status"] == "done":
+    if need_state and prior is not None and prior["status"] == "done" and not _has_state(store, prior):
+        retrain = True
+        if not stored_only:
+            warnings.warn(f"trial {key[:12]} ({spec.encoder} + {spec.llm}, r={spec.ratio:g}): a "
+                          "continued trial resumes it, and its checkpoint or optimiser state is not "
+                          "here, so it is trained again", StoreWarning, stacklevel=2)
+    elif prior is not None and prior["status"] == "done":
         have = {s["task"]: s for s in store.get_scores(key)}
         missing = [t for t in spec.targets if t.task not in have
                    or _expected_items(t, default_limit) not in (None, have[t.task]["n_items"])]
@@ -307,21 +416,28 @@ def run_trial(spec: TrialSpec, store, run_id: str, *, default_limit: int = 1000,
 
     if stored_only:
         return None
+    parent_key = None if spec.parent is None else key_of(
+        spec.parent, encoder.fingerprint, language_model.fingerprint, dataset.fingerprint)
     store.start_trial(key, run_id=run_id, encoder=spec.encoder, llm=spec.llm,
                       dataset_fingerprint=dataset.fingerprint, sample_ratio=spec.ratio,
                       plugin=PLUGIN, plugin_version=__version__, train_config=config.as_dict(),
                       seed=spec.seed, encoder_fingerprint=encoder.fingerprint,
                       llm_fingerprint=language_model.fingerprint, device=str(device),
-                      replace_done=retrain)
+                      replace_done=retrain, continued_from=parent_key)
     store.record_use(run_id, "trial", key, reused=False)
     start = time.perf_counter()
     try:
         if vlm is None:  # (a VLM built for a checkpoint that could not be read is still fresh)
             vlm, _ = build_vlm(spec, encoder, language_model)
-        examples = examples_from(subset(dataset, spec.ratio, spec.seed))
-        result = train(vlm, examples, config, seed=spec.seed, device=str(device), ratio=spec.ratio,
-                       progress=progress)
-        checkpoint = save_checkpoint(vlm, store.checkpoints_dir / key)
+        resume = None
+        if parent_key is not None:
+            data, resume = _resume(spec, parent_key, vlm, dataset, store, run_id, config, default_limit)
+        else:
+            data = subset(dataset, spec.ratio, spec.seed)
+        result = train(vlm, examples_from(data), config, seed=spec.seed, device=str(device),
+                       ratio=spec.ratio, progress=progress, resume=resume)
+        checkpoint = save_checkpoint(vlm, store.checkpoints_dir / key,
+                                     result if continuable(config) is None else None)
         scores = _score(vlm, spec.targets)
         wall = time.perf_counter() - start
         with store.transaction():

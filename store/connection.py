@@ -430,6 +430,7 @@ class Store:
         llm_fingerprint: str | None = None,
         device: str | None = None,
         replace_done: bool = False,
+        continued_from: str | None = None,
     ) -> None:
         """Mark a trial 'running'. A failed (or interrupted) earlier attempt is replaced; a done
         one is an error, unless ``replace_done`` (its checkpoint is lost: it is trained again)."""
@@ -445,6 +446,7 @@ class Store:
                 "llm_fingerprint": llm_fingerprint, "dataset_fingerprint": dataset_fingerprint,
                 "sample_ratio": sample_ratio, "train_config": train_config, "seed": seed, "status": "running",
                 "device": device, "run_id": run_id, "plugin": plugin, "plugin_version": plugin_version,
+                **({"continued_from": continued_from} if continued_from is not None else {}),
             }])
 
     def finish_trial(

@@ -103,23 +103,28 @@ def trial_key(
     sample_ratio: float,
     train_config: Any,
     seed: int,
+    continued_from: str | None = None,
 ) -> str:
     """Key of one training trial.
 
     encoder, llm and dataset are *fingerprints* (content of the weights/config and of the
     alignment data), not refs, so a renamed alias still hits and a changed checkpoint misses.
+    ``continued_from``: the key of the trial a continued one resumed (its checkpoint and
+    optimiser state, trained on the extra samples only); a fresh trial has none, so its key is
+    what it always was.
     """
-    return content_key(
-        {
-            "kind": "trial",
-            "encoder": encoder,
-            "llm": llm,
-            "dataset": dataset,
-            "sample_ratio": sample_ratio,
-            "train_config": train_config,
-            "seed": seed,
-        }
-    )
+    fields = {
+        "kind": "trial",
+        "encoder": encoder,
+        "llm": llm,
+        "dataset": dataset,
+        "sample_ratio": sample_ratio,
+        "train_config": train_config,
+        "seed": seed,
+    }
+    if continued_from is not None:
+        fields["continued_from"] = continued_from
+    return content_key(fields)
 
 
 def embedding_key(*, component: str, dataset: str, layer: str | int, sample_set: Any) -> str:

@@ -620,6 +620,16 @@ def m011_baselines_and_ranking_basis(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(f"COMMENT ON COLUMN rankings.{column} IS " + _sql_str(doc))
 
 
+@migration
+def m012_continued_trials(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("ALTER TABLE trials ADD COLUMN continued_from VARCHAR")
+    con.execute("COMMENT ON COLUMN trials.continued_from IS " + _sql_str(
+        "for a continued trial (search.continuation): the trial_key of the trial at the lower ratio "
+        "whose checkpoint and optimiser state it resumed. It trained only the extra samples "
+        "(samples_seen counts those); a run that uses it also records a use of that trial, so the "
+        "run's cost charges the lower rung once. NULL: trained from scratch"))
+
+
 def schema_markdown() -> str:
     """docs/store-schema.md: run every migration on a blank in-memory database and describe it."""
     con = duckdb.connect(":memory:")

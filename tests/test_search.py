@@ -340,3 +340,38 @@ def test_quickstart_twice_trains_nothing_the_second_time(tmp_path):
     assert second.returncode == 0, second.stderr
     assert trials_of(store, last_run(store)[0]) == (0, trained)
     assert time.perf_counter() - start < first_seconds / 3
+
+
+def test_continuation_resumes_survivors_and_charges_each_rung_once(tmp_path):
+    """search.continuation on a real run: every trial above a candidate's first ratio resumes
+    its trial at the ratio below; the run costs less than the same search trained fresh; a
+    rerun reuses everything and ranks the same."""
+    constant = {"vlm.optim.schedule": "constant", "vlm.optim.warmup": 0.0}
+    cont, fresh = tmp_path / "c.duckdb", tmp_path / "f.duckdb"
+    suite = write_suite(tmp_path, "c.yaml", **constant, **{"search.continuation": True})
+    assert harness("run", write_suite(tmp_path, "f.yaml", **constant), "--store", fresh).returncode == 0
+    out = harness("run", suite, "--store", cont)
+    assert out.returncode == 0, out.stderr
+    run_id = last_run(cont)[0]
+    rows = fetch(cont, "select t.encoder, t.llm, t.sample_ratio, t.trial_key, t.continued_from,"
+                 " t.samples_seen from run_uses u join trials t on t.trial_key = u.key"
+                 " where u.run_id = ? and u.kind = 'trial'", [run_id])
+    by_key = {r[3]: r for r in rows}
+    continued = [r for r in rows if r[4] is not None]
+    assert continued, "no survivor was continued"
+    for enc, llm, ratio, _, parent, _ in continued:  # the same candidate one ratio down, used too
+        assert parent in by_key and by_key[parent][:2] == (enc, llm) and by_key[parent][2] < ratio
+    firsts = {}
+    for enc, llm, ratio, *_ in rows:
+        firsts[(enc, llm)] = min(ratio, firsts.get((enc, llm), 1.0))
+    assert all(r[4] is None for r in rows if r[2] == firsts[(r[0], r[1])])
+    # the same decisions, fewer samples: a continued trial pays only what its ratio adds
+    samples = {s: fetch(s, "select samples from run_costs", one=True)[0] for s in (cont, fresh)}
+    assert samples[cont] < samples[fresh]
+    again = harness("run", suite, "--store", cont)
+    assert again.returncode == 0 and "0 trained" in again.stdout
+    ranked = [fetch(cont, "select encoder, llm from rankings where run_id = ? order by rank", [r])
+              for r in (run_id, last_run(cont)[0])]
+    assert ranked[0] == ranked[1]
+    assert fetch(cont, "select samples from run_costs where run_id = ?", [last_run(cont)[0]],
+                 one=True)[0] == samples[cont]

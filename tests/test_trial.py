@@ -156,3 +156,75 @@ def test_trial_command_trains_then_reuses(tmp_path):
     assert value == [line for line in second.stdout.splitlines() if "shapes:count" in line]
     bad = subprocess.run([*args[:5], "tiny:vit-p9", *args[6:]], capture_output=True, text=True)
     assert bad.returncode == 2 and "Did you mean 'tiny:vit-p8'" in bad.stderr
+
+
+def _constant(**overrides):
+    return _small(samples=96, train=TrainConfig(llm="lora", batch_size=16, epochs=1, schedule="constant",
+                                                warmup=0.0), **overrides)
+
+
+def test_a_continued_trial_trains_only_the_extra_samples_under_its_own_key(store):
+    from harness.datasets import subset
+    from harness.shapes import load_dataset
+    from harness.trial import OPTIMIZER_FILE, examples_from
+
+    run = store.start_run(suite_name="continue")
+    half = run_trial(_constant(ratio=0.5), store, run)
+    assert half.status == "done", half.error
+    ckpt = store.checkpoint_abspath(store.get_trial(half.key)["checkpoint_path"])
+    assert (ckpt.parent / OPTIMIZER_FILE).is_file()  # a constant recipe keeps AdamW's state
+    cont = run_trial(_constant(ratio=1.0, after=(0.5,)), store, run)
+    fresh = run_trial(_constant(ratio=1.0), store, run)
+    assert cont.status == fresh.status == "done", (cont.error, fresh.error)
+    assert len({half.key, cont.key, fresh.key}) == 3  # continued and fresh are different trials
+    row = store.get_trial(cont.key)
+    assert row["continued_from"] == half.key and store.get_trial(fresh.key)["continued_from"] is None
+    # one epoch in whole batches: the fresh r = 1 trial's steps less the r = 1/2 trial's
+    data = load_dataset("align", split="train", n=96)
+    steps = [-(-len(examples_from(subset(data, r, 3))) // 16) for r in (0.5, 1.0)]
+    assert half.samples_seen == steps[0] * 16 and fresh.samples_seen == steps[1] * 16
+    assert cont.samples_seen == (steps[1] - steps[0]) * 16 < fresh.samples_seen
+    assert {s.task for s in cont.scores} == {"shapes:count", "shapes:shape"}
+    assert len(store.get_scores(cont.key)) == 2
+    # the checkpoint it continued from is where it started: it moved the weights on from there
+    _, enc = load_encoder("tiny:vit-p4")
+    _, lm = load_language_model("tiny:gpt2")
+    a, _ = build_vlm(_constant(), enc, lm)
+    load_checkpoint(a, ckpt)
+    b, _ = build_vlm(_constant(), *(load_encoder("tiny:vit-p4")[1], load_language_model("tiny:gpt2")[1]))
+    load_checkpoint(b, store.checkpoint_abspath(row["checkpoint_path"]))
+    assert torch.equal(a.feature_mean, b.feature_mean)  # standardisation is not recalibrated
+    assert not torch.equal(a.projector[0].weight, b.projector[0].weight)
+    # reused the second time, as any trial
+    again = run_trial(_constant(ratio=1.0, after=(0.5,)), store, store.start_run(suite_name="again"))
+    assert again.reused and [s.value for s in again.scores] == [s.value for s in cont.scores]
+
+
+def test_a_continuation_trains_its_missing_parent_first_and_a_lost_state_again(store):
+    from harness.store import StoreWarning
+    from harness.trial import OPTIMIZER_FILE
+
+    run = store.start_run(suite_name="chain")
+    # nothing stored: the chain 1/4 -> 1/2 -> 1 trains its ancestors as trials of their own
+    top = run_trial(_constant(ratio=1.0, after=(0.25, 0.5)), store, run)
+    assert top.status == "done", top.error
+    rows = store.query("select sample_ratio, continued_from is not null as continued from trials"
+                       " order by sample_ratio")
+    assert [(r["sample_ratio"], r["continued"]) for r in rows] == [(0.25, False), (0.5, True), (1.0, True)]
+    uses = store.query("select count(*) as n from run_uses where run_id = ? and kind = 'trial'", [run])
+    assert uses[0]["n"] == 3
+    # the parent's optimiser state is lost: a new continuation trains the parent again, warning
+    half_key = store.get_trial(top.key)["continued_from"]
+    state = store.checkpoint_abspath(store.get_trial(half_key)["checkpoint_path"]).parent / OPTIMIZER_FILE
+    state.unlink()
+    with pytest.warns(StoreWarning, match="trained again"):
+        other = run_trial(_constant(ratio=0.75, after=(0.25, 0.5)), store, store.start_run(suite_name="b"))
+    assert other.status == "done" and state.is_file()
+
+
+def test_a_decaying_schedule_keeps_no_optimiser_state(store):
+    from harness.trial import OPTIMIZER_FILE
+
+    out = run_trial(_small(), store, store.start_run(suite_name="linear"))
+    ckpt = store.checkpoint_abspath(store.get_trial(out.key)["checkpoint_path"])
+    assert ckpt.is_file() and not (ckpt.parent / OPTIMIZER_FILE).exists()

@@ -64,6 +64,7 @@ class SearchStrategy:
         self.reused = 0
         self.failed = 0
         self._outcomes: dict = {}
+        self._specs: dict = {}  # (candidate, ratio) -> the TrialSpec its outcome answers
         self._progress = None
 
     # -- the objective ------------------------------------------------------------------------
@@ -74,13 +75,25 @@ class SearchStrategy:
         return objective_name([t.task for t in self.targets])
 
     def spec(self, candidate: Candidate, ratio: float):
+        """The trial of ``candidate`` at ``ratio``. With ``search.continuation`` it continues
+        the candidate's finished trial at its largest smaller ratio in this run, if any (the
+        run's decisions fix which trials those are, so the same suite gives the same chain)."""
+        import dataclasses
+
         from harness.trial import TrialSpec
 
         alignment = self.suite.alignment
-        return TrialSpec(encoder=candidate.vision_encoder, llm=candidate.language_model,
+        spec = TrialSpec(encoder=candidate.vision_encoder, llm=candidate.language_model,
                          alignment=alignment.dataset, samples=alignment.samples,
                          ratio=ratio, train=self.train_config, seed=self.suite.seed,
                          targets=self.targets, device=self.suite.device)
+        if getattr(self.suite.search, "continuation", False):
+            lower = [r for (c, r), o in self._outcomes.items()
+                     if c == candidate and r < ratio and o.status == "done"]
+            if lower:
+                parent = self._specs[(candidate, max(lower))]
+                spec = dataclasses.replace(spec, after=(*parent.after, parent.ratio))
+        return spec
 
     def evaluate(self, candidate: Candidate, ratio: float) -> float:
         """The objective of ``candidate`` trained at ``ratio``: mean over targets, NaN if failed."""
@@ -113,7 +126,8 @@ class SearchStrategy:
         key = (candidate, ratio)
         if key not in self._outcomes:
             self.say(f"{candidate} r={ratio:g}")
-            self._record_outcome(candidate, ratio, self.executor.run(self.spec(candidate, ratio)))
+            spec = self.spec(candidate, ratio)
+            self._record_outcome(candidate, ratio, self.executor.run(spec), spec)
         return self._outcomes[key]
 
     def prefetch(self, pairs) -> None:
@@ -125,12 +139,31 @@ class SearchStrategy:
         todo = [p for p in dict.fromkeys(pairs) if p not in self._outcomes]
         if run_many is None or len(todo) < 2:
             return
-        self.say(f"{len(todo)} trials in parallel")
-        for (candidate, ratio), outcome in zip(todo, run_many([self.spec(c, r) for c, r in todo])):
-            self._record_outcome(candidate, ratio, outcome)
+        if getattr(self.suite.search, "continuation", False):
+            # a candidate's trials at several ratios continue one another: in waves, its
+            # smallest ratio first, so each spec is built as the sequential run builds it
+            waves: dict[int, list] = {}
+            for c in dict.fromkeys(c for c, _ in todo):
+                for i, r in enumerate(sorted(r for c2, r in todo if c2 == c)):
+                    waves.setdefault(i, []).append((c, r))
+            for i in sorted(waves):
+                self._run_wave(run_many, waves[i])
+            return
+        self._run_wave(run_many, todo)
 
-    def _record_outcome(self, candidate: Candidate, ratio: float, outcome) -> None:
+    def _run_wave(self, run_many, todo) -> None:
+        if len(todo) < 2:
+            for candidate, ratio in todo:
+                self.trial(candidate, ratio)
+            return
+        self.say(f"{len(todo)} trials in parallel")
+        specs = [self.spec(c, r) for c, r in todo]
+        for (candidate, ratio), spec, outcome in zip(todo, specs, run_many(specs)):
+            self._record_outcome(candidate, ratio, outcome, spec)
+
+    def _record_outcome(self, candidate: Candidate, ratio: float, outcome, spec=None) -> None:
         self._outcomes[(candidate, ratio)] = outcome
+        self._specs[(candidate, ratio)] = spec
         if outcome.status != "done":
             self.failed += 1
             self.say(f"[red]failed[/red] {candidate} r={ratio:g}: {outcome.error}", always=True)
