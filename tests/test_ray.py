@@ -176,3 +176,33 @@ def test_interrupting_the_driver_cancels_tasks_and_leaves_the_store_consistent(t
     assert fetch(store, "select count(*) from trials where status = 'running'", one=True) == (0,)
     assert 1 <= fetch(store, "select count(*) from trials where status = 'done'", one=True)[0] < 4
     assert not list(tmp_path.glob(".ray-shard-*"))
+
+
+def test_a_continued_trial_on_a_worker_resumes_the_parent_it_is_sent(tmp_path, ray_cluster):
+    """The worker's scratch store starts empty: the driver sends the parent's row and checkpoint
+    files, so the worker trains only the extra samples and sends back only its own files."""
+    from harness.ray_executor import _trial_task
+    from harness.scoring import Target
+    from harness.store import Store
+    from harness.training import TrainConfig
+    from harness.trial import TrialSpec, parent_state, run_trial
+
+    spec = TrialSpec(encoder="tiny:vit-p4", llm="tiny:gpt2", samples=64, seed=1, device="cpu", ratio=0.5,
+                     train=TrainConfig(llm="lora", batch_size=16, epochs=1, schedule="constant", warmup=0.0),
+                     targets=(Target("shapes:count", limit=8),))
+    with Store.open(tmp_path / "driver.duckdb") as store:
+        run_id = store.start_run(suite_name="ray-continue")
+        half = run_trial(spec, store, run_id)
+        child = TrialSpec(**{**spec.__dict__, "ratio": 1.0, "after": (0.5,)})
+        state = parent_state(child, store)
+        assert state is not None and state["row"]["trial_key"] == half.key
+        result = _trial_task(child, run_id, 1, None, state)
+    assert result["status"] == "done"
+    assert all(rel.startswith(f"checkpoints/{result['key']}/") for rel in result["files"])
+    shard = tmp_path / "shard.duckdb"
+    shard.write_bytes(result["shard"])
+    rows = fetch(shard, "select trial_key, continued_from, samples_seen, wall_seconds from trials"
+                 " order by sample_ratio")
+    assert [r[0] for r in rows] == [half.key, result["key"]]
+    assert rows[0][2:] == (half.samples_seen, pytest.approx(half.wall_seconds))  # not trained again
+    assert rows[1][1] == half.key and 0 < rows[1][2] < 2 * half.samples_seen
