@@ -207,6 +207,76 @@ def shapes_task_dir(name: str, *, n: int, seed: int, cache_dir: Path | None = No
     return yaml_path.parent, task
 
 
+def _lmms_tasks(target: Target):
+    """(TaskManager, tasks) of an ``lmms:`` target: a local YAML file or folder of tasks, or a
+    built-in task name (with ``dataset``: its test split read from that parquet file)."""
+    from lmms_eval.tasks import TaskManager
+
+    name = target.task.partition(":")[2]
+    path = Path(name)
+    if path.exists():
+        folder = path if path.is_dir() else path.parent
+        manager = TaskManager(include_path=str(folder), include_defaults=False)
+        tasks = [path.stem] if path.is_file() else sorted(
+            t for t in manager.all_tasks if t in {p.stem for p in folder.glob("*.yaml")})
+        return manager, tasks
+    if target.dataset:
+        return TaskManager(), [{"task": name, "dataset_path": "parquet",
+                                "dataset_kwargs": {"data_files": {"test": str(Path(target.dataset).resolve())}},
+                                "test_split": "test"}]
+    return TaskManager(), [name]
+
+
+def lmms_feature_items(target: Target, n: int, seed: int):
+    """(items, fingerprint, where) for clustering on an ``lmms:`` target's own images: ``n``
+    documents (a seeded sample) of its validation split, else its training split, never its test
+    split, as :class:`harness.datasets.VisionTextItem` (image, question); or (None, None, why)
+    when the task has neither (or cannot be loaded here). The fingerprint hashes the sampled
+    documents' questions and image bytes, so changed data gets new features."""
+    import hashlib
+
+    import numpy as np
+
+    from harness.datasets import VisionTextItem
+
+    _import_lmms()
+    from lmms_eval.tasks import get_task_dict
+
+    try:
+        manager, tasks = _lmms_tasks(target)
+        found = get_task_dict(tasks, manager)
+    except Exception as exc:  # noqa: BLE001 - not loadable here (a hub task offline, a bad YAML)
+        return None, None, f"lmms-eval cannot load it here ({type(exc).__name__}: {str(exc)[:120]})"
+    task_name, task = next(iter(sorted(found.items(), key=lambda kv: str(kv[0]))))
+    if not hasattr(task, "has_validation_docs"):  # a group of tasks
+        return None, None, "it is a group of tasks, not one task"
+    if task.has_validation_docs():
+        split, docs = "validation", task.validation_docs()
+    elif task.has_training_docs():
+        split, docs = "train", task.training_docs()
+    else:
+        return None, None, "it has no validation or training split (its test items are never used)"
+    picked = sorted(np.random.default_rng([0xC1, int(seed)]).permutation(len(docs))[:n].tolist())
+    digest = hashlib.sha256(f"{task_name}:{split}:{len(docs)}".encode())
+    items = []
+    for i in picked:
+        doc = docs[i]
+        visuals = [v for v in (task.doc_to_visual(doc) or []) if hasattr(v, "convert")]
+        if not visuals:
+            continue
+        image = visuals[0].convert("RGB")
+        question = str(task.doc_to_text(doc))
+        digest.update(question.encode())
+        digest.update(image.tobytes())
+        items.append(VisionTextItem(
+            id=f"{task_name}:{split}:{i}", task=str(task_name), image_path=None,
+            conversations=({"from": "human", "value": "<image>\n" + question}, {"from": "gpt", "value": ""}),
+            load_image=lambda image=image: image))
+    if not items:
+        return None, None, f"its {split} split has no image documents"
+    return items, digest.hexdigest()[:16], f"{len(items)} images of its {split} split"
+
+
 def _unwrap(exc: BaseException) -> BaseException:
     try:
         import tenacity
@@ -254,20 +324,8 @@ def score(vlm, targets: list[Target], *, seed: int = 0, batch_size: int = 32,
             manager = TaskManager(include_path=str(folder), include_defaults=False)
             tasks: list = [task]
         elif family == "lmms":
-            path = Path(name)
             limit = target.limit
-            if path.exists():
-                folder = path if path.is_dir() else path.parent
-                manager = TaskManager(include_path=str(folder), include_defaults=False)
-                tasks = [path.stem] if path.is_file() else sorted(
-                    t for t in manager.all_tasks if t in {p.stem for p in folder.glob("*.yaml")})
-            else:
-                manager = TaskManager()
-                tasks = [name]
-                if target.dataset:
-                    tasks = [{"task": name, "dataset_path": "parquet",
-                              "dataset_kwargs": {"data_files": {"test": str(Path(target.dataset).resolve())}},
-                              "test_split": "test"}]
+            manager, tasks = _lmms_tasks(target)
         else:
             raise ScoringError(f"target {target.task!r}: only shapes:* and lmms:* tasks can be scored")
         try:

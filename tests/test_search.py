@@ -375,3 +375,63 @@ def test_continuation_resumes_survivors_and_charges_each_rung_once(tmp_path):
     assert ranked[0] == ranked[1]
     assert fetch(cont, "select samples from run_costs where run_id = ?", [last_run(cont)[0]],
                  one=True)[0] == samples[cont]
+
+
+def _lmms_task(folder, splits):
+    """A local lmms-eval task over shapes-world color items, with the given splits."""
+    import textwrap
+
+    from harness.scoring import SHAPES_UTILS
+    from harness.shapes import load_dataset
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "harness_shapes_utils.py").write_text(SHAPES_UTILS)
+    files = {}
+    for split, (source, n) in splits.items():
+        copy = load_dataset("color", split=source, n=n, seed=0).to_disk(folder / split)
+        files[split] = Path(copy.parquet).resolve()
+    lines = "\n".join(f"    {s}: {p}" for s, p in files.items())
+    extra = "validation_split: validation\n" if "validation" in files else ""
+    (folder / "mycolor.yaml").write_text(textwrap.dedent("""\
+        task: mycolor
+        dataset_path: parquet
+        dataset_kwargs:
+          data_files:
+        """) + lines + "\n" + extra + textwrap.dedent("""\
+        test_split: test
+        output_type: generate_until
+        doc_to_visual: !function harness_shapes_utils.doc_to_visual
+        doc_to_text: !function harness_shapes_utils.doc_to_text
+        doc_to_target: answer
+        generation_kwargs: {max_new_tokens: 4, until: ["\\n", "."], do_sample: false}
+        metric_list:
+          - {metric: exact_match, aggregation: mean, higher_is_better: true, ignore_case: true}
+        """))
+    return folder / "mycolor.yaml"
+
+
+def test_an_lmms_target_is_clustered_on_its_validation_images_and_scored_end_to_end(tmp_path):
+    """A local lmms-eval task as the target: clustering features come from its validation
+    split (not the alignment data, never its test items), trials are scored on its test split
+    through lmms-eval, and a task with only a test split falls back to the alignment data and
+    says so."""
+    from harness.scoring import Target, lmms_feature_items
+
+    task = _lmms_task(tmp_path / "task", {"validation": ("train", 40), "test": ("test", 16)})
+    small = {"zoo.vision_encoders": ["tiny:vit-p4", "tiny:vit-p8"], "zoo.language_models": ["tiny:gpt2"],
+             "targets": [{"task": f"lmms:{task}", "limit": 8}]}
+    store = tmp_path / "s.duckdb"
+    out = harness("run", write_suite(tmp_path, **small), "--store", store)
+    assert out.returncode == 0, out.stderr
+    said = "".join((out.stdout + out.stderr).split())  # (rich wraps the long path)
+    assert f"clusteringfeaturesoflmms:{task}:16imagesofitsvalidationsplit" in said
+    items, fingerprint, _ = lmms_feature_items(Target(f"lmms:{task}"), 16, 0)
+    assert all(":validation:" in it.id for it in items)
+    used = {r[0] for r in fetch(store, "select distinct dataset_fingerprint from embeddings")}
+    assert fingerprint in used
+    scores = fetch(store, "select task, n_items from scores")
+    assert scores and {s for s, _ in scores} == {f"lmms:{task}"} and {n for _, n in scores} == {8}
+
+    only_test = _lmms_task(tmp_path / "t2", {"test": ("test", 16)})
+    items, _, why = lmms_feature_items(Target(f"lmms:{only_test}"), 16, 0)
+    assert items is None and "no validation or training split" in why

@@ -178,7 +178,8 @@ class SearchStrategy:
 
     def say(self, message: str, always: bool = False) -> None:
         if self._progress is not None:
-            self._progress.update(self._task, description=message)
+            if hasattr(self, "_task"):  # (before the first phase there is no bar to describe)
+                self._progress.update(self._task, description=message)
             if always:
                 self._progress.console.print(message)
         elif self.console is not None and always:
@@ -237,6 +238,37 @@ class SearchStrategy:
     def _plugin(self) -> tuple[str, str]:
         entry = self.components["search_strategy"].get(self.name)
         return entry.plugin, entry.version
+
+    def feature_data(self, task: str, n: int):
+        """(dataset, items): what clustering features of ``task`` are computed on, ``n`` items.
+        A shapes task: its train split. An ``lmms:`` task: its own images, from its validation
+        split (else train; never test; :func:`harness.scoring.lmms_feature_items`). Otherwise,
+        or when the task has neither split, the alignment data (said once in the run's log)."""
+        from harness.datasets import Dataset
+        from harness.shapes import load_dataset
+        from harness.trial import load_alignment
+
+        cache = self.__dict__.setdefault("_feature_data", {})
+        if (task, n) in cache:
+            return cache[(task, n)]
+        if task.startswith("shapes:"):
+            dataset = load_dataset(task.split(":", 1)[1], split="train", n=n, seed=self.suite.seed)
+        else:
+            items, fingerprint, where = None, None, "it is not a shapes or lmms task"
+            if task.startswith("lmms:"):
+                from harness.scoring import lmms_feature_items
+
+                target = next(t for t in self.targets if t.task == task)
+                items, fingerprint, where = lmms_feature_items(target, n, self.suite.seed)
+            if items is not None:
+                dataset = Dataset(task, len(items), items.__getitem__, fingerprint, task=task)
+                self.say(f"clustering features of {task}: {where}", always=True)
+            else:
+                self.say(f"clustering features of {task} come from the alignment data: {where}",
+                         always=True)
+                _, dataset = load_alignment(self.suite.alignment.dataset, n, seed=0)
+        cache[(task, n)] = dataset, [dataset[i] for i in range(min(n, len(dataset)))]
+        return cache[(task, n)]
 
     def _features(self, component_fp: str, dataset, layer: str, compute, n: int):
         """(key, features, reused): a component's features on the first ``n`` items of ``dataset``

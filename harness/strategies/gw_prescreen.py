@@ -8,8 +8,9 @@ training; candidates are ranked by ascending GW and the top ``search.prescreen.t
 trained at r = 1 to confirm.
 
 Choices where the paper (abstract only, here) is vague:
-- Items: ``prescreen.samples`` items of the first target task's *train* split (alignment items
-  for non-shapes targets), as Mordal's clustering data.
+- Items: ``prescreen.samples`` items of each target task's *train* split (an lmms target's
+  validation split, else train, never test; alignment items when it has neither), as Mordal's
+  clustering data.
 - Encoder embedding per image: its tokens standardised per (token, feature) over the images
   and *flattened*, exactly Mordal's ``encoder-tokens`` features (same layer name, so the two
   strategies share the stored embedding when their sample counts agree). Token-level rather
@@ -134,17 +135,9 @@ class GWPrescreen(SearchStrategy):
     # -- the training-free part (also used by benchmarks/gw_correlation.py) -------------------
 
     def prescreen_data(self, task: str):
-        """(dataset, items): ``prescreen.samples`` train items of ``task`` (alignment items when
-        ``task`` is not a shapes task)."""
-        from harness.shapes import load_dataset
-        from harness.trial import load_alignment
-
-        n = self.suite.search.prescreen.samples
-        if task.startswith("shapes:"):
-            dataset = load_dataset(task.split(":", 1)[1], split="train", n=n, seed=self.suite.seed)
-        else:
-            _, dataset = load_alignment(self.suite.alignment.dataset, n, seed=0)
-        return dataset, [dataset[i] for i in range(min(n, len(dataset)))]
+        """(dataset, items): ``prescreen.samples`` items of ``task`` (:meth:`feature_data`: a
+        shapes task's train split, an lmms task's validation split, else alignment items)."""
+        return self.feature_data(task, self.suite.search.prescreen.samples)
 
     def gw_values(self, task: str) -> dict[Candidate, float]:
         """GW distance of every candidate of the zoo on ``task``'s items; embeddings and values

@@ -3,7 +3,8 @@ halving and an observational scaling law inside the best clusters.
 
 Choices where the paper is vague (also in the closing note):
 - Encoder representation: the encoder's patch tokens on ``clustering.samples`` images of the
-  target task's *train* split (alignment images for non-shapes targets), standardised per
+  target task's *train* split (an lmms target: its validation split, else train, never test;
+  alignment images when it has neither), standardised per
   (token, feature) and flattened per image, compared with the suite's similarity metric (linear
   CKA by default). Token-level rather than mean-pooled: mean pooling mostly tracks the raw
   pixels' colour layout (measured on this test bed).
@@ -360,18 +361,12 @@ class MordalSearch(SearchStrategy):
     # -- clustering -------------------------------------------------------------------------------
 
     def clustering_data(self):
-        """(dataset, items) whose images and questions represent the target task."""
-        from harness.shapes import load_dataset
-        from harness.trial import load_alignment
-
-        n = self.suite.search.clustering.samples
-        first = self.targets[0].task
-        if first.startswith("shapes:"):
-            dataset = load_dataset(first.split(":", 1)[1], split="train", n=n, seed=self.suite.seed)
-        else:
-            _, dataset = load_alignment(self.suite.alignment.dataset, n, seed=0)
-        items = [dataset[i] for i in range(min(n, len(dataset)))]
-        return dataset, items
+        """(dataset, items) whose images and questions represent the target task: the first
+        target's (:meth:`feature_data`). A multi-target suite is searched on the mean score but
+        clustered on its first target's items: clustering per target would be one search per
+        target (run a suite per target for that), and a union of the targets' items would need
+        features the shipped table does not hold (it has them per task)."""
+        return self.feature_data(self.targets[0].task, self.suite.search.clustering.samples)
 
     def _similarities(self, names: list[str], feats: dict, keys: dict, fps: dict) -> np.ndarray:
         """The suite's metric between every pair of ``names``, as stored: read from the store by
