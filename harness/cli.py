@@ -121,7 +121,13 @@ def validate(suite_path: Path):
               help="Seconds to wait for another process that is writing the store.")
 @click.option("--report", "with_report", is_flag=True,
               help="Write the run's HTML report at the end (see `harness report`) and print its path.")
-def run(suite_path: Path, store_path: Path | None, wait: float, with_report: bool):
+@click.option("--refresh", "refresh", multiple=True, metavar="COMPONENT",
+              help="Forget what the store holds for this encoder or LLM of the suite first (as "
+                   "`harness store forget --component`), so the run computes it again (repeatable).")
+@click.option("--no-reuse", is_flag=True,
+              help="--refresh every encoder and LLM of the suite: the run reuses nothing stored.")
+def run(suite_path: Path, store_path: Path | None, wait: float, with_report: bool,
+        refresh: tuple[str, ...], no_reuse: bool):
     """Run a suite's search and record everything in the store."""
     from harness.runner import run_suite
 
@@ -129,6 +135,13 @@ def run(suite_path: Path, store_path: Path | None, wait: float, with_report: boo
     if store_path is None and suite.store is not None:
         store_path = (suite_path.parent / suite.store).resolve()
     path = _store_path(store_path)
+    zoo = [*suite.zoo.vision_encoders, *suite.zoo.language_models]
+    unknown = [c for c in refresh if c not in zoo]
+    if unknown:
+        raise click.UsageError(f"--refresh {unknown[0]!r}: not an encoder or LLM of the suite's zoo "
+                               f"({', '.join(zoo)})")
+    if refresh or no_reuse:
+        _forget_components(path, zoo if no_reuse else list(refresh), wait)
     _terminate_as_interrupt()
     code = run_suite(suite, suite_path, path, wait=wait)
     if with_report and code == 0:
@@ -138,6 +151,21 @@ def run(suite_path: Path, store_path: Path | None, wait: float, with_report: boo
         with Store.open(path, read_only=True) as st:
             click.echo(f"report: {build_report(st)}")
     raise SystemExit(code)
+
+
+def _forget_components(path: Path, refs: list[str], wait: float) -> None:
+    """``harness store forget --component`` for each of ``refs`` the store holds."""
+    if not path.exists():
+        return
+    from harness.store import Store
+    from harness.store.forget import forget
+
+    with Store.open(path, wait=wait) as st:
+        held = [r for r in refs if st.query("select 1 from components where ref = ?", [r])]
+        if held:
+            counts = forget(st, components=held)
+            click.echo(f"forgot what the store held for {', '.join(held)}: "
+                       + (", ".join(f"{t} {n}" for t, n in counts.items()) or "nothing"), err=True)
 
 
 def _terminate_as_interrupt() -> None:
@@ -558,6 +586,35 @@ def store_export(out: Path, runs: tuple[str, ...], everything: bool, force: bool
     rows = sum(e["rows"] for e in manifest["tables"].values())
     click.echo(f"exported {len(manifest['runs'])} run(s), {rows} rows in {len(manifest['tables'])} "
                f"tables to {out} ({size / 1e6:.2f} MB)")
+
+
+@store.command("forget")
+@click.option("--component", "components", multiple=True, metavar="REF",
+              help="An encoder or LLM (its ref, or a fingerprint prefix): its trials, features, similarities.")
+@click.option("--plugin", "plugins", multiple=True, metavar="NAME",
+              help="What this plugin provided or produced (name as `harness plugins` lists it).")
+@click.option("--run", "runs", multiple=True, metavar="RUN",
+              help="What this run computed, and its own records (rankings, rungs, costs).")
+@click.option("--key", "keys", multiple=True, metavar="KEY",
+              help="A trial, embedding or similarity key (at least 8 characters of it).")
+@click.option("--dry-run", is_flag=True, help="Say what would go; change nothing.")
+@store_option
+@wait_option
+def store_forget(components, plugins, runs, keys, dry_run: bool, store_path: Path | None, wait: float):
+    """Remove stored results so the next run computes them again (selectors add up; see
+    harness.store.forget). Past runs keep their rankings, unless their run is named."""
+    from harness.store import Store
+    from harness.store.forget import forget
+
+    if not (components or plugins or runs or keys):
+        raise click.UsageError("say what to forget: --component, --plugin, --run or --key (repeatable)")
+    path = _store_path(store_path)
+    if not path.exists():
+        raise click.ClickException(f"no store at {path}")
+    with Store.open(path, read_only=dry_run, wait=wait) as st:
+        counts = forget(st, components=components, plugins=plugins, runs=runs, keys=keys, dry_run=dry_run)
+    what = ", ".join(f"{table} {n}" for table, n in counts.items()) or "nothing"
+    click.echo(f"{'would forget' if dry_run else 'forgot'}: {what}")
 
 
 @store.command("import")

@@ -1,0 +1,101 @@
+"""`harness store forget` and `harness run --refresh / --no-reuse` on a real store: what goes is
+computed again, nothing else changes, bad selectors change nothing."""
+
+import hashlib
+import subprocess
+import sys
+
+import suitefiles
+from suitefiles import fetch
+
+SUITE = {**suitefiles.TINY_MORDAL, "name": "forget-test",
+         "zoo": {"vision_encoders": ["tiny:vit-p4", "tiny:vit-p8"], "language_models": ["tiny:gpt2"]},
+         "search": {"strategy": "grid"}}
+
+
+def harness(*args):
+    return subprocess.run([sys.executable, "-m", "harness.cli", *map(str, args)],
+                          capture_output=True, text=True, timeout=600)
+
+
+def digest(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def trained_by_last_run(store):
+    return fetch(store, "select t.encoder from run_uses u join trials t on t.trial_key = u.key where"
+                 " u.kind = 'trial' and not u.reused and u.run_id = (select run_id from runs order by"
+                 " started_at desc limit 1) order by 1")
+
+
+def test_forget_a_component_then_refresh_and_no_reuse(tmp_path):
+    store = tmp_path / "s.duckdb"
+    suite = suitefiles.write_suite(tmp_path, SUITE)
+    assert harness("run", suite, "--store", store).returncode == 0
+    keys = dict(fetch(store, "select encoder, trial_key from trials"))
+    ckpt = {e: tmp_path / "checkpoints" / k for e, k in keys.items()}
+    assert all(p.is_dir() for p in ckpt.values())
+
+    # bad selectors: one line naming the selector, exit 2, the store file untouched
+    before = digest(store)
+    for args, said in ((["--component", "tiny:nope"], "--component 'tiny:nope'"),
+                       (["--key", "abc"], "at least 8 characters"),
+                       (["--run", "no-such-run"], "--run 'no-such-run'"), ([], "say what to forget")):
+        out = harness("store", "forget", *args, "--store", store)
+        assert out.returncode == 2 and said in out.stderr and "Traceback" not in out.stderr, out.stderr
+    dry = harness("store", "forget", "--component", "tiny:vit-p4", "--dry-run", "--store", store)
+    assert dry.returncode == 0 and dry.stdout.startswith("would forget: trials 1, scores 1")
+    assert digest(store) == before and ckpt["tiny:vit-p4"].is_dir()
+
+    out = harness("store", "forget", "--component", "tiny:vit-p4", "--store", store)
+    assert out.returncode == 0 and "trials 1" in out.stdout
+    assert [e for e, in fetch(store, "select encoder from trials")] == ["tiny:vit-p8"]
+    assert not ckpt["tiny:vit-p4"].exists() and ckpt["tiny:vit-p8"].is_dir()
+    assert fetch(store, "select count(*) from scores where trial_key = ?", [keys["tiny:vit-p4"]], one=True) == (0,)
+    # the next run trains only what was forgotten, to the same scores (same seed)
+    assert harness("run", suite, "--store", store).returncode == 0
+    assert trained_by_last_run(store) == [("tiny:vit-p4",)]
+    assert dict(fetch(store, "select encoder, trial_key from trials")) == keys
+
+    refreshed = harness("run", suite, "--store", store, "--refresh", "tiny:vit-p8")
+    assert refreshed.returncode == 0 and "forgot what the store held for tiny:vit-p8" in refreshed.stderr
+    assert trained_by_last_run(store) == [("tiny:vit-p8",)]
+    assert harness("run", suite, "--store", store, "--refresh", "tiny:other").returncode == 2
+    assert harness("run", suite, "--store", store, "--no-reuse").returncode == 0
+    assert trained_by_last_run(store) == [("tiny:vit-p4",), ("tiny:vit-p8",)]
+
+    # a run forgotten: its records go, the trials it only reused stay
+    last = fetch(store, "select run_id from runs order by started_at desc limit 1", one=True)[0]
+    runs = fetch(store, "select count(*) from runs", one=True)[0]
+    out = harness("store", "forget", "--run", last, "--store", store)
+    assert out.returncode == 0 and "runs 1" in out.stdout and "rankings" in out.stdout
+    assert fetch(store, "select count(*) from runs", one=True)[0] == runs - 1
+    assert fetch(store, "select count(*) from trials", one=True) == (0,)  # that run had trained both
+
+
+def test_forgetting_a_trial_forgets_the_trials_continued_from_it(tmp_path):
+    from harness.scoring import Target
+    from harness.store import Store
+    from harness.store.forget import forget
+    from harness.training import TrainConfig
+    from harness.trial import TrialSpec, run_trial
+
+    spec = TrialSpec(encoder="tiny:vit-p4", llm="tiny:gpt2", samples=48, seed=2, device="cpu", ratio=1.0,
+                     after=(0.25, 0.5), targets=(Target("shapes:count", limit=8),),
+                     train=TrainConfig(llm="lora", batch_size=16, epochs=1, schedule="constant", warmup=0.0))
+    with Store.open(tmp_path / "s.duckdb") as st:
+        run_trial(spec, st, st.start_run(suite_name="chain"))
+        (low,) = st.query("select trial_key from trials where sample_ratio = 0.25")
+        assert forget(st, keys=[low["trial_key"][:12]], dry_run=True) == {"trials": 3, "scores": 3}
+        assert forget(st, keys=[low["trial_key"][:12]]) == {"trials": 3, "scores": 3}
+        assert st.query("select count(*) as n from trials")[0]["n"] == 0
+        # a component's features go with it (by fingerprint prefix), other components' stay
+        import numpy as np
+
+        fps = [r["fingerprint"] for r in st.query("select fingerprint from components order by kind")]
+        run = st.start_run(suite_name="features")
+        for fp in fps:
+            st.put_embedding(f"emb-{fp}", np.ones((4, 2)), component_fingerprint=fp, dataset_fingerprint="d",
+                             layer="tokens", run_id=run, plugin="test", plugin_version="0")
+        assert forget(st, components=[fps[0][:12]]) == {"embeddings": 1}
+        assert [r["k"] for r in st.query("select embedding_key as k from embeddings")] == [f"emb-{fps[1]}"]
