@@ -145,7 +145,7 @@ class Components:
         info = self.plugins[impl.plugin_name]
         registry = self.registries[kind]
 
-        def register(name, target, *, names=None, doc=""):
+        def register(name, target, *, names=None, doc="", cache_version=None):
             if names is not None and not families:
                 raise PluginError(
                     f"plugin {info.name!r}: {kind} {name!r} passed names=, which only "
@@ -160,6 +160,8 @@ class Components:
                     version=info.version,
                     names=list(names) if names is not None else None,
                     doc=doc,
+                    distribution=info.distribution,
+                    cache_version=None if cache_version is None else str(cache_version),
                 )
             )
             info.components.setdefault(kind, []).append(name)

@@ -65,7 +65,19 @@ class Entry(Generic[T]):
     version: str
     names: list[str] | None = None  # closed families list their members
     doc: str = ""
+    distribution: str = "harness"  # the pip distribution that provides it
+    cache_version: str | None = None  # declared by the plugin: outputs change only when it does
     _loaded: Any = field(default=None, repr=False)
+
+    @property
+    def producer(self) -> str | None:
+        """What stored results of this component are keyed by besides their content:
+        ``distribution==cache_version`` (else ``==version``, so every release of a plugin that
+        declares no cache_version gets new keys); None for harness's built-ins, whose keys
+        are content alone (the shipped table's keys do not change with a harness release)."""
+        if self.distribution == "harness":
+            return None
+        return f"{self.distribution}=={self.cache_version or self.version}"
 
     def load(self) -> T:
         """The registered object, importing a ``"module:attr"`` target the first time."""

@@ -76,11 +76,22 @@ def load_component(kind: str, ref: str):
 
     entry, name = get_components()[kind].resolve(ref)
     try:
-        return entry, entry.load()(name)
+        component = entry.load()(name)
     except (KeyboardInterrupt, MemoryError):
         raise
     except Exception as exc:  # any loader's failure is this component's
         raise ComponentFailed(kind, ref, exc) from exc
+    if entry.producer is not None:  # a plugin's component: keyed by its release too
+        from harness.datasets import content_hash
+
+        try:
+            component.fingerprint = content_hash({"fingerprint": component.fingerprint,
+                                                  "producer": entry.producer})
+        except AttributeError as exc:  # a read-only fingerprint: its plugin must say so
+            raise ComponentFailed(kind, ref, TypeError(
+                f"its fingerprint cannot be set ({exc}); harness keys a plugin's components by "
+                f"{entry.producer} too, so make fingerprint a plain attribute")) from exc
+    return entry, component
 
 
 def n_params(component) -> int | None:

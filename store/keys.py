@@ -134,11 +134,17 @@ def embedding_key(*, component: str, dataset: str, layer: str | int, sample_set:
     )
 
 
-def similarity_key(*, metric: str, a: str, b: str, config: Any = None, symmetric: bool = True) -> str:
+def similarity_key(*, metric: str, a: str, b: str, config: Any = None, symmetric: bool = True,
+                   producer: str | None = None) -> str:
     """Key of metric(a, b) where a and b are embedding keys.
 
-    With symmetric=True (CKA, GW), (a, b) and (b, a) share one key.
+    With symmetric=True (CKA, GW), (a, b) and (b, a) share one key. ``producer``: a plugin
+    metric's ``distribution==version`` (or its declared cache_version), so a new release of the
+    metric computes its values again; None for built-in metrics.
     """
     if symmetric and b < a:
         a, b = b, a
-    return content_key({"kind": "similarity", "metric": metric, "a": a, "b": b, "config": config})
+    fields = {"kind": "similarity", "metric": metric, "a": a, "b": b, "config": config}
+    if producer is not None:
+        fields["producer"] = producer
+    return content_key(fields)

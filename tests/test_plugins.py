@@ -211,3 +211,94 @@ def test_a_plugin_that_fails_to_import_is_named(tmp_path):
 
 def test_plugin_error_type_is_exposed():
     assert issubclass(PluginError, Exception)
+
+
+FP_PLUGIN = '''
+from harness.hookspecs import hookimpl
+
+
+def load(name):
+    from harness.vision import load_tiny
+
+    return load_tiny(name)
+
+
+def cka2(x, y):
+    from harness.similarity import cka
+
+    return cka(x, y)
+
+
+@hookimpl
+def register_vision_encoders(register):
+    register("fp", "harness_fp:load", names=["vit-p4", "vit-p8"], doc="tiny encoders, by a plugin")
+
+
+@hookimpl
+def register_similarity_metrics(register):
+    register("cka2", "harness_fp:cka2", doc="CKA, by a plugin")
+'''
+
+
+def _install_fp(tmp_path, version):
+    pkg = tmp_path / f"fp-{version}"
+    pkg.mkdir()
+    (pkg / "pyproject.toml").write_text(
+        '[build-system]\nrequires=["setuptools"]\nbuild-backend="setuptools.build_meta"\n'
+        f'[project]\nname="harness-fp"\nversion="{version}"\n'
+        '[project.entry-points.harness]\nfp = "harness_fp"\n'
+        '[tool.setuptools]\npy-modules=["harness_fp"]\n')
+    (pkg / "harness_fp.py").write_text(FP_PLUGIN)
+    site = tmp_path / f"site-{version}"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+                    "--no-index", "--target", str(site), str(pkg)], check=True, capture_output=True,
+                   cwd=tmp_path)
+    return _with_site(site, allow="fp")
+
+
+def test_a_new_plugin_release_is_not_served_stale_results_and_rows_name_their_producer(tmp_path):
+    """Issue 18 items 1 and 6: a plugin's components and metric are keyed by its release, so
+    version 2.0 trains and measures again what 1.0 stored, while the built-ins' results are
+    reused; each row names the plugin that made it (metric, policy, predictor, encoder)."""
+    import suitefiles
+    from suitefiles import fetch
+
+    store = tmp_path / "s.duckdb"
+    suite = suitefiles.write_suite(tmp_path, suitefiles.TINY_MORDAL, **{
+        "zoo.vision_encoders": ["fp:vit-p4", "fp:vit-p8", "tiny:resnet"], "search.similarity": "cka2"})
+    for version in ("1.0", "2.0"):
+        out = _run(["run", str(suite), "--store", str(store)], _install_fp(tmp_path, version))
+        assert out.returncode == 0, out.stderr
+    runs = [r for r, in fetch(store, "select run_id from runs order by started_at")]
+    uses = fetch(store, "select t.encoder, u.reused from run_uses u join trials t on t.trial_key = u.key"
+                 " where u.kind = 'trial' and u.run_id = ?", [runs[1]])
+    assert uses and all(not reused for enc, reused in uses if enc.startswith("fp:"))
+    assert any(enc.startswith("fp:") for enc, _ in uses)
+    assert all(reused for enc, reused in uses if enc == "tiny:resnet")
+    assert fetch(store, "select count(distinct fingerprint) from components where ref = 'fp:vit-p4'",
+                 one=True) == (2,)
+    # similarities: computed again under 2.0 (none of run 2's encoder similarities was reused)
+    sims = fetch(store, "select reused from run_uses where kind = 'similarity' and run_id = ? and phase ="
+                 " 'cluster-encoders'", [runs[1]])
+    assert sims and not any(r for r, in sims)
+    # provenance: the metric, the encoders' plugin, the policy, the predictor
+    assert set(fetch(store, "select plugin, plugin_version from similarities where metric = 'cka2'")) == {
+        ("fp", "1.0"), ("fp", "2.0")}
+    emb = fetch(store, "select distinct e.plugin from embeddings e join components c on"
+                " c.fingerprint = e.component_fingerprint where c.ref like 'fp:%'")
+    assert emb == [("fp",)]
+    assert fetch(store, "select distinct plugin from rungs") == [("harness.plugins.policies",)]
+    assert set(fetch(store, "select distinct plugin from scaling_fits")) <= {("harness.plugins.predictors",)}
+    assert fetch(store, "select distinct plugin from predictions") == [("harness.plugins.predictors",)]
+
+
+def test_a_declared_cache_version_keys_results_instead_of_the_release():
+    from harness.registry import Entry
+
+    built_in = Entry("similarity_metric", "cka", None, "harness.plugins.similarity", "0.1.0")
+    assert built_in.producer is None  # the shipped table's keys do not move with a harness release
+    plugin = Entry("similarity_metric", "rv", None, "example", "0.3.1", distribution="harness-example-plugin")
+    assert plugin.producer == "harness-example-plugin==0.3.1"
+    pinned = Entry("similarity_metric", "rv", None, "example", "0.3.2", distribution="harness-example-plugin",
+                   cache_version="1")
+    assert pinned.producer == "harness-example-plugin==1"

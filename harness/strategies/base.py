@@ -270,7 +270,7 @@ class SearchStrategy:
         cache[(task, n)] = dataset, [dataset[i] for i in range(min(n, len(dataset)))]
         return cache[(task, n)]
 
-    def _features(self, component_fp: str, dataset, layer: str, compute, n: int):
+    def _features(self, component_fp: str, dataset, layer: str, compute, n: int, producer=None):
         """(key, features, reused): a component's features on the first ``n`` items of ``dataset``
         at ``layer``, read from the store by content key, else ``compute()``d and stored. Either
         way the features are returned as stored (float16), so a first run and a rerun compute
@@ -295,7 +295,8 @@ class SearchStrategy:
             self.say(f"[red]the {layer!r} features of component {component_fp[:12]} are not finite; "
                      "not stored[/red]", always=True)
             return key, np.asarray(feats, dtype=np.float32), False
-        plugin, version = self._plugin()
+        # the component made the features (its plugin), else the strategy that computed them
+        plugin, version = (producer.plugin, producer.version) if producer is not None else self._plugin()
         with self.store.transaction():
             self.store.put_embedding(key, feats, component_fingerprint=component_fp,
                                      dataset_fingerprint=dataset.fingerprint, layer=layer,
@@ -308,7 +309,7 @@ class SearchStrategy:
                 "run_id": self.run_id, "plugin": plugin, "plugin_version": version}], on_conflict="ignore")
         return key, np.asarray(self.store.get_embedding(key), dtype=np.float32), False
 
-    def _lazy_features(self, component_fp: str, dataset, layer: str, compute, n: int):
+    def _lazy_features(self, component_fp: str, dataset, layer: str, compute, n: int, producer=None):
         """(key, load): the features' content key now, the features only when ``load()`` is
         called (then as :meth:`_features`). A similarity already stored under the key needs no
         features: a replay on a table that ships similarities but not raw embeddings works."""
@@ -320,7 +321,8 @@ class SearchStrategy:
 
         def load():
             if "feats" not in cache:
-                _, cache["feats"], cache["reused"] = self._features(component_fp, dataset, layer, compute, n)
+                _, cache["feats"], cache["reused"] = self._features(component_fp, dataset, layer, compute, n,
+                                                                    producer)
                 cache["finite"] = bool(np.all(np.isfinite(cache["feats"])))
             return cache["feats"]
 
@@ -354,8 +356,10 @@ class SearchStrategy:
             "cost_samples": max(spent["samples"], samples), "cost_flops": spent["flops"],
             "forward_passes": spent["forward"]}])
 
-    def insert(self, table: str, rows: list[dict]) -> None:
-        plugin, version = self._plugin()
+    def insert(self, table: str, rows: list[dict], producer=None) -> None:
+        """Rows with this run's id and the plugin that made them: ``producer`` (a registry
+        entry: the policy of a rung, the predictor of a fit), else the strategy."""
+        plugin, version = (producer.plugin, producer.version) if producer is not None else self._plugin()
         self.store.insert(table, [{"run_id": self.run_id, "plugin": plugin,
                                    "plugin_version": version, **row} for row in rows])
 

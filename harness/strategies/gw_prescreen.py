@@ -158,9 +158,9 @@ class GWPrescreen(SearchStrategy):
             out = {}
             for ref in refs:
                 self.say(f"{kind} embedding: {ref}")
-                _, component = loader(ref)
+                entry, component = loader(ref)
                 key, feats, reused = self._features(component.fingerprint, dataset, layer,
-                                                    lambda c=component: compute(c), n)
+                                                    lambda c=component: compute(c), n, producer=entry)
                 all_reused &= reused
                 out[ref] = (component.fingerprint, key, feats)
                 self._advance()

@@ -241,11 +241,14 @@ class MordalSearch(SearchStrategy):
                              "kept": item in result.kept,
                              "trial_key": outcome.key if outcome else None})
         if rows:
-            self.insert("rungs", rows)
+            # the policy made the decisions: its plugin (`none` when early stopping is off)
+            policy = self.components["stopping_policy"].get(self.suite.search.policy(phase))
+            self.insert("rungs", rows, producer=policy)
 
     def predict(self, survivors: list[Candidate]) -> list[RankedCandidate]:
         cfg = self.suite.search.predictor
-        predictor = _construct(self.components["predictor"].get(cfg.name).load())
+        made_by = self.components["predictor"].get(cfg.name)  # fits and predictions are its rows
+        predictor = _construct(made_by.load())
         ratios = scaling_ratios(cfg.r0, cfg.points)
         self.phase("scaling prediction", total=len(survivors) * len(ratios))
         self.prefetch([(c, r) for c in survivors for r in ratios
@@ -299,9 +302,10 @@ class MordalSearch(SearchStrategy):
                                                baseline=self.constant_baseline)
             self.insert("scaling_fits", [{**base, "predictor": cfg.name, "a": fit.params.get("a"),
                                           "b": fit.params.get("b"), "r2": fit.r2,
-                                          "params": fit.params, "n_points": len(points)}])
+                                          "params": fit.params, "n_points": len(points)}], producer=made_by)
             self.insert("predictions", [{**base, "sample_ratio": 1.0, "predicted_score": value,
-                                         "lower": lower, "upper": upper, "predictor": cfg.name}])
+                                         "lower": lower, "upper": upper, "predictor": cfg.name}],
+                        producer=made_by)
             ranked.append(RankedCandidate(candidate, value, "predicted", stage="survivor",
                                           lower=lower, upper=upper))
         return sorted(ranked, key=_best_first)
@@ -376,14 +380,16 @@ class MordalSearch(SearchStrategy):
         from harness.store import similarity_key
 
         metric_name = self.suite.search.similarity
-        metric = self.components["similarity_metric"].get(metric_name).load()
+        entry = self.components["similarity_metric"].get(metric_name)
+        metric = entry.load()
         options = similarity_options(metric, self.suite.search.clustering)
-        plugin, version = self._plugin()
+        plugin, version = entry.plugin, entry.version  # the metric made the value
         sim = np.eye(len(names)) if higher_is_closer(metric) else np.zeros((len(names), len(names)))
         for i, a in enumerate(names):
             for j in range(i + 1, len(names)):
                 b = names[j]
-                key = similarity_key(metric=metric_name, a=keys[a], b=keys[b], config=options or None)
+                key = similarity_key(metric=metric_name, a=keys[a], b=keys[b], config=options or None,
+                                     producer=entry.producer)
                 value = self.store.get_similarity(key)
                 self.store.record_use(self.run_id, "similarity", key, reused=value is not None,
                                       phase=self.use_phase)
@@ -423,7 +429,7 @@ class MordalSearch(SearchStrategy):
         for ref in encoders:
             self.say(f"encoder features: {ref}")
             try:
-                _, encoder = load_encoder(ref)
+                entry, encoder = load_encoder(ref)
             except ComponentFailed as exc:  # its candidates fail when trained; the search goes on
                 self.say(f"[red]{exc}[/red]: clustered alone", always=True)
                 broken.append(ref)
@@ -433,7 +439,7 @@ class MordalSearch(SearchStrategy):
 
             keys[ref], feats[ref] = self._lazy_features(
                 fps[ref], dataset, ENCODER_LAYER, lambda encoder=encoder: encoder_token_features(encoder, items),
-                self.suite.search.clustering.samples)
+                self.suite.search.clustering.samples, producer=entry)
             if self._progress is not None:
                 self._progress.advance(self._task)
         return self._cluster_and_record("encoder", [e for e in encoders if e not in broken], feats,
@@ -514,7 +520,8 @@ class MordalSearch(SearchStrategy):
                 return torch.cat(out).numpy(), spent
 
             keys[ref], feats[ref] = self._lazy_features(fp, dataset, "llm-last-hidden", compute,
-                                                        self.suite.search.clustering.samples)
+                                                        self.suite.search.clustering.samples,
+                                                        producer=self.components["language_model"].resolve(ref)[0])
             if self._progress is not None:
                 self._progress.advance(self._task)
         try:
