@@ -255,7 +255,14 @@ def trial(encoder, llm, tasks, ratio, alignment, samples, mode, projector, epoch
         run_id = store.start_run(suite_name="trial", strategy="trial", seed=seed,
                                  config={"spec": repr(spec)}, plugin="harness.cli",
                                  plugin_version=__version__)
-        outcome = run_trial(spec, store, run_id, default_limit=limit)
+        try:
+            outcome = run_trial(spec, store, run_id, default_limit=limit)
+        except KeyboardInterrupt:
+            store.finish_run(run_id, "interrupted", "interrupted by the user")
+            raise
+        except BaseException as exc:  # a dataset plugin's error, a store error: the run ends failed
+            store.finish_run(run_id, "failed", f"{type(exc).__name__}: {str(exc)[:500]}")
+            raise
         store.finish_run(run_id, "done" if outcome.status == "done" else "failed", outcome.error)
     if outcome.status != "done":
         click.echo(f"trial {outcome.key[:12]} failed: {outcome.error}", err=True)

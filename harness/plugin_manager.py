@@ -6,7 +6,9 @@ passed to ``pm.register`` and both fill the registries through the same hooks.
 
 ``HARNESS_LOAD_PLUGINS`` controls entry-point plugins (built-ins always load):
 unset -> load every installed one; empty -> load none (the test suite's default);
-``"a,b"`` -> load only the entry points or distributions named.
+``"a,b"`` -> load only the entry points or distributions named; ``"-a,-b"`` -> load every one
+but those (``"a,-b"``: only a, never b). A name that matches no installed plugin is warned
+about, and an unknown component's error names the plugins the filter left out.
 """
 
 from __future__ import annotations
@@ -63,18 +65,30 @@ class PluginInfo:
         }
 
 
-def _entry_point_allowed(ep: metadata.EntryPoint, allow: set[str] | None) -> bool:
+def _names_of(ep: metadata.EntryPoint) -> set[str]:
+    return {ep.name, ep.dist.name} if ep.dist is not None else {ep.name}
+
+
+def _entry_point_allowed(ep: metadata.EntryPoint, allow: tuple[set[str], set[str]] | None) -> bool:
     if allow is None:
         return True
-    dist = ep.dist.name if ep.dist is not None else ""
-    return ep.name in allow or dist in allow
+    only, never = allow
+    names = _names_of(ep)
+    if names & never:
+        return False
+    return not only and bool(never) or bool(names & only)
 
 
-def _allow_list() -> set[str] | None:
+def _allow_list() -> tuple[set[str], set[str]] | None:
+    """(names to load, names never to load) from ``HARNESS_LOAD_PLUGINS``; None when unset."""
     raw = os.environ.get(ENV_LOAD_PLUGINS)
     if raw is None:
         return None
-    return {part.strip() for part in raw.split(",") if part.strip()}
+    parts = [part.strip() for part in raw.split(",") if part.strip()]
+    return ({p for p in parts if not p.startswith("-")}, {p[1:] for p in parts if p.startswith("-")})
+
+
+FILTERED_PLUGINS: set[str] = set()  # entry points HARNESS_LOAD_PLUGINS left out, this process
 
 
 class PluginWarning(UserWarning):
@@ -95,8 +109,17 @@ def make_plugin_manager() -> tuple[pluggy.PluginManager, dict[str, PluginInfo]]:
         infos[module_name] = PluginInfo(module_name, __version__, "harness", builtin=True)
 
     allow = _allow_list()
-    for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+    installed = sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name)
+    if allow is not None:
+        known = set().union(*(_names_of(ep) for ep in installed)) if installed else set()
+        for name in sorted((allow[0] | allow[1]) - known):
+            warnings.warn(f"{ENV_LOAD_PLUGINS} names {name!r}, which matches no installed plugin "
+                          f"(entry points: {', '.join(ep.name for ep in installed) or 'none'})",
+                          PluginWarning, stacklevel=2)
+    FILTERED_PLUGINS.clear()
+    for ep in installed:
         if not _entry_point_allowed(ep, allow):
+            FILTERED_PLUGINS.add(ep.name)
             continue
         if pm.has_plugin(ep.name):
             raise PluginError(

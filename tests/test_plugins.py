@@ -153,12 +153,25 @@ def test_installed_plugin_is_listed_with_version_and_components(installed_fixtur
     assert hello.returncode == 0 and "hello from harness-example-plugin" in hello.stdout
 
 
-def test_env_switch_allow_lists_or_disables_entry_points(installed_fixture):
+def test_env_switch_allow_lists_or_disables_entry_points(installed_fixture, tmp_path):
     assert "example" not in _plugin_names(_run(["plugins", "--json"], _with_site(installed_fixture)))
     env = _with_site(installed_fixture, allow="some-other-plugin")
     assert "example" not in _plugin_names(_run(["plugins", "--json"], env))
     by_dist = _with_site(installed_fixture, allow="harness-example-plugin")
     assert "example" in _plugin_names(_run(["plugins", "--json"], by_dist))
+    # the exclusion form: every plugin but the ones named (by entry point or distribution)
+    for excluded in ("-example", "-harness-example-plugin"):
+        assert "example" not in _plugin_names(_run(["plugins", "--json"], _with_site(installed_fixture, allow=excluded)))
+    typo = _run(["plugins", "--json"], _with_site(installed_fixture, allow="-exampel"))
+    assert "example" in _plugin_names(typo)
+    assert "names 'exampel', which matches no installed plugin" in typo.stderr
+    # a component the filtered-out plugin provides: the error says the filter left it out
+    suite = tmp_path / "rv.yaml"
+    suite.write_text((Path(__file__).parents[1] / "suites" / "quickstart.yaml").read_text().replace(
+        "similarity: cka", "similarity: rv"))
+    proc = _run(["validate", str(suite)], _with_site(installed_fixture, allow="-example"))
+    assert proc.returncode == 2, proc.stderr
+    assert "not loaded because of HARNESS_LOAD_PLUGINS: example" in proc.stdout + proc.stderr
     everything = {k: v for k, v in _with_site(installed_fixture).items() if k == "PYTHONPATH"}
     env = {k: v for k, v in os.environ.items() if k != "HARNESS_LOAD_PLUGINS"} | everything
     proc = subprocess.run([sys.executable, "-m", "harness.cli", "plugins", "--json"],
@@ -302,3 +315,93 @@ def test_a_declared_cache_version_keys_results_instead_of_the_release():
     pinned = Entry("similarity_metric", "rv", None, "example", "0.3.2", distribution="harness-example-plugin",
                    cache_version="1")
     assert pinned.producer == "harness-example-plugin==1"
+
+
+FAULTS = '''
+from harness.hookspecs import hookimpl
+
+
+def nanmetric(x, y):
+    return float("nan")
+
+
+class NanPredictor:
+    def fit(self, ratios, scores):
+        from harness.predictors import ScalingFit
+
+        return ScalingFit({"a": 0.5, "b": 0.1}, 1.0)
+
+    def predict(self, fit, ratio=1.0):
+        return float("nan")
+
+
+class Rogue:
+    def __init__(self, **options):
+        pass
+
+    def plan(self, n_candidates, top_k):
+        from harness.policies import Rung
+
+        return [] if n_candidates <= top_k else [Rung(0, 0.5, n_candidates, top_k)]
+
+    def keep(self, scores, n_keep):
+        return ["no-such-candidate"]
+
+
+@hookimpl
+def register_similarity_metrics(register):
+    register("nanmetric", nanmetric)
+
+
+@hookimpl
+def register_predictors(register):
+    register("nanpred", NanPredictor)
+
+
+@hookimpl
+def register_stopping_policies(register):
+    register("rogue", Rogue)
+'''
+
+
+def test_faulty_plugin_outputs_are_refused_and_named_end_to_end(tmp_path):
+    """Issue 18 item 3 on real runs: a metric returning NaN, a predictor returning NaN and a
+    policy keeping a candidate it was not given are each named in one line (plugin, version);
+    nothing non-finite is stored; the first two runs finish, the policy's fails."""
+    import suitefiles
+    from suitefiles import fetch
+
+    pkg = tmp_path / "faults"
+    pkg.mkdir()
+    (pkg / "pyproject.toml").write_text(
+        '[build-system]\nrequires=["setuptools"]\nbuild-backend="setuptools.build_meta"\n'
+        '[project]\nname="harness-faults"\nversion="1.0"\n'
+        '[project.entry-points.harness]\nfaults = "harness_faults"\n'
+        '[tool.setuptools]\npy-modules=["harness_faults"]\n')
+    (pkg / "harness_faults.py").write_text(FAULTS)
+    site = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+                    "--no-index", "--target", str(site), str(pkg)], check=True, capture_output=True,
+                   cwd=tmp_path)
+    env = _with_site(site, allow="faults")
+    cases = {"metric": {"search.similarity": "nanmetric"}, "predictor": {"search.predictor.name": "nanpred"},
+             "policy": {"search.inter.policy": "rogue"}}
+    for label, changes in cases.items():
+        store = tmp_path / f"{label}.duckdb"
+        suite = suitefiles.write_suite(tmp_path, suitefiles.TINY_MORDAL, f"{label}.yaml", **changes)
+        out = _run(["run", str(suite), "--store", str(store)], env)
+        said = " ".join((out.stdout + out.stderr).split())
+        assert "Traceback" not in out.stderr, out.stderr
+        assert "(plugin faults 1.0)" in said, said[-2000:]
+        status = fetch(store, "select status from runs", one=True)[0]
+        if label == "metric":
+            assert out.returncode == 0 and "similarity metric 'nanmetric' (plugin faults 1.0) returned nan" in said
+            assert fetch(store, "select count(*) from similarities", one=True) == (0,)
+        elif label == "predictor":
+            assert out.returncode == 0 and "predictor 'nanpred' (plugin faults 1.0) returned nan" in said
+            assert fetch(store, "select count(*) from predictions", one=True) == (0,)
+            assert fetch(store, "select basis from rankings where rank = 1", one=True) == ("measured",)
+        else:
+            assert out.returncode != 0 and status == "failed"
+            assert "stopping policy 'rogue' (plugin faults 1.0)" in said
+        assert status in ("done", "failed")

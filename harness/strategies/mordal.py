@@ -385,6 +385,7 @@ class MordalSearch(SearchStrategy):
         options = similarity_options(metric, self.suite.search.clustering)
         plugin, version = entry.plugin, entry.version  # the metric made the value
         sim = np.eye(len(names)) if higher_is_closer(metric) else np.zeros((len(names), len(names)))
+        refused = []
         for i, a in enumerate(names):
             for j in range(i + 1, len(names)):
                 b = names[j]
@@ -395,15 +396,21 @@ class MordalSearch(SearchStrategy):
                                       phase=self.use_phase)
                 if value is None:  # only now are the features needed (feats: lazy loaders)
                     value = float(metric(_loaded(feats[a]), _loaded(feats[b]), **options))
-                    if not math.isfinite(value):  # non-finite features (a broken component):
-                        # not stored; the component is then clustered alone (_cluster_and_record)
+                    if not math.isfinite(value):  # non-finite features (a broken component) or a
+                        # broken metric: not stored; the component is then clustered alone
                         sim[i, j] = sim[j, i] = 0.0 if higher_is_closer(metric) else 1.0
+                        refused.append((a, b, value))
                         continue
                     self.store.put_similarity(key, value, metric=metric_name, a=fps[a], b=fps[b],
                                               run_id=self.run_id, plugin=plugin,
                                               plugin_version=version, a_embedding=keys[a],
                                               b_embedding=keys[b], config=options or None)
                 sim[i, j] = sim[j, i] = value
+        if refused:
+            a, b, value = refused[0]
+            self.say(f"[red]similarity metric {metric_name!r} (plugin {entry.plugin} {entry.version}) "
+                     f"returned {value!r} for {len(refused)} pair(s) (e.g. {a} vs {b}): not stored; "
+                     "those components are clustered apart[/red]", always=True)
         return sim
 
     def _record_clusters(self, level: str, clusters: list[Cluster], threshold: float,
