@@ -348,9 +348,31 @@ class Rogue:
         return ["no-such-candidate"]
 
 
+def raisemetric(x, y):
+    raise RuntimeError("metric bug")
+
+
+def load_boom(name):
+    from harness.vision import load_tiny
+
+    encoder = load_tiny("vit-p4")
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("boom in forward")
+
+    encoder.forward = boom
+    return encoder
+
+
+@hookimpl
+def register_vision_encoders(register):
+    register("faults", "harness_faults:load_boom", names=["boom"])
+
+
 @hookimpl
 def register_similarity_metrics(register):
     register("nanmetric", nanmetric)
+    register("raisemetric", raisemetric)
 
 
 @hookimpl
@@ -385,7 +407,8 @@ def test_faulty_plugin_outputs_are_refused_and_named_end_to_end(tmp_path):
                    cwd=tmp_path)
     env = _with_site(site, allow="faults")
     cases = {"metric": {"search.similarity": "nanmetric"}, "predictor": {"search.predictor.name": "nanpred"},
-             "policy": {"search.inter.policy": "rogue"}}
+             "policy": {"search.inter.policy": "rogue"}, "raising": {"search.similarity": "raisemetric"},
+             "forward": {"zoo.vision_encoders": ["faults:boom", "tiny:vit-p8", "tiny:resnet"]}}
     for label, changes in cases.items():
         store = tmp_path / f"{label}.duckdb"
         suite = suitefiles.write_suite(tmp_path, suitefiles.TINY_MORDAL, f"{label}.yaml", **changes)
@@ -401,6 +424,14 @@ def test_faulty_plugin_outputs_are_refused_and_named_end_to_end(tmp_path):
             assert out.returncode == 0 and "predictor 'nanpred' (plugin faults 1.0) returned nan" in said
             assert fetch(store, "select count(*) from predictions", one=True) == (0,)
             assert fetch(store, "select basis from rankings where rank = 1", one=True) == ("measured",)
+        elif label == "raising":
+            assert out.returncode == 0 and "similarity metric 'raisemetric' (plugin faults 1.0) raised" \
+                " RuntimeError: metric bug" in said
+        elif label == "forward":  # clustered alone; its candidates fail when trained; the search goes on
+            assert out.returncode == 0 and "could not be computed: RuntimeError: boom in forward" in said
+            failed = fetch(store, "select distinct encoder from trials where status = 'failed'")
+            assert failed in ([], [("faults:boom",)])
+            assert fetch(store, "select count(*) from rankings", one=True) == (6,)
         else:
             assert out.returncode != 0 and status == "failed"
             assert "stopping policy 'rogue' (plugin faults 1.0)" in said

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from harness import __version__
+from harness.errors import HarnessError
 from harness.suite import Candidate
 
 
@@ -321,8 +322,18 @@ class SearchStrategy:
 
         def load():
             if "feats" not in cache:
-                _, cache["feats"], cache["reused"] = self._features(component_fp, dataset, layer, compute, n,
-                                                                    producer)
+                try:
+                    _, cache["feats"], cache["reused"] = self._features(component_fp, dataset, layer,
+                                                                        compute, n, producer)
+                except (KeyboardInterrupt, MemoryError, HarnessError):
+                    raise  # (a replay's missing features, a store error, a diverged warm-up)
+                except Exception as exc:  # noqa: BLE001 - a component's forward failed: that
+                    # component is clustered alone and the search goes on
+                    who = f"plugin {producer.plugin} {producer.version}" if producer is not None else "component"
+                    self.say(f"[red]the {layer!r} features of {component_fp[:12]} ({who}) could not be "
+                             f"computed: {type(exc).__name__}: {str(exc)[:200]}; clustered alone[/red]",
+                             always=True)
+                    cache["feats"], cache["reused"] = np.full((1, 1), np.nan, dtype=np.float32), False
                 cache["finite"] = bool(np.all(np.isfinite(cache["feats"])))
             return cache["feats"]
 

@@ -395,11 +395,22 @@ class MordalSearch(SearchStrategy):
                 self.store.record_use(self.run_id, "similarity", key, reused=value is not None,
                                       phase=self.use_phase)
                 if value is None:  # only now are the features needed (feats: lazy loaders)
-                    value = float(metric(_loaded(feats[a]), _loaded(feats[b]), **options))
-                    if not math.isfinite(value):  # non-finite features (a broken component) or a
+                    fa, fb = _loaded(feats[a]), _loaded(feats[b])
+                    if not (np.all(np.isfinite(fa)) and np.all(np.isfinite(fb))):
+                        value = math.nan  # a broken component: clustered alone, the metric is not at fault
+                    else:
+                        try:
+                            value = float(metric(fa, fb, **options))
+                        except (KeyboardInterrupt, MemoryError):
+                            raise
+                        except Exception as exc:  # noqa: BLE001 - the metric plugin's failure
+                            value = f"{type(exc).__name__}: {str(exc)[:120]}"
+                    if not isinstance(value, float) or not math.isfinite(value):  # non-finite features (a broken component) or a
                         # broken metric: not stored; the component is then clustered alone
                         sim[i, j] = sim[j, i] = 0.0 if higher_is_closer(metric) else 1.0
-                        refused.append((a, b, value))
+                        if not (isinstance(value, float) and math.isnan(value)
+                                and not (np.all(np.isfinite(fa)) and np.all(np.isfinite(fb)))):
+                            refused.append((a, b, value))
                         continue
                     self.store.put_similarity(key, value, metric=metric_name, a=fps[a], b=fps[b],
                                               run_id=self.run_id, plugin=plugin,
@@ -409,7 +420,8 @@ class MordalSearch(SearchStrategy):
         if refused:
             a, b, value = refused[0]
             self.say(f"[red]similarity metric {metric_name!r} (plugin {entry.plugin} {entry.version}) "
-                     f"returned {value!r} for {len(refused)} pair(s) (e.g. {a} vs {b}): not stored; "
+                     f"{f'returned {value!r}' if isinstance(value, float) else f'raised {value}'} for "
+                     f"{len(refused)} pair(s) (e.g. {a} vs {b}): not stored; "
                      "those components are clustered apart[/red]", always=True)
         return sim
 
