@@ -136,6 +136,21 @@ def make_plugin_manager() -> tuple[pluggy.PluginManager, dict[str, PluginInfo]]:
             warnings.warn(message, PluginWarning, stacklevel=2)
             continue
         pm.register(module, name=ep.name)
+        try:  # an implementation of a hook that does not exist is a typo: name it, skip the plugin
+            pm.check_pending()
+        except pluggy.PluginValidationError as exc:
+            pm.unregister(module)
+            dist = f"{ep.dist.name} {ep.dist.version}" if ep.dist is not None else "unknown distribution"
+            import difflib
+
+            hooks = [n for n in dir(hookspecs) if n.startswith("register_")]
+            bad = str(exc).split("'")[1] if "'" in str(exc) else str(exc)
+            close = difflib.get_close_matches(bad, hooks, n=1, cutoff=0.5)
+            message = (f'Plugin "{ep.name}" ({ep.value}, {dist}) implements unknown hook {bad!r}'
+                       f"{f' (did you mean {close[0]!r}?)' if close else ''}; it is skipped")
+            FAILED_PLUGINS[ep.name] = message
+            warnings.warn(message, PluginWarning, stacklevel=2)
+            continue
         dist = ep.dist
         infos[ep.name] = PluginInfo(
             ep.name,
@@ -190,7 +205,20 @@ class Components:
             info.components.setdefault(kind, []).append(name)
 
         kwargs = {"register": register}
-        impl.function(**{arg: kwargs[arg] for arg in impl.argnames})
+        before = set(registry.names())
+        try:
+            impl.function(**{arg: kwargs[arg] for arg in impl.argnames})
+        except RegistryError:
+            raise  # a clash of names, a bad name: already names both plugins
+        except Exception as exc:  # noqa: BLE001 - one plugin's broken hook must not stop every command
+            for name in set(registry.names()) - before:  # what it registered before failing goes too
+                registry._entries.pop(name, None)
+            info.components.pop(kind, None)
+            message = (f'Plugin "{info.name}" ({info.distribution} {info.version}): its hook '
+                       f"{impl.function.__name__} raised {type(exc).__name__}: {exc}; its {kind.replace('_', ' ')}s "
+                       "are skipped")
+            FAILED_PLUGINS[info.name] = message
+            warnings.warn(message, PluginWarning, stacklevel=2)
 
     def __getitem__(self, kind: str) -> Registry:
         return self.registries[kind]

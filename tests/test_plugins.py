@@ -436,3 +436,34 @@ def test_faulty_plugin_outputs_are_refused_and_named_end_to_end(tmp_path):
             assert out.returncode != 0 and status == "failed"
             assert "stopping policy 'rogue' (plugin faults 1.0)" in said
         assert status in ("done", "failed")
+
+
+@pytest.mark.parametrize("name,code,said", [
+    ("regraise", "@hookimpl\ndef register_similarity_metrics(register):\n"
+                 "    register('half', lambda x, y: 0.5)\n    raise RuntimeError('registration bug')\n",
+     'Plugin "regraise" (harness-regraise 1.0): its hook register_similarity_metrics raised '
+     "RuntimeError: registration bug; its similarity metrics are skipped"),
+    ("typo", "@hookimpl\ndef register_encoders(register):\n    pass\n",
+     "implements unknown hook 'register_encoders' (did you mean 'register_vision_encoders'?); it is skipped"),
+])
+def test_a_plugin_whose_hook_raises_or_is_misspelt_is_named_and_skipped(tmp_path, name, code, said):
+    pkg = tmp_path / name
+    pkg.mkdir()
+    (pkg / "pyproject.toml").write_text(
+        '[build-system]\nrequires=["setuptools"]\nbuild-backend="setuptools.build_meta"\n'
+        f'[project]\nname="harness-{name}"\nversion="1.0"\n'
+        f'[project.entry-points.harness]\n{name} = "harness_{name}"\n'
+        f'[tool.setuptools]\npy-modules=["harness_{name}"]\n')
+    (pkg / f"harness_{name}.py").write_text("from harness.hookspecs import hookimpl\n\n" + code)
+    site = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+                    "--no-index", "--target", str(site), str(pkg)], check=True, capture_output=True,
+                   cwd=tmp_path)
+    env = _with_site(site, allow=name)
+    for args in (["--help"], ["plugins", "--json"]):
+        proc = _run(args, env)
+        assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+        lines = [line for line in proc.stderr.splitlines() if name in line]
+        assert len(lines) == 1 and said in lines[0], proc.stderr
+    listed = {p["name"]: p for p in json.loads(_run(["plugins", "--json"], env).stdout)}
+    assert "half" not in str(listed.get(name, {}).get("components", {}))  # what it registered went too
