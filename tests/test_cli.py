@@ -212,3 +212,15 @@ def test_harness_warnings_print_as_one_line(monkeypatch):
     assert text == "warning: store x is older than the code\n"
     other = warnings.formatwarning(UserWarning("a library's"), UserWarning, "/lib.py", 3, "x")
     assert "/lib.py:3" in other  # the libraries' warnings keep Python's format
+
+
+def test_a_trial_whose_data_cannot_load_ends_its_run_failed(tmp_path):
+    """`harness trial` with alignment data that fails inside the trial: one line, exit 2, and the
+    run is recorded failed, not left running (issue 18 item 7)."""
+    store = tmp_path / "s.duckdb"
+    out = harness("trial", "--encoder", "tiny:vit-p4", "--llm", "tiny:gpt2", "--task", "shapes:color",
+                  "--alignment", f"llava:{tmp_path / 'missing.json'}", "--store", store)
+    assert out.returncode == 2 and "Traceback" not in out.stderr and "missing.json" in out.stderr, out.stderr
+    con = duckdb.connect(str(store), read_only=True)
+    assert con.execute("select status from runs").fetchall() == [("failed",)]
+    con.close()
