@@ -284,7 +284,7 @@ def drive(
     params = inspect.signature(policy.keep).parameters
     noisy = errors is not None and all(k in params for k in ("errors", "baseline", "final"))
     results = []
-    plan = policy.plan(len(current), top_k)
+    plan = _calling(policy, "plan", len(current), top_k)
     for i, rung in enumerate(plan):
         if prefetch is not None:
             prefetch([(c, rung.ratio) for c in current])
@@ -294,14 +294,16 @@ def drive(
         if noisy:
             errs = {c: float(errors(c, rung.ratio)) for c in current}
             if hasattr(policy, "cut"):  # kept and why from one evaluation of the cut
-                kept, why = policy.cut(scores, rung.n_keep, errors=errs, baseline=baseline, final=final)
+                kept, why = _calling(policy, "cut", scores, rung.n_keep, errors=errs, baseline=baseline,
+                                     final=final)
                 kept = tuple(kept)
             else:
-                kept = tuple(policy.keep(scores, rung.n_keep, errors=errs, baseline=baseline, final=final))
-                why = policy.why(scores, rung.n_keep, errors=errs, baseline=baseline,
-                                 final=final) if hasattr(policy, "why") else ""
+                kept = tuple(_calling(policy, "keep", scores, rung.n_keep, errors=errs, baseline=baseline,
+                                      final=final))
+                why = _calling(policy, "why", scores, rung.n_keep, errors=errs, baseline=baseline,
+                               final=final) if hasattr(policy, "why") else ""
         else:
-            kept = tuple(policy.keep(scores, rung.n_keep))
+            kept = tuple(_calling(policy, "keep", scores, rung.n_keep))
         limit = len(current) if noisy and not final else rung.n_keep
         if len(kept) > limit or not set(kept) <= set(current):
             raise PolicyFault(
@@ -312,6 +314,18 @@ def drive(
         results.append(RungResult(rung, current, scores, kept, why))
         current = kept
     return StageResult(tuple(results), current)
+
+
+def _calling(policy, method: str, *args, **kwargs):
+    """``policy.method(*args, **kwargs)``; an exception of the policy's own is a PolicyFault
+    naming it (harness's errors pass through)."""
+    try:
+        return getattr(policy, method)(*args, **kwargs)
+    except (HarnessError, KeyboardInterrupt, MemoryError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - the plugin's failure, named
+        raise PolicyFault(f"stopping policy {describe(policy)}: its {method}() raised "
+                          f"{type(exc).__name__}: {str(exc)[:300]}") from exc
 
 
 class PolicyFault(HarnessError, RuntimeError):

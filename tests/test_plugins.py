@@ -375,14 +375,26 @@ def register_similarity_metrics(register):
     register("raisemetric", raisemetric)
 
 
+class RaisingPredictor(NanPredictor):
+    def fit(self, ratios, scores):
+        return 1 / 0
+
+
+class RaisingPolicy(Rogue):
+    def keep(self, scores, n_keep):
+        raise ValueError("policy bug")
+
+
 @hookimpl
 def register_predictors(register):
     register("nanpred", NanPredictor)
+    register("raisepred", RaisingPredictor)
 
 
 @hookimpl
 def register_stopping_policies(register):
     register("rogue", Rogue)
+    register("raisepolicy", RaisingPolicy)
 '''
 
 
@@ -408,7 +420,9 @@ def test_faulty_plugin_outputs_are_refused_and_named_end_to_end(tmp_path):
     env = _with_site(site, allow="faults")
     cases = {"metric": {"search.similarity": "nanmetric"}, "predictor": {"search.predictor.name": "nanpred"},
              "policy": {"search.inter.policy": "rogue"}, "raising": {"search.similarity": "raisemetric"},
-             "forward": {"zoo.vision_encoders": ["faults:boom", "tiny:vit-p8", "tiny:resnet"]}}
+             "forward": {"zoo.vision_encoders": ["faults:boom", "tiny:vit-p8", "tiny:resnet"]},
+             "predictor-raises": {"search.predictor.name": "raisepred"},
+             "policy-raises": {"search.inter.policy": "raisepolicy"}}
     for label, changes in cases.items():
         store = tmp_path / f"{label}.duckdb"
         suite = suitefiles.write_suite(tmp_path, suitefiles.TINY_MORDAL, f"{label}.yaml", **changes)
@@ -424,6 +438,14 @@ def test_faulty_plugin_outputs_are_refused_and_named_end_to_end(tmp_path):
             assert out.returncode == 0 and "predictor 'nanpred' (plugin faults 1.0) returned nan" in said
             assert fetch(store, "select count(*) from predictions", one=True) == (0,)
             assert fetch(store, "select basis from rankings where rank = 1", one=True) == ("measured",)
+        elif label == "predictor-raises":
+            assert out.returncode == 0 and "predictor 'raisepred' (plugin faults 1.0) raised" \
+                " ZeroDivisionError" in said
+            assert fetch(store, "select basis from rankings where rank = 1", one=True) == ("measured",)
+        elif label == "policy-raises":
+            assert out.returncode != 0 and status == "failed"
+            assert "stopping policy 'raisepolicy' (plugin faults 1.0): its keep() raised ValueError:" \
+                " policy bug" in said
         elif label == "raising":
             assert out.returncode == 0 and "similarity metric 'raisemetric' (plugin faults 1.0) raised" \
                 " RuntimeError: metric bug" in said

@@ -31,6 +31,7 @@ import time
 import numpy as np
 
 from harness.clustering import Cluster, candidate_clusters, cluster, singletons
+from harness.errors import HarnessError
 from harness.policies import drive
 from harness.predictors import fit_until_loglinear, prediction_interval, scaling_ratios
 from harness.strategies.base import RankedCandidate, SearchStrategy
@@ -270,9 +271,16 @@ class MordalSearch(SearchStrategy):
             if len(points) < 2:
                 ranked.append(RankedCandidate(candidate, math.nan, "predicted", stage="survivor"))
                 continue
-            fit, points, extra = fit_until_loglinear(
-                predictor, points, lambda r, c=candidate: self.evaluate(c, r), min_r2=cfg.min_r2,
-                error_of=lambda r, c=candidate: self.score_error(c, r), baseline=self.constant_baseline)
+            try:
+                fit, points, extra = fit_until_loglinear(
+                    predictor, points, lambda r, c=candidate: self.evaluate(c, r), min_r2=cfg.min_r2,
+                    error_of=lambda r, c=candidate: self.score_error(c, r), baseline=self.constant_baseline)
+            except (HarnessError, KeyboardInterrupt, MemoryError):
+                raise
+            except Exception as exc:  # noqa: BLE001 - the predictor plugin's failure, named
+                ranked.append(self._unpredicted(candidate, points, f"raised {type(exc).__name__}: "
+                                                f"{str(exc)[:200]} fitting", made_by))
+                continue
             added = [(r, s) for r, s in points if r in extra]
             if added:
                 self.say(f"{candidate}: not log-linear (R^2 < {cfg.min_r2:g}), trained at "
@@ -284,22 +292,22 @@ class MordalSearch(SearchStrategy):
                 ranked.append(RankedCandidate(candidate, points[-1][1], "measured",
                                               self._outcomes[(candidate, 1.0)].key, stage="survivor"))
                 continue
-            value = predictor.predict(fit, 1.0)
+            try:
+                value = predictor.predict(fit, 1.0)
+                if usable_prediction(value, fit):
+                    lower, upper = prediction_interval(predictor, points,
+                                                       [self.score_error(candidate, r) for r, _ in points],
+                                                       baseline=self.constant_baseline)
+            except (HarnessError, KeyboardInterrupt, MemoryError):
+                raise
+            except Exception as exc:  # noqa: BLE001 - the predictor plugin's failure, named
+                value = f"raised {type(exc).__name__}: {str(exc)[:200]}"
             if not usable_prediction(value, fit):
                 # refused at the boundary: nothing stored; the candidate keeps its largest
                 # measured score, which is what the run knows of it
-                entry = self.components["predictor"].get(cfg.name)
-                self.say(f"[red]predictor {cfg.name!r} (plugin {entry.plugin} {entry.version}) returned "
-                         f"{value!r} for {candidate} (params {fit.params}); its r={points[-1][0]:g} "
-                         "score ranks it instead[/red]", always=True)
-                r_top, s_top = points[-1]
-                ranked.append(RankedCandidate(candidate, s_top, "measured",
-                                              self._outcomes[(candidate, r_top)].key,
-                                              sample_ratio=r_top, stage="survivor"))
+                what = value if isinstance(value, str) else f"returned {value!r}"
+                ranked.append(self._unpredicted(candidate, points, f"{what} (params {fit.params})", made_by))
                 continue
-            lower, upper = prediction_interval(predictor, points,
-                                               [self.score_error(candidate, r) for r, _ in points],
-                                               baseline=self.constant_baseline)
             self.insert("scaling_fits", [{**base, "predictor": cfg.name, "a": fit.params.get("a"),
                                           "b": fit.params.get("b"), "r2": fit.r2,
                                           "params": fit.params, "n_points": len(points)}], producer=made_by)
@@ -309,6 +317,15 @@ class MordalSearch(SearchStrategy):
             ranked.append(RankedCandidate(candidate, value, "predicted", stage="survivor",
                                           lower=lower, upper=upper))
         return sorted(ranked, key=_best_first)
+
+    def _unpredicted(self, candidate: Candidate, points, what: str, entry) -> RankedCandidate:
+        """A survivor the predictor failed on: named in one line, ranked by its largest
+        measured score (what the run knows of it); nothing is stored for the prediction."""
+        r_top, s_top = points[-1]
+        self.say(f"[red]predictor {entry.name!r} (plugin {entry.plugin} {entry.version}) {what} for "
+                 f"{candidate}; its r={r_top:g} score ranks it instead[/red]", always=True)
+        return RankedCandidate(candidate, s_top, "measured", self._outcomes[(candidate, r_top)].key,
+                               sample_ratio=r_top, stage="survivor")
 
     def measure(self, survivors: list[Candidate]) -> list[RankedCandidate]:
         self.phase("full-data survivors", total=len(survivors))
