@@ -51,9 +51,9 @@ def continued_samples(trials: list[dict]) -> int:
 
 
 def accounting(args) -> None:
+    from harness.store import Store
     from strategies import Bench
 
-    from harness.store import Store
     from harness.suite import load_suite
 
     suite = load_suite(args.suite)
@@ -99,10 +99,10 @@ def fidelity(args) -> None:
     import tempfile
 
     import torch
+    from harness.store import Store
     from scipy.stats import kendalltau
 
     from harness.scoring import Target
-    from harness.store import Store
     from harness.suite import load_suite
     from harness.training import config_from_suite
     from harness.trial import TrialSpec, run_trial

@@ -47,7 +47,11 @@ def did_you_mean(name: str, available: list[str]) -> str:
     and the plugins that failed to import in this process, which might have provided it."""
     close = difflib.get_close_matches(name, available, n=3, cutoff=0.5)
     hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-    from harness.plugin_manager import ENV_LOAD_PLUGINS, FAILED_PLUGINS, FILTERED_PLUGINS
+    from harness.plugin_manager import (
+        ENV_LOAD_PLUGINS,
+        FAILED_PLUGINS,
+        FILTERED_PLUGINS,
+    )
 
     if FAILED_PLUGINS:
         hint += f" (plugins skipped because they failed to import: {', '.join(sorted(FAILED_PLUGINS))})"

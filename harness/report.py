@@ -3,7 +3,7 @@ grid's (speedup, top-1, Kendall tau, weighted tau, NDCG@5)."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from harness.errors import BadInput
 from harness.measures import kendall_tau, ndcg_at, top1_match, weighted_tau
@@ -170,7 +170,3 @@ def compare(store, run_a: str, run_b: str) -> list[dict]:
             "ndcg_at_5": round(ndcg_at(scores, order, 5), 4),
         })
     return out
-
-
-def cost_dict(cost: RunCost) -> dict:
-    return asdict(cost)

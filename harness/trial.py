@@ -63,10 +63,11 @@ class ComponentFailed(BadInput):
     """An encoder or LLM that cannot be loaded (a damaged checkpoint, an unknown timm name, a
     bad config, a plugin's exception): the candidates that use it fail, the search goes on."""
 
-    def __init__(self, kind: str, ref: str, exc: BaseException):
+    def __init__(self, kind: str, ref: str, exc: BaseException, entry=None):
         self.kind, self.ref = kind, ref
         what = "vision encoder" if kind == "vision_encoder" else "language model"
-        super().__init__(f"{what} {ref} cannot be loaded: {type(exc).__name__}: {str(exc)[:300]}")
+        by = f" (plugin {entry.plugin} {entry.version})" if entry is not None else ""
+        super().__init__(f"{what} {ref}{by} cannot be loaded: {type(exc).__name__}: {str(exc)[:300]}")
 
 
 def load_component(kind: str, ref: str):
@@ -80,7 +81,7 @@ def load_component(kind: str, ref: str):
     except (KeyboardInterrupt, MemoryError):
         raise
     except Exception as exc:  # any loader's failure is this component's
-        raise ComponentFailed(kind, ref, exc) from exc
+        raise ComponentFailed(kind, ref, exc, entry) from exc
     if entry.producer is not None:  # a plugin's component: keyed by its release too
         from harness.datasets import content_hash
 
@@ -90,7 +91,7 @@ def load_component(kind: str, ref: str):
         except AttributeError as exc:  # a read-only fingerprint: its plugin must say so
             raise ComponentFailed(kind, ref, TypeError(
                 f"its fingerprint cannot be set ({exc}); harness keys a plugin's components by "
-                f"{entry.producer} too, so make fingerprint a plain attribute")) from exc
+                f"{entry.producer} too, so make fingerprint a plain attribute"), entry) from exc
     return entry, component
 
 

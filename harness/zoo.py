@@ -1,7 +1,8 @@
 """The miniature pretrained zoo: ``mini:`` vision encoders and language models.
 
 Random-init tiny models make a poor test bed: their grid's ranking is mostly seed noise and
-feature scale (DESIGN.md, "The offline test bed"). The ``mini:`` components are pretrained
+feature scale (measured on this test bed; ``benchmarks/testbed_report.py`` prints the mini zoo's
+properties from the shipped table). The ``mini:`` components are pretrained
 briefly, on one CPU thread, on the shapes world (:mod:`harness.shapes`), with *different
 objectives*, so their representations cluster by objective and no single VLM wins every task:
 

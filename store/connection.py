@@ -29,6 +29,7 @@ import duckdb
 from . import embeddings as _emb
 from .errors import StoreError, StoreLocked, StoreWarning
 from .migrations import (
+    _sql_str,
     applied_migrations,
     migrate,
     pending_migrations,
@@ -591,7 +592,7 @@ class Store:
         alias = "harness_backup_" + os.urandom(4).hex()
         src = self.con.execute("SELECT current_database()").fetchone()[0]
         try:
-            self.con.execute(f"ATTACH {_sql_literal(str(dest))} AS {alias} (READ_WRITE)")
+            self.con.execute(f"ATTACH {_sql_str(str(dest))} AS {alias} (READ_WRITE)")
         except duckdb.Error as e:
             raise StoreError(f"cannot write the backup {dest}: {' '.join(str(e).split())[:200]}") from None
         try:
@@ -615,10 +616,6 @@ class Store:
 
         self._require_writable("merge another store")
         return merge_store(self, other, record=record)
-
-
-def _sql_literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 def _json(v: Any) -> Any:

@@ -27,9 +27,8 @@ from typing import Any
 
 import duckdb
 
-from .connection import _sql_literal
 from .errors import StoreError
-from .migrations import MIGRATIONS, applied_migrations
+from .migrations import MIGRATIONS, _sql_str, applied_migrations
 
 FORMAT = "harness-store-export"
 FORMAT_VERSION = 1
@@ -82,7 +81,7 @@ def _selection(con, runs: Sequence[str] | None) -> dict[str, str]:
     names = [t for t in tables(con) if t not in _NOT_EXPORTED]
     if runs is None:
         return {t: "true" for t in names}
-    ids = ", ".join(_sql_literal(r) for r in runs)
+    ids = ", ".join(_sql_str(r) for r in runs)
     used = f"(SELECT key FROM run_uses WHERE run_id IN ({ids}) AND kind = '{{kind}}')"
     where = {t: f"run_id IN ({ids})" for t in names if "run_id" in columns(con, t)}
     where["trials"] = f"run_id IN ({ids}) OR trial_key IN {used.format(kind='trial')}"
@@ -151,8 +150,8 @@ def export_store(store, out: str | os.PathLike, runs: Sequence[str] | None = Non
             order = ", ".join(f'"{c}"' for c in (key or cols[:3]))
             path = tmp / f"{table}.parquet"
             con.execute(f'COPY (SELECT {select} FROM "{table}" WHERE {where} ORDER BY {order}) '
-                        f"TO {_sql_literal(str(path))} (FORMAT PARQUET, COMPRESSION ZSTD)")
-            n = con.execute(f"SELECT count(*) FROM read_parquet({_sql_literal(str(path))})").fetchone()[0]
+                        f"TO {_sql_str(str(path))} (FORMAT PARQUET, COMPRESSION ZSTD)")
+            n = con.execute(f"SELECT count(*) FROM read_parquet({_sql_str(str(path))})").fetchone()[0]
             files[table] = {"file": path.name, "rows": n, "sha256": sha256_file(path)}
         manifest = {
             "format": FORMAT, "format_version": FORMAT_VERSION, "harness_version": __version__,
@@ -221,7 +220,7 @@ def read_export(folder: str | os.PathLike) -> dict[str, Any]:
                                   f"{entry['sha256'][:12]}...: the file is damaged or was changed; "
                                   "copy the export again")
             try:
-                n = con.execute(f"SELECT count(*) FROM read_parquet({_sql_literal(str(path))})").fetchone()[0]
+                n = con.execute(f"SELECT count(*) FROM read_parquet({_sql_str(str(path))})").fetchone()[0]
             except duckdb.Error as e:
                 raise ExportError(f"{path}: not a readable Parquet file ({e})") from e
             if n != entry["rows"]:
@@ -323,7 +322,7 @@ def import_export(store, folder: str | os.PathLike, manifest: dict[str, Any] | N
     """Merge an export folder into ``store`` by content key; returns rows added per table."""
     manifest = manifest or read_export(folder)
     folder = Path(manifest["folder"])
-    relations = {t: f"read_parquet({_sql_literal(str(folder / e['file']))})"
+    relations = {t: f"read_parquet({_sql_str(str(folder / e['file']))})"
                  for t, e in manifest["tables"].items()}
     source = {"kind": "export", "path": str(folder), "store": manifest.get("source_store"),
               "manifest_sha256": sha256_file(folder / MANIFEST),
@@ -349,7 +348,7 @@ def merge_store(store, other: str | os.PathLike, *, record: bool = True) -> dict
     con = store.con
     alias = "harness_merge_" + os.urandom(4).hex()
     try:
-        con.execute(f"ATTACH {_sql_literal(str(other))} AS {alias} (READ_ONLY)")
+        con.execute(f"ATTACH {_sql_str(str(other))} AS {alias} (READ_ONLY)")
     except duckdb.Error as e:
         from .connection import damaged
 

@@ -74,9 +74,10 @@ def test_forget_a_component_then_refresh_and_no_reuse(tmp_path):
 
 
 def test_forgetting_a_trial_forgets_the_trials_continued_from_it(tmp_path):
-    from harness.scoring import Target
     from harness.store import Store
     from harness.store.forget import forget
+
+    from harness.scoring import Target
     from harness.training import TrainConfig
     from harness.trial import TrialSpec, run_trial
 

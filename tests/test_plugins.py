@@ -12,8 +12,19 @@ import pytest
 
 from harness import hookspecs
 from harness.hookspecs import hookimpl
-from harness.plugin_manager import DEFAULT_PLUGINS, Components, PluginError, make_plugin_manager
-from harness.registry import KINDS, DuplicateComponent, Entry, Registry, UnknownComponent
+from harness.plugin_manager import (
+    DEFAULT_PLUGINS,
+    Components,
+    PluginError,
+    make_plugin_manager,
+)
+from harness.registry import (
+    KINDS,
+    DuplicateComponent,
+    Entry,
+    Registry,
+    UnknownComponent,
+)
 
 FIXTURE = Path(__file__).parent / "fixtures" / "harness-example-plugin"
 

@@ -181,9 +181,10 @@ def test_interrupting_the_driver_cancels_tasks_and_leaves_the_store_consistent(t
 def test_a_continued_trial_on_a_worker_resumes_the_parent_it_is_sent(tmp_path, ray_cluster):
     """The worker's scratch store starts empty: the driver sends the parent's row and checkpoint
     files, so the worker trains only the extra samples and sends back only its own files."""
+    from harness.store import Store
+
     from harness.ray_executor import _trial_task
     from harness.scoring import Target
-    from harness.store import Store
     from harness.training import TrainConfig
     from harness.trial import TrialSpec, parent_state, run_trial
 

@@ -1,6 +1,5 @@
 """Trials for real: tiny models train with torch, score through lmms-eval, land in a DuckDB file."""
 
-import json
 import os
 import subprocess
 import sys
@@ -8,12 +7,18 @@ import time
 
 import pytest
 import torch
+from harness.store import Store
 
 from harness.scoring import Target
-from harness.store import Store
 from harness.training import TrainConfig
-from harness.trial import (TrialSpec, build_vlm, load_checkpoint, load_encoder,
-                           load_language_model, run_trial)
+from harness.trial import (
+    TrialSpec,
+    build_vlm,
+    load_checkpoint,
+    load_encoder,
+    load_language_model,
+    run_trial,
+)
 
 
 @pytest.fixture
@@ -202,6 +207,7 @@ def test_a_continued_trial_trains_only_the_extra_samples_under_its_own_key(store
 
 def test_a_continuation_trains_its_missing_parent_first_and_a_lost_state_again(store):
     from harness.store import StoreWarning
+
     from harness.trial import OPTIMIZER_FILE
 
     run = store.start_run(suite_name="chain")

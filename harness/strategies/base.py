@@ -9,7 +9,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from harness import __version__
 from harness.errors import HarnessError
 from harness.suite import Candidate
 
@@ -444,5 +443,8 @@ def constant_baseline(targets, store=None, record=None) -> float | None:
     return sum(values) / len(values) if values else None
 
 
-def harness_version() -> str:
-    return __version__
+def best_first(score, candidate) -> tuple:
+    """The sort key of "best first, failed (None or NaN) last, ties by name", for scores where
+    higher is better: every strategy orders its ranking with it."""
+    bad = score is None or math.isnan(score)
+    return (bad, 0.0 if bad else -score, str(candidate))

@@ -36,7 +36,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from harness.errors import BadInput
-from harness.strategies.base import RankedCandidate, SearchStrategy
+from harness.strategies.base import RankedCandidate, SearchStrategy, best_first
 from harness.suite import Candidate
 
 LAYER = "conductance"
@@ -129,8 +129,7 @@ class DCDSearch(SearchStrategy):
         measured = [RankedCandidate(r.candidate, self.evaluate(r.candidate, 1.0), "measured",
                                     self._outcomes[(r.candidate, 1.0)].key, stage="dcd-trained")
                     for r in top]
-        measured.sort(key=lambda r: (math.isnan(r.score), -r.score if not math.isnan(r.score)
-                                     else 0.0, str(r.candidate)))
+        measured.sort(key=lambda r: best_first(r.score, r.candidate))
         done = {r.candidate for r in measured}
         return measured + [r for r in ranked if r.candidate not in done]
 

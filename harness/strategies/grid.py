@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import math
-
-from harness.strategies.base import RankedCandidate, SearchStrategy
+from harness.strategies.base import RankedCandidate, SearchStrategy, best_first
 
 
 class GridSearch(SearchStrategy):
@@ -19,5 +17,4 @@ class GridSearch(SearchStrategy):
             score = self.evaluate(candidate, 1.0)
             scored.append(RankedCandidate(candidate, score, "measured",
                                           self._outcomes[(candidate, 1.0)].key))
-        return sorted(scored, key=lambda r: (math.isnan(r.score), -r.score if not math.isnan(r.score) else 0,
-                                             str(r.candidate)))
+        return sorted(scored, key=lambda r: best_first(r.score, r.candidate))

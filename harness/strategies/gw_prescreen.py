@@ -36,7 +36,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from harness.strategies.base import RankedCandidate, SearchStrategy
+from harness.strategies.base import RankedCandidate, SearchStrategy, best_first
 from harness.suite import Candidate
 
 # Mordal's name for the same features (harness.strategies.mordal.MordalSearch.cluster_encoders);
@@ -108,8 +108,7 @@ def gw_order(values: Mapping[Candidate, float]) -> list[Candidate]:
 
 
 def _best_first(r: RankedCandidate) -> tuple:
-    bad = r.score is None or math.isnan(r.score)
-    return (bad, 0.0 if bad else -r.score, str(r.candidate))
+    return best_first(r.score, r.candidate)
 
 
 class GWPrescreen(SearchStrategy):

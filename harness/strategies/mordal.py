@@ -34,7 +34,7 @@ from harness.clustering import Cluster, candidate_clusters, cluster, singletons
 from harness.errors import HarnessError
 from harness.policies import drive
 from harness.predictors import fit_until_loglinear, prediction_interval, scaling_ratios
-from harness.strategies.base import RankedCandidate, SearchStrategy
+from harness.strategies.base import RankedCandidate, SearchStrategy, best_first
 from harness.strategies.gw_prescreen import ENCODER_LAYER, encoder_token_features
 from harness.suite import Candidate
 from harness.trial import ComponentFailed
@@ -135,7 +135,7 @@ class MordalSearch(SearchStrategy):
         reps = self._reps.get(medoid, [medoid])
         if len(reps) == 1:
             return reps[0]
-        return min(reps, key=lambda c: _best_first_score(self.evaluate(c, ratio), c))
+        return min(reps, key=lambda c: best_first(self.evaluate(c, ratio), c))
 
     def evaluate_cluster(self, medoid: Candidate, ratio: float) -> float:
         """A cluster's score at ``ratio``: the best of its representatives (its medoid's alone
@@ -346,7 +346,7 @@ class MordalSearch(SearchStrategy):
         out = []
         for result in sorted(stage.rungs, key=lambda r: (r.rung.ratio, r.rung.index), reverse=True):
             dropped = [c for c in result.candidates if c not in result.kept and c not in exclude]
-            for c in sorted(dropped, key=lambda c: _best_first_score(result.scores[c], c)):
+            for c in sorted(dropped, key=lambda c: best_first(result.scores[c], c)):
                 out.append(RankedCandidate(c, result.scores[c], "measured",
                                            self._outcomes[(c, result.rung.ratio)].key,
                                            sample_ratio=result.rung.ratio, stage=label))
@@ -362,7 +362,7 @@ class MordalSearch(SearchStrategy):
             ratio = dropped.sample_ratio
             reps = getattr(self, "_reps", {}).get(medoid, [medoid])
             if ratio is not None and len(reps) > 1:  # each representative by its own score
-                tried = sorted(reps, key=lambda c: _best_first_score(self.evaluate(c, ratio), c))
+                tried = sorted(reps, key=lambda c: best_first(self.evaluate(c, ratio), c))
                 for rep in tried:
                     if rep not in exclude:
                         exclude.add(rep)
@@ -681,9 +681,5 @@ def estimate_full_scores(scores: dict, final: dict, direct_min: int = 3) -> dict
     return out
 
 
-def _best_first_score(score: float, candidate) -> tuple:
-    return (math.isnan(score), -score if not math.isnan(score) else 0.0, str(candidate))
-
-
 def _best_first(r: RankedCandidate) -> tuple:
-    return _best_first_score(r.score, r.candidate)
+    return best_first(r.score, r.candidate)
