@@ -206,8 +206,19 @@ class Components:
 
         kwargs = {"register": register}
         before = set(registry.names())
+        from harness.registry import ContractError
+
         try:
             impl.function(**{arg: kwargs[arg] for arg in impl.argnames})
+        except ContractError as exc:  # the wrong kind of object: that plugin's entries are skipped
+            for name in set(registry.names()) - before:
+                registry._entries.pop(name, None)
+            info.components.pop(kind, None)
+            message = f'Plugin "{info.name}" ({info.distribution} {info.version}): {exc}; its ' \
+                      f"{kind.replace('_', ' ')}s are skipped"
+            FAILED_PLUGINS[info.name] = message
+            warnings.warn(message, PluginWarning, stacklevel=2)
+            return
         except RegistryError:
             raise  # a clash of names, a bad name: already names both plugins
         except Exception as exc:  # noqa: BLE001 - one plugin's broken hook must not stop every command

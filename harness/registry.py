@@ -37,6 +37,34 @@ class DuplicateComponent(RegistryError):
     pass
 
 
+class ContractError(RegistryError):
+    """A plugin registered something that is not what its kind must be (names the plugin)."""
+
+
+# kind -> (what it must be, the check); a registered object is checked at registration, a
+# "module:attr" string when it is first imported
+CONTRACTS: dict[str, tuple[str, Any]] = {
+    "vision_encoder": ("a loader: a callable taking the name after 'family:'", callable),
+    "language_model": ("a loader: a callable taking the name after 'family:'", callable),
+    "dataset": ("a loader: a callable taking the name after 'family:'", callable),
+    "similarity_metric": ("a callable metric(x, y, **options) -> float", callable),
+    "stopping_policy": ("a policy class with plan() and keep() (or drive())",
+                        lambda t: callable(t) and (hasattr(t, "drive") or (hasattr(t, "plan") and hasattr(t, "keep")))),
+    "predictor": ("a predictor class with fit() and predict()",
+                  lambda t: callable(t) and hasattr(t, "fit") and hasattr(t, "predict")),
+    "search_strategy": ("a strategy class with search() (subclass harness.strategies.base.SearchStrategy)",
+                        lambda t: isinstance(t, type) and hasattr(t, "search")),
+    "executor": ("an executor class with run(spec) (and optionally run_many(specs))",
+                 lambda t: callable(t) and hasattr(t, "run")),
+}
+
+
+def contract_problem(kind: str, target: Any) -> str | None:
+    """What ``target`` should be for ``kind`` when it is not, else None."""
+    what, check = CONTRACTS[kind]
+    return None if check(target) else f"{what}, not {type(target).__name__} {target!r:.60}"
+
+
 class UnknownComponent(RegistryError, BadInput, KeyError):
     def __str__(self) -> str:  # KeyError would repr() the message
         return str(self.args[0])
@@ -102,6 +130,12 @@ class Entry(Generic[T]):
                         f"{target!r}, which cannot be imported: {exc}"
                     ) from exc
                 target = obj
+                problem = contract_problem(self.kind, target)
+                if problem:
+                    raise ContractError(
+                        f"{self.kind.replace('_', ' ')} {self.name!r} from plugin {self.plugin!r} "
+                        f"({self.distribution} {self.version}) points at {self.target!r}, which should "
+                        f"be {problem}")
             self._loaded = target
         return self._loaded
 
@@ -117,6 +151,12 @@ class Registry(Generic[T]):
         self._entries: dict[str, Entry[T]] = {}
 
     def add(self, entry: Entry[T]) -> None:
+        if not isinstance(entry.target, str):
+            problem = contract_problem(self.kind, entry.target)
+            if problem:
+                raise ContractError(f"plugin {entry.plugin!r} registered {self.kind.replace('_', ' ')} "
+                                    f"{entry.name!r} as {problem.split(', not ', 1)[1]}; it should be "
+                                    f"{problem.split(', not ', 1)[0]}")
         if not entry.name or ":" in entry.name:
             raise RegistryError(
                 f"plugin {entry.plugin!r} registered a {self.kind} named {entry.name!r}: "

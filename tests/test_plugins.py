@@ -500,3 +500,49 @@ def test_a_plugin_whose_hook_raises_or_is_misspelt_is_named_and_skipped(tmp_path
         assert len(lines) == 1 and said in lines[0], proc.stderr
     listed = {p["name"]: p for p in json.loads(_run(["plugins", "--json"], env).stdout)}
     assert "half" not in str(listed.get(name, {}).get("components", {}))  # what it registered went too
+
+
+def test_a_component_of_the_wrong_kind_is_named_with_what_it_should_be(tmp_path):
+    """Issue 16 item 1: the registry checks each kind's contract, at registration for an
+    object and when a lazy "module:attr" target is imported; either way the plugin is named."""
+    pkg = tmp_path / "wrong"
+    pkg.mkdir()
+    (pkg / "pyproject.toml").write_text(
+        '[build-system]\nrequires=["setuptools"]\nbuild-backend="setuptools.build_meta"\n'
+        '[project]\nname="harness-wrong"\nversion="1.0"\n'
+        '[project.entry-points.harness]\nwrong = "harness_wrong"\n'
+        '[tool.setuptools]\npy-modules=["harness_wrong"]\n')
+    (pkg / "harness_wrong.py").write_text(
+        "from harness.hookspecs import hookimpl\n\n\nclass NoKeep:\n    def plan(self, n, k):\n"
+        "        return []\n\n\n@hookimpl\ndef register_similarity_metrics(register):\n"
+        "    register('fortytwo', 42)\n\n\n@hookimpl\ndef register_stopping_policies(register):\n"
+        "    register('nokeep', 'harness_wrong:NoKeep')\n")
+    site = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+                    "--no-index", "--target", str(site), str(pkg)], check=True, capture_output=True,
+                   cwd=tmp_path)
+    env = _with_site(site, allow="wrong")
+    proc = _run(["plugins", "--json"], env)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr
+    assert ("registered similarity metric 'fortytwo' as int 42; it should be a callable metric"
+            in proc.stderr), proc.stderr
+    listed = {p["name"]: p for p in json.loads(proc.stdout)}
+    assert "similarity_metric" not in listed["wrong"]["components"]
+    assert listed["wrong"]["components"]["stopping_policy"] == ["nokeep"]
+    import importlib
+
+    from harness.plugin_manager import get_components, reset
+    from harness.registry import ContractError
+    sys.path.insert(0, str(site))
+    try:
+        os.environ["HARNESS_LOAD_PLUGINS"] = "wrong"
+        reset()
+        entry = get_components()["stopping_policy"].get("nokeep")
+        with pytest.raises(ContractError, match=r"from plugin 'wrong' \(harness-wrong 1.0\).*should be a "
+                           r"policy class with plan\(\) and keep\(\)"):
+            entry.load()
+    finally:
+        os.environ["HARNESS_LOAD_PLUGINS"] = ""
+        sys.path.remove(str(site))
+        reset()
+        importlib.invalidate_caches()
