@@ -43,8 +43,12 @@ from typing import Any
 import numpy as np
 
 
-def higher_is_closer(metric: Callable[..., float]) -> bool:
-    """Whether larger values of ``metric`` mean more alike (default True when not marked)."""
+def higher_is_closer(metric: Callable[..., float], entry=None) -> bool:
+    """Whether larger values of ``metric`` mean more alike: its registration's ``is_distance``
+    (``register(name, target, is_distance=True)``), else a ``higher_is_closer`` attribute on the
+    function, else True."""
+    if entry is not None and getattr(entry, "is_distance", None) is not None:
+        return not entry.is_distance
     return bool(getattr(metric, "higher_is_closer", True))
 
 

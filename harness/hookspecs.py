@@ -35,7 +35,11 @@ def register_language_models(register):
 def register_similarity_metrics(register):
     """Register representation-similarity metrics (``cka``, ``gw``, ...).
 
-    :param register: ``register(name, target, doc="")``.
+    A metric is ``metric(x, y, **options) -> float`` on two [n, d] feature matrices of the same
+    items. ``is_distance=True`` marks one where lower is closer (``gw``); a plugin's metric is
+    keyed by its release, or by ``cache_version`` when declared (CONTRIBUTING.md).
+
+    :param register: ``register(name, target, doc="", is_distance=None, cache_version=None)``.
     """
 
 

@@ -183,7 +183,7 @@ class Components:
         info = self.plugins[impl.plugin_name]
         registry = self.registries[kind]
 
-        def register(name, target, *, names=None, doc="", cache_version=None):
+        def register(name, target, *, names=None, doc="", cache_version=None, is_distance=None):
             if names is not None and not families:
                 raise PluginError(
                     f"plugin {info.name!r}: {kind} {name!r} passed names=, which only "
@@ -200,6 +200,7 @@ class Components:
                     doc=doc,
                     distribution=info.distribution,
                     cache_version=None if cache_version is None else str(cache_version),
+                    is_distance=None if is_distance is None else bool(is_distance),
                 )
             )
             info.components.setdefault(kind, []).append(name)

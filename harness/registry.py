@@ -102,6 +102,7 @@ class Entry(Generic[T]):
     doc: str = ""
     distribution: str = "harness"  # the pip distribution that provides it
     cache_version: str | None = None  # declared by the plugin: outputs change only when it does
+    is_distance: bool | None = None  # a similarity metric's direction, declared at registration
     _loaded: Any = field(default=None, repr=False)
 
     @property

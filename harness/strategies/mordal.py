@@ -401,7 +401,8 @@ class MordalSearch(SearchStrategy):
         metric = entry.load()
         options = similarity_options(metric, self.suite.search.clustering)
         plugin, version = entry.plugin, entry.version  # the metric made the value
-        sim = np.eye(len(names)) if higher_is_closer(metric) else np.zeros((len(names), len(names)))
+        closer = higher_is_closer(metric, entry)
+        sim = np.eye(len(names)) if closer else np.zeros((len(names), len(names)))
         refused = []
         for i, a in enumerate(names):
             for j in range(i + 1, len(names)):
@@ -424,7 +425,7 @@ class MordalSearch(SearchStrategy):
                             value = f"{type(exc).__name__}: {str(exc)[:120]}"
                     if not isinstance(value, float) or not math.isfinite(value):  # non-finite features (a broken component) or a
                         # broken metric: not stored; the component is then clustered alone
-                        sim[i, j] = sim[j, i] = 0.0 if higher_is_closer(metric) else 1.0
+                        sim[i, j] = sim[j, i] = 0.0 if closer else 1.0
                         if not (isinstance(value, float) and math.isnan(value)
                                 and not (np.all(np.isfinite(fa)) and np.all(np.isfinite(fb)))):
                             refused.append((a, b, value))
@@ -600,8 +601,8 @@ class MordalSearch(SearchStrategy):
         # features are loaded only for similarities the store lacked: reused unless one was computed
         all_reused = all(getattr(f, "cache", {}).get("reused", True) for f in feats.values())
         samples = samples() if callable(samples) else samples
-        metric = self.components["similarity_metric"].get(self.suite.search.similarity).load()
-        sim = values if higher_is_closer(metric) else 1.0 - values
+        entry = self.components["similarity_metric"].get(self.suite.search.similarity)
+        sim = values if higher_is_closer(entry.load(), entry) else 1.0 - values
         self.__dict__.setdefault("_sims", {})[(level, context)] = (list(names), sim)
         clusters = cluster(names, sim, threshold, self.suite.search.clustering.linkage) + singletons(alone)
         self._record_clusters(level, clusters, threshold, fps, context=context)
