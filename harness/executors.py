@@ -1,6 +1,38 @@
-"""Trial executors: where a trial runs. ``local`` runs it in this process, one at a time."""
+"""Trial executors: where a trial runs. ``local`` runs it in this process, one at a time.
+
+The contract (``register_executors``): ``run(spec, progress=None) -> TrialOutcome``, and
+optionally ``run_many(specs)`` (trials in parallel) and ``missing_embedding(what)`` (called
+before a strategy computes features the executor says should exist: a replay stops there).
+Strategies see every executor through :class:`Executor`, so none of them asks which kind it has.
+"""
 
 from __future__ import annotations
+
+
+class Executor:
+    """Any registered executor, with the optional parts of the contract filled in: ``batches``
+    (whether handing it several trials at once runs them in parallel), ``run_many`` (one by one
+    when it has none) and ``missing_embedding`` (nothing, for an executor that computes)."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.batches = callable(getattr(inner, "run_many", None))
+
+    def run(self, spec, progress=None):
+        return self.inner.run(spec, progress=progress)
+
+    def run_many(self, specs: list) -> list:
+        if self.batches:
+            return self.inner.run_many(specs)
+        return [self.inner.run(spec) for spec in specs]
+
+    def missing_embedding(self, what: str) -> None:
+        hook = getattr(self.inner, "missing_embedding", None)
+        if callable(hook):
+            hook(what)
+
+    def __getattr__(self, name):  # the executor's own attributes (nodes, workers, ...)
+        return getattr(self.inner, name)
 
 
 class LocalExecutor:

@@ -58,7 +58,9 @@ class SearchStrategy:
         if executor is None:  # a replay passes its own
             executor = self.components["executor"].get(suite.executor.name).load()(
                 store, run_id, **suite.executor.options())
-        self.executor = executor
+        from harness.executors import Executor
+
+        self.executor = executor if isinstance(executor, Executor) else Executor(executor)
         self.console = console
         self.trained = 0
         self.reused = 0
@@ -135,9 +137,9 @@ class SearchStrategy:
         prediction points) to the executor together when it takes batches (``run_many``:
         ``processes``, ``ray``), so they run in parallel; :meth:`trial` then finds them. The
         decisions do not change: they are made from the scores afterwards, in the same order."""
-        run_many = getattr(self.executor, "run_many", None)
+        run_many = self.executor.run_many
         todo = [p for p in dict.fromkeys(pairs) if p not in self._outcomes]
-        if run_many is None or len(todo) < 2:
+        if not self.executor.batches or len(todo) < 2:
             return
         if getattr(self.suite.search, "continuation", False):
             # a candidate's trials at several ratios continue one another: in waves, its
@@ -284,8 +286,7 @@ class SearchStrategy:
                               phase=self.use_phase)
         if cached is not None:
             return key, np.asarray(cached, dtype=np.float32), True
-        if getattr(self.executor, "replay", False):
-            self.executor.missing_embedding(f"the {layer!r} features of component {component_fp[:12]}")
+        self.executor.missing_embedding(f"the {layer!r} features of component {component_fp[:12]}")
         start = time.perf_counter()
         feats = compute()  # the features, or (features, {"train_samples": k, "train_flops": f})
         feats, spent = feats if isinstance(feats, tuple) else (feats, {})
