@@ -112,7 +112,7 @@ def table_run(store, suite, seed: int) -> str:
     rows = store.query("select run_id from runs where suite_name = ? order by started_at", [name])
     if rows:
         return rows[0]["run_id"]
-    run_id = store.start_run(suite_name=name, strategy="grid", seed=seed,
+    run_id = store.start_run(suite_name=name, strategy="grid", ground_truth=True, seed=seed,
                              suite_hash=suite.fingerprint(), config=suite.model_dump(mode="json"),
                              plugin="benchmarks.build_table", plugin_version="1")
     store.finish_run(run_id, "done")
@@ -209,7 +209,7 @@ def finalize(store) -> None:
                 run_id = rows[0]["run_id"]
                 store.execute("delete from rankings where run_id = ?", [run_id])
             else:
-                run_id = store.start_run(suite_name=name, strategy="grid", seed=seed,
+                run_id = store.start_run(suite_name=name, strategy="grid", ground_truth=True, seed=seed,
                                          plugin="benchmarks.build_table", plugin_version="1")
                 store.finish_run(run_id, "done")
             keys = store.query("""

@@ -34,7 +34,7 @@ def grid_reference(store, suite, task: str, workers: int) -> tuple[dict, float, 
     from harness.parallel import run_many
     from harness.trial import run_trial
 
-    run_id = store.start_run(suite_name="search-efficiency-grid", strategy="grid", seed=0,
+    run_id = store.start_run(suite_name="search-efficiency-grid", strategy="grid", ground_truth=True, seed=0,
                              plugin="benchmarks.search_efficiency", plugin_version="1")
     specs = grid_specs(suite, seed=0)
     run_many(specs, store, run_id, workers)

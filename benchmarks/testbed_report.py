@@ -136,7 +136,7 @@ def main() -> int | None:
     tasks = [t.task for t in suite.targets]
     start = time.perf_counter()
     with Store.open(args.store) as store:
-        grid_run = store.start_run(suite_name="testbed-grid", strategy="grid", seed=0,
+        grid_run = store.start_run(suite_name="testbed-grid", strategy="grid", ground_truth=True, seed=0,
                                    suite_hash=suite.fingerprint(), config=suite.model_dump(mode="json"),
                                    plugin="benchmarks.testbed_report", plugin_version="1")
         base = grid_specs(suite, seed=0)
@@ -156,7 +156,7 @@ def main() -> int | None:
         table_specs = [s for r in args.fidelities for s in grid_specs(suite, 0, r)]
         if table_specs:
             # a run of its own, so the grid run's cost stays the grid's (harness compare)
-            table_run = store.start_run(suite_name="testbed-fidelities", strategy="grid", seed=0,
+            table_run = store.start_run(suite_name="testbed-fidelities", strategy="grid", ground_truth=True, seed=0,
                                         plugin="benchmarks.testbed_report", plugin_version="1")
             if not args.report_only:
                 run_many(table_specs, store, table_run, args.workers)
@@ -165,7 +165,7 @@ def main() -> int | None:
         else:
             table = {}
 
-        extra_run = store.start_run(suite_name="testbed-extra", strategy="grid", seed=0,
+        extra_run = store.start_run(suite_name="testbed-extra", strategy="grid", ground_truth=True, seed=0,
                                     plugin="benchmarks.testbed_report", plugin_version="1")
         from harness.suite import Candidate
 

@@ -114,7 +114,9 @@ def compare(store, run_a: str, run_b: str) -> list[dict]:
     """One dict per shared task: the search run against the grid run (either order; ``run_b``
     is the reference when both are grids)."""
     costs = {r: run_cost(store, r) for r in (run_a, run_b)}
-    grid_runs = [r for r in (run_a, run_b) if costs[r].strategy == "grid"]
+    truth = {r["run_id"] for r in store.query(
+        "select run_id from runs where ground_truth and run_id in (?, ?)", [run_a, run_b])}
+    grid_runs = [r for r in (run_a, run_b) if r in truth]
     if not grid_runs:
         raise BadInput(f"neither {run_a} nor {run_b} is a grid run; compare a search against "
                        "the grid run of the same zoo, data and training config")

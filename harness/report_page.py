@@ -78,7 +78,7 @@ def _config(run: dict) -> dict:
 def find_grid(store, run: dict) -> str | None:
     """A finished grid run that judges ``run``: among grid runs that ranked the same task, the
     latest of the same suite name, else the latest with the same seed, else the latest."""
-    if run["strategy"] == "grid":
+    if run.get("ground_truth"):
         return None
     tasks = [r["task"] for r in store.query("select distinct task from rankings where run_id = ?",
                                             [run["run_id"]])]
@@ -86,7 +86,7 @@ def find_grid(store, run: dict) -> str | None:
         return None
     marks = ", ".join("?" for _ in tasks)
     grids = store.query(
-        "select r.run_id, r.suite_name, r.seed from runs r where r.strategy = 'grid' and r.status = 'done'"
+        "select r.run_id, r.suite_name, r.seed from runs r where r.ground_truth and r.status = 'done'"
         f" and exists (select 1 from rankings k where k.run_id = r.run_id and k.task in ({marks}))"
         " order by r.started_at desc, r.run_id desc", tasks)
     for same in (lambda g: g["suite_name"] == run["suite_name"], lambda g: g["seed"] == run["seed"],
@@ -505,7 +505,7 @@ def _measured_full(store, fit: dict) -> float | None:
     return None if scores is None else float(np.mean([s["value"] for s in scores]))
 
 
-def _cost_parts(store, run_id: str, strategy: str) -> list[dict]:
+def _cost_parts(store, run_id: str, ground_truth: bool) -> list[dict]:
     """Training samples and seconds per part: each kind of feature phase, then the trials by
     the stage that first asked for them (inter / intra rungs, prediction points, the survivors'
     full-data trials), each split into computed by this run and reused."""
@@ -533,7 +533,7 @@ def _cost_parts(store, run_id: str, strategy: str) -> list[dict]:
     for r in store.query("select trial_key from scaling_points where run_id = ?", [run_id]):
         stage_of.setdefault(r["trial_key"], "prediction points")
     for r in store.query("select trial_key from rankings where run_id = ? and trial_key is not null", [run_id]):
-        stage_of.setdefault(r["trial_key"], "grid trials" if strategy == "grid" else "full-data survivors")
+        stage_of.setdefault(r["trial_key"], "grid trials" if ground_truth else "full-data survivors")
     for row in store.query(
             "select u.key, bool_and(u.reused) as reused, any_value(t.samples_seen) as samples,"
             " any_value(t.wall_seconds) as seconds from run_uses u join trials t on t.trial_key = u.key"
@@ -581,9 +581,10 @@ def build_report(store, run_id: str | None = None, *, out: str | Path | None = N
     config = _config(run)
     ranking = _ranking(store, run_id)
     if compare_run is not None:
-        if resolve_run(store, compare_run)["strategy"] != "grid":
-            raise BadInput(f"--compare {compare_run}: that run's strategy is not grid; pass the grid run "
-                           "of the same zoo, data and training config")
+        if not resolve_run(store, compare_run).get("ground_truth"):
+            raise BadInput(f"--compare {compare_run}: that run is not a grid (a ground-truth run that "
+                           "measured every candidate); pass the grid run of the same zoo, data and "
+                           "training config")
         grid_id = compare_run
     else:
         grid_id = find_grid(store, run)
@@ -660,9 +661,9 @@ def build_report(store, run_id: str | None = None, *, out: str | Path | None = N
              "-" if f["measured"] is None else f"{f['measured']:.4f}"] for f in fits]
         sections.append(s)
 
-    parts = _cost_parts(store, run_id, run["strategy"])
+    parts = _cost_parts(store, run_id, bool(run.get("ground_truth")))
     if parts:
-        grid_eq = _grid_equivalent(store, run, ranking, grid_id) if run["strategy"] != "grid" else None
+        grid_eq = _grid_equivalent(store, run, ranking, grid_id) if not run.get("ground_truth") else None
         s = Section("cost", "Where the compute went")
         total = sum(p["trained_samples"] + p["reused_samples"] for p in parts)
         fresh = sum(p["trained_samples"] for p in parts)

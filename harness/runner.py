@@ -101,6 +101,8 @@ def _run(store, suite, suite_path: Path, *, replay_from: list[str] | None, fill:
         store.finish_run(run_id, "failed", error=message)
         click.echo(f"error: {message}", err=True)
         return EXIT_NOT_AVAILABLE
+    if getattr(strategy_cls, "exhaustive", False):  # every candidate at r = 1: a ground truth
+        store.execute("update runs set ground_truth = true where run_id = ?", [run_id])
     try:
         console = None if quiet else Console(stderr=True)
         kwargs = {"executor": executor} if executor is not None else {}
@@ -136,7 +138,7 @@ def _grids_for(store, run_id: str, sources: list[str], seed: int | None = None) 
     """Grid runs among ``sources`` that ranked a task ``run_id`` ranked; those of the replay's
     own seed when there are some (a shipped table has one grid per seed)."""
     marks = ", ".join("?" for _ in sources)
-    grids = store.query(f"select run_id, seed from runs where strategy = 'grid' and run_id in ({marks})"
+    grids = store.query(f"select run_id, seed from runs where ground_truth and run_id in ({marks})"
                         " order by run_id", sources)
     ranked = {r["task"] for r in store.query("select distinct task from rankings where run_id = ?", [run_id])}
     out = [g for g in grids if ranked & {r["task"] for r in store.query(

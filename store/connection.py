@@ -363,8 +363,10 @@ class Store:
         plugin: str | None = None,
         plugin_version: str | None = None,
         run_id: str | None = None,
+        ground_truth: bool = False,
     ) -> str:
-        """Record a new run as 'running'; return its run_id."""
+        """Record a new run as 'running'; return its run_id. ``ground_truth``: an exhaustive run
+        (every candidate at r = 1) that searches are judged against."""
         from harness import __version__
 
         run_id = run_id or new_run_id()
@@ -372,6 +374,7 @@ class Store:
             "run_id": run_id, "suite_name": suite_name, "suite_hash": suite_hash, "strategy": strategy,
             "seed": seed, "config": config, "status": "running", "harness_version": __version__,
             "hostname": socket.gethostname(), "pid": os.getpid(), "plugin": plugin, "plugin_version": plugin_version,
+            "ground_truth": bool(ground_truth),
         }])
         return run_id
 

@@ -16,13 +16,13 @@ ORDER BY run_id, kind;
 
 -- Compute spent per run, and speedup versus a grid run of the same suite
 WITH cost AS (
-    SELECT r.run_id, r.suite_name, r.strategy,
+    SELECT r.run_id, r.suite_name, r.strategy, r.ground_truth,
            coalesce(h.trial_seconds, 0) + coalesce(h.reused_seconds, 0) AS seconds
     FROM runs r JOIN history h USING (run_id)
     WHERE r.status = 'done'
 )
 SELECT s.run_id, s.strategy, s.seconds, g.seconds / nullif(s.seconds, 0) AS speedup_vs_grid
-FROM cost s JOIN cost g ON g.suite_name = s.suite_name AND g.strategy = 'grid'
+FROM cost s JOIN cost g ON g.suite_name = s.suite_name AND g.ground_truth
 ORDER BY s.run_id;
 
 -- Scores of every finished trial, one row per candidate, task and sample ratio

@@ -312,6 +312,9 @@ def merge_relations(store, relations: dict[str, str], *, source: dict[str, Any] 
             else:
                 con.execute(f'INSERT INTO "{table}" ({names}) SELECT {names} FROM {new}')
             added[table] = con.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0] - before
+        if "runs" in relations and "ground_truth" in columns(con, "runs"):
+            # runs from a source older than m013 read as m013 reads this store's old runs
+            con.execute("UPDATE runs SET ground_truth = (strategy = 'grid') WHERE ground_truth IS NULL")
         if import_id is not None:
             con.execute("UPDATE imports SET rows_added = ? WHERE import_id = ?",
                         [json.dumps(added), import_id])

@@ -630,6 +630,16 @@ def m012_continued_trials(con: duckdb.DuckDBPyConnection) -> None:
         "run's cost charges the lower rung once. NULL: trained from scratch"))
 
 
+@migration
+def m013_ground_truth_runs(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("ALTER TABLE runs ADD COLUMN ground_truth BOOLEAN")
+    con.execute("COMMENT ON COLUMN runs.ground_truth IS " + _sql_str(
+        "an exhaustive run (every candidate measured at r = 1: a strategy that declares exhaustive, "
+        "e.g. grid): what searches are judged against (compare, report, replays). Runs from before "
+        "this column read as their strategy being grid"))
+    con.execute("UPDATE runs SET ground_truth = (strategy = 'grid')")
+
+
 def schema_markdown() -> str:
     """docs/store-schema.md: run every migration on a blank in-memory database and describe it."""
     con = duckdb.connect(":memory:")

@@ -164,7 +164,7 @@ def test_report_of_another_strategy_shows_what_it_has(runs, tmp_path):
 def test_report_bad_input_is_a_clean_error(runs, tmp_path):
     store, mordal_run, _, _ = runs
     for args, words in ((["no-such-run"], "no run 'no-such-run'"),
-                        ([mordal_run, "--compare", mordal_run], "strategy is not grid"),
+                        ([mordal_run, "--compare", mordal_run], "that run is not a grid"),
                         (["--history", "--task", "shapes:nope"], "no run ranked task 'shapes:nope'"),
                         (["--task", "shapes:color"], "--task goes with --history")):
         out = harness("report", *args, "--store", store, "--out", tmp_path / "x")

@@ -208,7 +208,7 @@ def test_schema_doc_is_up_to_date():
 
 def _populate(store: Store) -> tuple[str, str]:
     """A grid run that trained one trial and a mordal run that reused it and ran another."""
-    grid = store.start_run(suite_name="q", suite_hash="h", strategy="grid", seed=0, config={"name": "q"},
+    grid = store.start_run(suite_name="q", suite_hash="h", strategy="grid", ground_truth=True, seed=0, config={"name": "q"},
                            **PROV)
     store.put_component("fe", kind="vision_encoder", ref="tiny:vit-p8", run_id=grid, config={"p": 8}, **PROV)
     store.put_component("fl", kind="language_model", ref="tiny:llama", run_id=grid, **PROV)

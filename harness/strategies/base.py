@@ -42,6 +42,7 @@ class SearchStrategy:
     """Base: subclasses implement ``search() -> list[RankedCandidate]`` (best first)."""
 
     name = "base"
+    exhaustive = False  # True: it measures every candidate at r = 1 (its runs are ground truths)
     use_phase: str | None = None  # the phase stored uses are recorded under (run_uses.phase)
 
     def __init__(self, suite, store, run_id: str, console=None, executor=None):

@@ -7,6 +7,7 @@ from harness.strategies.base import RankedCandidate, SearchStrategy, best_first
 
 class GridSearch(SearchStrategy):
     name = "grid"
+    exhaustive = True
 
     def search(self) -> list[RankedCandidate]:
         candidates = self.suite.candidates()
