@@ -233,8 +233,19 @@ def test_a_plugin_that_fails_to_import_is_named(tmp_path):
     assert proc.returncode == 2 and "failed to import: broken" in proc.stderr
 
 
-def test_plugin_error_type_is_exposed():
-    assert issubclass(PluginError, Exception)
+def test_names_on_a_kind_without_families_is_a_plugin_error_naming_it():
+    pm, infos = make_plugin_manager()
+    odd = types.ModuleType("odd")
+
+    @hookimpl
+    def register_similarity_metrics(register):
+        register("fam", "odd:metric", names=["a", "b"])
+
+    odd.register_similarity_metrics = register_similarity_metrics
+    pm.register(odd, name="odd")
+    infos["odd"] = type(infos["harness.plugins.similarity"])("odd", "1", "odd", False)
+    with pytest.raises(PluginError, match="plugin 'odd': similarity_metric 'fam' passed names="):
+        Components(pm, infos)
 
 
 FP_PLUGIN = '''
