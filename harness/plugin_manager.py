@@ -117,6 +117,7 @@ def make_plugin_manager() -> tuple[pluggy.PluginManager, dict[str, PluginInfo]]:
                           f"(entry points: {', '.join(ep.name for ep in installed) or 'none'})",
                           PluginWarning, stacklevel=2)
     FILTERED_PLUGINS.clear()
+    FAILED_PLUGINS.clear()  # about this manager's plugins, not every one this process ever built
     for ep in installed:
         if not _entry_point_allowed(ep, allow):
             FILTERED_PLUGINS.add(ep.name)

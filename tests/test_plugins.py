@@ -233,6 +233,42 @@ def test_a_plugin_that_fails_to_import_is_named(tmp_path):
     assert proc.returncode == 2 and "failed to import: broken" in proc.stderr
 
 
+def test_a_skipped_plugin_is_forgotten_when_the_manager_is_rebuilt_without_it(tmp_path, monkeypatch):
+    """The skipped-plugin note describes the current manager: a plugin that failed to import
+    in an earlier build must not be named in every later error of the process (the CI failure of
+    stop 25: one test's broken plugin leaked into every unknown-component message after it)."""
+    import importlib
+
+    from harness import plugin_manager
+    pkg = tmp_path / "gone"
+    pkg.mkdir()
+    (pkg / "pyproject.toml").write_text(
+        '[build-system]\nrequires=["setuptools"]\nbuild-backend="setuptools.build_meta"\n'
+        '[project]\nname="harness-gone"\nversion="1.0"\n'
+        '[project.entry-points.harness]\ngone = "harness_gone"\n'
+        '[tool.setuptools]\npy-modules=["harness_gone"]\n')
+    (pkg / "harness_gone.py").write_text("raise ImportError('gone for good')\n")
+    site = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+                    "--no-index", "--target", str(site), str(pkg)], check=True, capture_output=True,
+                   cwd=tmp_path)
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.setenv("HARNESS_LOAD_PLUGINS", "gone")
+    try:
+        plugin_manager.reset()
+        with pytest.warns(plugin_manager.PluginWarning, match="gone for good"):
+            plugin_manager.get_components()
+        assert "gone" in plugin_manager.FAILED_PLUGINS
+        monkeypatch.setenv("HARNESS_LOAD_PLUGINS", "")
+        plugin_manager.reset()
+        plugin_manager.get_components()
+        assert plugin_manager.FAILED_PLUGINS == {}
+    finally:
+        monkeypatch.undo()
+        plugin_manager.reset()
+        importlib.invalidate_caches()
+
+
 def test_names_on_a_kind_without_families_is_a_plugin_error_naming_it():
     pm, infos = make_plugin_manager()
     odd = types.ModuleType("odd")
