@@ -88,14 +88,14 @@ def _allow_list() -> tuple[set[str], set[str]] | None:
     return ({p for p in parts if not p.startswith("-")}, {p[1:] for p in parts if p.startswith("-")})
 
 
-FILTERED_PLUGINS: set[str] = set()  # entry points HARNESS_LOAD_PLUGINS left out, this process
+FILTERED_PLUGINS: set[str] = set()  # entry points HARNESS_LOAD_PLUGINS left out of the latest manager
 
 
 class PluginWarning(UserWarning):
     """A third-party plugin could not be imported and was skipped."""
 
 
-FAILED_PLUGINS: dict[str, str] = {}  # entry-point name -> why it was skipped, this process
+FAILED_PLUGINS: dict[str, str] = {}  # entry-point name -> why the latest manager skipped it
 
 
 def make_plugin_manager() -> tuple[pluggy.PluginManager, dict[str, PluginInfo]]:
@@ -117,7 +117,7 @@ def make_plugin_manager() -> tuple[pluggy.PluginManager, dict[str, PluginInfo]]:
                           f"(entry points: {', '.join(ep.name for ep in installed) or 'none'})",
                           PluginWarning, stacklevel=2)
     FILTERED_PLUGINS.clear()
-    FAILED_PLUGINS.clear()  # about this manager's plugins, not every one this process ever built
+    FAILED_PLUGINS.clear()
     for ep in installed:
         if not _entry_point_allowed(ep, allow):
             FILTERED_PLUGINS.add(ep.name)

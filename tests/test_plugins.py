@@ -142,6 +142,24 @@ def _with_site(site, allow=None):
     return env
 
 
+def _install_module_plugin(tmp_path, name, source, version="1.0", suffix=""):
+    """pip-install (into its own --target folder) a plugin distribution harness-NAME whose one
+    module harness_NAME holds SOURCE and is its entry point NAME; returns that folder."""
+    pkg = tmp_path / f"{name}{suffix}"
+    pkg.mkdir()
+    (pkg / "pyproject.toml").write_text(
+        '[build-system]\nrequires=["setuptools"]\nbuild-backend="setuptools.build_meta"\n'
+        f'[project]\nname="harness-{name}"\nversion="{version}"\n'
+        f'[project.entry-points.harness]\n{name} = "harness_{name}"\n'
+        f'[tool.setuptools]\npy-modules=["harness_{name}"]\n')
+    (pkg / f"harness_{name}.py").write_text(source)
+    site = tmp_path / f"site{suffix}"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+                    "--no-index", "--target", str(site), str(pkg)], check=True, capture_output=True,
+                   cwd=tmp_path)
+    return site
+
+
 def _plugin_names(proc):
     assert proc.returncode == 0, proc.stderr
     return {p["name"]: p for p in json.loads(proc.stdout)}
@@ -205,19 +223,7 @@ def test_suite_can_name_the_plugin_components(installed_fixture, tmp_path):
 
 
 def test_a_plugin_that_fails_to_import_is_named(tmp_path):
-    pkg = tmp_path / "broken"
-    pkg.mkdir()
-    (pkg / "pyproject.toml").write_text(
-        '[build-system]\nrequires=["setuptools"]\nbuild-backend="setuptools.build_meta"\n'
-        '[project]\nname="harness-broken"\nversion="1.0"\n'
-        '[project.entry-points.harness]\nbroken = "harness_broken"\n'
-        '[tool.setuptools]\npy-modules=["harness_broken"]\n'
-    )
-    (pkg / "harness_broken.py").write_text("import no_such_dependency_xyz\n")
-    site = tmp_path / "site"
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-                    "--no-index", "--target", str(site), str(pkg)], check=True, capture_output=True,
-                   cwd=tmp_path)
+    site = _install_module_plugin(tmp_path, "broken", "import no_such_dependency_xyz\n")
     env = _with_site(site, allow="broken")
     # reported in one line naming the plugin and its distribution, and skipped: the commands
     # that do not need it still work (issue 18)
@@ -240,18 +246,7 @@ def test_a_skipped_plugin_is_forgotten_when_the_manager_is_rebuilt_without_it(tm
     import importlib
 
     from harness import plugin_manager
-    pkg = tmp_path / "gone"
-    pkg.mkdir()
-    (pkg / "pyproject.toml").write_text(
-        '[build-system]\nrequires=["setuptools"]\nbuild-backend="setuptools.build_meta"\n'
-        '[project]\nname="harness-gone"\nversion="1.0"\n'
-        '[project.entry-points.harness]\ngone = "harness_gone"\n'
-        '[tool.setuptools]\npy-modules=["harness_gone"]\n')
-    (pkg / "harness_gone.py").write_text("raise ImportError('gone for good')\n")
-    site = tmp_path / "site"
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-                    "--no-index", "--target", str(site), str(pkg)], check=True, capture_output=True,
-                   cwd=tmp_path)
+    site = _install_module_plugin(tmp_path, "gone", "raise ImportError('gone for good')\n")
     monkeypatch.syspath_prepend(str(site))
     monkeypatch.setenv("HARNESS_LOAD_PLUGINS", "gone")
     try:
@@ -312,18 +307,7 @@ def register_similarity_metrics(register):
 
 
 def _install_fp(tmp_path, version):
-    pkg = tmp_path / f"fp-{version}"
-    pkg.mkdir()
-    (pkg / "pyproject.toml").write_text(
-        '[build-system]\nrequires=["setuptools"]\nbuild-backend="setuptools.build_meta"\n'
-        f'[project]\nname="harness-fp"\nversion="{version}"\n'
-        '[project.entry-points.harness]\nfp = "harness_fp"\n'
-        '[tool.setuptools]\npy-modules=["harness_fp"]\n')
-    (pkg / "harness_fp.py").write_text(FP_PLUGIN)
-    site = tmp_path / f"site-{version}"
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-                    "--no-index", "--target", str(site), str(pkg)], check=True, capture_output=True,
-                   cwd=tmp_path)
+    site = _install_module_plugin(tmp_path, "fp", FP_PLUGIN, version=version, suffix=f"-{version}")
     return _with_site(site, allow="fp")
 
 
@@ -463,18 +447,7 @@ def test_faulty_plugin_outputs_are_refused_and_named_end_to_end(tmp_path):
     import suitefiles
     from suitefiles import fetch
 
-    pkg = tmp_path / "faults"
-    pkg.mkdir()
-    (pkg / "pyproject.toml").write_text(
-        '[build-system]\nrequires=["setuptools"]\nbuild-backend="setuptools.build_meta"\n'
-        '[project]\nname="harness-faults"\nversion="1.0"\n'
-        '[project.entry-points.harness]\nfaults = "harness_faults"\n'
-        '[tool.setuptools]\npy-modules=["harness_faults"]\n')
-    (pkg / "harness_faults.py").write_text(FAULTS)
-    site = tmp_path / "site"
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-                    "--no-index", "--target", str(site), str(pkg)], check=True, capture_output=True,
-                   cwd=tmp_path)
+    site = _install_module_plugin(tmp_path, "faults", FAULTS)
     env = _with_site(site, allow="faults")
     one_llm = {"zoo.language_models": ["tiny:gpt2"]}  # the policy faults end the run early
     cases = {"nanmetric": {"search.similarity": "nanmetric"}, "raisemetric": {"search.similarity": "raisemetric"},
@@ -524,18 +497,7 @@ def test_faulty_plugin_outputs_are_refused_and_named_end_to_end(tmp_path):
      "implements unknown hook 'register_encoders' (did you mean 'register_vision_encoders'?); it is skipped"),
 ])
 def test_a_plugin_whose_hook_raises_or_is_misspelt_is_named_and_skipped(tmp_path, name, code, said):
-    pkg = tmp_path / name
-    pkg.mkdir()
-    (pkg / "pyproject.toml").write_text(
-        '[build-system]\nrequires=["setuptools"]\nbuild-backend="setuptools.build_meta"\n'
-        f'[project]\nname="harness-{name}"\nversion="1.0"\n'
-        f'[project.entry-points.harness]\n{name} = "harness_{name}"\n'
-        f'[tool.setuptools]\npy-modules=["harness_{name}"]\n')
-    (pkg / f"harness_{name}.py").write_text("from harness.hookspecs import hookimpl\n\n" + code)
-    site = tmp_path / "site"
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-                    "--no-index", "--target", str(site), str(pkg)], check=True, capture_output=True,
-                   cwd=tmp_path)
+    site = _install_module_plugin(tmp_path, name, "from harness.hookspecs import hookimpl\n\n" + code)
     env = _with_site(site, allow=name)
     for args in (["--help"], ["plugins", "--json"]):
         proc = _run(args, env)
@@ -549,22 +511,12 @@ def test_a_plugin_whose_hook_raises_or_is_misspelt_is_named_and_skipped(tmp_path
 def test_a_component_of_the_wrong_kind_is_named_with_what_it_should_be(tmp_path):
     """Issue 16 item 1: the registry checks each kind's contract, at registration for an
     object and when a lazy "module:attr" target is imported; either way the plugin is named."""
-    pkg = tmp_path / "wrong"
-    pkg.mkdir()
-    (pkg / "pyproject.toml").write_text(
-        '[build-system]\nrequires=["setuptools"]\nbuild-backend="setuptools.build_meta"\n'
-        '[project]\nname="harness-wrong"\nversion="1.0"\n'
-        '[project.entry-points.harness]\nwrong = "harness_wrong"\n'
-        '[tool.setuptools]\npy-modules=["harness_wrong"]\n')
-    (pkg / "harness_wrong.py").write_text(
+    site = _install_module_plugin(
+        tmp_path, "wrong",
         "from harness.hookspecs import hookimpl\n\n\nclass NoKeep:\n    def plan(self, n, k):\n"
         "        return []\n\n\n@hookimpl\ndef register_similarity_metrics(register):\n"
         "    register('fortytwo', 42)\n\n\n@hookimpl\ndef register_stopping_policies(register):\n"
         "    register('nokeep', 'harness_wrong:NoKeep')\n")
-    site = tmp_path / "site"
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-                    "--no-index", "--target", str(site), str(pkg)], check=True, capture_output=True,
-                   cwd=tmp_path)
     env = _with_site(site, allow="wrong")
     proc = _run(["plugins", "--json"], env)
     assert proc.returncode == 0 and "Traceback" not in proc.stderr
