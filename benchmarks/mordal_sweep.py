@@ -102,6 +102,17 @@ def choose(by_config: dict[str, list[dict]], tasks: set[str]) -> str | None:
     return max(scored)[1] if scored else None
 
 
+def held_out(by_config: dict[str, list[dict]], tasks: list[str]) -> list[dict]:
+    """Leave-one-task-out: for each task, the rows of the configuration chosen on the other tasks
+    (all of its rows on that task: one per seed when ``by_config`` pools seeds), marked "chosen"."""
+    held = []
+    for task in tasks:
+        label = choose(by_config, set(tasks) - {task})
+        if label is not None:
+            held.extend({**r, "chosen": label} for r in by_config[label] if r["task"] == task)
+    return held
+
+
 def line(label: str, s: dict | None, note: str = "") -> str:
     if s is None:
         return f"{label:<50} not replayable on every task{note}"
@@ -165,11 +176,7 @@ def main() -> int:
             if summarize(rows) is None:
                 print("    " + next(r["error"] for r in rows if "error" in r)[:100])
         if args.loto and len(args.tasks) > 1:
-            held = []
-            for task in args.tasks:
-                label = choose(by_config, set(args.tasks) - {task})
-                if label is not None:
-                    held.append({**next(r for r in by_config[label] if r["task"] == task), "chosen": label})
+            held = held_out(by_config, args.tasks)
             for r in held:
                 print(f"    held out {r['task']:<16} chose {r['chosen']!r}: top-1 {'yes' if r['top1'] else 'no'}, "
                       f"{r['speedup']:.1f}x, w.tau {r['weighted_tau']:.3f}, NDCG@5 {r['ndcg5']:.3f}")
@@ -181,13 +188,11 @@ def main() -> int:
         for by_config in by_seed.values():
             for label, rows in by_config.items():
                 pooled.setdefault(label, []).extend(rows)
-        held = []
+        held = held_out(pooled, args.tasks)
         for task in args.tasks:
-            label = choose(pooled, set(args.tasks) - {task})
-            if label is not None:
-                rows = [r for r in pooled[label] if r["task"] == task]
-                held.extend({**r, "chosen": label} for r in rows)
-                print(f"    held out {task:<16} (all seeds) chose {label!r}: top-1 "
+            rows = [r for r in held if r["task"] == task]
+            if rows:
+                print(f"    held out {task:<16} (all seeds) chose {rows[0]['chosen']!r}: top-1 "
                       f"{sum(r['top1'] for r in rows)}/{len(rows)}")
         print(line(f"leave-one-task-out over seeds {', '.join(map(str, by_seed))}", summarize(held)))
     return 0
