@@ -133,7 +133,13 @@ def main() -> int:
                         help="leave-one-task-out: choose the configuration on the other tasks, report it on each")
     parser.add_argument("--config", action="append", default=None, metavar='LABEL=JSON',
                         help="a configuration: its label, '=', the search-section changes as JSON")
+    parser.add_argument("--rows", type=Path, nargs="+", default=None, metavar="FILE",
+                        help="replay nothing: summarize the JSON rows earlier sweeps printed (several "
+                             "files, e.g. one per seed run side by side, are pooled; --tasks and "
+                             "--config labels filter them)")
     args = parser.parse_args()
+    if args.rows:
+        return summarize_rows(args)
 
     import torch
 
@@ -168,6 +174,43 @@ def main() -> int:
         bench.close()
 
     print(f"\nreplayed on the {bench.label}; every row below but leave-one-task-out is in-sample")
+    report(by_seed, args)
+    return 0
+
+
+def summarize_rows(args) -> int:
+    """``--rows``: the summary of rows printed by earlier sweeps, read back instead of replayed."""
+    labels = {item.partition("=")[0] for item in args.config} if args.config else None
+    by_seed: dict[int, dict[str, list[dict]]] = {}
+    seen = set()
+    for path in args.rows:
+        if not path.is_file():
+            print(f"--rows: no file {path}", file=sys.stderr)
+            return 2
+        for n, text in enumerate(path.read_text().splitlines(), 1):
+            if not text.startswith("{"):
+                continue  # a summary line of the sweep that printed the rows
+            try:
+                row = json.loads(text)
+            except json.JSONDecodeError as exc:
+                print(f"{path}:{n}: not a JSON row ({exc})", file=sys.stderr)
+                return 2
+            key = (row.get("config"), row.get("seed"), row.get("task"))
+            if None in key or row["task"] not in args.tasks or (labels and row["config"] not in labels) \
+                    or key in seen:
+                continue
+            seen.add(key)
+            by_seed.setdefault(row["seed"], {}).setdefault(row["config"], []).append(row)
+    if not by_seed:
+        print(f"--rows: no rows of the tasks {args.tasks} in {', '.join(map(str, args.rows))}", file=sys.stderr)
+        return 2
+    print(f"summarized from {len(seen)} rows of {', '.join(map(str, args.rows))}; "
+          "every row below but leave-one-task-out is in-sample")
+    report(dict(sorted(by_seed.items())), args)
+    return 0
+
+
+def report(by_seed: dict[int, dict[str, list[dict]]], args) -> None:
     print(f"{'configuration':<50}{'top-1':>6}{'<1 SE':>8}{'min spd':>10}{'mean':>8}{'secs':>8}{'w.tau':>8}{'NDCG@5':>8}")
     for seed, by_config in by_seed.items():
         print(f"seed {seed}")
@@ -181,13 +224,17 @@ def main() -> int:
                 print(f"    held out {r['task']:<16} chose {r['chosen']!r}: top-1 {'yes' if r['top1'] else 'no'}, "
                       f"{r['speedup']:.1f}x, w.tau {r['weighted_tau']:.3f}, NDCG@5 {r['ndcg5']:.3f}")
             print(line("leave-one-task-out (held-out figures)", summarize(held)))
+    pooled: dict[str, list[dict]] = {}
+    for by_config in by_seed.values():
+        for label, rows in by_config.items():
+            pooled.setdefault(label, []).extend(rows)
+    if len(by_seed) > 1:  # one configuration for every task and seed (in-sample)
+        print(f"seeds {', '.join(map(str, by_seed))} pooled")
+        for label, rows in pooled.items():
+            print(line(label, summarize(rows)))
     if args.loto and len(args.tasks) > 1 and len(by_seed) > 1:
         # one choice per held-out task, made on the other tasks of every seed, reported on the
         # held-out task in every seed: no seed world of the held-out task informs its choice
-        pooled: dict[str, list[dict]] = {}
-        for by_config in by_seed.values():
-            for label, rows in by_config.items():
-                pooled.setdefault(label, []).extend(rows)
         held = held_out(pooled, args.tasks)
         for task in args.tasks:
             rows = [r for r in held if r["task"] == task]
@@ -195,7 +242,6 @@ def main() -> int:
                 print(f"    held out {task:<16} (all seeds) chose {rows[0]['chosen']!r}: top-1 "
                       f"{sum(r['top1'] for r in rows)}/{len(rows)}")
         print(line(f"leave-one-task-out over seeds {', '.join(map(str, by_seed))}", summarize(held)))
-    return 0
 
 
 if __name__ == "__main__":
