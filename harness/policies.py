@@ -24,6 +24,7 @@ budget to eta * r per candidate. This repeats until ... Top-K candidates are det
 
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
 from collections.abc import Callable, Hashable, Mapping, Sequence
@@ -258,7 +259,9 @@ def drive(
 
     ``prefetch(pairs)``, when given, is handed each rung's ``(candidate, ratio)`` pairs before
     they are evaluated, so an executor can train them in parallel; a policy that drives itself
-    (ASHA) is handed its ``first_batch(candidates, top_k)`` when it has one.
+    (ASHA) is handed its ``first_batch(candidates, top_k)`` when it has one, and ``prefetch``
+    itself when its ``drive`` takes it (ASHA with ``workers`` > 1 hands it each window of trials
+    in flight).
     """
     current = tuple(candidates)
     if len(set(current)) != len(current):
@@ -276,11 +279,10 @@ def drive(
             evaluated.add((candidate, ratio))
             return evaluate(candidate, ratio)
 
-        result = own(current, top_k, tracked)
+        takes_prefetch = "prefetch" in inspect.signature(own).parameters
+        result = own(current, top_k, tracked, prefetch=prefetch) if takes_prefetch else own(current, top_k, tracked)
         _check_stage(policy, result, current, top_k, evaluated)
         return result
-    import inspect
-
     params = inspect.signature(policy.keep).parameters
     noisy = errors is not None and all(k in params for k in ("errors", "baseline", "final"))
     results = []
@@ -411,6 +413,17 @@ class AsynchronousSuccessiveHalving:
       ``top_k`` by the highest rung reached and the score there, NaN last, so ``min(top_k, n)``
       always survive.
 
+    ``workers`` (W, default 1) is ASHA as the paper runs it, with W workers: a decision (the
+    next promotion or start) is made while up to W - 1 trials decided before it are still in
+    flight, so job j sees the results of jobs 0 .. j - W and no later ones, however the trials
+    are timed. Results are taken in job order, never in arrival order, so the decisions are a
+    pure function of the scores and W: a run on ``ray`` or ``processes`` (each window of
+    in-flight jobs handed to ``prefetch`` and trained together) decides exactly as a ``local``
+    run with the same W. W = 1 is the sequential algorithm above; a larger W promotes from
+    rungs that are less complete (more mispromotions) in exchange for W trials at a time.
+    In-flight trials at the top rung count towards ``top_k`` when deciding whether to promote
+    below the cutoff; one that fails is replaced once its result is in.
+
     ``plan`` returns SuccessiveHalving's plan: the same rungs, and the counts of a run without
     mispromotions. :meth:`drive` (called by :func:`drive`) decides; its RungResults group the
     evaluations by rung, in evaluation order, each with the counts that happened; ``kept`` is
@@ -422,9 +435,12 @@ class AsynchronousSuccessiveHalving:
     min_ratio: float | None = None
     max_ratio: float = 1.0
     stop_early: bool = False
+    workers: int = 1
 
     def __post_init__(self):
         _check_options(self.eta, self.min_ratio, self.max_ratio)
+        if not (isinstance(self.workers, int) and self.workers >= 1):
+            raise ValueError(f"workers must be an integer >= 1, got {self.workers!r}")
 
     def plan(self, n_candidates: int, top_k: int) -> list[Rung]:
         return SuccessiveHalving(self.eta, self.min_ratio, self.max_ratio).plan(n_candidates, top_k)
@@ -440,18 +456,31 @@ class AsynchronousSuccessiveHalving:
     def keep(self, scores: Mapping[str, float], n_keep: int) -> list[str]:
         return top(scores, n_keep)
 
-    def drive(self, candidates: Sequence, top_k: int, evaluate: Callable[[object, float], float]) -> StageResult:
+    def drive(self, candidates: Sequence, top_k: int, evaluate: Callable[[object, float], float],
+              prefetch: Callable[[list], None] | None = None) -> StageResult:
         candidates = tuple(candidates)
         ratios = [rung.ratio for rung in self.plan(len(candidates), top_k)]
         if not ratios:
             return StageResult((), candidates)
         summit = len(ratios) - 1
-        scores: list[dict] = [{} for _ in ratios]  # insertion order is evaluation order
+        scores: list[dict] = [{} for _ in ratios]  # insertion order is job order
         promoted: list[set] = [set() for _ in ratios]
         waiting = list(reversed(candidates))
+        flight: list[tuple] = []  # (candidate, rung) decided, oldest first, results not yet taken
 
         def train(candidate, k):
-            scores[k][candidate] = float(evaluate(candidate, ratios[k]))
+            flight.append((candidate, k))
+
+        def settle(in_flight: int):
+            """Take results in job order until at most ``in_flight`` jobs are left in flight;
+            the whole window is handed to ``prefetch`` first, so it trains together."""
+            if len(flight) <= in_flight:
+                return
+            if prefetch is not None and len(flight) > 1:
+                prefetch([(c, ratios[k]) for c, k in flight])
+            while len(flight) > in_flight:
+                c, k = flight.pop(0)
+                scores[k][c] = float(evaluate(c, ratios[k]))
 
         def promotion(cutoff: bool):
             for k in range(summit - 1, -1, -1):
@@ -464,7 +493,9 @@ class AsynchronousSuccessiveHalving:
             return None
 
         while True:
-            short = sum(not math.isnan(s) for s in scores[summit].values()) < top_k
+            settle(self.workers - 1)  # the next job sees the results of all but the last W - 1
+            at_top = sum(not math.isnan(s) for s in scores[summit].values())
+            short = at_top + sum(k == summit for _, k in flight) < top_k
             if self.stop_early and not waiting and not short:
                 break
             step = promotion(cutoff=True)
@@ -474,10 +505,14 @@ class AsynchronousSuccessiveHalving:
             if step is None and short:
                 step = promotion(cutoff=False)
             if step is None:
+                if flight:  # nothing to decide from what is known: wait for what is in flight
+                    settle(0)
+                    continue
                 break
             candidate, k = step
             promoted[k].add(candidate)
             train(candidate, k + 1)
+        settle(0)
 
         survivors = tuple(_by_height(list(enumerate(scores)))[:top_k])
         highest = {c: k for k, level in enumerate(scores) for c in level}

@@ -399,6 +399,11 @@ class Stage(_Model):
     # null: plain cuts (ties broken by name)
     tie_z: Annotated[Number, Field(ge=0)] | None = None
     uninformative: Annotated[Number, Field(gt=0, le=1)] | None = None
+    # asha (and any policy whose constructor takes it): decide as W asynchronous workers do, each
+    # decision made with the W - 1 trials before it still in flight; results are taken in job
+    # order, so local, processes and ray decide alike. Set it to the executor's max_concurrent to
+    # keep W trials running between rungs. 1: one trial at a time after the first rung
+    workers: Annotated[Int, Field(ge=1, le=MAX_CANDIDATES)] = 1
 
 
 class Predictor(_Model):

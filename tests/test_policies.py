@@ -288,6 +288,71 @@ def test_asha_finds_the_true_best_when_ratios_do_not_reorder(eta, min_ratio, qua
         assert set(result.survivors) == set(truth)
 
 
+@settings(max_examples=60, deadline=None)
+@given(st.integers(2, 8), st.integers(2, 4), st.sampled_from([None, 0.125]), quality_lists, st.integers(1, 5),
+       st.data())
+def test_asha_with_w_workers_finds_the_true_best_when_ratios_do_not_reorder(workers, eta, min_ratio, quality,
+                                                                           top_k, data):
+    order = data.draw(st.permutations(range(len(quality))))
+    result = drive(AsynchronousSuccessiveHalving(eta=eta, min_ratio=min_ratio, workers=workers), order, top_k,
+                   lambda c, r: quality[c] * (1 + r) + r)
+    truth = sorted(range(len(quality)), key=lambda c: -quality[c])[:top_k]
+    assert set(result.survivors) == set(truth)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 6), st.integers(2, 3), quality_lists, st.integers(1, 3), st.data())
+def test_asha_job_j_is_decided_without_the_results_of_the_w_minus_1_jobs_before_it(workers, eta, quality, top_k,
+                                                                                 data):
+    """Whatever the last W - 1 results before job j are (still in flight on a cluster), the
+    jobs up to j are the same: decisions wait for results in job order, never in arrival order."""
+    order = data.draw(st.permutations(range(len(quality))))
+    policy = AsynchronousSuccessiveHalving(eta=eta, min_ratio=0.125, workers=workers)
+    evaluate, jobs = logged(lambda c, r: quality[c] + r)
+    drive(policy, order, top_k, evaluate)
+    if not jobs:  # top_k >= candidates: nothing to decide
+        return
+    j = data.draw(st.integers(0, len(jobs) - 1))
+    noise = data.draw(st.lists(st.floats(-1e4, 1e4), min_size=len(jobs) * 2, max_size=len(jobs) * 2))
+    calls = []
+
+    def other(c, r):  # the same results for jobs 0 .. j - W, anything after
+        calls.append((c, r))
+        return quality[c] + r if len(calls) <= j - workers + 1 else noise[len(calls) % len(noise)]
+
+    drive(policy, order, top_k, other)
+    assert calls[: j + 1] == jobs[: j + 1]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 6), st.integers(2, 3), quality_lists, st.integers(1, 3), st.data())
+def test_asha_decides_the_same_with_a_batching_executor_and_hands_it_windows_of_w(workers, eta, quality, top_k,
+                                                                                data):
+    order = data.draw(st.permutations(range(len(quality))))
+    policy = AsynchronousSuccessiveHalving(eta=eta, min_ratio=0.125, workers=workers)
+    scores = {}
+
+    def evaluate(c, r):
+        return scores.setdefault((c, r), quality[c] * (1 + r) + data.draw(st.integers(0, 300)))
+
+    alone = drive(policy, order, top_k, evaluate)
+    windows = []
+    batched = drive(policy, order, top_k, lambda c, r: scores[(c, r)], prefetch=windows.append)
+    assert batched == alone
+    if not windows:  # top_k >= candidates: nothing to decide
+        return
+    first, *later = windows
+    assert first == [(c, alone.rungs[0].rung.ratio) for c in order]  # every start, together
+    assert all(1 < len(w) <= workers for w in later)
+    trained = {(c, r.rung.ratio) for r in alone.rungs for c in r.candidates}
+    assert {p for w in windows for p in w} <= trained  # a job left alone in flight trains alone
+
+
+def test_asha_workers_must_be_a_positive_integer():
+    with pytest.raises(ValueError, match="workers"):
+        AsynchronousSuccessiveHalving(workers=0)
+
+
 @settings(max_examples=80, deadline=None)
 @given(st.integers(2, 4), st.sampled_from([None, 0.125, 0.5]), quality_lists, st.integers(1, 5))
 def test_asha_spends_what_sha_spends_when_candidates_arrive_best_first(eta, min_ratio, quality, top_k):

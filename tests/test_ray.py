@@ -52,25 +52,30 @@ def ranking(store, strategy):
                  (strategy,))
 
 
-def test_ray_ranks_exactly_like_local_for_grid_and_mordal(tmp_path, ray_cluster):
-    for strategy in ("grid", "mordal"):
-        stores = {}
-        for executor in ("local", RAY):
-            name = "local" if executor == "local" else "ray"
-            suite = suitefiles.write_suite(tmp_path, SUITE, f"{strategy}-{name}.yaml",
-                                           **{"search.strategy": strategy, "executor": executor})
-            stores[name] = tmp_path / f"{strategy}-{name}.duckdb"
-            assert run_in_process(suite, stores[name]) == 0
-        assert ranking(stores["ray"], strategy) == ranking(stores["local"], strategy)
-        # the driver wrote every row: trials record the node that ran them, no shard is left
-        nodes = fetch(stores["ray"], "select count(*), count(node) from trials where status = 'done'", one=True)
-        assert nodes[0] > 0 and nodes[0] == nodes[1]
-        assert fetch(stores["local"], "select count(node) from trials", one=True) == (0,)
-        assert not list(tmp_path.glob(".ray-shard-*"))
-        # the same trials (content keys) and scores
-        keys = [fetch(s, "select t.trial_key, s.value from trials t join scores s using (trial_key)"
-                         " order by all") for s in (stores["local"], stores["ray"])]
-        assert keys[0] == keys[1]
+# Mordal with ASHA at two workers: promotions decided with a trial in flight, trained in pairs on Ray
+ASHA_2 = {"search.intra.policy": "asha", "search.intra.workers": 2}
+
+
+@pytest.mark.parametrize("strategy, changes", [("grid", {}), ("mordal", {}), ("mordal", ASHA_2)],
+                         ids=["grid", "mordal", "mordal-asha-2-workers"])
+def test_ray_ranks_exactly_like_local_for_grid_and_mordal(tmp_path, ray_cluster, strategy, changes):
+    stores = {}
+    for executor in ("local", RAY):
+        name = "local" if executor == "local" else "ray"
+        suite = suitefiles.write_suite(tmp_path, SUITE, f"{strategy}-{name}.yaml",
+                                       **{"search.strategy": strategy, "executor": executor, **changes})
+        stores[name] = tmp_path / f"{strategy}-{name}.duckdb"
+        assert run_in_process(suite, stores[name]) == 0
+    assert ranking(stores["ray"], strategy) == ranking(stores["local"], strategy)
+    # the driver wrote every row: trials record the node that ran them, no shard is left
+    nodes = fetch(stores["ray"], "select count(*), count(node) from trials where status = 'done'", one=True)
+    assert nodes[0] > 0 and nodes[0] == nodes[1]
+    assert fetch(stores["local"], "select count(node) from trials", one=True) == (0,)
+    assert not list(tmp_path.glob(".ray-shard-*"))
+    # the same trials (content keys) and scores
+    keys = [fetch(s, "select t.trial_key, s.value from trials t join scores s using (trial_key)"
+                     " order by all") for s in (stores["local"], stores["ray"])]
+    assert keys[0] == keys[1]
 
 
 def _trial_workers():

@@ -323,7 +323,7 @@ def test_fingerprint_ignores_formatting_and_defaults(tmp_path):
     assert a.fingerprint() == PINNED_MINIMAL_FINGERPRINT
 
 
-PINNED_MINIMAL_FINGERPRINT = "0499b330ee6aafd82652c6783e385c5ca5978af35a80e0f7ba7b7ec04c0164df"
+PINNED_MINIMAL_FINGERPRINT = "56df2139f501f507ea4cb38811b2e6988c3d243e9eb902cfe5b9956aec05618e"
 
 
 def test_fingerprint_is_stable_across_processes(tmp_path):

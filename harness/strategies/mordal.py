@@ -212,7 +212,7 @@ class MordalSearch(SearchStrategy):
         name = self.suite.search.policy(stage)
         entry = self.components["stopping_policy"].get(name)
         policy = _construct(entry.load(), eta=options.eta, min_ratio=options.min_ratio,
-                            tie_z=options.tie_z, uninformative=options.uninformative)
+                            tie_z=options.tie_z, uninformative=options.uninformative, workers=options.workers)
         try:  # its errors name it as the user knows it
             policy._harness_name = f"{name!r} (plugin {entry.plugin} {entry.version})"
         except AttributeError:  # a policy with __slots__
