@@ -38,45 +38,61 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 TASKS = ["shapes:color", "shapes:shape", "shapes:count", "shapes:spatial", "shapes:digits", "shapes:chart"]
 
+# the paper's plain cuts (ties broken by name, no rung judged uninformative): the suite spells
+# out the schema's noise-aware default (uninformative 0.5), so configurations of plain Mordal
+# turn it off
+PLAIN = {"inter": {"uninformative": None}, "intra": {"uninformative": None}}
+
+
+def plain(changes: dict) -> dict:
+    """``changes`` on top of the plain cuts (merged one level deep, as the replays merge them)."""
+    out = {key: dict(value) for key, value in PLAIN.items()}
+    for key, value in changes.items():
+        out[key] = {**out.get(key, {}), **value} if isinstance(value, dict) else value
+    return out
+
+
 CONFIGS = {
     # the suite's own: floors t_ve 0.75 / t_llm 0.8; inter and intra SHA eta 4 from 1/16, top-1;
-    # prediction from 1/4 and 1/8
+    # prediction from 1/4 and 1/8; a rung where half the candidates sit within 2 SE of the
+    # constant-answer score promotes everyone (uninformative 0.5, the schema's default)
     "suite": {},
-    "top-2 clusters": {"inter": {"top_k": 2}},
+    "plain cuts (the paper's)": PLAIN,
+    "top-2 clusters": plain({"inter": {"top_k": 2}}),
     # a floor of 0.2: one LLM cluster per encoder family
-    "t_llm floor 0.2, top-2 clusters": {
-        "clustering": {"t_llm": 0.2}, "inter": {"top_k": 2}},
-    "t_llm floor 0.2, top-1 cluster from 1/8 (eta 2)": {
-        "clustering": {"t_llm": 0.2}, "inter": {"eta": 2, "min_ratio": 0.125}},
-    "paper floors 0.7 / 0.8": {"clustering": {"t_ve": 0.7, "t_llm": 0.8}},
-    "inter from 1/8 (eta 2), top-2 clusters": {"inter": {"eta": 2, "min_ratio": 0.125, "top_k": 2}},
-    "minibatch CKA (batch 64)": {"clustering": {"cka_batch": 64}},
+    "t_llm floor 0.2, top-2 clusters": plain({
+        "clustering": {"t_llm": 0.2}, "inter": {"top_k": 2}}),
+    "t_llm floor 0.2, top-1 cluster from 1/8 (eta 2)": plain({
+        "clustering": {"t_llm": 0.2}, "inter": {"eta": 2, "min_ratio": 0.125}}),
+    "paper floors 0.7 / 0.8": plain({"clustering": {"t_ve": 0.7, "t_llm": 0.8}}),
+    "inter from 1/8 (eta 2), top-2 clusters": plain({"inter": {"eta": 2, "min_ratio": 0.125, "top_k": 2}}),
+    "minibatch CKA (batch 64)": plain({"clustering": {"cka_batch": 64}}),
     # noise-aware cuts (issue 13): keep candidates tied with the last kept within z SE; promote
     # everyone at a rung where half the candidates sit at the constant-answer baseline
-    "ties within 1 SE": {"inter": {"tie_z": 1}, "intra": {"tie_z": 1}},
-    "ties within 2 SE": {"inter": {"tie_z": 2}, "intra": {"tie_z": 2}},
+    "ties within 1 SE": plain({"inter": {"tie_z": 1}, "intra": {"tie_z": 1}}),
+    "ties within 2 SE": plain({"inter": {"tie_z": 2}, "intra": {"tie_z": 2}}),
     "ties within 1 SE, uninformative 0.5": {"inter": {"tie_z": 1, "uninformative": 0.5},
                                             "intra": {"tie_z": 1, "uninformative": 0.5}},
     # clusters judged by their medoid and their farthest member (clustering.representatives)
-    "2 representatives": {"clustering": {"representatives": 2}},
+    "2 representatives": plain({"clustering": {"representatives": 2}}),
     # the candidates below the survivors by estimated full-data score (search.rank_below)
-    "rank below by estimate": {"rank_below": "estimate"},
+    "rank below by estimate": plain({"rank_below": "estimate"}),
     # two survivors; those whose prediction intervals overlap the leader's measured at r = 1
-    "top-2 clusters, intra top-2, confirm 2": {"inter": {"top_k": 2}, "intra": {"top_k": 2},
-                                               "predictor": {"confirm": 2}},
+    "top-2 clusters, intra top-2, confirm 2": plain({"inter": {"top_k": 2}, "intra": {"top_k": 2},
+                                                     "predictor": {"confirm": 2}}),
     "ties 1 SE, uninformative 0.5, 2 representatives": {
         "inter": {"tie_z": 1, "uninformative": 0.5}, "intra": {"tie_z": 1, "uninformative": 0.5},
         "clustering": {"representatives": 2}},
-    # cheaper noise-aware variants: only the inter-cluster stage widens its cuts, or only the
-    # uninformative-rung rule is on
-    "inter ties 1 SE, uninformative 0.5": {"inter": {"tie_z": 1, "uninformative": 0.5}},
-    "uninformative 0.5 only": {"inter": {"uninformative": 0.5}, "intra": {"uninformative": 0.5}},
+    # cheaper noise-aware variants: only the inter-cluster stage is noise-aware
+    "inter ties 1 SE, uninformative 0.5": {"inter": {"tie_z": 1, "uninformative": 0.5},
+                                           "intra": {"uninformative": None}},
     "ties 1 SE, uninformative 0.5, rank below by estimate": {
         "inter": {"tie_z": 1, "uninformative": 0.5}, "intra": {"tie_z": 1, "uninformative": 0.5},
         "rank_below": "estimate"},
     "ties 1 SE, uninformative 0.7": {"inter": {"tie_z": 1, "uninformative": 0.7},
                                      "intra": {"tie_z": 1, "uninformative": 0.7}},
 }
+
 
 
 def summarize(rows: list[dict]) -> dict | None:

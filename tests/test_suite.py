@@ -323,7 +323,7 @@ def test_fingerprint_ignores_formatting_and_defaults(tmp_path):
     assert a.fingerprint() == PINNED_MINIMAL_FINGERPRINT
 
 
-PINNED_MINIMAL_FINGERPRINT = "56df2139f501f507ea4cb38811b2e6988c3d243e9eb902cfe5b9956aec05618e"
+PINNED_MINIMAL_FINGERPRINT = "8924b0d3cbd486fb210af33f35032979efc87bb8f94e9a4cff04974f9496cf69"
 
 
 def test_fingerprint_is_stable_across_processes(tmp_path):
