@@ -48,8 +48,10 @@ def register_stopping_policies(register):
     """Register early-stopping policies (``sha``, ``asha``, ``hyperband``, ``none``).
 
     A policy is a class built with the stage's options its constructor accepts (``eta``,
-    ``min_ratio``, ``tie_z``, ``uninformative``) and implements ``plan(n, top_k)`` and
-    ``keep(scores, n_keep)`` (or its own ``drive``), see :mod:`harness.policies`. Noise: a
+    ``min_ratio``, ``tie_z``, ``uninformative``, ``workers``) and implements ``plan(n, top_k)``
+    and ``keep(scores, n_keep)`` (or its own ``drive(candidates, top_k, evaluate)``; a ``drive``
+    that also takes ``prefetch`` may hand it lists of ``(candidate, ratio)`` it has decided to
+    evaluate, which a batching executor trains together), see :mod:`harness.policies`. Noise: a
     ``keep`` that also takes the keywords ``errors`` (candidate -> standard error of its score:
     binomial over the test items for accuracy), ``baseline`` (the task's constant-answer score:
     always giving its most frequent answer; None when unknown) and ``final`` (the stage's last
