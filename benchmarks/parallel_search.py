@@ -2,6 +2,7 @@
 then a two-node Ray cluster on this machine (loopback) with a worker killed mid-search.
 
     python benchmarks/parallel_search.py [--suite suites/quickstart.yaml] [--workers 2]
+                                         [--strategies grid mordal mordal-asha]
                                          [--skip-cluster] [--out bench/parallel]
 
 Each (executor, strategy) pair runs the suite from an empty store of its own (so each trains
@@ -32,9 +33,13 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _suite(base: dict, folder: Path, strategy: str, executor) -> Path:
+def _suite(base: dict, folder: Path, strategy: str, executor, workers: int = 1) -> Path:
     data = json.loads(json.dumps(base))
     data["search"]["strategy"] = strategy
+    if strategy == "mordal-asha":  # Mordal with ASHA at `workers` trials in flight, both stages
+        data["search"]["strategy"] = "mordal"
+        for stage in ("inter", "intra"):
+            data["search"].setdefault(stage, {}).update(policy="asha", workers=workers)
     data["executor"] = executor
     data["name"] = f"{data['name']}-{strategy}"
     path = folder / f"{strategy}-{executor if isinstance(executor, str) else executor['name']}.yaml"
@@ -135,7 +140,8 @@ def main(argv=None) -> int:
     parser.add_argument("--suite", type=Path, default=ROOT / "suites" / "quickstart.yaml")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "parallel")
-    parser.add_argument("--strategies", nargs="+", default=["grid", "mordal"])
+    parser.add_argument("--strategies", nargs="+", default=["grid", "mordal"],
+                        help="grid, mordal, mordal-asha (ASHA in both stages with --workers trials in flight)")
     parser.add_argument("--skip-cluster", action="store_true")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -150,7 +156,7 @@ def main(argv=None) -> int:
             store = args.out / f"{strategy}-{name}.duckdb"
             for p in (store, Path(str(store) + ".wal")):
                 p.unlink(missing_ok=True)
-            seconds, out = _run(_suite(base, args.out, strategy, executor), store, env)
+            seconds, out = _run(_suite(base, args.out, strategy, executor, args.workers), store, env)
             if out.returncode != 0:
                 raise SystemExit(f"{strategy} with {name} failed:\n{out.stderr[-3000:]}")
             facts = _facts(store)

@@ -1,8 +1,10 @@
 """Trial executors: where a trial runs. ``local`` runs it in this process, one at a time.
 
 The contract (``register_executors``): ``run(spec, progress=None) -> TrialOutcome``, and
-optionally ``run_many(specs)`` (trials in parallel) and ``missing_embedding(what)`` (called
-before a strategy computes features the executor says should exist: a replay stops there).
+optionally ``run_many(specs)`` (trials in parallel), ``submit(specs)`` (start trials without
+waiting; a later ``run`` of one waits for it alone), ``close()`` (cancel what was submitted and
+never asked for) and ``missing_embedding(what)`` (called before a strategy computes features
+the executor says should exist: a replay stops there).
 Strategies see every executor through :class:`Executor`, so none of them asks which kind it has.
 """
 
@@ -17,6 +19,7 @@ class Executor:
     def __init__(self, inner):
         self.inner = inner
         self.batches = callable(getattr(inner, "run_many", None))
+        self.streams = callable(getattr(inner, "submit", None))
 
     def run(self, spec, progress=None):
         return self.inner.run(spec, progress=progress)
@@ -25,6 +28,16 @@ class Executor:
         if self.batches:
             return self.inner.run_many(specs)
         return [self.inner.run(spec) for spec in specs]
+
+    def submit(self, specs: list) -> None:
+        """Start ``specs`` without waiting where the executor can (else nothing: ``run`` trains)."""
+        if self.streams:
+            self.inner.submit(specs)
+
+    def close(self) -> None:
+        hook = getattr(self.inner, "close", None)
+        if callable(hook):
+            hook()
 
     def missing_embedding(self, what: str) -> None:
         hook = getattr(self.inner, "missing_embedding", None)

@@ -470,6 +470,8 @@ class AsynchronousSuccessiveHalving:
 
         def train(candidate, k):
             flight.append((candidate, k))
+            if prefetch is not None and self.workers > 1:  # an executor that streams starts it now
+                prefetch([(candidate, ratios[k])])
 
         def settle(in_flight: int):
             """Take results in job order until at most ``in_flight`` jobs are left in flight;

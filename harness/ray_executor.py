@@ -18,7 +18,9 @@ arrived, and ``harness run`` again reuses them. Ctrl-C cancels the outstanding t
 
 Decisions are made by the strategy from the scores alone, so a Ray run ranks exactly like a
 local run with the same seeds; the trials of one rung (or the grid, or the prediction points)
-are submitted together through :meth:`RayExecutor.run_many`.
+are submitted together through :meth:`RayExecutor.run_many`. :meth:`RayExecutor.submit` starts
+trials without waiting (ASHA with ``workers`` > 1 submits each promotion the moment it decides
+it): a later ``run`` of the same trial waits for it alone while the others go on.
 """
 
 from __future__ import annotations
@@ -143,6 +145,15 @@ class RayExecutor:
         self.quiet = quiet
         self.options = options
         self.nodes: dict[str, dict[str, int]] = {}  # host -> {"done": n, "running": n}
+        # trials submitted and not yet taken, by _spec_id: the spec, the parent state it is sent
+        # with, attempts so far; the queue (ids, submission order) and the tasks running
+        self._pending: dict = {}
+        self._parents: dict = {}
+        self._attempts: dict = {}
+        self._queue: list = []
+        self._running: dict = {}  # ray ObjectRef -> spec id
+        self._done = 0
+        self._task = None
 
     # -- the executor contract ----------------------------------------------------------------
 
@@ -154,73 +165,124 @@ class RayExecutor:
         submitted together (at most ``max_concurrent`` in flight), merged as they finish."""
         from harness.trial import run_batch, run_trial
 
-        def train(missing):  # the same trial twice in one batch trains once
-            self._train(list({_spec_id(s): s for s in missing}.values()))
+        def train(missing):
+            self._train(missing)
 
         def finished(spec):  # stored done, or recorded as failed (by the task or by _train)
             return run_trial(spec, self.store, self.run_id, stored_only=True) or self._failed_outcome(spec)
 
         return run_batch(specs, self.store, self.run_id, train, finished)
 
+    def submit(self, specs: list) -> None:
+        """Start the trials of ``specs`` that the store does not hold done, without waiting: at
+        most ``max_concurrent`` run, the rest queue. A later :meth:`run` / :meth:`run_many` of
+        the same spec waits for it (merged as it arrives, like every result)."""
+        from harness.trial import identify
+
+        for spec in specs:
+            row = self.store.get_trial(identify(spec)[0])
+            if row is None or row["status"] != "done":
+                self._enqueue(spec)
+        self._fill()
+
+    def close(self) -> None:
+        """Cancel what is still queued or running (a search that ended without waiting for a
+        trial it submitted); nothing of it reaches the store."""
+        if self._running:
+            import ray
+
+            for ref in self._running:
+                ray.cancel(ref, force=True)
+        self._running.clear()
+        self._queue.clear()
+        self._pending.clear()
+
     # -- internals ----------------------------------------------------------------------------
 
     def _train(self, specs: list) -> None:
-        ray = _connect(self.address, self.num_cpus)
-        todo = list(range(len(specs)))
-        task = ray.remote(_trial_task).options(num_cpus=self.cpus_per_trial, num_gpus=self.gpus_per_trial,
-                                               max_retries=0)
-        threads = max(1, int(self.cpus_per_trial))
-        limit = self.max_concurrent or len(todo)
-        queue = list(todo)
-        attempts = {i: 0 for i in todo}
-        running: dict = {}  # ref -> spec index
-        done = 0
+        """Train ``specs`` (already submitted ones are not submitted again) and wait for them."""
+        for spec in specs:
+            self._enqueue(spec)
+        self._fill()
+        wanted = [_spec_id(s) for s in specs]
+        try:
+            while any(sid in self._pending for sid in wanted):
+                if not self._running:
+                    self._fill()
+                    if not self._running:  # nothing can run: give up on what is left
+                        break
+                self._pump()
+        except KeyboardInterrupt:
+            self.close()
+            raise
 
+    def _enqueue(self, spec) -> None:
         from harness.trial import parent_state
 
-        parents = {i: parent_state(specs[i], self.store) for i in todo}
+        sid = _spec_id(spec)
+        if sid in self._pending:  # the same trial twice trains once
+            return
+        self._pending[sid] = spec
+        self._parents[sid] = parent_state(spec, self.store)
+        self._attempts.setdefault(sid, 0)
+        self._queue.append(sid)
 
-        def submit():
-            while queue and len(running) < limit:
-                i = queue.pop(0)
-                attempts[i] += 1
-                running[task.remote(specs[i], self.run_id, threads, self.checkpoints, parents[i])] = i
+    def _fill(self) -> None:
+        """Submit queued trials while fewer than ``max_concurrent`` run."""
+        if not self._queue:
+            return
+        ray = _connect(self.address, self.num_cpus)
+        if self._task is None:
+            self._task = ray.remote(_trial_task).options(num_cpus=self.cpus_per_trial,
+                                                         num_gpus=self.gpus_per_trial, max_retries=0)
+        threads = max(1, int(self.cpus_per_trial))
+        limit = self.max_concurrent or float("inf")
+        while self._queue and len(self._running) < limit:
+            sid = self._queue.pop(0)
+            self._attempts[sid] += 1
+            ref = self._task.remote(self._pending[sid], self.run_id, threads, self.checkpoints, self._parents[sid])
+            self._running[ref] = sid
 
-        submit()
+    def _pump(self) -> None:
+        """Wait for the next task to finish and take it: merged, resubmitted or recorded failed."""
+        import ray
+
+        ready, _ = ray.wait(list(self._running), num_returns=1)
+        ref = ready[0]
+        sid = self._running.pop(ref)
+        spec = self._pending[sid]
         try:
-            while running:
-                ready, _ = ray.wait(list(running), num_returns=1)
-                ref = ready[0]
-                i = running.pop(ref)
-                try:
-                    result = ray.get(ref)
-                except (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError,
-                        ray.exceptions.RayActorError, ray.exceptions.LocalRayletDiedError,
-                        ray.exceptions.ObjectLostError, ray.exceptions.RayTaskError) as exc:
-                    reason = _reason(exc)
-                    if attempts[i] <= self.retries and not isinstance(exc, ray.exceptions.RayTaskError):
-                        self._say(f"{_name(specs[i])}: {reason}; retrying "
-                                  f"(attempt {attempts[i] + 1} of {self.retries + 1})")
-                        queue.insert(0, i)
-                    else:
-                        self._say(f"{_name(specs[i])}: {reason}; recorded as failed after "
-                                  f"{attempts[i]} attempt(s)")
-                        self._record_failure(specs[i], f"{reason} (after {attempts[i]} attempt(s) on Ray)")
-                    submit()
-                    continue
-                self._merge(result)
-                done += 1
-                node = self.nodes.setdefault(f"{result['host']} ({result['node'][:12]})", {"done": 0})
-                node["done"] += 1
-                per_node = ", ".join(f"{h}: {n['done']}" for h, n in sorted(self.nodes.items()))
-                self._say(f"{_name(specs[i])}: {result['status']} on {result['host']} in "
-                          f"{result['seconds']:.1f}s; {done} done, {len(running)} running, "
-                          f"{len(queue)} queued (done per node: {per_node})")
-                submit()
-        except KeyboardInterrupt:
-            for ref in running:
-                ray.cancel(ref, force=True)
-            raise
+            result = ray.get(ref)
+        except (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError,
+                ray.exceptions.RayActorError, ray.exceptions.LocalRayletDiedError,
+                ray.exceptions.ObjectLostError, ray.exceptions.RayTaskError) as exc:
+            reason = _reason(exc)
+            if self._attempts[sid] <= self.retries and not isinstance(exc, ray.exceptions.RayTaskError):
+                self._say(f"{_name(spec)}: {reason}; retrying "
+                          f"(attempt {self._attempts[sid] + 1} of {self.retries + 1})")
+                self._queue.insert(0, sid)
+            else:
+                self._say(f"{_name(spec)}: {reason}; recorded as failed after "
+                          f"{self._attempts[sid]} attempt(s)")
+                self._record_failure(spec, f"{reason} (after {self._attempts[sid]} attempt(s) on Ray)")
+                self._forget(sid)
+            self._fill()
+            return
+        self._merge(result)
+        self._forget(sid)
+        self._done += 1
+        node = self.nodes.setdefault(f"{result['host']} ({result['node'][:12]})", {"done": 0})
+        node["done"] += 1
+        per_node = ", ".join(f"{h}: {n['done']}" for h, n in sorted(self.nodes.items()))
+        self._say(f"{_name(spec)}: {result['status']} on {result['host']} in "
+                  f"{result['seconds']:.1f}s; {self._done} done, {len(self._running)} running, "
+                  f"{len(self._queue)} queued (done per node: {per_node})")
+        self._fill()
+
+    def _forget(self, sid) -> None:
+        self._pending.pop(sid, None)
+        self._parents.pop(sid, None)
+        self._attempts.pop(sid, None)
 
     def _merge(self, result: dict) -> None:
         base = self.store.path.parent

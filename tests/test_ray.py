@@ -212,3 +212,38 @@ def test_a_continued_trial_on_a_worker_resumes_the_parent_it_is_sent(tmp_path, r
     assert [r[0] for r in rows] == [half.key, result["key"]]
     assert rows[0][2:] == (half.samples_seen, pytest.approx(half.wall_seconds))  # not trained again
     assert rows[1][1] == half.key and 0 < rows[1][2] < 2 * half.samples_seen
+
+
+def test_submitted_trials_run_while_the_driver_waits_for_one_and_close_cancels_the_rest(tmp_path, ray_cluster):
+    """``submit`` returns at once (nothing is in the store yet); ``run`` of one submitted trial
+    waits for that one and merges it; ``close`` cancels what was submitted and never asked for,
+    so none of it reaches the store, and a later ``run`` trains it."""
+    from harness.store import Store
+
+    from harness.ray_executor import RayExecutor
+    from harness.scoring import Target
+    from harness.training import TrainConfig
+    from harness.trial import TrialSpec, identify
+
+    def spec(llm, ratio):
+        return TrialSpec(encoder="tiny:vit-p4", llm=llm, samples=64, seed=3, device="cpu", ratio=ratio,
+                         train=TrainConfig(llm="full", batch_size=16, epochs=1),
+                         targets=(Target("shapes:count", limit=8),))
+
+    first, second, third = spec("tiny:gpt2", 0.5), spec("tiny:mistral", 0.5), spec("tiny:gpt2", 1.0)
+    with Store.open(tmp_path / "driver.duckdb") as store:
+        run_id = store.start_run(suite_name="ray-submit")
+        ex = RayExecutor(store, run_id, address="local", max_concurrent=2, quiet=True)
+        ex.submit([first, second, first])  # the same trial twice is submitted once
+        assert len(ex._running) == 2 and not ex._queue
+        assert store.get_trial(identify(first)[0]) is None  # not waited for
+        outcome = ex.run(second)
+        assert outcome.status == "done" and outcome.trained
+        assert store.get_trial(identify(second)[0])["status"] == "done"
+        assert ex.run(first).status == "done" and not ex._pending
+        ex.submit([third, first])  # a stored trial is not submitted again
+        assert list(ex._pending) != [] and len(ex._pending) == 1
+        ex.close()
+        assert not ex._pending and not ex._running
+        assert store.get_trial(identify(third)[0]) is None  # cancelled: nothing merged
+        assert ex.run(third).status == "done"

@@ -140,9 +140,14 @@ class SearchStrategy:
         decisions do not change: they are made from the scores afterwards, in the same order."""
         run_many = self.executor.run_many
         todo = [p for p in dict.fromkeys(pairs) if p not in self._outcomes]
+        continuation = getattr(self.suite.search, "continuation", False)
+        if self.executor.streams and todo and not continuation:
+            # started now, taken one by one by trial(): each waits for its own result only
+            self.executor.submit([self.spec(c, r) for c, r in todo])
+            return
         if not self.executor.batches or len(todo) < 2:
             return
-        if getattr(self.suite.search, "continuation", False):
+        if continuation:
             # a candidate's trials at several ratios continue one another: in waves, its
             # smallest ratio first, so each spec is built as the sequential run builds it
             waves: dict[int, list] = {}
@@ -212,6 +217,7 @@ class SearchStrategy:
                 ranking = self.search()
             finally:
                 self._progress = None
+                self.executor.close()  # trials submitted and never asked for are cancelled
         self.record_ranking(ranking)
         self.wall_seconds = time.perf_counter() - start
         return ranking
