@@ -25,6 +25,7 @@ it): a later ``run`` of the same trial waits for it alone while the others go on
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import sys
@@ -154,6 +155,7 @@ class RayExecutor:
         self._running: dict = {}  # ray ObjectRef -> spec id
         self._done = 0
         self._task = None
+        self._merged: set = set()  # trial keys this executor trained and merged
 
     # -- the executor contract ----------------------------------------------------------------
 
@@ -171,7 +173,11 @@ class RayExecutor:
         def finished(spec):  # stored done, or recorded as failed (by the task or by _train)
             return run_trial(spec, self.store, self.run_id, stored_only=True) or self._failed_outcome(spec)
 
-        return run_batch(specs, self.store, self.run_id, train, finished)
+        outcomes = run_batch(specs, self.store, self.run_id, train, finished)
+        # a submitted trial merged while the driver waited for another one is in the store by
+        # the time it is asked for: it was trained by this executor, not reused
+        return [dataclasses.replace(o, reused=False, trained=True) if o.reused and o.key in self._merged else o
+                for o in outcomes]
 
     def submit(self, specs: list) -> None:
         """Start the trials of ``specs`` that the store does not hold done, without waiting: at
@@ -269,6 +275,7 @@ class RayExecutor:
             self._fill()
             return
         self._merge(result)
+        self._merged.add(result["key"])
         self._forget(sid)
         self._done += 1
         node = self.nodes.setdefault(f"{result['host']} ({result['node'][:12]})", {"done": 0})
