@@ -43,7 +43,7 @@ class HarnessGroup(click.Group):
         return cmd
 
     def invoke(self, ctx):
-        from harness.errors import HarnessError
+        from harness.errors import HarnessError, interrupted
 
         try:
             return super().invoke(ctx)
@@ -51,6 +51,9 @@ class HarnessGroup(click.Group):
             click.echo(f"error: {exc}", err=True)
             ctx.exit(exc.exit_code)
         except Exception as exc:
+            if interrupted(exc):  # Ctrl-C during a DuckDB statement
+                click.echo("interrupted", err=True)
+                ctx.exit(130)
             duckdb = sys.modules.get("duckdb")
             # DuckDB failing to read a store mid-command (a damaged block found late)
             if duckdb is None or not (isinstance(exc, (duckdb.IOException, duckdb.InternalException))

@@ -31,7 +31,7 @@ from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol, runtime_checkable
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, interrupted
 
 
 class Rung(NamedTuple):
@@ -325,7 +325,9 @@ def _calling(policy, method: str, *args, **kwargs):
         return getattr(policy, method)(*args, **kwargs)
     except (HarnessError, KeyboardInterrupt, MemoryError):
         raise
-    except Exception as exc:  # noqa: BLE001 - the plugin's failure, named
+    except Exception as exc:  # the plugin's failure, named
+        if interrupted(exc):  # Ctrl-C during a DuckDB statement, not the plugin's failure
+            raise KeyboardInterrupt from exc
         raise PolicyFault(f"stopping policy {describe(policy)}: its {method}() raised "
                           f"{type(exc).__name__}: {str(exc)[:300]}") from exc
 

@@ -33,7 +33,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness.errors import BadInput
+from harness.errors import BadInput, interrupted
 
 # environment the tasks need to find the same plugins and stores as the driver
 _PASSED_ENV = ("HARNESS_LOAD_PLUGINS", "HARNESS_WORKERS", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE",
@@ -220,6 +220,11 @@ class RayExecutor:
                 self._pump()
         except KeyboardInterrupt:
             self.close()
+            raise
+        except Exception as exc:
+            if interrupted(exc):  # Ctrl-C while a result was being merged (DuckDB's form of it)
+                self.close()
+                raise KeyboardInterrupt from exc
             raise
 
     def _enqueue(self, spec) -> None:

@@ -9,7 +9,7 @@ import click
 from rich.console import Console
 
 from harness import __version__
-from harness.errors import HarnessError
+from harness.errors import HarnessError, interrupted
 
 EXIT_NOT_AVAILABLE = 4
 EXIT_ALL_FAILED = 5  # a run whose every trial failed: recorded failed, nothing ranked
@@ -115,6 +115,9 @@ def _run(store, suite, suite_path: Path, *, replay_from: list[str] | None, fill:
         store.finish_run(run_id, "failed", error=str(exc))
         raise
     except Exception as exc:
+        if interrupted(exc):  # Ctrl-C during a DuckDB statement
+            store.finish_run(run_id, "interrupted", error="interrupted by the user")
+            raise KeyboardInterrupt from exc
         store.finish_run(run_id, "failed", error=f"{type(exc).__name__}: {exc}")
         raise
     if strategy.failed and not (strategy.trained + strategy.reused):

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness import __version__
-from harness.errors import BadInput
+from harness.errors import BadInput, interrupted
 from harness.scoring import Target, TaskScore
 from harness.store.errors import StoreWarning
 
@@ -81,6 +81,8 @@ def load_component(kind: str, ref: str):
     except (KeyboardInterrupt, MemoryError):
         raise
     except Exception as exc:  # any loader's failure is this component's
+        if interrupted(exc):  # Ctrl-C during a DuckDB statement, not a failure
+            raise KeyboardInterrupt from exc
         raise ComponentFailed(kind, ref, exc, entry) from exc
     if entry.producer is not None:  # a plugin's component: keyed by its release too
         from harness.datasets import content_hash
@@ -416,7 +418,9 @@ def run_trial(spec: TrialSpec, store, run_id: str, *, default_limit: int = 1000,
             if not prior["checkpoint_path"]:
                 raise FileNotFoundError("the trial was stored without one (an imported table)")
             load_checkpoint(vlm, store.checkpoint_abspath(prior["checkpoint_path"]))
-        except Exception as exc:  # noqa: BLE001 - missing, truncated, foreign: train it again
+        except Exception as exc:  # missing, truncated, foreign: train it again
+            if interrupted(exc):  # Ctrl-C during a DuckDB statement, not a failure
+                raise KeyboardInterrupt from exc
             retrain = True
             warnings.warn(f"trial {key[:12]} ({spec.encoder} + {spec.llm}, r={spec.ratio:g}): its "
                           f"checkpoint cannot be read ({type(exc).__name__}: {str(exc)[:120]}), so "
@@ -463,7 +467,11 @@ def run_trial(spec: TrialSpec, store, run_id: str, *, default_limit: int = 1000,
         store.finish_trial(key, status="failed", wall_seconds=time.perf_counter() - start,
                            error="interrupted by the user")
         raise
-    except Exception as exc:  # noqa: BLE001 - one candidate's failure must not end the search
+    except Exception as exc:  # one candidate's failure must not end the search
+        if interrupted(exc):  # Ctrl-C during a DuckDB statement: the user stopped the search
+            store.finish_trial(key, status="failed", wall_seconds=time.perf_counter() - start,
+                               error="interrupted by the user")
+            raise KeyboardInterrupt from exc
         wall = time.perf_counter() - start
         error = f"{type(exc).__name__}: {exc}"
         detail = "".join(traceback.format_exception(exc)[-3:])

@@ -542,3 +542,56 @@ def test_a_component_of_the_wrong_kind_is_named_with_what_it_should_be(tmp_path)
         sys.path.remove(str(site))
         reset()
         importlib.invalidate_caches()
+
+
+CTRL_C = '''
+from harness.hookspecs import hookimpl
+
+
+def load_ctrlc(name):
+    from harness.vision import load_tiny
+
+    encoder = load_tiny("vit-p4")
+
+    def forward(*args, **kwargs):  # Ctrl-C while DuckDB runs a statement
+        import os
+        import signal
+        import threading
+
+        import duckdb
+
+        con = duckdb.connect()  # (a SIGINT that lands before the statement starts waits for its end)
+        threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT)).start()
+        con.execute("select count(*) from range(30000000000) t(i) where i % 7 = 3").fetchall()
+        raise AssertionError("the statement was not interrupted")
+
+    encoder.forward = forward
+    return encoder
+
+
+@hookimpl
+def register_vision_encoders(register):
+    register("ctrlc", "harness_ctrlc:load_ctrlc", names=["enc"])
+'''
+
+
+def test_ctrl_c_during_a_duckdb_statement_interrupts_the_run_instead_of_failing_a_candidate(tmp_path):
+    """DuckDB turns a SIGINT that arrives during a statement into RuntimeError('Query
+    interrupted'): the handlers that isolate one candidate's or one plugin's failure must not
+    take it for one (the search then went on and ended 0); the run stops as on any Ctrl-C."""
+    import suitefiles
+    from suitefiles import fetch
+
+    from harness.errors import interrupted
+
+    site = _install_module_plugin(tmp_path, "ctrlc", CTRL_C)
+    suite = suitefiles.write_suite(tmp_path, suitefiles.TINY_MORDAL, "ctrlc.yaml",
+                                   **{"zoo.vision_encoders": ["ctrlc:enc", "tiny:vit-p8"]})
+    store = tmp_path / "s.duckdb"
+    out = _run(["run", str(suite), "--store", str(store)], _with_site(site, allow="ctrlc"), timeout=600)
+    assert out.returncode == 130, out.stderr[-2000:]
+    assert "interrupted" in out.stderr and "Traceback" not in out.stderr
+    assert fetch(store, "select status from runs", one=True) == ("interrupted",)
+    said = out.stderr
+    assert "clustered alone" not in said and "failed ctrlc:enc" not in said  # not taken for a fault
+    assert interrupted(RuntimeError("Query interrupted")) and not interrupted(RuntimeError("a plugin's own error"))

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, interrupted
 from harness.suite import Candidate
 
 
@@ -334,8 +334,10 @@ class SearchStrategy:
                                                                         compute, n, producer)
                 except (KeyboardInterrupt, MemoryError, HarnessError):
                     raise  # (a replay's missing features, a store error, a diverged warm-up)
-                except Exception as exc:  # noqa: BLE001 - a component's forward failed: that
+                except Exception as exc:  # a component's forward failed: that
                     # component is clustered alone and the search goes on
+                    if interrupted(exc):  # Ctrl-C during a DuckDB statement, not the plugin's failure
+                        raise KeyboardInterrupt from exc
                     who = f"plugin {producer.plugin} {producer.version}" if producer is not None else "component"
                     self.say(f"[red]the {layer!r} features of {component_fp[:12]} ({who}) could not be "
                              f"computed: {type(exc).__name__}: {str(exc)[:200]}; clustered alone[/red]",
