@@ -39,7 +39,7 @@ def _suite(base: dict, folder: Path, strategy: str, executor, workers: int = 1) 
     if strategy == "mordal-asha":  # Mordal with ASHA at `workers` trials in flight, both stages
         data["search"]["strategy"] = "mordal"
         for stage in ("inter", "intra"):
-            data["search"].setdefault(stage, {}).update(policy="asha", workers=workers)
+            data["search"].setdefault(stage, {}).update(policy="asha", options={"workers": workers})
     data["executor"] = executor
     data["name"] = f"{data['name']}-{strategy}"
     path = folder / f"{strategy}-{executor if isinstance(executor, str) else executor['name']}.yaml"

@@ -47,8 +47,10 @@ def register_similarity_metrics(register):
 def register_stopping_policies(register):
     """Register early-stopping policies (``sha``, ``asha``, ``hyperband``, ``none``).
 
-    A policy is a class built with the stage's options its constructor accepts (``eta``,
-    ``min_ratio``, ``tie_z``, ``uninformative``, ``workers``) and implements ``plan(n, top_k)``
+    A policy is a class built with the stage's fields its constructor accepts (``eta``,
+    ``min_ratio``, ``tie_z``, ``uninformative``) and the stage's ``options`` (checked against
+    the pydantic model the class declares as ``Options``; a class without one takes none; asha:
+    ``workers``, ``stop_early``), and implements ``plan(n, top_k)``
     and ``keep(scores, n_keep)`` (or its own ``drive(candidates, top_k, evaluate)``; a ``drive``
     that also takes ``prefetch`` may hand it lists of ``(candidate, ratio)`` it has decided to
     evaluate, which a batching executor trains together), see :mod:`harness.policies`. Noise: a
@@ -67,7 +69,8 @@ def register_predictors(register):
     """Register full-data score predictors (``loglinear``, ``rectified``, ``powerlaw``).
 
     A predictor implements ``fit(ratios, scores) -> ScalingFit`` and ``predict(fit, ratio)``,
-    see :mod:`harness.predictors`. Noise: a ``fit`` that also takes the keywords ``errors``
+    see :mod:`harness.predictors`; it is built with the suite's ``predictor.options``, checked
+    against the pydantic model it declares as ``Options`` (the built-ins: ``clip``). Noise: a ``fit`` that also takes the keywords ``errors``
     (each score's standard error) and ``baseline`` (the task's constant-answer score, as stored
     in ``task_baselines``; None when unknown) receives them (:func:`harness.predictors.fit_points`).
     The 95% interval stored with each prediction is computed from those errors for any

@@ -29,7 +29,9 @@ import math
 import numbers
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple, Protocol, runtime_checkable
+from typing import Annotated, NamedTuple, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from harness.errors import HarnessError, interrupted
 
@@ -417,8 +419,9 @@ class AsynchronousSuccessiveHalving:
 
     ``workers`` (W, default 1) is ASHA as the paper runs it, with W workers: a decision (the
     next promotion or start) is made while up to W - 1 trials decided before it are still in
-    flight, so job j sees the results of jobs 0 .. j - W and no later ones, however the trials
-    are timed. Results are taken in job order, never in arrival order, so the decisions are a
+    flight, so job j sees the results of jobs 0 .. j - W, however the trials are timed; when
+    nothing can be decided from those, the idle worker waits for the next result in job order
+    and asks again (as if every trial took the same time). Results are taken in job order, never in arrival order, so the decisions are a
     pure function of the scores and W: a run on ``ray`` or ``processes`` (each window of
     in-flight jobs handed to ``prefetch`` and trained together) decides exactly as a ``local``
     run with the same W. W = 1 is the sequential algorithm above; a larger W promotes from
@@ -438,6 +441,13 @@ class AsynchronousSuccessiveHalving:
     max_ratio: float = 1.0
     stop_early: bool = False
     workers: int = 1
+
+    class Options(BaseModel):
+        """What a suite sets under ``inter.options`` / ``intra.options`` for ``asha``."""
+
+        model_config = ConfigDict(extra="forbid")
+        workers: Annotated[int, Field(strict=True, ge=1, le=100_000)] = 1  # decisions made with W - 1 in flight
+        stop_early: Annotated[bool, Field(strict=True)] = False  # stop once top_k reach the top rung
 
     def __post_init__(self):
         _check_options(self.eta, self.min_ratio, self.max_ratio)
@@ -509,8 +519,8 @@ class AsynchronousSuccessiveHalving:
             if step is None and short:
                 step = promotion(cutoff=False)
             if step is None:
-                if flight:  # nothing to decide from what is known: wait for what is in flight
-                    settle(0)
+                if flight:  # nothing to decide from what is known: an idle worker waits for the
+                    settle(len(flight) - 1)  # next result (the oldest in flight), then asks again
                     continue
                 break
             candidate, k = step

@@ -22,9 +22,10 @@ import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Annotated, Protocol, runtime_checkable
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,16 @@ def r_squared(observed: np.ndarray, fitted: np.ndarray) -> float:
     return 1.0 - ss_res / ss_tot
 
 
+class ClipOptions(BaseModel):
+    """What a suite sets under ``predictor.options`` for the built-in laws: ``clip``, the bounds
+    of a prediction (and of a law's asymptote), ``[0, 1]`` for accuracies by default; ``null``
+    for an unbounded metric (a loss, a perplexity)."""
+
+    model_config = ConfigDict(extra="forbid")
+    clip: tuple[Annotated[float, Field(strict=True, allow_inf_nan=False)],
+                Annotated[float, Field(strict=True, allow_inf_nan=False)]] | None = (0.0, 1.0)
+
+
 @dataclass(frozen=True)
 class LogLinear:
     """score = a + b * log(r), fitted by least squares on (log r, score).
@@ -81,6 +92,7 @@ class LogLinear:
     """
 
     clip: tuple[float, float] | None = (0.0, 1.0)
+    Options = ClipOptions
 
     def fit(self, ratios: Sequence[float], scores: Sequence[float]) -> ScalingFit:
         r, s = _points(ratios, scores)
@@ -331,6 +343,7 @@ class PowerLaw:
     """
 
     clip: tuple[float, float] | None = (0.0, 1.0)
+    Options = ClipOptions
 
     def fit(self, ratios: Sequence[float], scores: Sequence[float]) -> ScalingFit:
         r, s = _points(ratios, scores)
@@ -399,6 +412,7 @@ class Rectified:
     """
 
     clip: tuple[float, float] | None = (0.0, 1.0)
+    Options = ClipOptions
 
     def fit(self, ratios: Sequence[float], scores: Sequence[float]) -> ScalingFit:
         r, s = _points(ratios, scores)

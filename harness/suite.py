@@ -215,6 +215,37 @@ StrategyRef = _component("search_strategy")
 ExecutorRef = _component("executor")
 
 
+def _plugin_options(kind: str, name: str, options: dict, info: ValidationInfo) -> dict:
+    """``options`` checked against the ``Options`` pydantic model that the registered ``kind``
+    component ``name`` declares (a component without one takes none); returns them as that
+    model validated them (only the keys given: defaults stay the component's). Skipped, like component names, when the validation
+    context says ``{"check_components": False}``, and when the component cannot be loaded
+    (the run then fails naming its plugin)."""
+    if not (info.context or {}).get("check_components", True):
+        return options
+    from harness.plugin_manager import get_components
+
+    try:
+        target = get_components()[kind].get(name).load()
+    except Exception:  # noqa: BLE001 - an unknown or broken component is named elsewhere
+        return options
+    model = getattr(target, "Options", None)
+    what = f"{kind.replace('_', ' ')} {name!r}"
+    if model is None:
+        if options:
+            raise _Located(f"{what} takes no options; got {', '.join(map(str, options))} (a "
+                           "component takes options by declaring an Options model)")
+        return options
+    try:
+        return model.model_validate(options).model_dump(exclude_unset=True)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(map(str, err["loc"]))
+        allowed = ", ".join(model.model_fields)
+        hint = f" ({what} takes: {allowed})" if err["type"] == "extra_forbidden" else ""
+        raise _Located(f"{what}: {err['msg']}{hint}", tuple(err["loc"])) from None
+
+
 def _unique(items: list, what: str) -> list:
     seen: dict[Any, int] = {}
     for i, item in enumerate(items):
@@ -403,11 +434,15 @@ class Stage(_Model):
     # ties within 1 SE add cost (3.7x) and no top-1
     tie_z: Annotated[Number, Field(ge=0)] | None = None
     uninformative: Annotated[Number, Field(gt=0, le=1)] | None = 0.5
-    # asha (and any policy whose constructor takes it): decide as W asynchronous workers do, each
-    # decision made with the W - 1 trials before it still in flight; results are taken in job
-    # order, so local, processes and ray decide alike. Set it to the executor's max_concurrent to
-    # keep W trials running between rungs. 1: one trial at a time after the first rung
-    workers: Annotated[Int, Field(ge=1, le=MAX_CANDIDATES)] = 1
+    # the policy's own options, checked against the Options model it declares (file:line errors
+    # like every field) and passed to its constructor: e.g. asha's workers and stop_early
+    options: dict[str, Any] = {}
+
+    @field_validator("options")
+    @classmethod
+    def _policy_options(cls, v, info: ValidationInfo):
+        name = info.data.get("policy")  # (absent when the policy itself was invalid)
+        return v if name is None else _plugin_options("stopping_policy", name, v, info)
 
 
 class Predictor(_Model):
@@ -424,6 +459,14 @@ class Predictor(_Model):
     # (the leader first when it is predicted); they are then ranked by the measured score. 0: trust
     # the predictions
     confirm: Annotated[Int, Field(ge=0, le=MAX_CANDIDATES)] = 0
+    # the predictor's own options (its Options model), passed to its constructor
+    options: dict[str, Any] = {}
+
+    @field_validator("options")
+    @classmethod
+    def _predictor_options(cls, v, info: ValidationInfo):
+        name = info.data.get("name")
+        return v if name is None else _plugin_options("predictor", name, v, info)
 
 
 class Prescreen(_Model):

@@ -222,6 +222,34 @@ def test_suite_can_name_the_plugin_components(installed_fixture, tmp_path):
     assert not (tmp_path / ".harness").exists()
 
 
+def test_a_third_party_policy_takes_its_own_options_from_the_suite(installed_fixture, tmp_path):
+    """The example plugin's ``median`` declares ``Options(ratio)``: the suite's inter.options
+    are validated against it (a wrong value named with file:line) and reach the policy, whose
+    one rung then trains at that ratio."""
+    import suitefiles
+    from suitefiles import fetch
+
+    env = _with_site(installed_fixture, allow="example")
+    bad = suitefiles.write_suite(tmp_path, suitefiles.TINY_MORDAL, "bad.yaml", **{
+        "search.inter": {"policy": "median", "top_k": 2, "options": {"ratio": 2}}})
+    out = _run(["validate", str(bad)], env)
+    assert out.returncode == 2 and "search.inter.options.ratio" in out.stdout + out.stderr
+    assert "stopping policy 'median'" in out.stdout + out.stderr
+    good = suitefiles.write_suite(tmp_path, suitefiles.TINY_MORDAL, "good.yaml", **{
+        "zoo.vision_encoders": ["tiny:vit-p4", "tiny:vit-p8", "tiny:resnet"],
+        "search.clustering.t_llm": 1.0,  # every LLM its own cluster: 6 clusters for median to cut
+        "search.inter": {"policy": "median", "top_k": 2, "options": {"ratio": 0.25}},
+        # and the predictor's: predictions clipped to [0, 0.001]
+        "search.predictor": {"r0": 0.5, "points": 2, "options": {"clip": [0.0, 0.001]}}})
+    store = tmp_path / "s.duckdb"
+    out = _run(["run", str(good), "--store", str(store)], env, timeout=900)
+    assert out.returncode == 0, out.stderr[-2000:]
+    ratios = fetch(store, "select distinct sample_ratio from rungs where phase = 'inter'")
+    assert ratios == [(0.25,)]
+    predicted = fetch(store, "select max(predicted_score), count(*) from predictions", one=True)
+    assert predicted[1] > 0 and predicted[0] <= 0.001
+
+
 def test_a_plugin_that_fails_to_import_is_named(tmp_path):
     site = _install_module_plugin(tmp_path, "broken", "import no_such_dependency_xyz\n")
     env = _with_site(site, allow="broken")

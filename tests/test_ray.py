@@ -53,7 +53,7 @@ def ranking(store, strategy):
 
 
 # Mordal with ASHA at two workers: promotions decided with a trial in flight, trained in pairs on Ray
-ASHA_2 = {"search.intra.policy": "asha", "search.intra.workers": 2}
+ASHA_2 = {"search.intra.policy": "asha", "search.intra.options": {"workers": 2}}
 
 
 @pytest.mark.parametrize("strategy, changes", [("grid", {}), ("mordal", {}), ("mordal", ASHA_2)],

@@ -147,7 +147,7 @@ EXPECTED = {
     ],
     "unknown_nested_key.yaml": [
         ("unknown_nested_key.yaml:12 search.inter.etaa: unknown key 'etaa'; did you mean 'eta'? "
-        "allowed: eta, min_ratio, policy, tie_z, top_k, uninformative")
+        "allowed: eta, min_ratio, options, policy, tie_z, top_k, uninformative")
     ],
     "unknown_policy.yaml": [
         ("unknown_policy.yaml:11 search.inter.policy: Unknown stopping policy 'shaa'. "
@@ -323,7 +323,7 @@ def test_fingerprint_ignores_formatting_and_defaults(tmp_path):
     assert a.fingerprint() == PINNED_MINIMAL_FINGERPRINT
 
 
-PINNED_MINIMAL_FINGERPRINT = "8924b0d3cbd486fb210af33f35032979efc87bb8f94e9a4cff04974f9496cf69"
+PINNED_MINIMAL_FINGERPRINT = "8f71e280df0854ed0f0c40133b019e78d67d084ccc90ab09756d5173f8f507dc"
 
 
 def test_fingerprint_is_stable_across_processes(tmp_path):
@@ -473,3 +473,47 @@ def test_suite_values_reach_the_trial_without_a_layer_substituting_its_own(tmp_p
     assert (schema.r, schema.alpha, schema.dropout) == (LoraSettings().r, LoraSettings().alpha,
                                                         LoraSettings().dropout)
     assert config_from_suite(suite.vlm).lora.dropout == TrainConfig().lora.dropout
+
+
+# -- a component's own options (issue 16 item 3) -----------------------------------------------
+
+OPTIONS_SUITE = MINIMAL + """\
+search:
+  inter: {policy: asha, options: {workers: 2}}
+  predictor: {name: powerlaw, options: {clip: [0, 100]}}
+"""
+
+
+def test_a_policy_and_a_predictor_get_the_options_their_models_allow(tmp_path):
+    suite, errors = validate_file(write(tmp_path, OPTIONS_SUITE))
+    assert errors == [] and suite.search.inter.options == {"workers": 2}
+    assert suite.search.predictor.options == {"clip": (0.0, 100.0)}
+    assert suite.search.intra.options == {}  # defaults stay the component's own
+
+
+def test_the_strategy_builds_the_policy_and_the_predictor_with_their_options(tmp_path):
+    from harness.plugin_manager import get_components
+    from harness.strategies.mordal import _construct
+
+    suite, _ = validate_file(write(tmp_path, OPTIONS_SUITE))
+    components = get_components()
+    inter = suite.search.inter
+    policy = _construct(components["stopping_policy"].get("asha").load(), eta=inter.eta,
+                        min_ratio=inter.min_ratio, **inter.options)
+    assert policy.workers == 2 and policy.stop_early is False
+    predictor = _construct(components["predictor"].get("powerlaw").load(), **suite.search.predictor.options)
+    assert predictor.clip == (0.0, 100.0)
+
+
+@pytest.mark.parametrize("options, where, what", [
+    ("inter: {policy: asha, options: {workers: 0}}", "search.inter.options.workers", "greater than or equal to 1"),
+    ("inter: {policy: asha, options: {workers: '2'}}", "search.inter.options.workers", "valid integer"),
+    ("inter: {policy: asha, options: {wrokers: 2}}", "search.inter.options.wrokers", "takes: workers, stop_early"),
+    ("intra: {policy: sha, options: {workers: 2}}", "search.intra.options", "'sha' takes no options"),
+    ("predictor: {options: {clip: [0]}}", "search.predictor.options.clip", "clip"),
+])
+def test_a_wrong_option_is_named_with_its_file_and_line(tmp_path, options, where, what):
+    path = write(tmp_path, MINIMAL + "search:\n  " + options + "\n")
+    _, errors = validate_file(path)
+    assert len(errors) == 1, errors
+    assert errors[0].startswith(f"{path}:8") and where in errors[0] and what in errors[0], errors

@@ -212,7 +212,7 @@ class MordalSearch(SearchStrategy):
         name = self.suite.search.policy(stage)
         entry = self.components["stopping_policy"].get(name)
         policy = _construct(entry.load(), eta=options.eta, min_ratio=options.min_ratio,
-                            tie_z=options.tie_z, uninformative=options.uninformative, workers=options.workers)
+                            tie_z=options.tie_z, uninformative=options.uninformative, **options.options)
         try:  # its errors name it as the user knows it
             policy._harness_name = f"{name!r} (plugin {entry.plugin} {entry.version})"
         except AttributeError:  # a policy with __slots__
@@ -249,7 +249,7 @@ class MordalSearch(SearchStrategy):
     def predict(self, survivors: list[Candidate]) -> list[RankedCandidate]:
         cfg = self.suite.search.predictor
         made_by = self.components["predictor"].get(cfg.name)  # fits and predictions are its rows
-        predictor = _construct(made_by.load())
+        predictor = _construct(made_by.load(), **cfg.options)
         ratios = scaling_ratios(cfg.r0, cfg.points)
         self.phase("scaling prediction", total=len(survivors) * len(ratios))
         self.prefetch([(c, r) for c in survivors for r in ratios
