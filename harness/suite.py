@@ -240,7 +240,6 @@ def _plugin_options(kind: str, name: str, options: dict, info: ValidationInfo) -
         return model.model_validate(options).model_dump(exclude_unset=True)
     except ValidationError as exc:
         err = exc.errors()[0]
-        where = ".".join(map(str, err["loc"]))
         allowed = ", ".join(model.model_fields)
         hint = f" ({what} takes: {allowed})" if err["type"] == "extra_forbidden" else ""
         raise _Located(f"{what}: {err['msg']}{hint}", tuple(err["loc"])) from None

@@ -441,10 +441,11 @@ def test_suite_values_reach_the_trial_without_a_layer_substituting_its_own(tmp_p
     training config agree."""
     import json as _json
 
+    from harness.store import Store
+
     from harness.datasets import load_llava
     from harness.shapes import DEFAULT_N
     from harness.strategies.grid import GridSearch
-    from harness.store import Store
     from harness.suite import LoRA
     from harness.training import LoraSettings, TrainConfig, config_from_suite
     from harness.trial import TrialSpec, load_alignment
