@@ -46,8 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     transfer = {k: v for k, v in (("neighbours", args.neighbours), ("examples", args.examples))
                 if v is not None}
     if transfer:
-        search = suite.search.model_copy(
-            update={"transfer": suite.search.transfer.model_copy(update=transfer)})
+        search = suite.search.model_copy(update={"options": {**suite.search.options, **transfer}})
         suite = suite.model_copy(update={"search": search})
     with Store.open(args.store, wait=60) as store:
         rows = holdout_evaluation(store, suite, args.tasks)

@@ -104,21 +104,21 @@ def main() -> None:
     if missing:
         raise SystemExit(f"grid run {grid_run} ranked no {', '.join(missing)}; it ranked {sorted(grid)}")
 
-    prescreen = suite.search.prescreen.model_copy(update={
+    prescreen = {**suite.search.options, **{
         k: v for k, v in {"samples": args.samples, "epsilon": args.epsilon,
-                          "entropic": False if args.exact else None}.items() if v is not None})
+                          "entropic": False if args.exact else None}.items() if v is not None}}
     results = []
     with Store.open(args.work_store or args.store, wait=60) as store:
         run_id = store.start_run(suite_name="gw-correlation", strategy="gw-prescreen",
                                  seed=suite.seed, config={"grid_run": grid_run, "tasks": tasks,
-                                                          **prescreen.model_dump(mode="json")},
+                                                          **GWPrescreen.Options.model_validate(prescreen).model_dump(mode="json")},
                                  plugin="benchmarks.gw_correlation", plugin_version="1")
         try:
             for task in tasks:
                 one = suite.model_copy(update={
                     "targets": [Target(task=task)],
                     "search": suite.search.model_copy(update={"strategy": "gw-prescreen",
-                                                              "prescreen": prescreen})})
+                                                              "options": prescreen})})
                 strategy = GWPrescreen(suite=one, store=store, run_id=run_id)
                 start = time.perf_counter()
                 gw = {tuple(c): v for c, v in strategy.gw_values(task).items()}

@@ -92,6 +92,12 @@ def register_datasets(register):
 def register_search_strategies(register):
     """Register search strategies (``grid``, ``mordal``, ...).
 
+    A strategy is a :class:`harness.strategies.base.SearchStrategy` subclass. One that takes
+    parameters declares a pydantic model as its class attribute ``Options``: the suite's
+    ``search.options`` are checked against it when the suite is (file:line errors) and the
+    strategy reads them as ``self.options`` (``gw-prescreen``: train_top, samples, entropic,
+    epsilon; ``dcd``: history, examples, neighbours, train_top). One without takes none.
+
     :param register: ``register(name, target, doc="")``.
     """
 

@@ -469,7 +469,8 @@ class Predictor(_Model):
 
 
 class Prescreen(_Model):
-    """Strategy ``gw-prescreen``: rank every candidate without training, then train the best few."""
+    """The options of strategy ``gw-prescreen`` (``search.options``): rank every candidate
+    without training, then train the best few."""
 
     train_top: Annotated[Int, Field(ge=0, le=MAX_CANDIDATES)] = 3  # candidates trained at r = 1 after the ranking
     samples: Annotated[Int, Field(gt=3, le=MAX_FEATURE_ITEMS)] = 256  # target images (and their paired texts) embedded
@@ -481,7 +482,8 @@ class Prescreen(_Model):
 
 
 class Transfer(_Model):
-    """Strategy ``dcd``: rank candidates from stored results on the most similar past tasks."""
+    """The options of strategy ``dcd`` (``search.options``): rank candidates from stored results
+    on the most similar past tasks."""
 
     history: Annotated[list[Text], Field(max_length=MAX_TARGETS)] | None = None  # None: every stored task
     examples: Annotated[Int, Field(gt=1, le=MAX_FEATURE_ITEMS)] = 32  # target examples per task for layer conductance
@@ -507,8 +509,26 @@ class Search(_Model):
     # a replay of a table of fresh trials cannot answer them
     continuation: Bool = False
     predictor: Predictor = Predictor()
-    prescreen: Prescreen = Prescreen()  # used by strategy gw-prescreen
-    transfer: Transfer = Transfer()  # used by strategy dcd
+    # the strategy's own options, checked against the Options model it declares (gw-prescreen:
+    # Prescreen, dcd: Transfer, above) and read by the strategy as ``self.options``
+    options: dict[str, Any] = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _moved_sections(cls, data):
+        if isinstance(data, dict):
+            for key, strategy, model in (("prescreen", "gw-prescreen", Prescreen), ("transfer", "dcd", Transfer)):
+                if key in data:
+                    raise _Located(f"search.{key} is now search.options, the options of strategy "
+                                   f"{strategy} ({', '.join(model.model_fields)}): write "
+                                   f"`options: {{...}}` under search", (key,))
+        return data
+
+    @field_validator("options")
+    @classmethod
+    def _strategy_options(cls, v, info: ValidationInfo):
+        name = info.data.get("strategy")
+        return v if name is None else _plugin_options("search_strategy", name, v, info)
 
     def policy(self, stage: Literal["inter", "intra"]) -> str:
         """The stopping policy a stage runs: its own, or ``none`` when early stopping is off."""

@@ -82,7 +82,7 @@ def _suite(tmp_path, name, **changes):
 
 def _dcd_suite(tmp_path, **transfer):
     return _suite(tmp_path, "dcd", targets=[{"task": "shapes:count", "limit": 16}],
-                  search={"strategy": "dcd", "transfer": {"examples": 4, "neighbours": 1,
+                  search={"strategy": "dcd", "options": {"examples": 4, "neighbours": 1,
                                                           **transfer}})
 
 

@@ -27,7 +27,7 @@ SUITE = {
     "alignment": {"dataset": "shapes:color", "samples": 32},
     "vlm": {"llm": "full", "optim": {"lr": 1e-3, "batch_size": 16, "epochs": 1}},
     "targets": [{"task": "shapes:color", "limit": 8}],
-    "search": {"strategy": "gw-prescreen", "prescreen": {"samples": 16, "train_top": 1}},
+    "search": {"strategy": "gw-prescreen", "options": {"samples": 16, "train_top": 1}},
     "device": "cpu",
 }
 
@@ -101,7 +101,7 @@ def test_mordal_clusters_on_the_metric_it_is_given(tmp_path, metric):
     q, _ = np.linalg.qr(rng.normal(size=(6, 6)))
     feats = {"a": a, "a-rotated": 5 * a @ q + 1.0, "noise": rng.uniform(size=(24, 6))}
     names = list(feats)
-    suite = load_suite(write_suite(tmp_path, **{"search.strategy": "mordal",
+    suite = load_suite(write_suite(tmp_path, **{"search.strategy": "mordal", "search.options": {},
                                                 "search.similarity": metric}))
     with Store.open(tmp_path / "s.duckdb") as store:
         run_id = store.start_run(suite_name="gw-mordal", strategy="mordal", seed=0)
@@ -126,7 +126,7 @@ def test_mordal_clusters_on_the_metric_it_is_given(tmp_path, metric):
 
 def test_prescreen_ranks_every_candidate_by_gw_and_reuses_everything(tmp_path):
     """train_top 0: the training-free part alone, in process."""
-    suite = load_suite(write_suite(tmp_path, **{"search.prescreen.train_top": 0}))
+    suite = load_suite(write_suite(tmp_path, **{"search.options.train_top": 0}))
     with Store.open(tmp_path / "s.duckdb") as store:
         run_1, strategy, ranking = run_strategy(GWPrescreen, suite, store)
         assert strategy.trained == 0 and strategy.reused == 0

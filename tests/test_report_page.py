@@ -152,7 +152,7 @@ def test_report_of_another_strategy_shows_what_it_has(runs, tmp_path):
     """A gw-prescreen run (no clusters, rungs or fits) gets the sections it has data for."""
     store, _, grid_run, _ = runs
     suite = suitefiles.write_suite(tmp_path, SUITE, "gw.yaml", **{
-        "search": {"strategy": "gw-prescreen", "prescreen": {"samples": 16, "train_top": 1}}})
+        "search": {"strategy": "gw-prescreen", "options": {"samples": 16, "train_top": 1}}})
     out = harness("run", suite, "--store", store, "--report")
     assert out.returncode == 0, out.stderr
     page = Path(out.stdout.strip().splitlines()[-1].split(": ", 1)[1])

@@ -323,7 +323,7 @@ def test_fingerprint_ignores_formatting_and_defaults(tmp_path):
     assert a.fingerprint() == PINNED_MINIMAL_FINGERPRINT
 
 
-PINNED_MINIMAL_FINGERPRINT = "8f71e280df0854ed0f0c40133b019e78d67d084ccc90ab09756d5173f8f507dc"
+PINNED_MINIMAL_FINGERPRINT = "4237f437c35ff638e41de33653660847209261dbf0bb734f3ea2b12f6f9cf6e1"
 
 
 def test_fingerprint_is_stable_across_processes(tmp_path):
@@ -512,9 +512,26 @@ def test_the_strategy_builds_the_policy_and_the_predictor_with_their_options(tmp
     ("inter: {policy: asha, options: {wrokers: 2}}", "search.inter.options.wrokers", "takes: workers, stop_early"),
     ("intra: {policy: sha, options: {workers: 2}}", "search.intra.options", "'sha' takes no options"),
     ("predictor: {options: {clip: [0]}}", "search.predictor.options.clip", "clip"),
+    ("{strategy: gw-prescreen, options: {train_top: -1}}", "search.options.train_top", "greater than or equal to 0"),
+    ("{strategy: dcd, options: {neighbors: 2}}", "search.options.neighbors", "neighbours"),
+    ("{strategy: mordal, options: {train_top: 1}}", "search.options", "'mordal' takes no options"),
+    ("{strategy: gw-prescreen, prescreen: {train_top: 1}}", "search.prescreen", "now search.options"),
 ])
 def test_a_wrong_option_is_named_with_its_file_and_line(tmp_path, options, where, what):
-    path = write(tmp_path, MINIMAL + "search:\n  " + options + "\n")
+    section = "search: " + options if options.startswith("{") else "search:\n  " + options
+    path = write(tmp_path, MINIMAL + section + "\n")
     _, errors = validate_file(path)
     assert len(errors) == 1, errors
-    assert errors[0].startswith(f"{path}:8") and where in errors[0] and what in errors[0], errors
+    line = 7 if options.startswith("{") else 8
+    assert errors[0].startswith(f"{path}:{line}") and where in errors[0] and what in errors[0], errors
+
+
+def test_a_strategy_reads_its_own_options_with_its_defaults(tmp_path):
+    from harness.strategies.dcd import DCDSearch
+    from harness.strategies.gw_prescreen import GWPrescreen
+
+    suite, errors = validate_file(write(tmp_path, MINIMAL + "search: {strategy: gw-prescreen, options: {train_top: 5}}\n"))
+    assert errors == [] and suite.search.options == {"train_top": 5}
+    options = GWPrescreen.Options.model_validate(suite.search.options)
+    assert options.train_top == 5 and options.samples == 256  # the rest: the strategy's defaults
+    assert DCDSearch.Options.model_validate({}).neighbours == 2

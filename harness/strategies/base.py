@@ -98,6 +98,13 @@ class SearchStrategy:
                 spec = dataclasses.replace(spec, after=(*parent.after, parent.ratio))
         return spec
 
+    @property
+    def options(self):
+        """The suite's ``search.options`` read by this strategy's ``Options`` model (its defaults
+        filled); None for a strategy that declares none."""
+        model = getattr(type(self), "Options", None)
+        return None if model is None else model.model_validate(self.suite.search.options)
+
     def evaluate(self, candidate: Candidate, ratio: float) -> float:
         """The objective of ``candidate`` trained at ``ratio``: mean over targets, NaN if failed."""
         outcome = self.trial(candidate, ratio)

@@ -37,7 +37,7 @@ import numpy as np
 
 from harness.errors import BadInput
 from harness.strategies.base import RankedCandidate, SearchStrategy, best_first
-from harness.suite import Candidate
+from harness.suite import Candidate, Transfer
 
 LAYER = "conductance"
 METRIC = "dcd"
@@ -87,6 +87,7 @@ def rank_by_prediction(predicted: Mapping) -> list:
 
 class DCDSearch(SearchStrategy):
     name = "dcd"
+    Options = Transfer  # search.options: history, examples, neighbours, train_top
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -108,7 +109,7 @@ class DCDSearch(SearchStrategy):
             divergences = self.divergences(encoders, history, target, keys)
             per_target[target] = {
                 c: transfer_prediction(divergences[c.vision_encoder], stored.get(c, {}),
-                                       self.suite.search.transfer.neighbours)
+                                       self.options.neighbours)
                 for c in candidates}
         self.record_phase_cost("conductance", time.perf_counter() - start, 0, all_reused,
                                [k for k, _ in keys.values()])
@@ -122,7 +123,7 @@ class DCDSearch(SearchStrategy):
 
     def confirm(self, ranked: list[RankedCandidate]) -> list[RankedCandidate]:
         """Train the top ``train_top`` at r = 1; they lead the ranking by measured score."""
-        top = [r for r in ranked[:self.suite.search.transfer.train_top] if not math.isnan(r.score)]
+        top = [r for r in ranked[:self.options.train_top] if not math.isnan(r.score)]
         if not top:
             return ranked
         self.phase("confirm top candidates", total=len(top))
@@ -159,7 +160,7 @@ class DCDSearch(SearchStrategy):
         """The past tasks: ``transfer.history``, else every task with a stored score for one of
         the candidates; targets left out. Auto-found tasks without images and answers to probe
         (not shapes: or llava:) are skipped."""
-        named = self.suite.search.transfer.history
+        named = self.options.history
         seen = sorted({t for scores in stored.values() for t in scores})
         if named is not None:
             tasks = [t for t in named if t not in exclude]
@@ -181,7 +182,7 @@ class DCDSearch(SearchStrategy):
         if task not in self._datasets:
             from harness.plugin_manager import get_components
 
-            n = self.suite.search.transfer.examples
+            n = self.options.examples
             entry, name = get_components()["dataset"].resolve(task)
             if entry.name == "shapes":
                 dataset = entry.load()(name, split="train", n=n, seed=self.suite.seed)
@@ -210,7 +211,7 @@ class DCDSearch(SearchStrategy):
         from harness.conductance import task_profile
 
         out, all_reused = {}, True
-        n = self.suite.search.transfer.examples
+        n = self.options.examples
         for ref in encoders:
             encoder = self.encoder(ref)
             for task in tasks:
@@ -305,7 +306,7 @@ def holdout_evaluation(store, suite, tasks: Sequence[str] | None = None, *, run_
                     for c in candidates}
             truth = {c: stored[c][target] for c in candidates if target in stored.get(c, {})}
             dcd_pred = {c: transfer_prediction(divergences[c.vision_encoder], past[c],
-                                               suite.search.transfer.neighbours)
+                                               strategy.options.neighbours)
                         for c in truth}
             base_pred = {c: uniform_prediction(past[c], sources) for c in truth}
             row = {"task": target, "candidates": len(truth), "history": sources}

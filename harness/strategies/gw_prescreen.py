@@ -4,7 +4,7 @@
 an encoder's geometry on the target images matches an LLM's geometry on the paired texts, the
 better the VLM they make once aligned. Every (encoder, LLM) pair gets
 :func:`harness.gromov.gw_distance` between the two embeddings of the same items, with no
-training; candidates are ranked by ascending GW and the top ``search.prescreen.train_top`` are
+training; candidates are ranked by ascending GW and the top ``search.options.train_top`` are
 trained at r = 1 to confirm.
 
 Choices where the paper (abstract only, here) is vague:
@@ -37,7 +37,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from harness.strategies.base import RankedCandidate, SearchStrategy, best_first
-from harness.suite import Candidate
+from harness.suite import Candidate, Prescreen
 
 # Mordal's name for the same features (harness.strategies.mordal.MordalSearch.cluster_encoders);
 # a change to encoder_token_features must rename both.
@@ -113,9 +113,10 @@ def _best_first(r: RankedCandidate) -> tuple:
 
 class GWPrescreen(SearchStrategy):
     name = "gw-prescreen"
+    Options = Prescreen  # search.options: train_top, samples, entropic, epsilon
 
     def search(self) -> list[RankedCandidate]:
-        cfg = self.suite.search.prescreen
+        cfg = self.options
         values = self.gw_values(self.targets[0].task)
         order = gw_order(values)
         self.insert("predictions", [{"encoder": c.vision_encoder, "llm": c.language_model,
@@ -136,7 +137,7 @@ class GWPrescreen(SearchStrategy):
     def prescreen_data(self, task: str):
         """(dataset, items): ``prescreen.samples`` items of ``task`` (:meth:`feature_data`: a
         shapes task's train split, an lmms task's validation split, else alignment items)."""
-        return self.feature_data(task, self.suite.search.prescreen.samples)
+        return self.feature_data(task, self.options.samples)
 
     def gw_values(self, task: str) -> dict[Candidate, float]:
         """GW distance of every candidate of the zoo on ``task``'s items; embeddings and values
@@ -145,7 +146,7 @@ class GWPrescreen(SearchStrategy):
         from harness.store import similarity_key
         from harness.trial import load_encoder, load_language_model
 
-        cfg = self.suite.search.prescreen
+        cfg = self.options
         start = time.perf_counter()
         dataset, items = self.prescreen_data(task)
         n = cfg.samples
