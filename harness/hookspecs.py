@@ -107,7 +107,9 @@ def register_executors(register):
     """Register trial executors (built in: ``local``, ``processes``, ``ray``).
 
     The target is a class called as ``cls(store, run_id, **options)``, ``options`` being the
-    fields the suite's ``executor`` mapping set (``executor: {name: NAME, ...}``). It has
+    fields the suite's ``executor`` mapping set (``executor: {name: NAME, ...}``) and its
+    ``executor.options``, checked against the pydantic model the class declares as ``Options``
+    (a class without one takes none). It has
     ``run(spec, progress=None) -> TrialOutcome`` (:func:`harness.trial.run_trial` does the
     work in-process) and may have ``run_many(specs) -> list[TrialOutcome]`` (same order):
     strategies then hand it independent trials together (a rung, the grid, the prediction

@@ -239,7 +239,8 @@ def _plugin_options(kind: str, name: str, options: dict, info: ValidationInfo) -
     try:
         return model.model_validate(options).model_dump(exclude_unset=True)
     except ValidationError as exc:
-        err = exc.errors()[0]
+        # a misspelt key first: its "did you mean" explains the missing one it leaves behind
+        err = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")[0]
         allowed = ", ".join(model.model_fields)
         hint = f" ({what} takes: {allowed})" if err["type"] == "extra_forbidden" else ""
         raise _Located(f"{what}: {err['msg']}{hint}", tuple(err["loc"])) from None
@@ -555,6 +556,14 @@ class Executor(_Model):
     retries: Annotated[Int, Field(ge=0, le=100)] = 2  # resubmissions after a worker dies
     checkpoints: Text | None = None  # a folder every node reaches; None: back through Ray's object store
     num_cpus: Annotated[Int, Field(ge=1, le=100_000)] | None = None  # address local: CPUs of the instance
+    # the executor's own options (a third-party executor's Options model), passed to its constructor
+    options: dict[str, Any] = {}
+
+    @field_validator("options")
+    @classmethod
+    def _executor_options(cls, v, info: ValidationInfo):
+        name = info.data.get("name")
+        return v if name is None else _plugin_options("executor", name, v, info)
 
     @model_validator(mode="after")
     def _ray_installed(self):
@@ -565,15 +574,17 @@ class Executor(_Model):
                 raise ValueError(f"executor ray needs Ray, which is not installed: {INSTALL_HINT}")
         return self
 
-    def options(self) -> dict:
-        """Keyword options for the executor's constructor (what the suite set)."""
-        return {k: getattr(self, k) for k in sorted(self.model_fields_set) if k != "name"}
+    def kwargs(self) -> dict:
+        """Keyword arguments for the executor's constructor: the fields the suite set, and the
+        executor's own ``options`` among them."""
+        out = {k: getattr(self, k) for k in sorted(self.model_fields_set) if k not in ("name", "options")}
+        return {**out, **self.options}
 
     @model_serializer(mode="plain")
     def _dump(self):
         # a bare name dumps as the name: suites that say `executor: local` keep their hash
-        options = self.options()
-        return self.name if not options else {"name": self.name, **options}
+        fields = {k: getattr(self, k) for k in sorted(self.model_fields_set) if k != "name"}
+        return self.name if not fields else {"name": self.name, **fields}
 
 
 def _executor(value):

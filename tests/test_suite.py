@@ -282,7 +282,7 @@ def test_minimal_suite_fills_defaults(tmp_path):
     assert (s.inter.policy, s.inter.eta, s.inter.top_k, s.inter.min_ratio) == ("sha", 2, 3, 0.125)
     assert (s.intra.policy, s.intra.top_k) == ("sha", 3)
     assert (s.predictor.name, s.predictor.r0, s.predictor.points) == ("loglinear", 0.125, 3)
-    assert (suite.executor.name, suite.executor.options(), suite.device) == ("local", {}, "auto")
+    assert (suite.executor.name, suite.executor.kwargs(), suite.device) == ("local", {}, "auto")
     assert suite.targets[0].metric is None and suite.targets[0].limit is None
     assert suite.source == tmp_path / "suite.yaml"
 

@@ -58,7 +58,7 @@ class SearchStrategy:
         self.targets = tuple(Target(t.task, limit=t.limit, metric=t.metric) for t in suite.targets)
         if executor is None:  # a replay passes its own
             executor = self.components["executor"].get(suite.executor.name).load()(
-                store, run_id, **suite.executor.options())
+                store, run_id, **suite.executor.kwargs())
         from harness.executors import Executor
 
         self.executor = executor if isinstance(executor, Executor) else Executor(executor)
