@@ -22,3 +22,10 @@ def interrupted(exc: BaseException) -> bool:
     if duckdb is not None and isinstance(exc, getattr(duckdb, "InterruptException", ())):
         return True
     return isinstance(exc, RuntimeError) and str(exc).startswith("Query interrupted")
+
+
+def stop_if_interrupted(exc: BaseException) -> None:
+    """Raise ``KeyboardInterrupt`` for a Ctrl-C in disguise (:func:`interrupted`): called first
+    in the handlers that isolate one candidate's or one plugin's failure."""
+    if interrupted(exc):
+        raise KeyboardInterrupt from exc

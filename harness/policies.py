@@ -33,7 +33,7 @@ from typing import Annotated, NamedTuple, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from harness.errors import HarnessError, interrupted
+from harness.errors import HarnessError, stop_if_interrupted
 
 
 class Rung(NamedTuple):
@@ -328,8 +328,7 @@ def _calling(policy, method: str, *args, **kwargs):
     except (HarnessError, KeyboardInterrupt, MemoryError):
         raise
     except Exception as exc:  # the plugin's failure, named
-        if interrupted(exc):  # Ctrl-C during a DuckDB statement, not the plugin's failure
-            raise KeyboardInterrupt from exc
+        stop_if_interrupted(exc)  # Ctrl-C during a DuckDB statement is no failure
         raise PolicyFault(f"stopping policy {describe(policy)}: its {method}() raised "
                           f"{type(exc).__name__}: {str(exc)[:300]}") from exc
 

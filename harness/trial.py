@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness import __version__
-from harness.errors import BadInput, interrupted
+from harness.errors import BadInput, interrupted, stop_if_interrupted
 from harness.scoring import Target, TaskScore
 from harness.store.errors import StoreWarning
 
@@ -81,8 +81,7 @@ def load_component(kind: str, ref: str):
     except (KeyboardInterrupt, MemoryError):
         raise
     except Exception as exc:  # any loader's failure is this component's
-        if interrupted(exc):  # Ctrl-C during a DuckDB statement, not a failure
-            raise KeyboardInterrupt from exc
+        stop_if_interrupted(exc)  # Ctrl-C during a DuckDB statement is no failure
         raise ComponentFailed(kind, ref, exc, entry) from exc
     if entry.producer is not None:  # a plugin's component: keyed by its release too
         from harness.datasets import content_hash
@@ -418,9 +417,8 @@ def run_trial(spec: TrialSpec, store, run_id: str, *, default_limit: int = 1000,
             if not prior["checkpoint_path"]:
                 raise FileNotFoundError("the trial was stored without one (an imported table)")
             load_checkpoint(vlm, store.checkpoint_abspath(prior["checkpoint_path"]))
-        except Exception as exc:  # missing, truncated, foreign: train it again
-            if interrupted(exc):  # Ctrl-C during a DuckDB statement, not a failure
-                raise KeyboardInterrupt from exc
+        except Exception as exc:  # noqa: BLE001 - missing, truncated, foreign: train it again
+            stop_if_interrupted(exc)  # Ctrl-C during a DuckDB statement is no failure
             retrain = True
             warnings.warn(f"trial {key[:12]} ({spec.encoder} + {spec.llm}, r={spec.ratio:g}): its "
                           f"checkpoint cannot be read ({type(exc).__name__}: {str(exc)[:120]}), so "

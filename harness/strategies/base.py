@@ -3,13 +3,14 @@ and writing rankings to the store."""
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from dataclasses import dataclass
 
 import numpy as np
 
-from harness.errors import HarnessError, interrupted
+from harness.errors import HarnessError, stop_if_interrupted
 from harness.suite import Candidate
 
 
@@ -98,7 +99,7 @@ class SearchStrategy:
                 spec = dataclasses.replace(spec, after=(*parent.after, parent.ratio))
         return spec
 
-    @property
+    @functools.cached_property
     def options(self):
         """The suite's ``search.options`` read by this strategy's ``Options`` model (its defaults
         filled); None for a strategy that declares none."""
@@ -341,10 +342,9 @@ class SearchStrategy:
                                                                         compute, n, producer)
                 except (KeyboardInterrupt, MemoryError, HarnessError):
                     raise  # (a replay's missing features, a store error, a diverged warm-up)
-                except Exception as exc:  # a component's forward failed: that
+                except Exception as exc:  # noqa: BLE001 - a component's forward failed: that
                     # component is clustered alone and the search goes on
-                    if interrupted(exc):  # Ctrl-C during a DuckDB statement, not the plugin's failure
-                        raise KeyboardInterrupt from exc
+                    stop_if_interrupted(exc)  # Ctrl-C during a DuckDB statement is no failure
                     who = f"plugin {producer.plugin} {producer.version}" if producer is not None else "component"
                     self.say(f"[red]the {layer!r} features of {component_fp[:12]} ({who}) could not be "
                              f"computed: {type(exc).__name__}: {str(exc)[:200]}; clustered alone[/red]",

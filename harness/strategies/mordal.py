@@ -31,7 +31,7 @@ import time
 import numpy as np
 
 from harness.clustering import Cluster, candidate_clusters, cluster, singletons
-from harness.errors import HarnessError, interrupted
+from harness.errors import HarnessError, stop_if_interrupted
 from harness.policies import drive
 from harness.predictors import fit_until_loglinear, prediction_interval, scaling_ratios
 from harness.strategies.base import RankedCandidate, SearchStrategy, best_first
@@ -277,9 +277,8 @@ class MordalSearch(SearchStrategy):
                     error_of=lambda r, c=candidate: self.score_error(c, r), baseline=self.constant_baseline)
             except (HarnessError, KeyboardInterrupt, MemoryError):
                 raise
-            except Exception as exc:  # the predictor plugin's failure, named
-                if interrupted(exc):  # Ctrl-C during a DuckDB statement, not the plugin's failure
-                    raise KeyboardInterrupt from exc
+            except Exception as exc:  # noqa: BLE001 - the predictor plugin's failure, named
+                stop_if_interrupted(exc)  # Ctrl-C during a DuckDB statement is no failure
                 ranked.append(self._unpredicted(candidate, points, f"raised {type(exc).__name__}: "
                                                 f"{str(exc)[:200]} fitting", made_by))
                 continue
@@ -302,9 +301,8 @@ class MordalSearch(SearchStrategy):
                                                        baseline=self.constant_baseline)
             except (HarnessError, KeyboardInterrupt, MemoryError):
                 raise
-            except Exception as exc:  # the predictor plugin's failure, named
-                if interrupted(exc):  # Ctrl-C during a DuckDB statement, not the plugin's failure
-                    raise KeyboardInterrupt from exc
+            except Exception as exc:  # noqa: BLE001 - the predictor plugin's failure, named
+                stop_if_interrupted(exc)  # Ctrl-C during a DuckDB statement is no failure
                 value = f"raised {type(exc).__name__}: {str(exc)[:200]}"
             if not usable_prediction(value, fit):
                 # refused at the boundary: nothing stored; the candidate keeps its largest
@@ -425,9 +423,8 @@ class MordalSearch(SearchStrategy):
                             value = float(metric(fa, fb, **options))
                         except (KeyboardInterrupt, MemoryError):
                             raise
-                        except Exception as exc:  # the metric plugin's failure
-                            if interrupted(exc):  # Ctrl-C during a DuckDB statement, not the plugin's failure
-                                raise KeyboardInterrupt from exc
+                        except Exception as exc:  # noqa: BLE001 - the metric plugin's failure
+                            stop_if_interrupted(exc)  # Ctrl-C during a DuckDB statement is no failure
                             value = f"{type(exc).__name__}: {str(exc)[:120]}"
                     if not isinstance(value, float) or not math.isfinite(value):  # non-finite features (a broken component) or a
                         # broken metric: not stored; the component is then clustered alone
