@@ -202,6 +202,8 @@ class RayExecutor:
         self._running.clear()
         self._queue.clear()
         self._pending.clear()
+        self._parents.clear()
+        self._attempts.clear()  # a trial submitted again later starts its retries afresh
 
     # -- internals ----------------------------------------------------------------------------
 
