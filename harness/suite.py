@@ -240,10 +240,22 @@ def _plugin_options(kind: str, name: str, options: dict, info: ValidationInfo) -
         return model.model_validate(options).model_dump(exclude_unset=True)
     except ValidationError as exc:
         # a misspelt key first: its "did you mean" explains the missing one it leaves behind
-        err = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")[0]
+        err = min(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
         allowed = ", ".join(model.model_fields)
         hint = f" ({what} takes: {allowed})" if err["type"] == "extra_forbidden" else ""
         raise _Located(f"{what}: {err['msg']}{hint}", tuple(err["loc"])) from None
+
+
+def _options_for(kind: str, name_field: str):
+    """The validator of a model's ``options`` mapping: :func:`_plugin_options` for the ``kind``
+    component that the sibling field ``name_field`` names (skipped when that field was itself
+    invalid, so only its own error is reported)."""
+
+    def check(cls, v, info: ValidationInfo):
+        name = info.data.get(name_field)
+        return v if name is None else _plugin_options(kind, name, v, info)
+
+    return field_validator("options")(check)
 
 
 def _unique(items: list, what: str) -> list:
@@ -438,11 +450,7 @@ class Stage(_Model):
     # like every field) and passed to its constructor: e.g. asha's workers and stop_early
     options: dict[str, Any] = {}
 
-    @field_validator("options")
-    @classmethod
-    def _policy_options(cls, v, info: ValidationInfo):
-        name = info.data.get("policy")  # (absent when the policy itself was invalid)
-        return v if name is None else _plugin_options("stopping_policy", name, v, info)
+    _policy_options = _options_for("stopping_policy", "policy")
 
 
 class Predictor(_Model):
@@ -462,11 +470,7 @@ class Predictor(_Model):
     # the predictor's own options (its Options model), passed to its constructor
     options: dict[str, Any] = {}
 
-    @field_validator("options")
-    @classmethod
-    def _predictor_options(cls, v, info: ValidationInfo):
-        name = info.data.get("name")
-        return v if name is None else _plugin_options("predictor", name, v, info)
+    _predictor_options = _options_for("predictor", "name")
 
 
 class Prescreen(_Model):
@@ -525,11 +529,7 @@ class Search(_Model):
                                    f"`options: {{...}}` under search", (key,))
         return data
 
-    @field_validator("options")
-    @classmethod
-    def _strategy_options(cls, v, info: ValidationInfo):
-        name = info.data.get("strategy")
-        return v if name is None else _plugin_options("search_strategy", name, v, info)
+    _strategy_options = _options_for("search_strategy", "strategy")
 
     def policy(self, stage: Literal["inter", "intra"]) -> str:
         """The stopping policy a stage runs: its own, or ``none`` when early stopping is off."""
@@ -559,11 +559,7 @@ class Executor(_Model):
     # the executor's own options (a third-party executor's Options model), passed to its constructor
     options: dict[str, Any] = {}
 
-    @field_validator("options")
-    @classmethod
-    def _executor_options(cls, v, info: ValidationInfo):
-        name = info.data.get("name")
-        return v if name is None else _plugin_options("executor", name, v, info)
+    _executor_options = _options_for("executor", "name")
 
     @model_validator(mode="after")
     def _ray_installed(self):
