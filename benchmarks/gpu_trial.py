@@ -55,7 +55,7 @@ def main() -> None:
 
     from harness.language import load_hf as load_llm
     from harness.language import build_word_tokenizer
-    from harness.shapes import vocabulary
+    from harness.plugins.shapes import vocabulary
     from harness.training import LoraSettings, TrainConfig, prepare_trainable
     from harness.vision import load_hf as load_encoder
     from harness.vlm import VLM

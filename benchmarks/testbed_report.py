@@ -215,7 +215,7 @@ def report(suite, tasks, grid, seeded, scaled, curve, args, grid_seconds, total_
         print(f"{k[0]:<20}{k[1]:<22}{cells}{np.mean([grid[k][t] for t in tasks]):>9.3f}")
     chance = {t: None for t in tasks}
     try:
-        from harness.shapes import load_dataset
+        from harness.plugins.shapes import load_dataset
 
         chance = {t: load_dataset(t.split(":")[1], split="test", n=10).chance for t in tasks}
     except Exception:  # noqa: BLE001 - chance levels are informative only
@@ -273,7 +273,7 @@ def report(suite, tasks, grid, seeded, scaled, curve, args, grid_seconds, total_
     verdict["seed_flips"] = len(flipped)
 
     # 4. encoder CKA and clusters vs objectives
-    from harness.shapes import load_dataset
+    from harness.plugins.shapes import load_dataset
     from harness.trial import load_encoder
     import torch
 

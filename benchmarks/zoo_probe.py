@@ -43,7 +43,7 @@ def pixel_tokens(images: np.ndarray) -> np.ndarray:
 
     x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0
     small = F.adaptive_avg_pool2d(x, 16)  # [n, 3, 16, 16]
-    from harness.zoo_train import patchify
+    from harness.plugins.zoo.train import patchify
 
     return patchify(small, 4).numpy()  # [n, 16, 48]
 
@@ -63,7 +63,7 @@ def probe(train_x, train_y, test_x, test_y) -> float:
 
 
 def task_images(task: str, split: str, n: int) -> tuple[np.ndarray, list[str]]:
-    from harness.shapes import load_dataset
+    from harness.plugins.shapes import load_dataset
 
     ds = load_dataset(task, split=split, n=n, seed=0)
     items = list(ds)
@@ -82,8 +82,7 @@ def token_cka(x: np.ndarray, y: np.ndarray) -> float:
 
 def llm_losses(names, lines_per_kind: int = 400) -> dict:
     import torch
-
-    from harness.zoo import corpus_lines, load_mini_llm
+    from harness.plugins.zoo.recipes import corpus_lines, load_mini_llm
 
     kinds = {"captions": {"corpus": "captions"}, "qa": {"corpus": "qa", "chat": 0.0},
              "chat": {"corpus": "qa", "chat": 1.0}}
@@ -126,8 +125,9 @@ def main() -> None:
     parser.add_argument("--encoders", nargs="*", default=None, help="a subset of mini encoders")
     args = parser.parse_args()
 
+    from harness.plugins.zoo.recipes import MINI_ENCODERS, MINI_LLMS, load_mini_encoder
+
     from harness.similarity import cka
-    from harness.zoo import MINI_ENCODERS, MINI_LLMS, load_mini_encoder
 
     start = time.perf_counter()
     data = {t: (task_images(t, "train", args.train), task_images(t, "test", args.test)) for t in TASKS}

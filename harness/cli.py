@@ -230,7 +230,7 @@ def report(run_id: str | None, store_path: Path | None, out: Path | None, compar
 @click.option("--lr", type=click.FloatRange(0, min_open=True), default=1e-3, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--limit", type=click.IntRange(min=1), default=1000, show_default=True,
-              help="Test items per shapes task.")
+              help="Test items per target whose family draws them (an lmms task: its own).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @store_option
@@ -238,6 +238,7 @@ def report(run_id: str | None, store_path: Path | None, out: Path | None, compar
 def trial(encoder, llm, tasks, ratio, alignment, samples, mode, projector, epochs, lr, batch_size,
           limit, seed, device, store_path, wait):
     """Train, score and store one candidate; a stored identical trial is reused, not retrained."""
+    from harness.datasets import family_of
     from harness.plugin_manager import get_components
     from harness.scoring import Target
     from harness.store import Store
@@ -252,7 +253,7 @@ def trial(encoder, llm, tasks, ratio, alignment, samples, mode, projector, epoch
                          epochs=epochs, schedule="cosine", warmup=0.05)
     spec = TrialSpec(encoder=encoder, llm=llm, alignment=alignment, samples=samples, ratio=ratio,
                      train=config, seed=seed, device=device,
-                     targets=tuple(Target(t, limit=limit if t.startswith("shapes:") else None)
+                     targets=tuple(Target(t, limit=None if family_of(t)[0].scores_whole_task else limit)
                                    for t in tasks))
     with Store.open(_store_path(store_path), wait=wait) as store:
         run_id = store.start_run(suite_name="trial", strategy="trial", seed=seed,

@@ -2,14 +2,13 @@
 
 An item is one image (possibly none) with a LLaVA-style conversation; target-task items also
 carry the gold short ``answer`` and the ``choices`` it is drawn from, so chance level is known.
-Sources: the generated shapes world (:mod:`harness.shapes`) and LLaVA-format json + image folder
+Sources: the generated shapes world (:mod:`harness.plugins.shapes`) and LLaVA-format json + image folder
 (:func:`load_llava`). Every dataset has a ``fingerprint`` (a content hash) that keys cached
 trials and embeddings; :func:`subset` draws nested, seeded subsets for the sample-ratio rungs.
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import io
 import json
@@ -20,7 +19,7 @@ import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple, Protocol, runtime_checkable
+from typing import Any, ClassVar, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -381,195 +380,175 @@ def _subset_size(ratio: float, n: int) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
-# LLaVA-format json + image folder
+# The contract of a dataset family
 
 
-def _check_entry(entry: Any) -> str:
-    """Validate one LLaVA entry; returns the problem or ``""``."""
-    if not isinstance(entry, dict):
-        return f"is a {type(entry).__name__}, expected an object with id, image, conversations"
-    if "id" not in entry:
-        return "has no 'id'"
-    if not isinstance(entry["id"], (str, int)):
-        return f"has an 'id' of type {type(entry['id']).__name__}, expected a string"
-    image = entry.get("image")
-    if image is not None and not isinstance(image, str):
-        return (
-            f"has 'image' of type {type(image).__name__}; only one image path (a string) per entry "
-            "is supported"
-        )
-    conv = entry.get("conversations")
-    if not isinstance(conv, list) or not conv:
-        return "has no 'conversations' list (or it is empty)"
-    for t, turn in enumerate(conv):
-        if not isinstance(turn, dict) or not isinstance(turn.get("value"), str):
-            return f"conversation turn {t} is not an object with a string 'value'"
-        expected = "human" if t % 2 == 0 else "gpt"
-        if turn.get("from") != expected:
-            return f"conversation turn {t} is from {turn.get('from')!r}, expected {expected!r} (turns alternate human, gpt)"
-    if len(conv) % 2:
-        return "ends with a human turn that has no gpt reply"
-    tokens = sum(turn["value"].count(IMAGE_TOKEN) for turn in conv)
-    if image is not None and tokens != 1:
-        return f"has an image but {tokens} '{IMAGE_TOKEN}' tokens in its conversation (expected exactly 1)"
-    if image is None and tokens:
-        return f"has no image but its conversation contains '{IMAGE_TOKEN}'"
-    return ""
+@dataclass(frozen=True)
+class ScoringTask:
+    """How lmms-eval finds a target's task: ``TaskManager(include_path, include_defaults)`` and
+    the task names (or inline task configs) to run, ``limit`` documents of each (None: all)."""
+
+    tasks: tuple
+    include_path: str | None = None
+    include_defaults: bool = True
+    limit: int | None = None
 
 
-def _open_rgb(path: Path):
-    from PIL import Image
+class DatasetFamily:
+    """One dataset family, registered by a plugin with ``register_datasets``:
+    ``register("myfam", "mypkg:MyFamily", names=None, doc="...")``, a subclass of this class.
 
-    with Image.open(path) as img:
-        return img.convert("RGB")
+    A ref ``myfam:<name>`` reaches the family's methods with ``<name>``. What a family can do it
+    declares with three capabilities, and the suite is validated against them (an alignment set
+    must have alignment data, a target must be scorable), so nothing fails at run time for it:
 
+    - ``alignment_data``: :meth:`alignment` gives the image-text items projectors train on;
+    - ``splits``: :meth:`split` gives items of these splits (``"train"``: features for
+      clustering, warm-ups, Gromov-Wasserstein and conductance probes; ``"test"``: what a
+      target is scored on and its constant-answer baseline);
+    - ``scoring``: its refs can be targets; :meth:`scoring_task` says which lmms-eval task scores
+      them. By default that is an exact-match task written from the ``test`` split, so a family
+      with a test split of items with answers is scorable without writing any lmms-eval YAML.
 
-def llava_ref(path: str | os.PathLike) -> tuple[Path, dict]:
-    """(json path, options) of ``<path>[?images=FOLDER&outside=1]``: the options ride on the
-    ref when the path without them is the file."""
-    text = str(path)
-    base, sep, query = text.rpartition("?")
-    if not sep or Path(text).is_file():
-        return Path(text), {}
-    options = {}
-    for part in query.split("&"):
-        key, _, value = part.partition("=")
-        if key not in ("images", "outside"):
-            raise DatasetError(f"llava:{text}: unknown option {key!r} (options: images=FOLDER, outside=1)")
-        options[key] = value
-    return Path(base), options
-
-
-def _check_image_headers(path: Path, folder: Path, items: list, n: int) -> None:
-    """Open the headers of up to ``n`` images, evenly spaced over ``items``; a file PIL cannot
-    identify is a :class:`DatasetError` naming the entry."""
-    from PIL import Image, UnidentifiedImageError
-
-    if not items:
-        return
-    step = max(1, len(items) // n)
-    for item in items[::step][:n]:
-        try:
-            with Image.open(folder / item.image_path) as img:
-                img.size  # noqa: B018 - the header only
-        except (UnidentifiedImageError, OSError) as exc:
-            raise DatasetError(f"{path}: entry id {item.id!r}: image {item.image_path!r} cannot be "
-                               f"read as an image ({type(exc).__name__})") from None
-
-
-def load_llava(
-    path: str | os.PathLike, image_folder: str | os.PathLike | None = None, *,
-    allow_outside: bool | None = None, check_images: int = 0, **_: Any
-) -> Dataset:
-    """Read LLaVA-format data: a json list of ``{"id", "image", "conversations"}``.
-
-    ``image`` paths are relative to ``image_folder`` (default: the json's folder; the ref
-    option ``?images=FOLDER``) and must stay inside it (no absolute path, no ``..`` out of it)
-    unless ``allow_outside`` (``?outside=1``). Entries without ``image`` are text-only.
-    Optional ``answer``/``task``/``choices`` keys (written by :meth:`Dataset.to_disk`) are
-    kept. Raises :class:`DatasetError` naming the file and the entry index for malformed
-    entries, missing images and an empty list; ``check_images`` > 0 also opens that many image
-    headers, evenly spaced (a cheap check that the files are images: suite validation does it).
-
-    The fingerprint hashes the json bytes and the list of image paths with their sizes.
+    The core never names a family: ``shapes``, ``llava`` and ``lmms`` are three implementations in
+    ``harness.plugins``, registered like a third-party one.
     """
-    path, options = llava_ref(path)
-    if image_folder is None and options.get("images"):
-        image_folder = options["images"]
-    if allow_outside is None:
-        allow_outside = options.get("outside", "") in ("1", "true", "yes")
-    if not path.is_file():
-        raise DatasetError(f"LLaVA json {str(path)!r} does not exist")
-    folder = Path(image_folder) if image_folder is not None else path.parent
-    if not folder.is_dir():
-        raise DatasetError(f"image folder {str(folder)!r} for {str(path)!r} does not exist")
-    inside = folder.resolve()
-    raw = path.read_bytes()
-    try:
-        data = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise DatasetError(f"{path}: not valid json: {exc}") from None
-    if not isinstance(data, list):
-        raise DatasetError(
-            f"{path}: expected a json list of entries, found a {type(data).__name__}"
-        )
-    if not data:
-        raise DatasetError(f"{path}: the list of entries is empty: nothing to train or score on")
 
-    items: list[VisionTextItem] = []
-    image_list: list[tuple[str, int]] = []
-    for i, entry in enumerate(data):
-        problem = _check_entry(entry)
-        if problem:
-            ident = f" (id {entry['id']!r})" if isinstance(entry, dict) and "id" in entry else ""
-            raise DatasetError(f"{path}: entry {i}{ident} {problem}")
-        rel = entry.get("image")
-        loader = None
-        if rel is not None:
-            full = folder / rel
-            if not allow_outside and (Path(rel).is_absolute() or not full.resolve().is_relative_to(inside)):
-                raise DatasetError(
-                    f"{path}: entry {i} (id {entry['id']!r}) image {rel!r} is outside the image folder "
-                    f"{str(folder)!r}; image paths are relative to it (allow others with the ref "
-                    f"option llava:{path}?outside=1)")
-            try:
-                size = full.stat().st_size
-            except OSError:
-                raise DatasetError(
-                    f"{path}: entry {i} (id {entry['id']!r}) image {rel!r} not found in {str(folder)!r}"
-                ) from None
-            image_list.append((rel, size))
-            loader = functools.partial(_open_rgb, full)
-        choices = entry.get("choices")
-        answer = entry.get("answer")
-        if answer is None:
-            answer = entry["conversations"][1]["value"]
-        items.append(
-            VisionTextItem(
-                id=str(entry["id"]),
-                conversations=tuple(dict(t) for t in entry["conversations"]),
-                task=str(entry.get("task") or ""),
-                answer=str(answer),
-                choices=tuple(str(c) for c in choices) if isinstance(choices, list) else None,
-                image_path=rel,
-                load_image=loader,
-                meta={
-                    k: v
-                    for k, v in entry.items()
-                    if k not in ("id", "image", "conversations", "task", "answer", "choices")
-                },
-            )
-        )
+    alignment_data: ClassVar[bool] = False
+    splits: ClassVar[tuple[str, ...]] = ()
+    scoring: ClassVar[bool] = False
+    #: lmms-eval reads the whole task itself: a target's ``limit`` caps it and no default applies
+    #: (else a target without ``limit`` is scored on the runner's default number of test items)
+    scores_whole_task: ClassVar[bool] = False
+    #: the most items one ref can draw (None: no limit), checked when the suite is validated
+    max_items: ClassVar[int | None] = None
 
-    if check_images > 0:
-        _check_image_headers(path, folder, [it for it in items if it.image_path is not None], check_images)
-    fingerprint = content_hash({"json": hashlib.sha256(raw).hexdigest(), "images": image_list})
-    tasks = {it.task for it in items}
-    task = (
-        next(iter(tasks))
-        if len(tasks) == 1 and "" not in tasks and all(it.choices for it in items)
-        else None
-    )
-    choices = sorted({c for it in items for c in (it.choices or ())}) if task else None
-    return Dataset(
-        f"llava:{path}",
-        len(items),
-        items.__getitem__,
-        fingerprint,
-        task=task,
-        choices=choices,
-        split=None,
-        meta={"json": str(path), "image_folder": str(folder)},
-    )
+    def __init__(self, family: str):
+        self.family = family  # the registered name, for messages
+
+    # -- capabilities ---------------------------------------------------------------------
+
+    def alignment(self, name: str, *, samples: int | None, seed: int) -> Dataset:
+        """The alignment items of ``name``: at most ``samples`` of them (None: all; a generated
+        family: its own default size), a seeded choice where there are more."""
+        raise DatasetError(f"dataset family {self.family!r} holds no alignment data")
+
+    def split(self, name: str, split: str, *, n: int | None, seed: int) -> Dataset:
+        """The first ``n`` items (None: all) of ``split`` (one of :attr:`splits`) of ``name``; a
+        family that reads a fixed file may give all of it (callers take the items they need)."""
+        raise DatasetError(f"dataset family {self.family!r} has no {split!r} split")
+
+    def features(self, name: str, *, n: int, seed: int, target=None) -> tuple[Dataset | None, str | None]:
+        """(items, note): what a component's features on this task are computed on, never its
+        test items; (None, why) when there are none. ``note`` is said in the run's log (None:
+        nothing worth saying). ``target`` is the suite's :class:`harness.scoring.Target` when
+        ``name`` is one. Default: the train split."""
+        if "train" not in self.splits:
+            return None, f"family {self.family!r} has no train split"
+        return self.split(name, "train", n=n, seed=seed), None
+
+    def scoring_task(self, target, *, n: int, seed: int, cache_dir: Path | None = None) -> ScoringTask:
+        """The lmms-eval task that scores ``target`` (a :class:`harness.scoring.Target`), on
+        ``n`` items when the family draws them. Default: an exact-match task on the first ``n``
+        items of the test split, written once as parquet + YAML (:func:`local_task_dir`)."""
+        if not self.scoring:
+            raise DatasetError(f"{target.task}: dataset family {self.family!r} has no scoring "
+                               "task (its tasks cannot be targets)")
+        dataset = self.split(target.task.partition(":")[2], "test", n=n, seed=seed)
+        folder, task = local_task_dir(dataset, cache_dir)
+        return ScoringTask(tasks=(task,), include_path=str(folder), include_defaults=False)
+
+    def scored_items(self, target, default_limit: int) -> int | None:
+        """How many items a target is scored on: None when lmms-eval decides (its whole task)."""
+        return target.limit if self.scores_whole_task else (target.limit or default_limit)
+
+    def answers(self, name: str, n: int) -> list[str | None] | None:
+        """The gold answers of the first ``n`` test items (the constant-answer baseline); None
+        when they are not known here."""
+        if "test" not in self.splits:
+            return None
+        return self.split(name, "test", n=n, seed=0).answers()
+
+    # -- checks ---------------------------------------------------------------------------
+
+    def check(self, name: str) -> None:
+        """Called when a suite naming ``name`` is validated: raise :class:`DatasetError` for bad
+        data that can be found cheaply here (a file on another machine may be left to
+        :meth:`preflight`)."""
+
+    def preflight(self, name: str) -> None:
+        """Called before a run opens its store: raise :class:`DatasetError` for what the run
+        cannot read (a missing file)."""
 
 
-def load_lmms_task(name: str, **options: Any):
-    """An lmms-eval target task: a built-in task name or a folder / YAML path of local tasks.
+def family_of(ref: str) -> tuple[DatasetFamily, str]:
+    """(family, name) of a dataset ref ``family:name``, through the registry (unknown names fail
+    with the available ones)."""
+    _, family, name = family_entry(ref)
+    return family, name
 
-    lmms-eval reads its own data, so this returns the ``harness.scoring.Target`` that the
-    scorer runs; ``dataset=`` overrides a built-in task's data with a local parquet file.
-    """
-    from harness.scoring import Target
 
-    return Target(f"lmms:{name}", limit=options.get("limit"), metric=options.get("metric"),
-                  dataset=options.get("dataset"))
+def family_entry(ref: str):
+    """(registry entry, family, name) of a dataset ref: the entry says which plugin made it."""
+    from harness.plugin_manager import get_components
+
+    entry, name = get_components()["dataset"].resolve(ref)
+    return entry, entry.load()(entry.name), name
+
+
+def local_task_dir(dataset: Dataset, cache_dir: Path | None = None) -> tuple[Path, str]:
+    """Write (once) an lmms-eval exact-match task for ``dataset``'s items (question, image,
+    answer) beside its disk copy; returns (folder, task name). The name carries the
+    fingerprint, so other items get another task."""
+    import textwrap
+
+    copy = dataset.to_disk(cache_dir)
+    label = "".join(c if c.isalnum() else "_" for c in (dataset.task or dataset.name))
+    task = f"{LOCAL_TASK_PREFIX}{label}_{dataset.fingerprint}"
+    yaml_path = Path(copy.root) / "lmms_task" / f"{task}.yaml"
+    if not yaml_path.exists():
+        yaml_path.parent.mkdir(parents=True, exist_ok=True)
+        (yaml_path.parent / f"{LOCAL_TASK_UTILS_MODULE}.py").write_text(LOCAL_TASK_UTILS)
+        text = LOCAL_TASK_YAML.format(task=task, parquet=Path(copy.parquet).resolve(), version=1,
+                                      utils=LOCAL_TASK_UTILS_MODULE)
+        tmp = yaml_path.with_suffix(".tmp")
+        tmp.write_text(textwrap.dedent(text))
+        tmp.replace(yaml_path)
+    return yaml_path.parent, task
+
+
+LOCAL_TASK_PREFIX = "harness_local_"
+LOCAL_TASK_UTILS_MODULE = "harness_local_utils"
+LOCAL_TASK_UTILS = '''
+def doc_to_visual(doc):
+    return [doc["image"].convert("RGB")]
+
+
+def doc_to_text(doc, lmms_eval_specific_kwargs=None):
+    return doc["question"]
+'''
+
+LOCAL_TASK_YAML = """
+task: {task}
+dataset_path: parquet
+dataset_kwargs:
+  data_files:
+    test: {parquet}
+test_split: test
+output_type: generate_until
+doc_to_visual: !function {utils}.doc_to_visual
+doc_to_text: !function {utils}.doc_to_text
+doc_to_target: answer
+generation_kwargs:
+  max_new_tokens: 4
+  until: ["\\n", "."]
+  do_sample: false
+metric_list:
+  - metric: exact_match
+    aggregation: mean
+    higher_is_better: true
+    ignore_case: true
+    ignore_punctuation: true
+metadata:
+  version: {version}
+"""

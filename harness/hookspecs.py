@@ -84,6 +84,11 @@ def register_predictors(register):
 def register_datasets(register):
     """Register dataset families: alignment sets and target tasks (``shapes``, ``llava``, ...).
 
+    A family is a subclass of :class:`harness.datasets.DatasetFamily` and declares its
+    capabilities (``alignment_data``, ``splits``, ``scoring``); suites are validated against
+    them. A family with a test split is scored by a local exact-match task harness writes;
+    one whose tasks lmms-eval reads itself overrides ``scoring_task``.
+
     :param register: ``register(family, target, names=None, doc="")``, as for encoders.
     """
 

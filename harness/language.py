@@ -280,8 +280,9 @@ def load_tiny(name: str, *, seed: int = 0, vocabulary: Sequence[str] | None = No
               attn_implementation: str | None = None) -> LanguageModel:
     """A random-init causal LM from :data:`TINY_LLMS`, deterministic in ``seed``.
 
-    The vocabulary defaults to :func:`harness.shapes.vocabulary`; the model's vocab size, pad,
-    bos and eos ids follow the tokenizer. Float32 unless ``dtype`` says otherwise.
+    ``vocabulary`` is the word-level tokenizer's (the registered ``tiny`` family passes the
+    bundled test bed's, :func:`harness.plugins.language_models.load_tiny`); the model's vocab
+    size, pad, bos and eos ids follow the tokenizer. Float32 unless ``dtype`` says otherwise.
     """
     import transformers
     from transformers import AutoModelForCausalLM
@@ -291,9 +292,8 @@ def load_tiny(name: str, *, seed: int = 0, vocabulary: Sequence[str] | None = No
 
         raise BadInput(f"Unknown tiny language model {name!r}.{did_you_mean(name, list(TINY_LLMS))}")
     if vocabulary is None:
-        from harness.shapes import vocabulary as shapes_vocabulary
-
-        vocabulary = shapes_vocabulary()
+        raise BadInput(f"tiny language model {name!r}: no vocabulary given (the registered tiny family "
+                       "passes one: load it as tiny:<name> through the registry)")
     tok = build_word_tokenizer(vocabulary)
     config_name, args = TINY_LLMS[name]
     extra = {} if name == "gpt2" else {"max_position_embeddings": MAX_POSITIONS}

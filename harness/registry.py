@@ -46,7 +46,7 @@ class ContractError(RegistryError):
 CONTRACTS: dict[str, tuple[str, Any]] = {
     "vision_encoder": ("a loader: a callable taking the name after 'family:'", callable),
     "language_model": ("a loader: a callable taking the name after 'family:'", callable),
-    "dataset": ("a loader: a callable taking the name after 'family:'", callable),
+    "dataset": ("a dataset family: a subclass of harness.datasets.DatasetFamily", lambda t: _is_family(t)),
     "similarity_metric": ("a callable metric(x, y, **options) -> float", callable),
     "stopping_policy": ("a policy class with plan() and keep() (or drive())",
                         lambda t: callable(t) and (hasattr(t, "drive") or (hasattr(t, "plan") and hasattr(t, "keep")))),
@@ -57,6 +57,12 @@ CONTRACTS: dict[str, tuple[str, Any]] = {
     "executor": ("an executor class with run(spec) (and optionally run_many(specs))",
                  lambda t: callable(t) and hasattr(t, "run")),
 }
+
+
+def _is_family(target: Any) -> bool:
+    from harness.datasets import DatasetFamily
+
+    return isinstance(target, type) and issubclass(target, DatasetFamily)
 
 
 def contract_problem(kind: str, target: Any) -> str | None:

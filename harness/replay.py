@@ -56,7 +56,12 @@ class ReplayExecutor:
     def key(self, spec) -> str:
         """The trial's content key; each component and dataset is loaded once per replay for its
         fingerprint (a replay asks for hundreds of trials over a few components)."""
-        from harness.trial import key_of, load_alignment, load_encoder, load_language_model
+        from harness.trial import (
+            key_of,
+            load_alignment,
+            load_encoder,
+            load_language_model,
+        )
 
         fps = self._fingerprints
         for ref, load in ((spec.encoder, load_encoder), (spec.llm, load_language_model)):

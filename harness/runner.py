@@ -54,18 +54,16 @@ def run_suite(suite, suite_path: Path, store_path: Path, *, wait: float = 0.0,
 
 
 def preflight(suite) -> None:
-    """What validation leaves to the run, checked before the store is opened: every LLaVA data
-    file the suite names must exist. Validation reads (and checks) the files it can reach and
-    lets a missing relative path pass, so a suite written for another machine still validates;
-    reading the file again here would parse it twice."""
-    from harness.datasets import DatasetError, llava_ref
+    """What validation leaves to the run, checked before the store is opened: every dataset the
+    suite names must be readable here (:meth:`harness.datasets.DatasetFamily.preflight`: a LLaVA
+    json must exist). Validation checks the files it can reach and lets a missing relative path
+    pass, so a suite written for another machine still validates."""
+    from harness.datasets import family_of
 
     refs = [suite.alignment.dataset] + [t.task for t in suite.targets]
     for ref in dict.fromkeys(refs):
-        if ref.startswith("llava:"):
-            path, _ = llava_ref(ref.partition(":")[2])
-            if not path.is_file():
-                raise DatasetError(f"LLaVA json {str(path)!r} does not exist")
+        family, name = family_of(ref)
+        family.preflight(name)
 
 
 def _run(store, suite, suite_path: Path, *, replay_from: list[str] | None, fill: bool,

@@ -77,7 +77,6 @@ MAX_LORA_R = 4_096
 MAX_ETA = 1_024
 MAX_PROJECTOR_LAYERS = 16  # mlp<N>x_gelu: LLaVA uses 2
 MAX_SEED = 2**63 - 1  # stored as BIGINT
-MAX_GENERATED = 1_000_000  # items of a generated shapes dataset (its scenes are drawn eagerly)
 
 # libyaml when PyYAML was built with it (the wheels are): ~10x faster than pure Python
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -171,8 +170,8 @@ def _component(kind: str):
             except UnknownComponent as exc:
                 raise ValueError(str(exc)) from None
             _check_local_path(value)
-            if kind == "dataset" and value.startswith("llava:"):
-                _check_llava(value)
+            if kind == "dataset":
+                _check_dataset(value)
         return value
 
     return Annotated[str, Field(strict=True, min_length=1), AfterValidator(check)]
@@ -189,18 +188,16 @@ def _check_local_path(ref: str) -> None:
                              "dataset path must exist; a hub name has no leading / . or ~)")
 
 
-def _check_llava(ref: str) -> None:
-    """LLaVA data read as a run would (json, entries, every image's presence) plus a sample of
-    image headers, so a bad file fails validation instead of a started run. A missing file is
-    an error only when its path is explicit (:func:`_check_local_path`); otherwise the run's
-    preflight (:func:`harness.runner.preflight`) refuses it before touching the store."""
-    from harness.datasets import DatasetError, llava_ref, load_llava
+def _check_dataset(ref: str) -> None:
+    """The dataset family's own check (:meth:`harness.datasets.DatasetFamily.check`: LLaVA data
+    is read as a run would, with a sample of image headers), so bad data fails validation
+    instead of a started run. A file on another machine is left to the run's preflight
+    (:func:`harness.runner.preflight`), which refuses it before touching the store."""
+    from harness.datasets import DatasetError, family_of
 
-    path, _ = llava_ref(ref.partition(":")[2])
-    if not path.is_file():  # a file on another machine (a relative path: the run checks it)
-        return
+    family, name = family_of(ref)
     try:
-        load_llava(ref.partition(":")[2], check_images=256)
+        family.check(name)
     except DatasetError as exc:
         raise ValueError(str(exc)) from None
 
@@ -291,12 +288,26 @@ class Zoo(_Model):
         return _unique(v, "language model")
 
 
-def _generated_size(model, ref: str, field: str):
-    """A generated shapes dataset draws every scene up front: at most MAX_GENERATED items."""
+def _dataset_fits(model, info: ValidationInfo, ref: str, field: str, capability: str, role: str):
+    """``ref``'s dataset family can play ``role`` (its ``capability``: alignment data, or a
+    scoring task) and draws the ``field`` items asked for (at most its ``max_items``)."""
+    if not (info.context or {}).get("check_components", True):
+        return model
+    from harness.datasets import family_of
+    from harness.plugin_manager import get_components
+
+    try:
+        family, _ = family_of(ref)
+    except Exception:  # noqa: BLE001 - an unknown ref is reported by its own field
+        return model
+    if not getattr(family, capability):
+        able = sorted(e.name for e in get_components()["dataset"] if getattr(e.load(), capability, False))
+        raise _Located(f"{ref}: dataset family {family.family!r} cannot be {role}; families that can: "
+                       f"{', '.join(able) or '(none)'}", ("dataset" if field == "samples" else "task",))
     n = getattr(model, field) or 0
-    if ref.startswith("shapes:") and n > MAX_GENERATED:
-        raise _Located(f"the generated shapes world draws at most {MAX_GENERATED:,} items "
-                       f"(every scene is built up front), got {n:,}", (field,))
+    if family.max_items is not None and n > family.max_items:
+        raise _Located(f"dataset family {family.family!r} draws at most {family.max_items:,} items "
+                       f"(every item is built up front), got {n:,}", (field,))
     return model
 
 
@@ -307,8 +318,8 @@ class Alignment(_Model):
     samples: Annotated[Int, Field(gt=0, le=MAX_ITEMS)] | None = None  # None: the whole dataset
 
     @model_validator(mode="after")
-    def _generated_size(self):
-        return _generated_size(self, self.dataset, "samples")
+    def _family_fits(self, info: ValidationInfo):
+        return _dataset_fits(self, info, self.dataset, "samples", "alignment_data", "an alignment set")
 
 
 class LoRA(_Model):
@@ -390,8 +401,8 @@ class Target(_Model):
     limit: Annotated[Int, Field(gt=0, le=MAX_ITEMS)] | None = None  # None: every test item
 
     @model_validator(mode="after")
-    def _generated_size(self):
-        return _generated_size(self, self.task, "limit")
+    def _family_fits(self, info: ValidationInfo):
+        return _dataset_fits(self, info, self.task, "limit", "scoring", "a target (it has no scoring task)")
 
 
 class Clustering(_Model):

@@ -110,32 +110,30 @@ def load_language_model(ref: str):
     return load_component("language_model", ref)
 
 
-_GENERATED: dict = {}  # (ref, samples, seed) -> (entry, dataset): generated data, built once per process
-
-
 def load_alignment(ref: str, samples: int | None, seed: int):
-    """The alignment dataset named by ``ref``, capped at ``samples`` items (None: all of it; for
-    a generated dataset, its own default size)."""
-    from harness.datasets import subset
+    """(registry entry, dataset): the alignment data named by ``ref``, capped at ``samples`` items
+    (None: all of it; a generated family: its own default size), from its dataset family."""
+    from harness.datasets import family_entry
+
+    entry, family, name = family_entry(ref)
+    if not family.alignment_data:
+        raise BadInput(f"alignment dataset {ref!r}: family {family.family!r} holds target tasks, not "
+                       f"alignment data; use one of: {', '.join(alignment_families()) or '(none)'}")
+    return entry, family.alignment(name, samples=samples, seed=seed)
+
+
+def alignment_families() -> list[str]:
+    """The registered dataset families that hold alignment data."""
     from harness.plugin_manager import get_components
 
-    entry, name = get_components()["dataset"].resolve(ref)
-    if entry.name == "shapes":
-        # generated, deterministic and a few seconds to build: every trial key needs its
-        # fingerprint, so a replay or a worker asking for 70 trials builds it once, not 70 times
-        key = (ref, samples, seed)
-        if key not in _GENERATED:
-            if len(_GENERATED) >= 4:
-                _GENERATED.pop(next(iter(_GENERATED)))
-            _GENERATED[key] = (entry, entry.load()(name, split="train", n=samples, seed=seed))
-        return _GENERATED[key]
-    if entry.name == "llava":
-        dataset = entry.load()(name)
-        if samples and samples < len(dataset):
-            dataset = subset(dataset, samples / len(dataset), seed)
-        return entry, dataset
-    raise BadInput(f"alignment dataset {ref!r}: family {entry.name!r} holds target tasks, not "
-                   "alignment data; use shapes:align or llava:<path to json>")
+    out = []
+    for entry in get_components()["dataset"]:
+        try:
+            if entry.load().alignment_data:
+                out.append(entry.name)
+        except Exception:  # noqa: BLE001, S112 - a plugin that cannot load is named by its own errors
+            continue
+    return sorted(out)
 
 
 def examples_from(dataset) -> list:
@@ -277,7 +275,9 @@ def stored_outcome(spec: TrialSpec, key: str, store, run_id: str,
 
 
 def _expected_items(target: Target, default_limit: int) -> int | None:
-    return (target.limit or default_limit) if target.task.startswith("shapes:") else target.limit
+    from harness.datasets import family_of
+
+    return family_of(target.task)[0].scored_items(target, default_limit)
 
 
 def run_batch(specs: list, store, run_id: str, train, finished) -> list[TrialOutcome]:

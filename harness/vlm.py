@@ -11,7 +11,6 @@ import re
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 IMAGE_TOKEN = "<image>"

@@ -114,7 +114,7 @@ def test_probe_logits_match_sklearn_and_binary_tasks_get_two_rows():
 
 @pytest.fixture(scope="module")
 def items():
-    from harness.shapes import load_dataset
+    from harness.plugins.shapes import load_dataset
 
     return list(load_dataset("color", split="train", n=6))
 

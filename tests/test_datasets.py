@@ -13,10 +13,9 @@ from harness.datasets import (
     DatasetError,
     VisionTextDataset,
     VisionTextItem,
-    load_llava,
-    load_lmms_task,
     subset,
 )
+from harness.plugins.llava import load_llava
 
 
 def toy(n: int, fingerprint: str = "toy") -> Dataset:
@@ -184,10 +183,15 @@ def test_llava_data_copies_to_disk(tmp_path):
     assert np.array_equal(back[1].array(), ds[1].array())
 
 
-def test_lmms_tasks_are_targets_the_scorer_runs(tmp_path):
-    target = load_lmms_task("ai2d", dataset=str(tmp_path / "ai2d.parquet"), limit=5)
-    assert target.task == "lmms:ai2d" and target.limit == 5
-    assert target.dataset.endswith("ai2d.parquet")
+def test_an_lmms_built_in_task_with_a_local_dataset_is_scored_on_that_file(tmp_path):
+    from harness.plugins.lmms import LmmsFamily
+    from harness.scoring import Target
+
+    found = LmmsFamily("lmms").scoring_task(Target("lmms:ai2d", limit=5, dataset=str(tmp_path / "ai2d.parquet")),
+                                            n=1000, seed=0)
+    (task,) = found.tasks
+    assert task["task"] == "ai2d" and found.limit == 5 and found.include_defaults
+    assert task["dataset_kwargs"]["data_files"]["test"] == str((tmp_path / "ai2d.parquet").resolve())
 
 
 def test_llava_datasets_pickle(tmp_path):

@@ -53,7 +53,7 @@ def test_gw_order_is_ascending_with_ties_by_name_and_nan_last():
 
 
 def test_paired_text_is_the_question_and_answer_without_the_image_token():
-    from harness.shapes import load_dataset
+    from harness.plugins.shapes import load_dataset
 
     item = load_dataset("count", split="train", n=4, seed=0)[0]
     text = paired_text(item)
@@ -73,7 +73,7 @@ def test_text_features_do_not_depend_on_the_batch_padding():
 
 
 def test_encoder_features_are_standardised_per_token_and_feature():
-    from harness.shapes import load_dataset
+    from harness.plugins.shapes import load_dataset
     from harness.trial import load_encoder
 
     dataset = load_dataset("color", split="train", n=12, seed=0)

@@ -9,7 +9,7 @@ from harness import language
 from harness.errors import BadInput
 
 try:
-    from harness.shapes import corpus, vocabulary
+    from harness.plugins.shapes import corpus, vocabulary
 
     WORDS = vocabulary()
     LINES = list(corpus(200))

@@ -75,7 +75,7 @@ def test_ranking_basis_says_what_a_place_rests_on():
 def test_constant_answer_baseline_is_the_most_frequent_test_answer():
     from collections import Counter
 
-    from harness.shapes import load_dataset
+    from harness.plugins.shapes import load_dataset
 
     answer, value, n = task_baseline("shapes:count", 200)
     answers = Counter(load_dataset("count", split="test", n=200, seed=0).answers())

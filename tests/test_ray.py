@@ -159,9 +159,10 @@ def test_suite_with_ray_fields_validates_and_bad_fields_are_named(tmp_path):
     assert out.returncode == 2 and "executor.retries" in out.stderr and "executor.gpus" in out.stderr
 
 
-# slow: once, in a full default run on a loaded machine, the driver finished normally (exit 0)
-# after the SIGINT; not reproduced alone, not diagnosed (see the session note)
-@pytest.mark.slow
+# was slow-marked: once, in a full default run, the driver exited 0 after the SIGINT. The cause
+# was DuckDB turning a Ctrl-C during a statement into RuntimeError('Query interrupted'), which the
+# per-candidate handlers took for a candidate's failure (fixed: harness.errors.interrupted);
+# 8 of 8 runs passed after the fix, under load
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_interrupting_the_driver_cancels_tasks_and_leaves_the_store_consistent(tmp_path, ray_cluster, sig):
     address = ray_cluster.get_runtime_context().gcs_address

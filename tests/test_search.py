@@ -382,11 +382,11 @@ def _lmms_task(folder, splits):
     """A local lmms-eval task over shapes-world color items, with the given splits."""
     import textwrap
 
-    from harness.scoring import SHAPES_UTILS
-    from harness.shapes import load_dataset
+    from harness.datasets import LOCAL_TASK_UTILS
+    from harness.plugins.shapes import load_dataset
 
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "harness_shapes_utils.py").write_text(SHAPES_UTILS)
+    (folder / "harness_local_utils.py").write_text(LOCAL_TASK_UTILS)
     files = {}
     for split, (source, n) in splits.items():
         copy = load_dataset("color", split=source, n=n, seed=0).to_disk(folder / split)
@@ -401,8 +401,8 @@ def _lmms_task(folder, splits):
         """) + lines + "\n" + extra + textwrap.dedent("""\
         test_split: test
         output_type: generate_until
-        doc_to_visual: !function harness_shapes_utils.doc_to_visual
-        doc_to_text: !function harness_shapes_utils.doc_to_text
+        doc_to_visual: !function harness_local_utils.doc_to_visual
+        doc_to_text: !function harness_local_utils.doc_to_text
         doc_to_target: answer
         generation_kwargs: {max_new_tokens: 4, until: ["\\n", "."], do_sample: false}
         metric_list:
@@ -416,7 +416,7 @@ def test_an_lmms_target_is_clustered_on_its_validation_images_and_scored_end_to_
     split (not the alignment data, never its test items), trials are scored on its test split
     through lmms-eval, and a task with only a test split falls back to the alignment data and
     says so."""
-    from harness.scoring import Target, lmms_feature_items
+    from harness.plugins.lmms import LmmsFamily
 
     task = _lmms_task(tmp_path / "task", {"validation": ("train", 40), "test": ("test", 16)})
     small = {"zoo.vision_encoders": ["tiny:vit-p4", "tiny:vit-p8"], "zoo.language_models": ["tiny:gpt2"],
@@ -426,13 +426,13 @@ def test_an_lmms_target_is_clustered_on_its_validation_images_and_scored_end_to_
     assert out.returncode == 0, out.stderr
     said = "".join((out.stdout + out.stderr).split())  # (rich wraps the long path)
     assert f"clusteringfeaturesoflmms:{task}:16imagesofitsvalidationsplit" in said
-    items, fingerprint, _ = lmms_feature_items(Target(f"lmms:{task}"), 16, 0)
+    items, _ = LmmsFamily("lmms").features(str(task), n=16, seed=0)
     assert all(":validation:" in it.id for it in items)
     used = {r[0] for r in fetch(store, "select distinct dataset_fingerprint from embeddings")}
-    assert fingerprint in used
+    assert items.fingerprint in used
     scores = fetch(store, "select task, n_items from scores")
     assert scores and {s for s, _ in scores} == {f"lmms:{task}"} and {n for _, n in scores} == {8}
 
     only_test = _lmms_task(tmp_path / "t2", {"test": ("test", 16)})
-    items, _, why = lmms_feature_items(Target(f"lmms:{only_test}"), 16, 0)
+    items, why = LmmsFamily("lmms").features(str(only_test), n=16, seed=0)
     assert items is None and "no validation or training split" in why

@@ -8,8 +8,8 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from harness import shapes
-from harness.datasets import load_llava
+from harness.plugins import shapes
+from harness.plugins.llava import load_llava
 
 
 def digest(ds, images=True) -> str:
@@ -256,9 +256,15 @@ def test_cache_dir_defaults_to_harness_cache(monkeypatch, tmp_path):
 def test_registered_as_the_shapes_dataset_family():
     from harness.plugin_manager import get_components
 
+    from harness.datasets import family_of
+
     entry, name = get_components()["dataset"].resolve("shapes:spatial")
-    ds = entry.load()(name, n=3)
+    family = entry.load()(entry.name)
+    ds = family.split(name, "test", n=3, seed=0)
     assert ds.name == "shapes:spatial" and len(ds) == 3
+    assert ds.fingerprint == shapes.load_dataset("spatial", split="test", n=3).fingerprint
+    assert family.alignment_data and family.scoring and family.splits == ("train", "test")
+    assert type(family_of("shapes:align")[0]) is type(family)
 
 
 def test_datasets_pickle_for_worker_processes():

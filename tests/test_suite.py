@@ -443,8 +443,8 @@ def test_suite_values_reach_the_trial_without_a_layer_substituting_its_own(tmp_p
 
     from harness.store import Store
 
-    from harness.datasets import load_llava
-    from harness.shapes import DEFAULT_N
+    from harness.plugins.llava import load_llava
+    from harness.plugins.shapes import DEFAULT_N
     from harness.strategies.grid import GridSearch
     from harness.suite import LoRA
     from harness.training import LoraSettings, TrainConfig, config_from_suite

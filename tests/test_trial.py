@@ -33,7 +33,7 @@ def _accuracy(vlm, dataset, pixels):
 
 
 def test_color_trial_learns_from_the_image_in_under_a_minute(store):
-    from harness.shapes import load_dataset
+    from harness.plugins.shapes import load_dataset
 
     config = TrainConfig(llm="full", lr=1e-3, batch_size=32, epochs=8, schedule="cosine", warmup=0.05)
     spec = TrialSpec(encoder="tiny:vit-p8", llm="tiny:llama", alignment="shapes:color", samples=1500,
@@ -135,7 +135,7 @@ def test_a_nan_loss_fails_the_candidate_and_is_recorded(store):
 
 def test_nested_subsets_feed_smaller_ratios(store):
     from harness.datasets import subset
-    from harness.shapes import load_dataset
+    from harness.plugins.shapes import load_dataset
 
     data = load_dataset("align", split="train", n=200)
     half, quarter = subset(data, 0.5, 3), subset(data, 0.25, 3)  # _small() has seed 3
@@ -170,7 +170,7 @@ def _constant(**overrides):
 
 def test_a_continued_trial_trains_only_the_extra_samples_under_its_own_key(store):
     from harness.datasets import subset
-    from harness.shapes import load_dataset
+    from harness.plugins.shapes import load_dataset
     from harness.trial import OPTIMIZER_FILE, examples_from
 
     run = store.start_run(suite_name="continue")

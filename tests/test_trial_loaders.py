@@ -17,7 +17,7 @@ def local_models(tmp_path_factory):
     import torch
     from safetensors.torch import save_file
 
-    from harness.language import load_tiny as tiny_llm
+    from harness.plugins.language_models import load_tiny as tiny_llm
     from harness.vision import load_tiny as tiny_encoder
 
     root = tmp_path_factory.mktemp("models")

@@ -9,9 +9,10 @@ import sys
 import numpy as np
 import pytest
 import torch
+from harness.plugins.zoo import recipes as zoo
+from harness.plugins.zoo import train as zoo_train
 from PIL import Image
 
-from harness import zoo, zoo_train
 from harness.errors import BadInput
 
 MANIFEST = zoo.read_manifest(zoo.PACKAGE_DIR)
@@ -26,7 +27,7 @@ def _load(kind, ref, **options):
 
 
 def _images(n=3):
-    from harness.shapes import ShapesParams, render, sample
+    from harness.plugins.shapes import ShapesParams, render, sample
 
     p = ShapesParams()
     return [render(sample(t, "test", 0, 0).scene, 64, noise=p.noise)
@@ -120,7 +121,7 @@ def test_every_mini_llm_loads_and_gives_logits(name):
 
 
 def test_pretrained_llms_beat_random_init_on_held_out_text():
-    from harness.language import load_tiny
+    from harness.plugins.language_models import load_tiny
 
     lines = zoo.corpus_lines({"corpus": "mixed", "lines": 64, "seed": 999})
 
@@ -164,7 +165,7 @@ def test_rebuilding_the_cheapest_recipe_reproduces_the_shipped_weights(tmp_path)
     """Full rebuild of the cheapest pretrained recipe (a few seconds on one thread)."""
     cheapest = min((r for r in zoo.RECIPES.values() if r.steps), key=lambda r: r.steps * r.batch
                    * (1 if r.kind == "language_model" else 4))
-    meta = zoo.build(cheapest.name, out=tmp_path)
+    meta = zoo_train.build(cheapest.name, out=tmp_path)
     assert meta["hash"] == MANIFEST[cheapest.name]["hash"] and not meta["cached"]
     built, shipped = _tensors(tmp_path / cheapest.name), _tensors(zoo.PACKAGE_DIR / cheapest.name)
     assert built.keys() == shipped.keys()
@@ -175,18 +176,18 @@ def test_rebuilding_the_cheapest_recipe_reproduces_the_shipped_weights(tmp_path)
     # Bit-identical to the shipped file only where the libraries round as the building machine's
     # did (a fresh install in December 2026 matched 18% of the tensors, all within the tolerance
     # above); a second build on this machine must match the first bit for bit.
-    rebuilt = zoo.build(cheapest.name, out=tmp_path / "again")
+    rebuilt = zoo_train.build(cheapest.name, out=tmp_path / "again")
     assert not rebuilt["cached"]
     second = _tensors(tmp_path / "again" / cheapest.name)
     assert all(torch.equal(built[k], second[k]) for k in shipped)
-    again = zoo.build(cheapest.name, out=tmp_path)
+    again = zoo_train.build(cheapest.name, out=tmp_path)
     assert again["cached"] and again["hash"] == meta["hash"]
 
 
 def test_a_short_encoder_build_is_deterministic_and_not_mistaken_for_the_recipe(tmp_path,
                                                                                 monkeypatch):
-    a = zoo.build("sup-vit", out=tmp_path / "a", steps=2)
-    b = zoo.build("sup-vit", out=tmp_path / "b", steps=2)
+    a = zoo_train.build("sup-vit", out=tmp_path / "a", steps=2)
+    b = zoo_train.build("sup-vit", out=tmp_path / "b", steps=2)
     assert a["hash"] == b["hash"] != zoo.recipe("sup-vit").hash
     ta, tb = _tensors(tmp_path / "a" / "sup-vit"), _tensors(tmp_path / "b" / "sup-vit")
     assert all(torch.equal(ta[k], tb[k]) for k in ta)
@@ -226,7 +227,7 @@ def test_corpus_kinds():
     assert not any("USER:" in x for x in qa + mixed)  # chat defaults to 0
     assert chat[:50] == zoo.corpus_lines({"corpus": "mixed", "chat": 0.5, "lines": 50, "seed": 3})
     assert 0.2 < np.mean([zoo.is_question_line(x) for x in mixed]) < 0.9
-    from harness.shapes import tokenize, vocabulary
+    from harness.plugins.shapes import tokenize, vocabulary
 
     words = set(vocabulary()) | {"user", "assistant"}
     assert all(set(tokenize(x.lower())) <= words for x in chat + mixed)

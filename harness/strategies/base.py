@@ -257,33 +257,25 @@ class SearchStrategy:
         return entry.plugin, entry.version
 
     def feature_data(self, task: str, n: int):
-        """(dataset, items): what clustering features of ``task`` are computed on, ``n`` items.
-        A shapes task: its train split. An ``lmms:`` task: its own images, from its validation
-        split (else train; never test; :func:`harness.scoring.lmms_feature_items`). Otherwise,
-        or when the task has neither split, the alignment data (said once in the run's log)."""
-        from harness.datasets import Dataset
-        from harness.shapes import load_dataset
+        """(dataset, items): what clustering features of ``task`` are computed on, ``n`` items:
+        what its dataset family gives (:meth:`harness.datasets.DatasetFamily.features`: a train
+        split, or a scored task's own validation images, never test items); when it has none,
+        the alignment data (said once in the run's log)."""
+        from harness.datasets import family_of
         from harness.trial import load_alignment
 
         cache = self.__dict__.setdefault("_feature_data", {})
         if (task, n) in cache:
             return cache[(task, n)]
-        if task.startswith("shapes:"):
-            dataset = load_dataset(task.split(":", 1)[1], split="train", n=n, seed=self.suite.seed)
+        family, name = family_of(task)
+        target = next((t for t in self.targets if t.task == task), None)
+        dataset, note = family.features(name, n=n, seed=self.suite.seed, target=target)
+        if dataset is not None:
+            if note:
+                self.say(f"clustering features of {task}: {note}", always=True)
         else:
-            items, fingerprint, where = None, None, "it is not a shapes or lmms task"
-            if task.startswith("lmms:"):
-                from harness.scoring import lmms_feature_items
-
-                target = next(t for t in self.targets if t.task == task)
-                items, fingerprint, where = lmms_feature_items(target, n, self.suite.seed)
-            if items is not None:
-                dataset = Dataset(task, len(items), items.__getitem__, fingerprint, task=task)
-                self.say(f"clustering features of {task}: {where}", always=True)
-            else:
-                self.say(f"clustering features of {task} come from the alignment data: {where}",
-                         always=True)
-                _, dataset = load_alignment(self.suite.alignment.dataset, n, seed=0)
+            self.say(f"clustering features of {task} come from the alignment data: {note}", always=True)
+            _, dataset = load_alignment(self.suite.alignment.dataset, n, seed=0)
         cache[(task, n)] = dataset, [dataset[i] for i in range(min(n, len(dataset)))]
         return cache[(task, n)]
 
@@ -421,14 +413,15 @@ def binomial_error(scores) -> float:
 def task_baseline(task: str, limit: int | None) -> tuple[str | None, float, int] | None:
     """(answer, value, n_items): the constant-answer score of one target's test split, the share
     of its items whose answer is the most frequent one (always giving that answer scores it);
-    None when the answers are not known here (lmms tasks)."""
+    None when its dataset family does not know them here (:meth:`~harness.datasets.DatasetFamily.answers`)."""
     from collections import Counter
 
-    from harness.shapes import load_dataset
+    from harness.datasets import family_of
 
-    if not task.startswith("shapes:"):
+    family, name = family_of(task)
+    answers = family.answers(name, limit or 1000)
+    if answers is None:
         return None
-    answers = load_dataset(task.split(":", 1)[1], split="test", n=limit or 1000, seed=0).answers()
     counts = Counter(a for a in answers if a is not None)
     if not counts:
         return None, 0.0, len(answers)

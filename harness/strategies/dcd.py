@@ -159,7 +159,7 @@ class DCDSearch(SearchStrategy):
     def history(self, stored: Mapping[Candidate, Mapping[str, float]], exclude: set) -> list[str]:
         """The past tasks: ``transfer.history``, else every task with a stored score for one of
         the candidates; targets left out. Auto-found tasks without images and answers to probe
-        (not shapes: or llava:) are skipped."""
+        (their dataset family has no train split) are skipped."""
         named = self.options.history
         seen = sorted({t for scores in stored.values() for t in scores})
         if named is not None:
@@ -180,17 +180,15 @@ class DCDSearch(SearchStrategy):
     def task_examples(self, task: str):
         """(dataset, items): ``transfer.examples`` train items of ``task`` with images and answers."""
         if task not in self._datasets:
-            from harness.plugin_manager import get_components
+            from harness.datasets import family_of
 
             n = self.options.examples
-            entry, name = get_components()["dataset"].resolve(task)
-            if entry.name == "shapes":
-                dataset = entry.load()(name, split="train", n=n, seed=self.suite.seed)
-            elif entry.name == "llava":
-                dataset = entry.load()(name)
-            else:
+            family, name = family_of(task)
+            if "train" not in family.splits:
                 raise BadInput(f"strategy dcd: task {task!r} has no images with answers to probe "
-                               "the encoders on; use shapes: or llava: tasks")
+                               f"the encoders on (its dataset family {family.family!r} has no train "
+                               f"split); use tasks of: {', '.join(_probeable_families())}")
+            dataset = family.split(name, "train", n=n, seed=self.suite.seed)
             items = [it for it in dataset if it.has_image and it.answer is not None][:n]
             if len(items) < 2:
                 raise BadInput(f"strategy dcd: task {task!r} has {len(items)} items with an image"
@@ -264,7 +262,20 @@ class DCDSearch(SearchStrategy):
 
 
 def _probeable(task: str) -> bool:
-    return task.split(":", 1)[0] in ("shapes", "llava")
+    """Whether ``task``'s dataset family has a train split to probe the encoders on."""
+    from harness.datasets import family_of
+    from harness.registry import RegistryError
+
+    try:
+        return "train" in family_of(task)[0].splits
+    except RegistryError:  # a task stored by a plugin that is not installed here
+        return False
+
+
+def _probeable_families() -> list[str]:
+    from harness.plugin_manager import get_components
+
+    return sorted(e.name for e in get_components()["dataset"] if "train" in e.load().splits)
 
 
 # ---------------------------------------------------------------- leave-one-task-out

@@ -22,7 +22,7 @@ def zoo():
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per component.")
 def list_(as_json):
     """Every mini: component: objective, architecture, steps, and where its weights are."""
-    from harness import zoo as z
+    from harness.plugins.zoo import recipes as z
 
     manifests = [(d, z.read_manifest(d)) for d in z.search_dirs()]
     rows = []
@@ -68,7 +68,7 @@ def _arch(r) -> str:
 
 
 def _short(path: str) -> str:
-    from harness import zoo as z
+    from harness.plugins.zoo import recipes as z
 
     return "package" if path == str(z.PACKAGE_DIR) else path
 
@@ -83,7 +83,8 @@ def _short(path: str) -> str:
               help="Override every recipe's steps (a smoke test; loaders ignore the result).")
 def build(names, out, force, steps):
     """Pretrain mini: components from their recipes (one CPU thread, deterministic)."""
-    from harness import zoo as z
+    from harness.plugins.zoo import recipes as z
+    from harness.plugins.zoo import train as zoo_train
 
     todo = [z.recipe(n) for n in names] if names else list(z.RECIPES.values())
     out_dir = out if out is not None else str(z.default_build_dir())
@@ -93,7 +94,7 @@ def build(names, out, force, steps):
         label = f"[{k}/{len(todo)}] {r.ref}"
         click.echo(f"{label}: {r.objective}, {_arch(r)}, {steps if steps is not None else r.steps} steps",
                    err=True)
-        meta = z.build(r.name, out=out_dir, steps=steps, force=force, progress=_progress(label))
+        meta = zoo_train.build(r.name, out=out_dir, steps=steps, force=force, progress=_progress(label))
         results.append(meta)
         if meta["cached"]:
             click.echo(f"{label}: up to date ({meta['hash']})", err=True)

@@ -3,7 +3,7 @@
 Random-init tiny models make a poor test bed: their grid's ranking is mostly seed noise and
 feature scale (measured on this test bed; ``benchmarks/testbed_report.py`` prints the mini zoo's
 properties from the shipped table). The ``mini:`` components are pretrained
-briefly, on one CPU thread, on the shapes world (:mod:`harness.shapes`), with *different
+briefly, on one CPU thread, on the shapes world (:mod:`harness.plugins.shapes`), with *different
 objectives*, so their representations cluster by objective and no single VLM wins every task:
 
 ==============  ==================================================================  =============
@@ -19,9 +19,10 @@ objective       what the encoder learns from                                    
 ==============  ==================================================================  =============
 
 Every component is a :class:`Recipe` -- library, architecture, objective, steps, batch, lr,
-seed, data -- and :func:`build` turns a recipe into weights deterministically (seeded torch and
-numpy, one thread; the objectives and loops are in :mod:`harness.zoo_train`). The recipe's content hash names the result: a build is skipped when the
-output folder already holds that hash, and the loaders only accept weights whose hash matches
+seed, data -- and :func:`harness.plugins.zoo.train.build` turns a recipe into weights
+deterministically (seeded torch and numpy, one thread; the objectives and loops are in that
+module, which imports this one). The recipe's content hash names the result: a build is
+skipped when the output folder already holds that hash, and the loaders only accept weights whose hash matches
 the current recipe. Each result is one folder in its library's own format (timm
 ``save_for_hf``; transformers ``save_pretrained`` + processor / tokenizer) in float16, loaded
 through :func:`harness.vision.load_timm` / :func:`harness.vision.load_hf` /
@@ -30,7 +31,7 @@ recipe hash, parameter count, build seconds and final loss.
 
 Where weights are looked for, first match wins: ``$HARNESS_ZOO``, the build folder next to the
 store (``<store dir>/zoo``, where ``harness zoo build`` writes by default), and the weights
-shipped in the package (``harness/zoo_data``).
+shipped in the package (``harness/plugins/zoo/zoo_data``).
 
 This module imports no torch at import time, so ``harness zoo list`` starts fast.
 """
@@ -41,15 +42,14 @@ import contextlib
 import json
 import math
 import os
-import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from harness.errors import BadInput
 
-ZOO_VERSION = "zoo-1"  # bump when a change to harness.zoo_train alters what a recipe builds
+ZOO_VERSION = "zoo-1"  # bump when a change to harness.plugins.zoo.train alters what a recipe builds
 PACKAGE_DIR = Path(__file__).parent / "zoo_data"
 MANIFEST = "manifest.json"
 ZOO_ENV = "HARNESS_ZOO"
@@ -96,7 +96,7 @@ class Recipe:
 
     def content(self) -> dict:
         """What determines the weights: the recipe without its doc, and the generator versions."""
-        from harness.shapes import GENERATOR_VERSION
+        from harness.plugins.shapes import GENERATOR_VERSION
 
         body = {k: v for k, v in asdict(self).items() if k != "doc"}
         return {"zoo": ZOO_VERSION, "shapes": GENERATOR_VERSION, **body}
@@ -326,7 +326,7 @@ def _label(component, r: Recipe):
 
 def scene_samples(data: Mapping[str, Any], indices) -> dict:
     """Scenes of an image pool: pool index i is ``shapes.sample(tasks[i % k], "train", seed, i // k)``."""
-    from harness import shapes
+    from harness.plugins import shapes
 
     tasks = tuple(data["tasks"])
     k = len(tasks)
@@ -338,8 +338,7 @@ def render_pool(samples: Mapping[int, Any], size: int = IMAGE_SIZE) -> Any:
     """uint8 [pool size, size, size, 3] with the given samples rendered as the shapes datasets
     render them (the rest stay black)."""
     import numpy as np
-
-    from harness import shapes
+    from harness.plugins import shapes
 
     p = shapes.ShapesParams()
     out = np.zeros((max(samples) + 1, size, size, 3), np.uint8)
@@ -364,7 +363,7 @@ def is_question_line(line: str) -> bool:
 
 
 def corpus_lines(data: Mapping[str, Any]) -> list[str]:
-    """The text an LLM recipe trains on, from :func:`harness.shapes.corpus`.
+    """The text an LLM recipe trains on, from :func:`harness.plugins.shapes.corpus`.
 
     ``corpus``: ``mixed`` takes the stream as is (about a third captions), ``captions`` and
     ``qa`` keep one kind. ``chat`` (0-1) is the share of question lines written in the VLM's
@@ -373,8 +372,7 @@ def corpus_lines(data: Mapping[str, Any]) -> list[str]:
     checkpoint does; one that has not must learn the format during alignment.
     """
     import numpy as np
-
-    from harness import shapes
+    from harness.plugins import shapes
 
     kind, n, chat = data["corpus"], int(data["lines"]), float(data.get("chat", 0.0))
     if kind not in ("mixed", "captions", "qa"):
@@ -395,83 +393,6 @@ def corpus_lines(data: Mapping[str, Any]) -> list[str]:
 
 
 # ---------------------------------------------------------------- building
-
-
-def build(name: str, *, out: str | os.PathLike | None = None, steps: int | None = None,
-          force: bool = False, progress: Progress | None = None) -> dict:
-    """Pretrain ``name`` from its recipe and save it under ``out/name``; returns its metadata.
-
-    Skipped (metadata from the manifest, ``"cached": True``) when ``out`` already holds this
-    recipe's hash, unless ``force``. ``steps`` overrides the recipe's (a shortened variant, for
-    smoke tests: its hash differs, so loaders do not mistake it for the recipe). Deterministic:
-    seeded torch and numpy, one torch thread; the caller's RNG and thread count are restored.
-    """
-    r = recipe(name)
-    if steps is not None:
-        r = replace(r, steps=int(steps))
-    out_dir = Path(out) if out is not None else default_build_dir()
-    known = read_manifest(out_dir).get(r.name)
-    if not force and known and known.get("hash") == r.hash and (out_dir / r.name).is_dir():
-        return {**known, "cached": True, "path": str(out_dir / r.name)}
-
-    import torch
-
-    from harness import zoo_train
-    from harness.vision import seeded
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    start, cpu = time.perf_counter(), time.process_time()
-    try:
-        with seeded(r.seed):
-            train = zoo_train.train_encoder if r.kind == "vision_encoder" else zoo_train.train_llm
-            component, losses = train(r, progress)
-    finally:
-        torch.set_num_threads(threads)
-    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
-    target = out_dir / r.name
-    tmp = out_dir / f".{r.name}.tmp{os.getpid()}"
-    _save(component, tmp)
-    meta = {
-        "name": r.name, "ref": r.ref, "kind": r.kind, "hash": r.hash, "objective": r.objective,
-        "library": r.library, "arch": r.arch, "steps": r.steps, "batch": r.batch,
-        "params": sum(p.numel() for p in component.model.parameters()),
-        "wall_seconds": round(wall, 1),
-        "cpu_seconds": round(cpu, 1),  # the wall time on a busy machine overstates the cost
-        "final_loss": round(_final_loss(losses), 4) if losses else None,
-        "first_loss": round(losses[0], 4) if losses else None,
-        "bytes": sum(f.stat().st_size for f in tmp.rglob("*") if f.is_file()),
-        "torch": torch.__version__, "doc": r.doc,
-    }
-    with _locked(out_dir):
-        if target.exists():
-            import shutil
-
-            shutil.rmtree(target)
-        tmp.replace(target)
-        manifest = read_manifest(out_dir)
-        manifest[r.name] = meta
-        _write_manifest(out_dir, manifest)
-    return {**meta, "cached": False, "path": str(target)}
-
-
-def _final_loss(losses: list[float]) -> float:
-    tail = losses[-max(1, len(losses) // 20):]
-    return sum(tail) / len(tail)
-
-
-def _save(component, directory: Path) -> None:
-    """float16 weights in the component's library format (tokenizer/processor alongside)."""
-    import shutil
-
-    if directory.exists():
-        shutil.rmtree(directory)
-    component.model.half()
-    with _quiet_transformers():
-        component.save(directory)
-    for f in directory.rglob("*"):  # safetensors writes 0600; package data must be world-readable
-        if f.is_file():
-            f.chmod(0o644)
 
 
 @contextlib.contextmanager

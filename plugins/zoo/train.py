@@ -1,9 +1,10 @@
-"""Pretraining the miniature zoo: the objectives and loops behind :func:`harness.zoo.build`.
+"""Pretraining the miniature zoo: :func:`build` a recipe of :mod:`harness.plugins.zoo.recipes`,
+the objectives and their loops (this module imports the recipes, never the other way round).
 
 Everything here runs inside ``build``'s seeded, single-threaded context and consumes random
 numbers in a fixed order, so a recipe's weights are a pure function of the recipe (changing
 the order in which modules are created or random numbers drawn changes the shipped weights:
-bump :data:`harness.zoo.ZOO_VERSION` and rebuild when you do).
+bump :data:`harness.plugins.zoo.recipes.ZOO_VERSION` and rebuild when you do).
 
 Encoders train through the :class:`~harness.vision.VisionEncoder` wrapper the VLM uses, on
 the tokens it returns (pooled to the recipe's grid), except where an objective needs the
@@ -13,22 +14,31 @@ library model's internals (CLIP's pooled CLS, MAE's patch embedding). Heads are 
 from __future__ import annotations
 
 import math
+import os
+import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import nn
-
-from harness.zoo import (
+from harness.plugins.zoo.recipes import (
     IMAGE_SIZE,
     Progress,
     Recipe,
+    _locked,
+    _quiet_transformers,
+    _write_manifest,
     batch_order,
     corpus_lines,
+    default_build_dir,
+    read_manifest,
+    recipe,
     render_pool,
     scene_samples,
 )
+from torch import nn
 
 
 def fit(params: list, step_loss: Callable[[int], torch.Tensor], r: Recipe,
@@ -208,7 +218,7 @@ def scene_attributes(scene, grid: int = 4) -> dict:
     """Labels the ``attributes`` objective predicts: object count, which shape kinds are
     present, scene kind, and per grid cell the shape whose centre lies there (0: none; the
     largest wins). No colours: the supervised encoders are not told them."""
-    from harness.shapes import BASE, SHAPES
+    from harness.plugins.shapes import BASE, SHAPES
 
     kinds = [0] * len(SHAPES)
     cells = [0] * (grid * grid)
@@ -226,7 +236,7 @@ class Attributes(Objective):
     """Supervised scene attributes from the scene specs, on the grid tokens the VLM sees."""
 
     def __init__(self, r, enc, samples, gen):
-        from harness.shapes import SHAPES
+        from harness.plugins.shapes import SHAPES
 
         labels = {i: scene_attributes(s.scene, r.grid or 4) for i, s in samples.items()}
         super().__init__(r, enc, samples, gen)
@@ -270,9 +280,9 @@ class Clip(Objective):
     def __init__(self, r, enc, samples, gen):
         import numpy as np
         import transformers
+        from harness.plugins.shapes import caption, vocabulary
 
         from harness.language import build_word_tokenizer
-        from harness.shapes import caption, vocabulary
 
         tok = build_word_tokenizer(vocabulary())
         text_args = dict(r.options["text"])
@@ -375,10 +385,10 @@ OBJECTIVES: dict[str, type[Objective]] = {
 def new_llm(r: Recipe):
     """The recipe's causal LM at random init (call under a seed), with the word tokenizer."""
     import transformers
+    from harness.plugins.shapes import vocabulary
     from transformers import AutoModelForCausalLM
 
     from harness.language import MAX_POSITIONS, LanguageModel, build_word_tokenizer
-    from harness.shapes import vocabulary
 
     tok = build_word_tokenizer(vocabulary())
     extra = {} if r.arch == "GPT2Config" else {"max_position_embeddings": MAX_POSITIONS}
@@ -416,3 +426,80 @@ def train_llm(r: Recipe, progress: Progress | None):
     losses = fit(list(lm.model.parameters()), step_loss, r, progress, weight_decay=0.01)
     lm.model.eval()
     return lm, losses
+
+
+# ---------------------------------------------------------------- building
+
+
+def build(name: str, *, out: str | os.PathLike | None = None, steps: int | None = None,
+          force: bool = False, progress: Progress | None = None) -> dict:
+    """Pretrain ``name`` from its recipe and save it under ``out/name``; returns its metadata.
+
+    Skipped (metadata from the manifest, ``"cached": True``) when ``out`` already holds this
+    recipe's hash, unless ``force``. ``steps`` overrides the recipe's (a shortened variant, for
+    smoke tests: its hash differs, so loaders do not mistake it for the recipe). Deterministic:
+    seeded torch and numpy, one torch thread; the caller's RNG and thread count are restored.
+    """
+    r = recipe(name)
+    if steps is not None:
+        r = replace(r, steps=int(steps))
+    out_dir = Path(out) if out is not None else default_build_dir()
+    known = read_manifest(out_dir).get(r.name)
+    if not force and known and known.get("hash") == r.hash and (out_dir / r.name).is_dir():
+        return {**known, "cached": True, "path": str(out_dir / r.name)}
+
+    from harness.vision import seeded
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    start, cpu = time.perf_counter(), time.process_time()
+    try:
+        with seeded(r.seed):
+            train = train_encoder if r.kind == "vision_encoder" else train_llm
+            component, losses = train(r, progress)
+    finally:
+        torch.set_num_threads(threads)
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+    target = out_dir / r.name
+    tmp = out_dir / f".{r.name}.tmp{os.getpid()}"
+    _save(component, tmp)
+    meta = {
+        "name": r.name, "ref": r.ref, "kind": r.kind, "hash": r.hash, "objective": r.objective,
+        "library": r.library, "arch": r.arch, "steps": r.steps, "batch": r.batch,
+        "params": sum(p.numel() for p in component.model.parameters()),
+        "wall_seconds": round(wall, 1),
+        "cpu_seconds": round(cpu, 1),  # the wall time on a busy machine overstates the cost
+        "final_loss": round(_final_loss(losses), 4) if losses else None,
+        "first_loss": round(losses[0], 4) if losses else None,
+        "bytes": sum(f.stat().st_size for f in tmp.rglob("*") if f.is_file()),
+        "torch": torch.__version__, "doc": r.doc,
+    }
+    with _locked(out_dir):
+        if target.exists():
+            import shutil
+
+            shutil.rmtree(target)
+        tmp.replace(target)
+        manifest = read_manifest(out_dir)
+        manifest[r.name] = meta
+        _write_manifest(out_dir, manifest)
+    return {**meta, "cached": False, "path": str(target)}
+
+
+def _final_loss(losses: list[float]) -> float:
+    tail = losses[-max(1, len(losses) // 20):]
+    return sum(tail) / len(tail)
+
+
+def _save(component, directory: Path) -> None:
+    """float16 weights in the component's library format (tokenizer/processor alongside)."""
+    import shutil
+
+    if directory.exists():
+        shutil.rmtree(directory)
+    component.model.half()
+    with _quiet_transformers():
+        component.save(directory)
+    for f in directory.rglob("*"):  # safetensors writes 0600; package data must be world-readable
+        if f.is_file():
+            f.chmod(0o644)
