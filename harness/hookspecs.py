@@ -102,6 +102,9 @@ def register_search_strategies(register):
     ``search.options`` are checked against it when the suite is (file:line errors) and the
     strategy reads them as ``self.options`` (``gw-prescreen``: train_top, samples, entropic,
     epsilon; ``dcd``: history, examples, neighbours, train_top). One without takes none.
+    A strategy reads the suite through ``self.plan`` (:class:`harness.plan.Plan`: candidates,
+    training recipe, targets, alignment budget, seed, device and its ``search`` section, all
+    resolved once), never the whole suite.
 
     :param register: ``register(name, target, doc="")``.
     """

@@ -33,6 +33,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from harness.errors import BadInput, interrupted
 
 # environment the tasks need to find the same plugins and stores as the driver
@@ -120,31 +122,49 @@ def _trial_task(spec, run_id: str, threads: int, shared: str | None, parent: dic
                 "pid": os.getpid()}
 
 
+class RayOptions(BaseModel):
+    """The ``executor`` mapping of ``name: ray`` (its keys may also sit under ``options``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    # local: start a Ray instance on this machine | auto: the cluster of `ray start` | an address
+    address: str = Field("local", min_length=1)
+    cpus_per_trial: float = Field(1, gt=0, le=1024)
+    gpus_per_trial: float = Field(0, ge=0, le=64)
+    max_concurrent: int | None = Field(None, ge=1, le=100_000)  # tasks in flight; None: as many as fit
+    retries: int = Field(2, ge=0, le=100)  # resubmissions after a worker dies
+    checkpoints: str | None = None  # a folder every node reaches; None: back through the object store
+    num_cpus: int | None = Field(None, ge=1, le=100_000)  # address local: CPUs of the instance (None: all)
+
+
 class RayExecutor:
     """Trials as Ray tasks (see the module docstring). Options (the suite's ``executor``
-    mapping): ``address`` (``local`` | ``auto`` | a cluster address), ``cpus_per_trial``,
-    ``gpus_per_trial``, ``max_concurrent`` (tasks in flight; default: as many as fit),
-    ``retries`` (resubmissions after a worker dies), ``checkpoints`` (a folder every node can
-    reach; default: checkpoints travel back through the object store), ``num_cpus`` (for
+    mapping, :class:`RayOptions`): ``address`` (``local`` | ``auto`` | a cluster address),
+    ``cpus_per_trial``, ``gpus_per_trial``, ``max_concurrent`` (tasks in flight; default: as many
+    as fit), ``retries`` (resubmissions after a worker dies), ``checkpoints`` (a folder every node
+    can reach; default: checkpoints travel back through the object store), ``num_cpus`` (for
     ``address: local``: CPUs of the local instance; default all)."""
 
-    def __init__(self, store, run_id: str, address: str = "local", cpus_per_trial: float = 1,
-                 gpus_per_trial: float = 0, max_concurrent: int | None = None, retries: int = 2,
-                 checkpoints: str | None = None, num_cpus: int | None = None, quiet: bool = False,
-                 **options):
+    Options = RayOptions
+
+    @staticmethod
+    def unavailable() -> str | None:
+        """Why this executor cannot run here (checked when a suite naming it is validated)."""
+        return None if ray_available() else f"executor ray needs Ray, which is not installed: {INSTALL_HINT}"
+
+    def __init__(self, store, run_id: str, quiet: bool = False, **options):
         if not ray_available():
             raise BadInput(f"executor ray needs Ray installed: {INSTALL_HINT}")
+        self.options = RayOptions.model_validate(options)
         self.store = store
         self.run_id = run_id
-        self.address = address
-        self.cpus_per_trial = cpus_per_trial
-        self.gpus_per_trial = gpus_per_trial
-        self.max_concurrent = max_concurrent
-        self.retries = retries
-        self.checkpoints = checkpoints
-        self.num_cpus = num_cpus
+        self.address = self.options.address
+        self.cpus_per_trial = self.options.cpus_per_trial
+        self.gpus_per_trial = self.options.gpus_per_trial
+        self.max_concurrent = self.options.max_concurrent
+        self.retries = self.options.retries
+        self.checkpoints = self.options.checkpoints
+        self.num_cpus = self.options.num_cpus
         self.quiet = quiet
-        self.options = options
         self.nodes: dict[str, dict[str, int]] = {}  # host -> {"done": n, "running": n}
         # trials submitted and not yet taken, by _spec_id: the spec, the parent state it is sent
         # with, attempts so far; the queue (ids, submission order) and the tasks running

@@ -240,9 +240,9 @@ def how_sure(strategy, ranking) -> list[str]:
     full = [k.samples_seen for ratio, k in done if ratio == 1.0]
     per = max(full) if full else round(max((k.samples_seen / ratio for ratio, k in done), default=0))
     if per:
-        grid = per * len(strategy.suite.candidates())
+        grid = per * len(strategy.plan.candidates)
         out.append(f"spent {cost.samples_seen} training samples (warm-ups included) vs {'' if full else 'about '}{grid} "
-                   f"for the grid of {len(strategy.suite.candidates())} candidates at r = 1: "
+                   f"for the grid of {len(strategy.plan.candidates)} candidates at r = 1: "
                    f"{grid / max(cost.samples_seen, 1):.1f}x fewer")
     return out
 

@@ -556,42 +556,67 @@ class Candidate(NamedTuple):
 
 
 class Executor(_Model):
-    """Where trials run: ``executor: local`` (a name) or a mapping with the name and its
-    options. The Ray fields (``harness.ray_executor``) apply to ``name: ray``."""
+    """Where trials run: ``executor: local`` (a name) or a mapping with the name and the
+    executor's options, checked against the ``Options`` model its class declares. The options
+    may sit under ``options`` or beside ``name`` (``executor: {name: ray, address: auto}``);
+    both spellings are one executor (and one suite hash)."""
 
     name: ExecutorRef = "local"
-    address: Text = "local"  # ray: local (start one here) | auto (the cluster of `ray start`) | an address
-    cpus_per_trial: Annotated[Number, Field(gt=0, le=1024)] = 1
-    gpus_per_trial: Annotated[Number, Field(ge=0, le=64)] = 0
-    max_concurrent: Annotated[Int, Field(ge=1, le=100_000)] | None = None  # None: as many as fit
-    retries: Annotated[Int, Field(ge=0, le=100)] = 2  # resubmissions after a worker dies
-    checkpoints: Text | None = None  # a folder every node reaches; None: back through Ray's object store
-    num_cpus: Annotated[Int, Field(ge=1, le=100_000)] | None = None  # address local: CPUs of the instance
-    # the executor's own options (a third-party executor's Options model), passed to its constructor
-    options: dict[str, Any] = {}
+    options: dict[str, Any] = {}  # as the executor's Options model validated them (keys given only)
 
-    _executor_options = _options_for("executor", "name")
-
-    @model_validator(mode="after")
-    def _ray_installed(self):
-        if self.name == "ray":
-            from harness.ray_executor import INSTALL_HINT, ray_available
-
-            if not ray_available():
-                raise ValueError(f"executor ray needs Ray, which is not installed: {INSTALL_HINT}")
-        return self
+    @model_validator(mode="before")
+    @classmethod
+    def _flat_options(cls, data, info: ValidationInfo):
+        """Keys beside ``name`` are options too; all are checked here, so an error names the key
+        where the suite wrote it (``executor.retries`` or ``executor.options.retries``)."""
+        if not isinstance(data, dict):
+            return data
+        flat = {k: v for k, v in data.items() if k not in ("name", "options")}
+        nested = data.get("options", {})
+        if not isinstance(nested, dict):
+            return data  # the field's own type error
+        clash = sorted(set(flat) & set(nested))
+        if clash:
+            raise _Located(f"{clash[0]!r} is given twice, beside name and under options: keep one",
+                           (clash[0],))
+        name = data.get("name", "local")
+        if not isinstance(name, str):
+            return data
+        try:
+            options = {**_plugin_options("executor", name, flat, info),
+                       **_plugin_options("executor", name, nested, info)}
+        except _Located as exc:
+            if exc.sub_loc and exc.sub_loc[0] in nested:
+                raise _Located(str(exc), ("options", *exc.sub_loc)) from None
+            raise
+        _executor_available(name, info)
+        return {"name": name, "options": options}
 
     def kwargs(self) -> dict:
-        """Keyword arguments for the executor's constructor: the fields the suite set, and the
-        executor's own ``options`` among them."""
-        out = {k: getattr(self, k) for k in sorted(self.model_fields_set) if k not in ("name", "options")}
-        return {**out, **self.options}
+        """Keyword arguments for the executor's constructor: its options as the suite gave them."""
+        return dict(self.options)
 
     @model_serializer(mode="plain")
     def _dump(self):
         # a bare name dumps as the name: suites that say `executor: local` keep their hash
-        fields = {k: getattr(self, k) for k in sorted(self.model_fields_set) if k != "name"}
-        return self.name if not fields else {"name": self.name, **fields}
+        return self.name if not self.options else {"name": self.name, **self.options}
+
+
+def _executor_available(name: str, info: ValidationInfo) -> None:
+    """An executor that cannot run here says why (``unavailable()`` on its class: ``ray``
+    without Ray installed names the install command)."""
+    if not (info.context or {}).get("check_components", True):
+        return
+    from harness.plugin_manager import get_components
+
+    try:
+        target = get_components()["executor"].get(name).load()
+    except Exception:  # noqa: BLE001 - an unknown or broken executor is named by its field
+        return
+    why = getattr(target, "unavailable", None)
+    why = why() if callable(why) else None
+    if why:
+        raise _Located(why, ("name",))
 
 
 def _executor(value):

@@ -155,8 +155,12 @@ def test_suite_with_ray_fields_validates_and_bad_fields_are_named(tmp_path):
     assert harness("validate", good).returncode == 0
     bad = suitefiles.write_suite(tmp_path, SUITE, "bad.yaml",
                                  **{"executor": {"name": "ray", "retries": -1, "gpus": 1}})
-    out = harness("validate", bad)
-    assert out.returncode == 2 and "executor.retries" in out.stderr and "executor.gpus" in out.stderr
+    out = harness("validate", bad)  # the misspelt key first, with what it may have meant
+    assert out.returncode == 2 and "executor.gpus" in out.stderr and "gpus_per_trial" in out.stderr
+    bad = suitefiles.write_suite(tmp_path, SUITE, "bad.yaml",
+                                 executor={"name": "ray", "options": {"retries": -1}})
+    out = harness("validate", bad)  # the Ray options are RayExecutor's Options, wherever written
+    assert out.returncode == 2 and "executor.options.retries" in out.stderr and ">= 0" in out.stderr
 
 
 # was slow-marked: once, in a full default run, the driver exited 0 after the SIGINT. The cause

@@ -441,10 +441,10 @@ def test_suite_values_reach_the_trial_without_a_layer_substituting_its_own(tmp_p
     training config agree."""
     import json as _json
 
-    from harness.store import Store
-
     from harness.plugins.llava import load_llava
     from harness.plugins.shapes import DEFAULT_N
+    from harness.store import Store
+
     from harness.strategies.grid import GridSearch
     from harness.suite import LoRA
     from harness.training import LoraSettings, TrainConfig, config_from_suite
@@ -535,3 +535,28 @@ def test_a_strategy_reads_its_own_options_with_its_defaults(tmp_path):
     options = GWPrescreen.Options.model_validate(suite.search.options)
     assert options.train_top == 5 and options.samples == 256  # the rest: the strategy's defaults
     assert DCDSearch.Options.model_validate({}).neighbours == 2
+
+
+def test_strategies_read_a_plan_resolved_once_not_the_suite(tmp_path):
+    """Item 6 of issue 16: the plan holds what a strategy needs, with the schema's defaults
+    filled in, and no strategy module reaches into the Suite."""
+    from harness.store import Store
+
+    from harness.plan import Plan
+    from harness.scoring import Target
+    from harness.strategies.base import SearchStrategy
+    from harness.training import config_from_suite
+
+    suite = load_suite(write(tmp_path, MINIMAL))
+    plan = Plan.of(suite)
+    assert plan.candidates == tuple(suite.candidates()) and len(plan.candidates) == \
+        len(plan.encoders) * len(plan.llms)
+    assert plan.train == config_from_suite(suite.vlm) and plan.samples == suite.alignment.samples
+    assert plan.targets == tuple(Target(t.task, limit=t.limit, metric=t.metric) for t in suite.targets)
+    with Store.open(tmp_path / "s.duckdb") as store:
+        strategy = SearchStrategy(suite, store, store.start_run(suite_name="plan"))
+        assert strategy.plan == plan and not hasattr(strategy, "suite")
+    import harness.strategies as pkg
+
+    for module in Path(pkg.__file__).parent.glob("*.py"):
+        assert "self.suite" not in module.read_text(), f"{module.name} reads the suite, not the plan"

@@ -47,19 +47,20 @@ class SearchStrategy:
     use_phase: str | None = None  # the phase stored uses are recorded under (run_uses.phase)
 
     def __init__(self, suite, store, run_id: str, console=None, executor=None):
+        """``suite``: a validated :class:`harness.suite.Suite`, read once into :attr:`plan`
+        (:class:`harness.plan.Plan`), which is all a strategy reads of it."""
+        from harness.plan import Plan
         from harness.plugin_manager import get_components
-        from harness.scoring import Target
-        from harness.training import config_from_suite
 
-        self.suite = suite
+        self.plan = Plan.of(suite)
         self.store = store
         self.run_id = run_id
         self.components = get_components()
-        self.train_config = config_from_suite(suite.vlm)
-        self.targets = tuple(Target(t.task, limit=t.limit, metric=t.metric) for t in suite.targets)
+        self.train_config = self.plan.train
+        self.targets = self.plan.targets
         if executor is None:  # a replay passes its own
-            executor = self.components["executor"].get(suite.executor.name).load()(
-                store, run_id, **suite.executor.kwargs())
+            executor = self.components["executor"].get(self.plan.executor).load()(
+                store, run_id, **self.plan.executor_options)
         from harness.executors import Executor
 
         self.executor = executor if isinstance(executor, Executor) else Executor(executor)
@@ -86,12 +87,12 @@ class SearchStrategy:
 
         from harness.trial import TrialSpec
 
-        alignment = self.suite.alignment
+        plan = self.plan
         spec = TrialSpec(encoder=candidate.vision_encoder, llm=candidate.language_model,
-                         alignment=alignment.dataset, samples=alignment.samples,
-                         ratio=ratio, train=self.train_config, seed=self.suite.seed,
-                         targets=self.targets, device=self.suite.device)
-        if getattr(self.suite.search, "continuation", False):
+                         alignment=plan.alignment, samples=plan.samples,
+                         ratio=ratio, train=plan.train, seed=plan.seed,
+                         targets=plan.targets, device=plan.device)
+        if self.plan.search.continuation:
             lower = [r for (c, r), o in self._outcomes.items()
                      if c == candidate and r < ratio and o.status == "done"]
             if lower:
@@ -104,7 +105,7 @@ class SearchStrategy:
         """The suite's ``search.options`` read by this strategy's ``Options`` model (its defaults
         filled); None for a strategy that declares none."""
         model = getattr(type(self), "Options", None)
-        return None if model is None else model.model_validate(self.suite.search.options)
+        return None if model is None else model.model_validate(self.plan.search.options)
 
     def evaluate(self, candidate: Candidate, ratio: float) -> float:
         """The objective of ``candidate`` trained at ``ratio``: mean over targets, NaN if failed."""
@@ -148,7 +149,7 @@ class SearchStrategy:
         decisions do not change: they are made from the scores afterwards, in the same order."""
         run_many = self.executor.run_many
         todo = [p for p in dict.fromkeys(pairs) if p not in self._outcomes]
-        continuation = getattr(self.suite.search, "continuation", False)
+        continuation = self.plan.search.continuation
         if self.executor.streams and todo and not continuation:
             # started now, taken one by one by trial(): each waits for its own result only
             self.executor.submit([self.spec(c, r) for c, r in todo])
@@ -269,13 +270,13 @@ class SearchStrategy:
             return cache[(task, n)]
         family, name = family_of(task)
         target = next((t for t in self.targets if t.task == task), None)
-        dataset, note = family.features(name, n=n, seed=self.suite.seed, target=target)
+        dataset, note = family.features(name, n=n, seed=self.plan.seed, target=target)
         if dataset is not None:
             if note:
                 self.say(f"clustering features of {task}: {note}", always=True)
         else:
             self.say(f"clustering features of {task} come from the alignment data: {note}", always=True)
-            _, dataset = load_alignment(self.suite.alignment.dataset, n, seed=0)
+            _, dataset = load_alignment(self.plan.alignment, n, seed=0)
         cache[(task, n)] = dataset, [dataset[i] for i in range(min(n, len(dataset)))]
         return cache[(task, n)]
 

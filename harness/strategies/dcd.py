@@ -97,11 +97,11 @@ class DCDSearch(SearchStrategy):
 
     def search(self) -> list[RankedCandidate]:
         start = time.perf_counter()
-        candidates = self.suite.candidates()
+        candidates = list(self.plan.candidates)
         targets = [t.task for t in self.targets]
         stored = self.stored_scores(candidates)
         history = self.history(stored, exclude=set(targets))
-        encoders = list(self.suite.zoo.vision_encoders)
+        encoders = list(self.plan.encoders)
         self.phase("conductance profiles", total=len(encoders) * (len(history) + len(targets)))
         keys, all_reused = self.profiles(encoders, history + targets)
         per_target = {}
@@ -171,7 +171,7 @@ class DCDSearch(SearchStrategy):
             wanted = ", ".join(named) if named else "any task other than the targets"
             raise BadInput(
                 f"strategy dcd: no stored results at r = 1 on {wanted} for this suite's candidates"
-                f" (alignment {self.suite.alignment.dataset}, seed {self.suite.seed}); run a grid"
+                f" (alignment {self.plan.alignment}, seed {self.plan.seed}); run a grid"
                 f" (search.strategy: grid) with those past tasks as targets first")
         return tasks
 
@@ -188,7 +188,7 @@ class DCDSearch(SearchStrategy):
                 raise BadInput(f"strategy dcd: task {task!r} has no images with answers to probe "
                                f"the encoders on (its dataset family {family.family!r} has no train "
                                f"split); use tasks of: {', '.join(_probeable_families())}")
-            dataset = family.split(name, "train", n=n, seed=self.suite.seed)
+            dataset = family.split(name, "train", n=n, seed=self.plan.seed)
             items = [it for it in dataset if it.has_image and it.answer is not None][:n]
             if len(items) < 2:
                 raise BadInput(f"strategy dcd: task {task!r} has {len(items)} items with an image"
@@ -218,7 +218,7 @@ class DCDSearch(SearchStrategy):
 
                 def compute(encoder=encoder, items=items):
                     self.profiles_computed += 1
-                    return task_profile(encoder, items, seed=self.suite.seed)
+                    return task_profile(encoder, items, seed=self.plan.seed)
 
                 key, profile, reused = self._features(encoder.fingerprint, dataset, LAYER,
                                                       compute, n)
@@ -299,7 +299,7 @@ def holdout_evaluation(store, suite, tasks: Sequence[str] | None = None, *, run_
                                  plugin_version=entry.version)
     try:
         strategy = DCDSearch(suite=suite, store=store, run_id=run_id)
-        candidates = suite.candidates()
+        candidates = list(strategy.plan.candidates)
         stored = strategy.stored_scores(candidates)
         seen = sorted({t for scores in stored.values() for t in scores})
         tasks = [t for t in (tasks or seen) if _probeable(t)]
@@ -307,7 +307,7 @@ def holdout_evaluation(store, suite, tasks: Sequence[str] | None = None, *, run_
         if missing or len(tasks) < 2:
             raise BadInput(f"holdout needs stored r = 1 scores on at least two tasks; missing: "
                            f"{', '.join(missing) or '-'}; have: {', '.join(seen) or 'none'}")
-        encoders = list(suite.zoo.vision_encoders)
+        encoders = list(strategy.plan.encoders)
         profiles, _ = strategy.profiles(encoders, tasks)
         rows = []
         for target in tasks:

@@ -10,7 +10,7 @@ class GridSearch(SearchStrategy):
     exhaustive = True
 
     def search(self) -> list[RankedCandidate]:
-        candidates = self.suite.candidates()
+        candidates = list(self.plan.candidates)
         self.phase("grid", total=len(candidates))
         self.prefetch([(c, 1.0) for c in candidates])  # all at once where the executor runs batches
         scored = []

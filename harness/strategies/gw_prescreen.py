@@ -167,9 +167,9 @@ class GWPrescreen(SearchStrategy):
             return out
 
         texts = [paired_text(it) for it in items]
-        encoders = embed("encoder", list(self.suite.zoo.vision_encoders), load_encoder,
+        encoders = embed("encoder", list(self.plan.encoders), load_encoder,
                          ENCODER_LAYER, lambda enc: encoder_token_features(enc, items))
-        llms = embed("LLM", list(self.suite.zoo.language_models), load_language_model,
+        llms = embed("LLM", list(self.plan.llms), load_language_model,
                      LLM_LAYER, lambda lm: llm_text_features(lm, texts))
 
         config = {"entropic": cfg.entropic, "epsilon": cfg.epsilon if cfg.entropic else None}

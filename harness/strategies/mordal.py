@@ -52,9 +52,9 @@ class MordalSearch(SearchStrategy):
     name = "mordal"
 
     def search(self) -> list[RankedCandidate]:
-        cfg = self.suite.search
-        encoders = list(self.suite.zoo.vision_encoders)
-        llms = list(self.suite.zoo.language_models)
+        cfg = self.plan.search
+        encoders = list(self.plan.encoders)
+        llms = list(self.plan.llms)
 
         if cfg.clustering.enabled:
             enc_clusters = self.cluster_encoders(encoders)
@@ -108,7 +108,7 @@ class MordalSearch(SearchStrategy):
         (``clustering.representatives`` > 1) the members farthest from it."""
         from harness.clustering import farthest_members
 
-        k = self.suite.search.clustering.representatives
+        k = self.plan.search.clustering.representatives
         medoid = Candidate(*cluster.medoid)
         if k <= 1 or len(cluster.members) < 2:
             return [medoid]
@@ -148,7 +148,7 @@ class MordalSearch(SearchStrategy):
         """``predictor.confirm``: measure at r = 1 the survivors whose 95% interval overlaps the
         leader's (the leader first when it is predicted), at most that many trials; the
         survivors are then ordered by measured or predicted score."""
-        budget = self.suite.search.predictor.confirm
+        budget = self.plan.search.predictor.confirm
         if budget <= 0 or len(ranked) < 2:
             return ranked
 
@@ -208,8 +208,8 @@ class MordalSearch(SearchStrategy):
     # -- stages -----------------------------------------------------------------------------------
 
     def policy(self, stage: str):
-        options = getattr(self.suite.search, stage)
-        name = self.suite.search.policy(stage)
+        options = getattr(self.plan.search, stage)
+        name = self.plan.search.policy(stage)
         entry = self.components["stopping_policy"].get(name)
         policy = _construct(entry.load(), eta=options.eta, min_ratio=options.min_ratio,
                             tie_z=options.tie_z, uninformative=options.uninformative, **options.options)
@@ -243,11 +243,11 @@ class MordalSearch(SearchStrategy):
                              "trial_key": outcome.key if outcome else None})
         if rows:
             # the policy made the decisions: its plugin (`none` when early stopping is off)
-            policy = self.components["stopping_policy"].get(self.suite.search.policy(phase))
+            policy = self.components["stopping_policy"].get(self.plan.search.policy(phase))
             self.insert("rungs", rows, producer=policy)
 
     def predict(self, survivors: list[Candidate]) -> list[RankedCandidate]:
-        cfg = self.suite.search.predictor
+        cfg = self.plan.search.predictor
         made_by = self.components["predictor"].get(cfg.name)  # fits and predictions are its rows
         predictor = _construct(made_by.load(), **cfg.options)
         ratios = scaling_ratios(cfg.r0, cfg.points)
@@ -389,7 +389,7 @@ class MordalSearch(SearchStrategy):
         clustered on its first target's items: clustering per target would be one search per
         target (run a suite per target for that), and a union of the targets' items would need
         features the shipped table does not hold (it has them per task)."""
-        return self.feature_data(self.targets[0].task, self.suite.search.clustering.samples)
+        return self.feature_data(self.targets[0].task, self.plan.search.clustering.samples)
 
     def _similarities(self, names: list[str], feats: dict, keys: dict, fps: dict) -> np.ndarray:
         """The suite's metric between every pair of ``names``, as stored: read from the store by
@@ -398,10 +398,10 @@ class MordalSearch(SearchStrategy):
         from harness.gromov import higher_is_closer
         from harness.store import similarity_key
 
-        metric_name = self.suite.search.similarity
+        metric_name = self.plan.search.similarity
         entry = self.components["similarity_metric"].get(metric_name)
         metric = entry.load()
-        options = similarity_options(metric, self.suite.search.clustering)
+        options = similarity_options(metric, self.plan.search.clustering)
         plugin, version = entry.plugin, entry.version  # the metric made the value
         closer = higher_is_closer(metric, entry)
         sim = np.eye(len(names)) if closer else np.zeros((len(names), len(names)))
@@ -450,8 +450,8 @@ class MordalSearch(SearchStrategy):
                          fps: dict, context: str | None = None) -> None:
         rows = [{"level": level, "context": context or "", "cluster_id": i, "member": m, "member_fingerprint": fps.get(m),
                  "is_medoid": m == c.medoid, "threshold": threshold,
-                 "linkage": self.suite.search.clustering.linkage,
-                 "metric": self.suite.search.similarity}
+                 "linkage": self.plan.search.clustering.linkage,
+                 "metric": self.plan.search.similarity}
                 for i, c in enumerate(clusters) for m in c.members]
         self.insert("clusters", rows)
 
@@ -479,11 +479,11 @@ class MordalSearch(SearchStrategy):
 
             keys[ref], feats[ref] = self._lazy_features(
                 fps[ref], dataset, ENCODER_LAYER, lambda encoder=encoder: encoder_token_features(encoder, items),
-                self.suite.search.clustering.samples, producer=entry)
+                self.plan.search.clustering.samples, producer=entry)
             if self._progress is not None:
                 self._progress.advance(self._task)
         return self._cluster_and_record("encoder", [e for e in encoders if e not in broken], feats,
-                                        keys, fps, self.suite.search.clustering.distance_cut("encoder"),
+                                        keys, fps, self.plan.search.clustering.distance_cut("encoder"),
                                         "cluster-encoders", start, 0, all_reused, alone=broken)
 
     def cluster_llms(self, encoder_ref: str, llms: list[str]) -> list[Cluster]:
@@ -504,7 +504,7 @@ class MordalSearch(SearchStrategy):
         if encoder_ref not in self._encoders or encoder_ref in getattr(self, "_alone", set()):
             return singletons(llms)  # an encoder that failed to load or gives non-finite features
         dataset, items = self.clustering_data()
-        warm = self.suite.search.clustering.warmup_steps
+        warm = self.plan.search.clustering.warmup_steps
         encoder = self._encoders[encoder_ref]
         self.phase(f"cluster LLMs via {encoder_ref}", total=len(llms))
         self.use_phase = f"cluster-llms@{encoder_ref}"
@@ -525,7 +525,7 @@ class MordalSearch(SearchStrategy):
                 continue
             fp = content_key({"encoder": encoder.fingerprint, "llm": lm.fingerprint,
                               "warmup_steps": warm, "projector": self.train_config.projector,
-                              "lr": self.train_config.lr, "seed": self.suite.seed})
+                              "lr": self.train_config.lr, "seed": self.plan.seed})
             fps[ref] = lm.fingerprint
 
             def compute(lm=lm, ref=ref):
@@ -535,12 +535,12 @@ class MordalSearch(SearchStrategy):
                                      steps=max(1, warm), schedule="constant", warmup=0.0)
                 spec = self.spec(Candidate(encoder_ref, ref), 1.0)
                 vlm, _ = build_vlm(dataclasses.replace(spec, train=config), encoder, lm)
-                _, align = load_alignment(self.suite.alignment.dataset,
-                                          min(512, self.suite.alignment.samples or 512), seed=0)
+                _, align = load_alignment(self.plan.alignment,
+                                          min(512, self.plan.samples or 512), seed=0)
                 spent = {}
                 if warm > 0:
-                    result = train(vlm, examples_from(align), config, seed=self.suite.seed,
-                                   device=str(resolve_device(self.suite.device)))
+                    result = train(vlm, examples_from(align), config, seed=self.plan.seed,
+                                   device=str(resolve_device(self.plan.device)))
                     samples += result.samples_seen
                     spent = {"train_samples": result.samples_seen,
                              "train_flops": result.samples_seen * (2.0 * n_params(encoder) + 6.0 * n_params(lm))}
@@ -560,13 +560,13 @@ class MordalSearch(SearchStrategy):
                 return torch.cat(out).numpy(), spent
 
             keys[ref], feats[ref] = self._lazy_features(fp, dataset, "llm-last-hidden", compute,
-                                                        self.suite.search.clustering.samples,
+                                                        self.plan.search.clustering.samples,
                                                         producer=self.components["language_model"].resolve(ref)[0])
             if self._progress is not None:
                 self._progress.advance(self._task)
         try:
             return self._cluster_and_record("llm", [m for m in llms if m not in broken], feats, keys, fps,
-                                            self.suite.search.clustering.distance_cut("llm"),
+                                            self.plan.search.clustering.distance_cut("llm"),
                                             f"cluster-llms@{encoder_ref}", start, lambda: samples,
                                             all_reused, context=encoder_ref, alone=broken)
         except TrainingFailed as exc:  # the projector warm-up diverged through this encoder
@@ -604,10 +604,10 @@ class MordalSearch(SearchStrategy):
         # features are loaded only for similarities the store lacked: reused unless one was computed
         all_reused = all(getattr(f, "cache", {}).get("reused", True) for f in feats.values())
         samples = samples() if callable(samples) else samples
-        entry = self.components["similarity_metric"].get(self.suite.search.similarity)
+        entry = self.components["similarity_metric"].get(self.plan.search.similarity)
         sim = values if higher_is_closer(entry.load(), entry) else 1.0 - values
         self.__dict__.setdefault("_sims", {})[(level, context)] = (list(names), sim)
-        clusters = cluster(names, sim, threshold, self.suite.search.clustering.linkage) + singletons(alone)
+        clusters = cluster(names, sim, threshold, self.plan.search.clustering.linkage) + singletons(alone)
         self._record_clusters(level, clusters, threshold, fps, context=context)
         self.record_phase_cost(phase, time.perf_counter() - start, samples, all_reused, keys.values())
         return clusters
