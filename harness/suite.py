@@ -583,10 +583,11 @@ class Executor(_Model):
         if not isinstance(name, str):
             return data
         try:
-            options = {**_plugin_options("executor", name, flat, info),
-                       **_plugin_options("executor", name, nested, info)}
+            options = _plugin_options("executor", name, {**flat, **nested}, info)
         except _Located as exc:
-            if exc.sub_loc and exc.sub_loc[0] in nested:
+            # the key where the suite wrote it; a missing one where the suite writes options
+            key = exc.sub_loc[0] if exc.sub_loc else None
+            if key in nested or (key not in flat and "options" in data):
                 raise _Located(str(exc), ("options", *exc.sub_loc)) from None
             raise
         _executor_available(name, info)

@@ -560,3 +560,16 @@ def test_strategies_read_a_plan_resolved_once_not_the_suite(tmp_path):
 
     for module in Path(pkg.__file__).parent.glob("*.py"):
         assert "self.suite" not in module.read_text(), f"{module.name} reads the suite, not the plan"
+
+
+def test_an_executors_options_beside_its_name_or_under_options_are_one_executor(tmp_path):
+    """Ray's fields are RayExecutor.Options: both spellings validate against it, give the same
+    constructor keywords and the same suite hash; a key given both ways is refused."""
+    pytest.importorskip("ray")
+    flat = load_suite(write(tmp_path, MINIMAL + "executor: {name: ray, address: auto, retries: 1}\n", "a.yaml"))
+    nested = load_suite(write(tmp_path, MINIMAL + "executor: {name: ray, options: {address: auto, retries: 1}}\n",
+                              "b.yaml"))
+    assert flat.executor.kwargs() == nested.executor.kwargs() == {"address": "auto", "retries": 1}
+    assert flat.fingerprint() == nested.fingerprint()
+    with pytest.raises(SuiteError, match="given twice"):
+        load_suite(write(tmp_path, MINIMAL + "executor: {name: ray, retries: 1, options: {retries: 2}}\n", "c.yaml"))
