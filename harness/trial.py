@@ -27,7 +27,7 @@ PLUGIN = "harness.trial"
 class TrialSpec:
     encoder: str
     llm: str
-    alignment: str = "shapes:align"
+    alignment: str  # the alignment dataset ref (the suite's alignment.dataset)
     samples: int | None = None  # alignment items at r = 1; None: the whole set (suite: alignment.samples)
     ratio: float = 1.0
     train: object = None  # harness.training.TrainConfig (None: defaults)

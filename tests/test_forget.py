@@ -81,7 +81,7 @@ def test_forgetting_a_trial_forgets_the_trials_continued_from_it(tmp_path):
     from harness.training import TrainConfig
     from harness.trial import TrialSpec, run_trial
 
-    spec = TrialSpec(encoder="tiny:vit-p4", llm="tiny:gpt2", samples=48, seed=2, device="cpu", ratio=1.0,
+    spec = TrialSpec(encoder="tiny:vit-p4", llm="tiny:gpt2", alignment="shapes:align", samples=48, seed=2, device="cpu", ratio=1.0,
                      after=(0.25, 0.5), targets=(Target("shapes:count", limit=8),),
                      train=TrainConfig(llm="lora", batch_size=16, epochs=1, schedule="constant", warmup=0.0))
     with Store.open(tmp_path / "s.duckdb") as st:

@@ -199,7 +199,7 @@ def test_a_continued_trial_on_a_worker_resumes_the_parent_it_is_sent(tmp_path, r
     from harness.training import TrainConfig
     from harness.trial import TrialSpec, parent_state, run_trial
 
-    spec = TrialSpec(encoder="tiny:vit-p4", llm="tiny:gpt2", samples=64, seed=1, device="cpu", ratio=0.5,
+    spec = TrialSpec(encoder="tiny:vit-p4", llm="tiny:gpt2", alignment="shapes:align", samples=64, seed=1, device="cpu", ratio=0.5,
                      train=TrainConfig(llm="lora", batch_size=16, epochs=1, schedule="constant", warmup=0.0),
                      targets=(Target("shapes:count", limit=8),))
     with Store.open(tmp_path / "driver.duckdb") as store:
@@ -232,7 +232,7 @@ def test_submitted_trials_run_while_the_driver_waits_for_one_and_close_cancels_t
     from harness.trial import TrialSpec, identify
 
     def spec(llm, ratio):
-        return TrialSpec(encoder="tiny:vit-p4", llm=llm, samples=64, seed=3, device="cpu", ratio=ratio,
+        return TrialSpec(encoder="tiny:vit-p4", llm=llm, alignment="shapes:align", samples=64, seed=3, device="cpu", ratio=ratio,
                          train=TrainConfig(llm="full", batch_size=16, epochs=1),
                          targets=(Target("shapes:count", limit=8),))
 

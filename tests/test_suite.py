@@ -467,7 +467,7 @@ def test_suite_values_reach_the_trial_without_a_layer_substituting_its_own(tmp_p
     assert spec.samples is None
     _, data = load_alignment(spec.alignment, spec.samples, seed=0)
     assert len(data) == len(load_llava(folder / "data.json")) == 7000  # not 2000, not 5000
-    assert TrialSpec("e", "l").samples is None
+    assert TrialSpec("e", "l", "shapes:align").samples is None
     _, shapes = load_alignment("shapes:align", None, seed=0)
     assert len(shapes) == DEFAULT_N["train"]  # a generated set: its own size
     schema = LoRA()

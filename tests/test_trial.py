@@ -64,7 +64,7 @@ def test_color_trial_learns_from_the_image_in_under_a_minute(store):
 
 
 def _small(**overrides):
-    base = dict(encoder="tiny:vit-p4", llm="tiny:gpt2", samples=64, seed=3, device="cpu",
+    base = dict(encoder="tiny:vit-p4", llm="tiny:gpt2", alignment="shapes:align", samples=64, seed=3, device="cpu",
                 train=TrainConfig(llm="lora", batch_size=16, epochs=1),
                 targets=(Target("shapes:count", limit=16), Target("shapes:shape", limit=16)))
     return TrialSpec(**{**base, **overrides})

@@ -45,7 +45,7 @@ def local_models(tmp_path_factory):
 @pytest.mark.parametrize("encoder", ["hf-clip", "hf-siglip", "timm-vit", "open_clip"])
 def test_local_checkpoints_train_one_step_and_score(local_models, encoder, tmp_path):
     assert local_models[encoder].split(":")[0] in ("hf", "timm", "open_clip")
-    spec = TrialSpec(encoder=local_models[encoder], llm=local_models["hf-llm"], samples=32,
+    spec = TrialSpec(encoder=local_models[encoder], llm=local_models["hf-llm"], alignment="shapes:align", samples=32,
                      train=TrainConfig(llm="lora", batch_size=4, steps=1), device="cpu",
                      targets=(Target("shapes:count", limit=8),))
     with Store.open(tmp_path / "s.duckdb") as store:
