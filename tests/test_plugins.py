@@ -169,15 +169,18 @@ def test_installed_plugin_is_listed_with_version_and_components(installed_fixtur
     env = _with_site(installed_fixture, allow="example")
     plugins = _plugin_names(_run(["plugins", "--json"], env))
     example = plugins["example"]
-    assert example["version"] == "0.3.1"
+    assert example["version"] == "0.4.0"
     assert example["distribution"] == "harness-example-plugin"
     assert example["builtin"] is False
-    assert example["components"] == {"similarity_metric": ["rv"], "stopping_policy": ["median"]}
-    assert set(example["hooks"]) == {
-        "register_similarity_metrics", "register_stopping_policies", "register_commands"
-    }
+    assert example["components"] == {
+        "vision_encoder": ["exenc"], "language_model": ["exlm"], "similarity_metric": ["rv"],
+        "stopping_policy": ["median"], "predictor": ["last"], "dataset": ["squares"],
+        "search_strategy": ["sampled"], "executor": ["logged"]}
+    import harness.hookspecs as specs  # the template implements every hook there is
+
+    assert set(example["hooks"]) == {n for n, f in vars(specs).items() if n.startswith("register_") and callable(f)}
     table = _run(["plugins"], env)
-    assert "example" in table.stdout and "0.3.1" in table.stdout
+    assert "example" in table.stdout and "0.4.0" in table.stdout
     hello = _run(["example-hello"], env)
     assert hello.returncode == 0 and "hello from harness-example-plugin" in hello.stdout
 
@@ -711,92 +714,49 @@ def test_a_third_party_language_model_family_is_searched_like_a_built_in(tmp_pat
     assert made["mylm:small"] == "mylm" and made["tiny:gpt2"] != "mylm"
 
 
-DATA_FAMILY = '''
-import functools
-
-import numpy as np
-
-from harness.datasets import Dataset, DatasetFamily, VisionTextItem, content_hash
-from harness.hookspecs import hookimpl
-
-COLORS = {"red": (220, 40, 40), "green": (40, 200, 60), "blue": (40, 60, 220), "yellow": (230, 220, 40)}
-
-
-def _square(rgb):
-    image = np.full((64, 64, 3), 30, np.uint8)
-    image[16:48, 16:48] = rgb
-    return image
-
-
-class Squares(DatasetFamily):
-    """A third-party family: one coloured square per image, "what color is the square?".
-    Its train split is alignment data and clustering features, its test split a target
-    scored by harness's default exact-match task: the family writes no lmms-eval YAML."""
-
-    alignment_data = True
-    splits = ("train", "test")
-    scoring = True
-    max_items = 10_000
-
-    def alignment(self, name, *, samples, seed):
-        return self.split(name, "train", n=samples, seed=seed, task=None)
-
-    def split(self, name, split, *, n, seed, task="colors"):
-        n = 256 if n is None else n
-        rng = np.random.default_rng([seed, 1 if split == "train" else 2])
-        answers = [list(COLORS)[k] for k in rng.integers(len(COLORS), size=n)]
-        items = [VisionTextItem(
-            id=f"{split}-{i}", task="colors", answer=a, choices=tuple(COLORS),
-            conversations=({"from": "human", "value": "<image>\\nwhat color is the square?"},
-                           {"from": "gpt", "value": a}),
-            load_image=functools.partial(_square, COLORS[a])) for i, a in enumerate(answers)]
-        return Dataset(f"squares:{name}", n, items.__getitem__,
-                       content_hash(["squares", name, split, n, seed]), task=task,
-                       choices=tuple(COLORS) if task else None, split=split)
-
-
-class Captions(DatasetFamily):
-    """A family with alignment data only: it cannot be a target."""
-
-    alignment_data = True
-
-
-@hookimpl
-def register_datasets(register):
-    register("squares", "harness_squares:Squares", names=["colors"])
-    register("captions", "harness_squares:Captions")
-'''
-
-
-def test_a_third_party_dataset_family_is_an_alignment_set_and_a_target_searched_like_a_built_in(tmp_path):
-    """Through the DatasetFamily contract alone: trained on, clustered on (its train split) and
-    scored on (its test split, by the default exact-match task) by a Mordal search; the suite is
-    checked against the family's declared capabilities when it is validated."""
+def test_the_example_plugin_searches_with_its_own_component_of_every_kind(installed_fixture, tmp_path):
+    """The template plugin, pip-installed, used for every hook at once: its encoder and LLM
+    families, its dataset family as the alignment set and the target (trained on, clustered on
+    its train split, scored on its test split by the default exact-match task), its metric,
+    policy (with options) and predictor in a Mordal search; then its strategy (with options) on
+    its executor (with options). Every row says the plugin made it."""
     import suitefiles
     from suitefiles import fetch
 
-    site = _install_module_plugin(tmp_path, "squares", DATA_FAMILY)
-    env = _with_site(site, allow="squares")
-    suite = suitefiles.write_suite(tmp_path, suitefiles.TINY_MORDAL, "squares.yaml", **{
-        "zoo.vision_encoders": ["tiny:vit-p4", "tiny:vit-p8"], "zoo.language_models": ["tiny:gpt2"],
-        "alignment": {"dataset": "squares:colors", "samples": 32},
-        "targets": [{"task": "squares:colors", "limit": 8}]})
+    env = _with_site(installed_fixture, allow="example")
+    zoo = {"zoo.vision_encoders": ["exenc:small", "tiny:vit-p4"], "zoo.language_models": ["exlm:small", "tiny:gpt2"],
+           "alignment": {"dataset": "squares:colors", "samples": 32},
+           "targets": [{"task": "squares:colors", "limit": 8}]}
+    suite = suitefiles.write_suite(tmp_path, suitefiles.TINY_MORDAL, "mordal.yaml", **zoo, **{
+        "search.similarity": "rv", "search.inter": {"policy": "median", "options": {"ratio": 0.5}, "top_k": 1},
+        "search.predictor.name": "last"})
     store = tmp_path / "s.duckdb"
     out = _run(["run", str(suite), "--store", str(store)], env, timeout=900)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert "alignment data" not in out.stderr  # clustered on its own train split
+    assert "come from the alignment data" not in out.stderr  # clustered on its own train split
     assert set(fetch(store, "select task, n_items from scores")) == {("squares:colors", 8)}
-    assert fetch(store, "select count(*) from trials where status = 'done'", one=True)[0] >= 2
-    made = set(fetch(store, "select ref, plugin from datasets"))
-    assert ("squares:colors", "squares") in made
-    # a family without a scoring task cannot be a target; one without alignment data cannot
-    # be the alignment set: both are said at validation, naming the field and who can
+    made = set(fetch(store, "select ref, plugin from components")) | set(fetch(store, "select ref, plugin from datasets"))
+    assert {("exenc:small", "example"), ("exlm:small", "example"), ("squares:colors", "example")} <= made
+    assert {r[0] for r in fetch(store, "select distinct plugin from similarities")} == {"example"}
+    assert ("inter", "example") in set(fetch(store, "select phase, plugin from rungs"))
+    assert {r[0] for r in fetch(store, "select distinct plugin from predictions")} == {"example"}
+
+    log = tmp_path / "trials.log"
+    suite = suitefiles.write_suite(tmp_path, suitefiles.TINY_MORDAL, "sampled.yaml", **zoo, **{
+        "search": {"strategy": "sampled", "options": {"k": 2, "ratio": 0.5}},
+        "executor": {"name": "logged", "log": str(log)}})
+    out = _run(["run", str(suite), "--store", str(tmp_path / "t.duckdb")], env, timeout=900)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert [line.split()[-1] for line in log.read_text().splitlines()] == ["0.5", "0.5"]
+    ranked = fetch(tmp_path / "t.duckdb", "select basis, sample_ratio from rankings order by rank")
+    assert [b for b, _ in ranked] == ["measured", "measured", "cluster", "cluster"]
+
+    # a suite is held to each family's declared capabilities when it is validated
     bad = suitefiles.write_suite(tmp_path, suitefiles.TINY_MORDAL, "bad.yaml",
-                                 alignment={"dataset": "shapes:align"}, targets=[{"task": "captions:any"}])
+                                 targets=[{"task": "llava:elsewhere/data.json"}])
     out = _run(["validate", str(bad)], env)
     assert out.returncode == 2 and "bad.yaml:" in out.stderr and "targets[0].task" in out.stderr
-    assert "cannot be a target" in out.stderr
-    assert "squares" in out.stderr.split("cannot be a target")[1]
+    assert "cannot be a target" in out.stderr and "squares" in out.stderr.split("cannot be a target")[1]
     bad = suitefiles.write_suite(tmp_path, suitefiles.TINY_MORDAL, "bad2.yaml",
                                  alignment={"dataset": "lmms:mmmu_val"})
     out = _run(["validate", str(bad)], env)
@@ -812,11 +772,12 @@ def test_every_hook_has_docs_and_a_third_party_plugin_test():
     docs = (root / "CONTRIBUTING.md").read_text() + (root / "README.md").read_text()
     sources = "".join(p.read_text() for p in (root / "tests").rglob("*.py") if p.name != "test_plugins.py")
     sources += Path(__file__).read_text().split("def test_every_hook_has_docs_and_a_third_party_plugin_test")[0]
+    example = (FIXTURE / "harness_example_plugin.py").read_text()
     hooks = [n for n, f in vars(specs).items() if n.startswith("register_") and callable(f)]
     assert len(hooks) >= 9
     for hook in hooks:
         fn = getattr(specs, hook)
         assert (fn.__doc__ or "").strip(), f"hook {hook} has no docstring"
         assert f"| `{hook}` |" in docs, f"hook {hook} has no row in CONTRIBUTING.md's table of hooks"
-        tested = f"def {hook}(" in sources
-        assert tested, f"hook {hook} has no third-party plugin test"
+        assert f"def {hook}(" in sources, f"hook {hook} has no third-party plugin test"
+        assert f"def {hook}(" in example, f"the example plugin does not implement {hook}"
