@@ -628,50 +628,21 @@ def test_ctrl_c_during_a_duckdb_statement_interrupts_the_run_instead_of_failing_
     assert interrupted(RuntimeError("Query interrupted")) and not interrupted(RuntimeError("a plugin's own error"))
 
 
-LOGGING_EXECUTOR = '''
-from pydantic import BaseModel, ConfigDict
-
-from harness.executors import LocalExecutor
-from harness.hookspecs import hookimpl
-
-
-class Logging(LocalExecutor):
-    """Runs trials here, and logs each one to a file the suite names in executor.options."""
-
-    class Options(BaseModel):
-        model_config = ConfigDict(extra="forbid")
-        log: str
-
-    def __init__(self, store, run_id, log, **options):
-        super().__init__(store, run_id, **options)
-        self.log = log
-
-    def run(self, spec, progress=None):
-        with open(self.log, "a") as f:
-            f.write(f"{spec.encoder} {spec.llm} {spec.ratio}\\n")
-        return super().run(spec, progress=progress)
-
-
-@hookimpl
-def register_executors(register):
-    register("logging", Logging)
-'''
-
-
-def test_a_third_party_executor_takes_its_own_options_from_the_suite(tmp_path):
+def test_a_third_party_executor_takes_its_own_options_from_the_suite(installed_fixture, tmp_path):
+    """The example plugin's ``logged`` executor requires ``log``: a misspelt key is named with
+    its file and line (and what it may have meant); given, every trial is logged."""
     import suitefiles
 
-    site = _install_module_plugin(tmp_path, "logexec", LOGGING_EXECUTOR)
-    env = _with_site(site, allow="logexec")
+    env = _with_site(installed_fixture, allow="example")
     bad = suitefiles.write_suite(tmp_path, suitefiles.TINY_MORDAL, "bad.yaml", **{
-        "search.strategy": "grid", "executor": {"name": "logging", "options": {"lgo": "x"}}})
+        "search.strategy": "grid", "executor": {"name": "logged", "options": {"lgo": "x"}}})
     out = _run(["validate", str(bad)], env)
     assert out.returncode == 2 and "executor.options.lgo" in out.stdout + out.stderr, out.stderr
-    assert "executor 'logging'" in out.stdout + out.stderr
+    assert "executor 'logged'" in out.stdout + out.stderr and "bad.yaml:" in out.stderr
     log = tmp_path / "trials.log"
     good = suitefiles.write_suite(tmp_path, suitefiles.TINY_MORDAL, "good.yaml", **{
         "search.strategy": "grid", "zoo.language_models": ["tiny:gpt2"],
-        "executor": {"name": "logging", "options": {"log": str(log)}}})
+        "executor": {"name": "logged", "options": {"log": str(log)}}})
     out = _run(["run", str(good), "--store", str(tmp_path / "s.duckdb")], env, timeout=900)
     assert out.returncode == 0, out.stderr[-2000:]
     assert len(log.read_text().splitlines()) == 3  # the grid of 3 encoders x 1 LLM, each logged
