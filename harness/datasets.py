@@ -488,6 +488,23 @@ def family_of(ref: str) -> tuple[DatasetFamily, str]:
     return family, name
 
 
+def families_that(capability: str) -> list[str]:
+    """The registered families whose class declares ``capability`` (``alignment_data``,
+    ``scoring``, or a split name such as ``"train"``), for messages; a family whose plugin
+    cannot be imported here is left out."""
+    from harness.plugin_manager import get_components
+
+    out = []
+    for entry in get_components()["dataset"]:
+        try:
+            family = entry.load()
+        except Exception:  # noqa: BLE001, S112 - named by its own errors where it is used
+            continue
+        if capability in getattr(family, "splits", ()) or getattr(family, capability, False) is True:
+            out.append(entry.name)
+    return sorted(out)
+
+
 def family_entry(ref: str):
     """(registry entry, family, name) of a dataset ref: the entry says which plugin made it."""
     from harness.plugin_manager import get_components

@@ -293,15 +293,14 @@ def _dataset_fits(model, info: ValidationInfo, ref: str, field: str, capability:
     scoring task) and draws the ``field`` items asked for (at most its ``max_items``)."""
     if not (info.context or {}).get("check_components", True):
         return model
-    from harness.datasets import family_of
-    from harness.plugin_manager import get_components
+    from harness.datasets import families_that, family_of
 
     try:
         family, _ = family_of(ref)
     except Exception:  # noqa: BLE001 - an unknown ref is reported by its own field
         return model
     if not getattr(family, capability):
-        able = sorted(e.name for e in get_components()["dataset"] if getattr(e.load(), capability, False))
+        able = families_that(capability)
         raise _Located(f"{ref}: dataset family {family.family!r} cannot be {role}; families that can: "
                        f"{', '.join(able) or '(none)'}", ("dataset" if field == "samples" else "task",))
     n = getattr(model, field) or 0

@@ -113,27 +113,13 @@ def load_language_model(ref: str):
 def load_alignment(ref: str, samples: int | None, seed: int):
     """(registry entry, dataset): the alignment data named by ``ref``, capped at ``samples`` items
     (None: all of it; a generated family: its own default size), from its dataset family."""
-    from harness.datasets import family_entry
+    from harness.datasets import families_that, family_entry
 
     entry, family, name = family_entry(ref)
     if not family.alignment_data:
         raise BadInput(f"alignment dataset {ref!r}: family {family.family!r} holds target tasks, not "
-                       f"alignment data; use one of: {', '.join(alignment_families()) or '(none)'}")
+                       f"alignment data; use one of: {', '.join(families_that('alignment_data')) or '(none)'}")
     return entry, family.alignment(name, samples=samples, seed=seed)
-
-
-def alignment_families() -> list[str]:
-    """The registered dataset families that hold alignment data."""
-    from harness.plugin_manager import get_components
-
-    out = []
-    for entry in get_components()["dataset"]:
-        try:
-            if entry.load().alignment_data:
-                out.append(entry.name)
-        except Exception:  # noqa: BLE001, S112 - a plugin that cannot load is named by its own errors
-            continue
-    return sorted(out)
 
 
 def examples_from(dataset) -> list:

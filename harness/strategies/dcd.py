@@ -273,9 +273,9 @@ def _probeable(task: str) -> bool:
 
 
 def _probeable_families() -> list[str]:
-    from harness.plugin_manager import get_components
+    from harness.datasets import families_that
 
-    return sorted(e.name for e in get_components()["dataset"] if "train" in e.load().splits)
+    return families_that("train")
 
 
 # ---------------------------------------------------------------- leave-one-task-out
