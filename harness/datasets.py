@@ -2,9 +2,10 @@
 
 An item is one image (possibly none) with a LLaVA-style conversation; target-task items also
 carry the gold short ``answer`` and the ``choices`` it is drawn from, so chance level is known.
-Sources: the generated shapes world (:mod:`harness.plugins.shapes`) and LLaVA-format json + image folder
-(:func:`load_llava`). Every dataset has a ``fingerprint`` (a content hash) that keys cached
-trials and embeddings; :func:`subset` draws nested, seeded subsets for the sample-ratio rungs.
+Every dataset has a ``fingerprint`` (a content hash) that keys cached trials and embeddings;
+:func:`subset` draws nested, seeded subsets for the sample-ratio rungs. Where datasets come from
+is a dataset family's business (:class:`DatasetFamily`, the contract every family implements,
+built-in or not: the bundled ones are in ``harness.plugins``).
 """
 
 from __future__ import annotations
