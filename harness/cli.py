@@ -253,7 +253,7 @@ def trial(encoder, llm, tasks, ratio, alignment, samples, mode, projector, epoch
                          epochs=epochs, schedule="cosine", warmup=0.05)
     spec = TrialSpec(encoder=encoder, llm=llm, alignment=alignment, samples=samples, ratio=ratio,
                      train=config, seed=seed, device=device,
-                     targets=tuple(Target(t, limit=None if family_of(t)[0].scores_whole_task else limit)
+                     targets=tuple(Target(t, limit=family_of(t)[0].scored_items(Target(t), limit))
                                    for t in tasks))
     with Store.open(_store_path(store_path), wait=wait) as store:
         run_id = store.start_run(suite_name="trial", strategy="trial", seed=seed,

@@ -160,8 +160,7 @@ def _component(kind: str):
     context says ``{"check_components": False}``)."""
 
     def check(value: str, info: ValidationInfo) -> str:
-        context = info.context or {}
-        if context.get("check_components", True):
+        if _checks_components(info):
             from harness.plugin_manager import get_components
             from harness.registry import UnknownComponent
 
@@ -212,19 +211,34 @@ StrategyRef = _component("search_strategy")
 ExecutorRef = _component("executor")
 
 
+def _checks_components(info: ValidationInfo) -> bool:
+    """Whether this validation checks components against the registry (the context can say
+    ``{"check_components": False}``)."""
+    return (info.context or {}).get("check_components", True)
+
+
+def _component_class(kind: str, name: str, info: ValidationInfo):
+    """The registered ``kind`` component ``name`` as loaded, or None when components are not
+    checked or it cannot be loaded (an unknown or broken one is named by its own field, and a
+    run fails naming its plugin)."""
+    if not _checks_components(info):
+        return None
+    from harness.plugin_manager import get_components
+
+    try:
+        return get_components()[kind].get(name).load()
+    except Exception:  # noqa: BLE001 - named elsewhere
+        return None
+
+
 def _plugin_options(kind: str, name: str, options: dict, info: ValidationInfo) -> dict:
     """``options`` checked against the ``Options`` pydantic model that the registered ``kind``
     component ``name`` declares (a component without one takes none); returns them as that
     model validated them (only the keys given: defaults stay the component's). Skipped, like component names, when the validation
     context says ``{"check_components": False}``, and when the component cannot be loaded
     (the run then fails naming its plugin)."""
-    if not (info.context or {}).get("check_components", True):
-        return options
-    from harness.plugin_manager import get_components
-
-    try:
-        target = get_components()[kind].get(name).load()
-    except Exception:  # noqa: BLE001 - an unknown or broken component is named elsewhere
+    target = _component_class(kind, name, info)
+    if target is None:
         return options
     model = getattr(target, "Options", None)
     what = f"{kind.replace('_', ' ')} {name!r}"
@@ -288,21 +302,22 @@ class Zoo(_Model):
         return _unique(v, "language model")
 
 
-def _dataset_fits(model, info: ValidationInfo, ref: str, field: str, capability: str, role: str):
-    """``ref``'s dataset family can play ``role`` (its ``capability``: alignment data, or a
-    scoring task) and draws the ``field`` items asked for (at most its ``max_items``)."""
-    if not (info.context or {}).get("check_components", True):
+def _dataset_fits(model, info: ValidationInfo, ref_field: str, field: str, capability: str, role: str):
+    """The dataset family of the ref in ``ref_field`` can play ``role`` (its ``capability``:
+    alignment data, or a scoring task) and draws the ``field`` items asked for (at most its
+    ``max_items``)."""
+    if not _checks_components(info):
         return model
     from harness.datasets import families_that, family_of
 
+    ref = getattr(model, ref_field)
     try:
         family, _ = family_of(ref)
     except Exception:  # noqa: BLE001 - an unknown ref is reported by its own field
         return model
     if not getattr(family, capability):
-        able = families_that(capability)
         raise _Located(f"{ref}: dataset family {family.family!r} cannot be {role}; families that can: "
-                       f"{', '.join(able) or '(none)'}", ("dataset" if field == "samples" else "task",))
+                       f"{', '.join(families_that(capability)) or '(none)'}", (ref_field,))
     n = getattr(model, field) or 0
     if family.max_items is not None and n > family.max_items:
         raise _Located(f"dataset family {family.family!r} draws at most {family.max_items:,} items "
@@ -318,7 +333,7 @@ class Alignment(_Model):
 
     @model_validator(mode="after")
     def _family_fits(self, info: ValidationInfo):
-        return _dataset_fits(self, info, self.dataset, "samples", "alignment_data", "an alignment set")
+        return _dataset_fits(self, info, "dataset", "samples", "alignment_data", "an alignment set")
 
 
 class LoRA(_Model):
@@ -401,7 +416,7 @@ class Target(_Model):
 
     @model_validator(mode="after")
     def _family_fits(self, info: ValidationInfo):
-        return _dataset_fits(self, info, self.task, "limit", "scoring", "a target (it has no scoring task)")
+        return _dataset_fits(self, info, "task", "limit", "scoring", "a target (it has no scoring task)")
 
 
 class Clustering(_Model):
@@ -605,15 +620,7 @@ class Executor(_Model):
 def _executor_available(name: str, info: ValidationInfo) -> None:
     """An executor that cannot run here says why (``unavailable()`` on its class: ``ray``
     without Ray installed names the install command)."""
-    if not (info.context or {}).get("check_components", True):
-        return
-    from harness.plugin_manager import get_components
-
-    try:
-        target = get_components()["executor"].get(name).load()
-    except Exception:  # noqa: BLE001 - an unknown or broken executor is named by its field
-        return
-    why = getattr(target, "unavailable", None)
+    why = getattr(_component_class("executor", name, info), "unavailable", None)
     why = why() if callable(why) else None
     if why:
         raise _Located(why, ("name",))

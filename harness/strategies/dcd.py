@@ -180,14 +180,14 @@ class DCDSearch(SearchStrategy):
     def task_examples(self, task: str):
         """(dataset, items): ``transfer.examples`` train items of ``task`` with images and answers."""
         if task not in self._datasets:
-            from harness.datasets import family_of
+            from harness.datasets import families_that, family_of
 
             n = self.options.examples
             family, name = family_of(task)
             if "train" not in family.splits:
                 raise BadInput(f"strategy dcd: task {task!r} has no images with answers to probe "
                                f"the encoders on (its dataset family {family.family!r} has no train "
-                               f"split); use tasks of: {', '.join(_probeable_families())}")
+                               f"split); use tasks of: {', '.join(families_that('train'))}")
             dataset = family.split(name, "train", n=n, seed=self.plan.seed)
             items = [it for it in dataset if it.has_image and it.answer is not None][:n]
             if len(items) < 2:
@@ -271,11 +271,6 @@ def _probeable(task: str) -> bool:
     except RegistryError:  # a task stored by a plugin that is not installed here
         return False
 
-
-def _probeable_families() -> list[str]:
-    from harness.datasets import families_that
-
-    return families_that("train")
 
 
 # ---------------------------------------------------------------- leave-one-task-out
