@@ -123,13 +123,13 @@ def _run(store, suite, suite_path: Path, *, replay_from: list[str] | None, fill:
         message = f"every trial failed ({strategy.failed}); nothing could be ranked"
         store.finish_run(run_id, "failed", error=message)
         if not quiet:
-            print_ranking(strategy, ranking)
+            print_ranking(strategy, ranking, suite_path)
         click.echo(f"error: {message} (the failures are listed above and in the store's trials)", err=True)
         return EXIT_ALL_FAILED
     store.finish_run(run_id, "done")
     if quiet:
         return 0
-    print_ranking(strategy, ranking)
+    print_ranking(strategy, ranking, suite_path)
     if replay_from:
         print_replay(store, run_id, replay_from)
     return 0
@@ -197,57 +197,7 @@ def print_replay(store, run_id: str, sources: list[str]) -> None:
                        f"weighted tau {row['weighted_tau_top10']}, NDCG@5 {row['ndcg_at_5']}")
 
 
-def how_sure(strategy, ranking) -> list[str]:
-    """The pick against the runner-up: their scores with standard errors (binomial over the
-    test items, for a score measured at a ratio), whether they are separated beyond noise
-    (gap > 2 SE of the difference), and what the search spent against the grid-equivalent
-    cost (every candidate trained once at r = 1)."""
-    import math
-
-    from harness.report import run_cost
-
-    def described(r):
-        s = r.score
-        if s is None or s != s:
-            return "no score", None
-        ratio = r.sample_ratio if r.sample_ratio is not None else 1.0
-        if r.measured_or_predicted == "measured":
-            se = strategy.score_error(r.candidate, ratio)
-        else:  # the prediction's 95% interval (the points' errors through the fit) as an SE
-            se = (r.upper - r.lower) / (2 * 1.96) if r.lower is not None and r.upper is not None else None
-        where = f"measured at r={ratio:g}" if r.measured_or_predicted == "measured" else "predicted"
-        text = f"{s:.4f}" + (f" +- {se:.4f}" if se else "") + f" ({where})"
-        return text, (s, se)
-
-    out = []
-    if len(ranking) > 1:
-        (t1, v1), (t2, v2) = described(ranking[0]), described(ranking[1])
-        c = ranking[1].candidate
-        out.append(f"runner-up: {c.vision_encoder} + {c.language_model}: {t2}; pick {t1}")
-        if v1 is not None and v2 is not None:
-            if v1[1] is not None and v2[1] is not None:
-                se = math.hypot(v1[1], v2[1])
-                gap = v1[0] - v2[0]
-                verdict = ("separated beyond noise" if gap > 2 * se else "not separated beyond noise")
-                out.append(f"pick vs runner-up: gap {gap:.4f}, {gap / se:.1f} SE: {verdict}"
-                           if se > 0 else f"pick vs runner-up: gap {gap:.4f}")
-            else:
-                out.append("pick vs runner-up: a score has no standard error here, so "
-                           "whether they are separated beyond noise is not known")
-    cost = run_cost(strategy.store, strategy.run_id)
-    # a trial at r = 1 trains on what a grid trial does; one at r < 1 on about r times that
-    done = [(ratio, k) for (_, ratio), k in strategy._outcomes.items() if k.status == "done" and k.samples_seen]
-    full = [k.samples_seen for ratio, k in done if ratio == 1.0]
-    per = max(full) if full else round(max((k.samples_seen / ratio for ratio, k in done), default=0))
-    if per:
-        grid = per * len(strategy.plan.candidates)
-        out.append(f"spent {cost.samples_seen} training samples (warm-ups included) vs {'' if full else 'about '}{grid} "
-                   f"for the grid of {len(strategy.plan.candidates)} candidates at r = 1: "
-                   f"{grid / max(cost.samples_seen, 1):.1f}x fewer")
-    return out
-
-
-def print_ranking(strategy, ranking) -> None:
+def print_ranking(strategy, ranking, suite_path=None) -> None:
     """The final table: rank, candidate, score, measured / predicted / eliminated."""
     from rich.table import Table
 
@@ -256,6 +206,8 @@ def print_ranking(strategy, ranking) -> None:
     for i, r in enumerate(ranking, 1):
         score = "-" if r.score is None or r.score != r.score else f"{r.score:.4f}"
         how = r.measured_or_predicted
+        if how == "measured" and r.sample_ratio not in (None, 1.0):
+            how += f" at r={r.sample_ratio:g}"
         if r.lower is not None and r.upper is not None:
             how += f" [{r.lower:.4f}, {r.upper:.4f}]"
         if r.stage.startswith("eliminated"):
@@ -267,11 +219,9 @@ def print_ranking(strategy, ranking) -> None:
     console = Console() if sys.stdout.isatty() else Console(width=200)
     console.print(table)
     if ranking:
-        best = ranking[0]
-        score = "no score" if best.score is None or best.score != best.score else f"{best.score:.4f}"
-        click.echo(f"best VLM: {best.candidate.vision_encoder} + {best.candidate.language_model} "
-                   f"({best.measured_or_predicted} {score})")
-        for line in how_sure(strategy, ranking):
+        from harness.answer import answer_of
+
+        for line in answer_of(strategy.store, strategy.run_id, suite_path).lines:
             click.echo(line)
     click.echo(f"trials: {strategy.trained} trained, {strategy.reused} reused, "
                f"{strategy.failed} failed; {strategy.wall_seconds:.1f}s")

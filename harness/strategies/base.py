@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from harness.errors import HarnessError, stop_if_interrupted
+from harness.evidence import order_by_evidence
 from harness.suite import Candidate
 
 
@@ -223,7 +224,7 @@ class SearchStrategy:
                       transient=True, disable=self.console is None) as progress:
             self._progress = progress
             try:
-                ranking = self.search()
+                ranking = order_by_evidence(self.search(), self.measured_scores())
             finally:
                 self._progress = None
                 self.executor.close()  # trials submitted and never asked for are cancelled
@@ -233,6 +234,16 @@ class SearchStrategy:
 
     def search(self) -> list[RankedCandidate]:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def measured_scores(self, candidate: Candidate | None = None) -> dict:
+        """candidate -> {ratio: (score, trial key)} of every done trial of this run (only
+        ``candidate``'s when given): what :func:`harness.evidence.order_by_evidence` and the
+        scaling fits read, so no score the run has is left out."""
+        out: dict = {}
+        for (c, r), outcome in list(self._outcomes.items()):
+            if outcome.status == "done" and (candidate is None or c == candidate):
+                out.setdefault(c, {})[r] = (self.evaluate(c, r), outcome.key)
+        return out
 
     def record_ranking(self, ranking: list[RankedCandidate]) -> None:
         plugin, version = self._plugin()

@@ -262,7 +262,10 @@ class MordalSearch(SearchStrategy):
                                               full.key, stage="survivor"))
                 continue
             scores = [self.evaluate(candidate, r) for r in ratios]
-            points = [(r, s) for r, s in zip(ratios, scores) if not math.isnan(s)]
+            # every score the run has for it: the predictor's ratios and every rung that trained it
+            own = {r: s for r, (s, _) in self.measured_scores(candidate).get(candidate, {}).items()}
+            own.update(zip(ratios, scores))
+            points = sorted((r, s) for r, s in own.items() if not math.isnan(s))
             base = {"encoder": candidate.vision_encoder, "llm": candidate.language_model,
                     "task": self.objective, "metric": "score"}
             self.insert("scaling_points", [
@@ -293,9 +296,11 @@ class MordalSearch(SearchStrategy):
                 ranked.append(RankedCandidate(candidate, points[-1][1], "measured",
                                               self._outcomes[(candidate, 1.0)].key, stage="survivor"))
                 continue
+            r_top, s_top = points[-1]
             try:
                 value = predictor.predict(fit, 1.0)
-                if usable_prediction(value, fit):
+                falls = usable_prediction(value, fit) and value < predictor.predict(fit, r_top) - 1e-12
+                if usable_prediction(value, fit) and not falls:
                     lower, upper = prediction_interval(predictor, points,
                                                        [self.score_error(candidate, r) for r, _ in points],
                                                        baseline=self.constant_baseline)
@@ -313,9 +318,22 @@ class MordalSearch(SearchStrategy):
             self.insert("scaling_fits", [{**base, "predictor": cfg.name, "a": fit.params.get("a"),
                                           "b": fit.params.get("b"), "r2": fit.r2,
                                           "params": fit.params, "n_points": len(points)}], producer=made_by)
+            if falls:
+                # a law that says more data makes it worse is not trusted beyond the measured
+                # range: the candidate is ranked by its largest-ratio measurement, no prediction
+                self.say(f"{candidate}: its {cfg.name} fit falls with more data ({value:.4f} at r=1 "
+                         f"below {s_top:.4f} measured at r={r_top:g}); ranked by that measurement",
+                         always=True)
+                ranked.append(self._measured_at(candidate, r_top))
+                continue
             self.insert("predictions", [{**base, "sample_ratio": 1.0, "predicted_score": value,
                                          "lower": lower, "upper": upper, "predictor": cfg.name}],
                         producer=made_by)
+            if value < s_top:
+                # the law predicts less than the candidate already measured at r_top: the
+                # measurement is the better estimate (more data does not lower a score by the law)
+                ranked.append(self._measured_at(candidate, r_top))
+                continue
             ranked.append(RankedCandidate(candidate, value, "predicted", stage="survivor",
                                           lower=lower, upper=upper))
         return sorted(ranked, key=_best_first)
@@ -328,6 +346,12 @@ class MordalSearch(SearchStrategy):
                  f"{candidate}; its r={r_top:g} score ranks it instead[/red]", always=True)
         return RankedCandidate(candidate, s_top, "measured", self._outcomes[(candidate, r_top)].key,
                                sample_ratio=r_top, stage="survivor")
+
+    def _measured_at(self, candidate: Candidate, ratio: float) -> RankedCandidate:
+        """A survivor ranked by its score measured at ``ratio``."""
+        return RankedCandidate(candidate, self.evaluate(candidate, ratio), "measured",
+                               self._outcomes[(candidate, ratio)].key, sample_ratio=ratio,
+                               stage="survivor")
 
     def measure(self, survivors: list[Candidate]) -> list[RankedCandidate]:
         self.phase("full-data survivors", total=len(survivors))
