@@ -57,7 +57,7 @@ def separation(s1: float, se1: float | None, s2: float, se2: float | None) -> tu
     if se <= 0:
         return gap, 0.0, ("separated (both scores are exact)" if gap > 0 else
                           "tied (both scores are exact)" if gap == 0 else
-                          "the runner-up is better (both scores are exact)"), float(gap > 0)
+                          "the runner-up is better (both scores are exact)"), (1.0 if gap > 0 else 0.5 if gap == 0 else 0.0)
     z = gap / se
     p = 0.5 * (1.0 + math.erf(z / math.sqrt(2.0)))
     if z > SEPARATION_Z:
@@ -126,7 +126,7 @@ def grid_equivalent(store, run: dict, ranking: list[dict], grid_id: str | None) 
     per = rows[0]["per"] if rows else None
     if not per:
         return None
-    return {"label": f"grid of {len(candidates)} at r=1 (estimated)", "samples": int(round(per * len(candidates))),
+    return {"label": f"grid of {len(candidates)} candidates at r = 1 (estimated)", "samples": int(round(per * len(candidates))),
             "seconds": None, "estimated": True, "run_id": None}  # a trial's seconds do not scale with r
 
 
@@ -184,7 +184,7 @@ def answer_of(store, run_id: str, suite_path=None, grid_run: str | None = None) 
             fewer = (f"{g['samples'] / max(out.samples, 1):.1f}x fewer" if g["samples"] >= out.samples
                      else f"{out.samples / max(g['samples'], 1):.1f}x more")
             out.lines.append(f"spent {out.samples:,} training samples (warm-ups included) vs "
-                             f"{'about ' if g['estimated'] else ''}{g['samples']:,} for the {g['label']}: "
+                             f"{g['samples']:,} for the {g['label']}: "
                              f"{fewer}")
         if grid_id is None:
             out.grid_hint = grid_hint(run, suite_path)

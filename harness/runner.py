@@ -90,7 +90,7 @@ def _run(store, suite, suite_path: Path, *, replay_from: list[str] | None, fill:
     what = (f"replay of {len(replay_from)} run(s)" if replay_from and len(replay_from) > 3 else
             f"replay of run(s) {', '.join(replay_from)}" if replay_from else f"suite {suite.name!r}")
     if not quiet:
-        click.echo(f"run {run_id}: {what} ({suite_path}), store {store.path}")
+        click.echo(f"run {run_id}: {what} ({suite_path}), store {store.path}", err=True)
     try:
         strategy_cls = strategy_entry.load()
     except RegistryError as exc:
@@ -102,9 +102,11 @@ def _run(store, suite, suite_path: Path, *, replay_from: list[str] | None, fill:
     if getattr(strategy_cls, "exhaustive", False):  # every candidate at r = 1: a ground truth
         store.execute("update runs set ground_truth = true where run_id = ?", [run_id])
     try:
-        console = None if quiet else Console(stderr=True)
+        # status lines go to stderr, without wrapping (a log file gets whole lines)
+        console = Console(stderr=True, soft_wrap=True)
         kwargs = {"executor": executor} if executor is not None else {}
         strategy = strategy_cls(suite=suite, store=store, run_id=run_id, console=console, **kwargs)
+        strategy.show_progress = not quiet
         ranking = strategy.run()
     except KeyboardInterrupt:
         store.finish_run(run_id, "interrupted", error="interrupted by the user")

@@ -44,6 +44,10 @@ def test_mordal_runs_end_to_end_then_reuses_everything(tmp_path):
     # the answer says how sure it is: the runner-up, and the spend against the grid's
     assert "runner-up: " in first.stdout and "pick vs runner-up: " in first.stdout
     assert "for the grid of 6 candidates at r = 1" in first.stdout
+    # status on stderr, one line per finished trial, each naming its task (stderr is a pipe here)
+    done = [line for line in first.stderr.splitlines() if " done: " in line]
+    assert done and all(line.startswith("[shapes:color] trial ") for line in done)
+    assert "best VLM:" not in first.stderr and "run " not in first.stdout.splitlines()[0]
     run_1, status = last_run(store)
     assert status == "done"
     trained, reused = trials_of(store, run_1)

@@ -3,6 +3,7 @@ and writing rankings to the store."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import time
@@ -12,6 +13,7 @@ import numpy as np
 
 from harness.errors import HarnessError, stop_if_interrupted
 from harness.evidence import order_by_evidence
+from harness.threads import registered, set_fair_threads
 from harness.suite import Candidate
 
 
@@ -72,6 +74,7 @@ class SearchStrategy:
         self._outcomes: dict = {}
         self._specs: dict = {}  # (candidate, ratio) -> the TrialSpec its outcome answers
         self._progress = None
+        self.show_progress = True  # a progress bar on the console (a replay per task shows none)
 
     # -- the objective ------------------------------------------------------------------------
 
@@ -140,6 +143,7 @@ class SearchStrategy:
         if key not in self._outcomes:
             self.say(f"{candidate} r={ratio:g}")
             spec = self.spec(candidate, ratio)
+            set_fair_threads()  # other harness processes may have started or ended since
             self._record_outcome(candidate, ratio, self.executor.run(spec), spec)
         return self._outcomes[key]
 
@@ -189,19 +193,32 @@ class SearchStrategy:
             self.reused += 1
         else:
             self.trained += 1
-        if self._progress is not None:
+        if self._progress is not None and hasattr(self, "_task"):
             self._progress.advance(self._task)
+        if outcome.status == "done" and not getattr(self.executor, "replay", False):
+            # one line per finished trial, on stderr and flushed, terminal or not (a replay
+            # answers hundreds from a table: its rungs and answer say what it did)
+            n = self.trained + self.reused + self.failed
+            score = sum(s.value for s in outcome.scores) / len(outcome.scores) if outcome.scores else math.nan
+            how = "reused" if outcome.reused else f"trained in {outcome.wall_seconds:.1f}s"
+            self.say(f"trial {n} done: {candidate} r={ratio:g}: score {score:.4f} ({how})", always=True)
 
     # -- progress and output ------------------------------------------------------------------
 
     def say(self, message: str, always: bool = False) -> None:
-        if self._progress is not None:
-            if hasattr(self, "_task"):  # (before the first phase there is no bar to describe)
-                self._progress.update(self._task, description=message)
-            if always:
-                self._progress.console.print(message)
-        elif self.console is not None and always:
-            self.console.print(message)
+        """A status line: the progress bar's description, and with ``always`` a line on the
+        run's console (stderr), prefixed with the task it is about and flushed at once, so a
+        user whose output is not a terminal sees the run move."""
+        if self._progress is not None and hasattr(self, "_task"):
+            # (before the first phase there is no bar to describe)
+            self._progress.update(self._task, description=message)
+        if always and self.console is not None:
+            from rich.markup import escape
+
+            self.console.print(f"{escape(f'[{self.objective}]')} {message}", highlight=False,
+                               soft_wrap=True)
+            with contextlib.suppress(Exception):
+                self.console.file.flush()
 
     def phase(self, name: str, total: int | None):
         """Start a progress phase with ``total`` planned trials (rich shows the ETA)."""
@@ -219,9 +236,9 @@ class SearchStrategy:
         )
 
         start = time.perf_counter()
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+        with registered(), Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                       TimeElapsedColumn(), TimeRemainingColumn(), console=self.console,
-                      transient=True, disable=self.console is None) as progress:
+                      transient=True, disable=self.console is None or not self.show_progress) as progress:
             self._progress = progress
             try:
                 ranking = order_by_evidence(self.search(), self.measured_scores())
