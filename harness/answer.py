@@ -55,9 +55,12 @@ def separation(s1: float, se1: float | None, s2: float, se2: float | None) -> tu
                            "beyond noise is not known"), None
     se = math.hypot(se1, se2)
     if se <= 0:
-        return gap, 0.0, ("separated (both scores are exact)" if gap > 0 else
-                          "tied (both scores are exact)" if gap == 0 else
-                          "the runner-up is better (both scores are exact)"), (1.0 if gap > 0 else 0.5 if gap == 0 else 0.0)
+        # both at 0 or 1 of their items: the binomial error is 0, but they were still measured
+        # on finitely many items, so only a strict gap is a verdict
+        return gap, 0.0, ("pick better (both scores at 0 or 100% of their items)" if gap > 0 else
+                          "tied: not separated (both scores at 0 or 100% of their items)" if gap == 0 else
+                          "runner-up better (both scores at 0 or 100% of their items)"), \
+            (1.0 if gap > 0 else 0.5 if gap == 0 else 0.0)
     z = gap / se
     p = 0.5 * (1.0 + math.erf(z / math.sqrt(2.0)))
     if z > SEPARATION_Z:
@@ -134,9 +137,10 @@ def grid_hint(run: dict, suite_path=None) -> str:
     """How to get a search-vs-grid comparison for ``run``: train the grid of the same suite
     (reusing every trial the search stored), then compare."""
     suite = suite_path or "SUITE.yaml"
-    return (f"no grid of these candidates is in the store; for a search-vs-grid comparison run "
-            f"`harness replay --from {run['run_id']} --suite {suite} --strategy grid --fill` (trains "
-            f"what the search did not), then `harness compare {run['run_id']} GRID_RUN`")
+    return (f"no grid of these candidates is in the store: for a search-vs-grid comparison run "
+            f"`harness run {suite} --strategy grid` (every candidate at r = 1, reusing what this "
+            f"search trained), then `harness report {run['run_id']}` or `harness compare "
+            f"{run['run_id']} GRID_RUN`")
 
 
 def answer_of(store, run_id: str, suite_path=None, grid_run: str | None = None) -> Answer:

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from harness import __version__
+from harness.answer import answer_of, judging_grid
 from harness.errors import BadInput
 from harness.strategies.base import binomial_error, constant_baseline, objective_tasks
 
@@ -75,26 +76,7 @@ def _config(run: dict) -> dict:
     return config or {}
 
 
-def find_grid(store, run: dict) -> str | None:
-    """A finished grid run that judges ``run``: among grid runs that ranked the same task, the
-    latest of the same suite name, else the latest with the same seed, else the latest."""
-    if run.get("ground_truth"):
-        return None
-    tasks = [r["task"] for r in store.query("select distinct task from rankings where run_id = ?",
-                                            [run["run_id"]])]
-    if not tasks:
-        return None
-    marks = ", ".join("?" for _ in tasks)
-    grids = store.query(
-        "select r.run_id, r.suite_name, r.seed from runs r where r.ground_truth and r.status = 'done'"
-        f" and exists (select 1 from rankings k where k.run_id = r.run_id and k.task in ({marks}))"
-        " order by r.started_at desc, r.run_id desc", tasks)
-    for same in (lambda g: g["suite_name"] == run["suite_name"], lambda g: g["seed"] == run["seed"],
-                 lambda g: True):
-        for g in grids:
-            if same(g):
-                return g["run_id"]
-    return None
+find_grid = judging_grid  # the name this module gave it before harness.answer owned it
 
 
 def _similarity_blocks(store, run_id: str) -> list[dict]:
@@ -164,32 +146,126 @@ def _is_distance(metric: str | None) -> bool:
 # -- figures ----------------------------------------------------------------------------------
 
 
+LONG_TABLE = 12  # a table with more rows than this is folded under <details>
+
+# called as FIGURE_HOOK(fig, file name) with every figure the page draws, just before it is
+# saved (tests check its layout: no legend over a title)
+FIGURE_HOOK = None
+
+
 def _figure(width: float, height: float):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(width, height), dpi=110, layout="constrained")
+    FigureCanvasAgg(fig)
     return fig
 
 
 def _save(fig, folder: Path, name: str) -> str:
+    if FIGURE_HOOK is not None:
+        FIGURE_HOOK(fig, name)
     fig.savefig(folder / name, format="png")
     return name
 
 
-def similarity_figure(block: dict, folder: Path, name: str) -> str | None:
-    """Dendrogram over the heatmap it orders, the cut drawn on the tree, medoids starred."""
-    from scipy.cluster.hierarchy import dendrogram, linkage
+def _legend_below(fig, axes, ncols: int = 4, fontsize: float = 7) -> None:
+    """One legend for the figure, outside and below its axes (constrained layout makes room),
+    each label once."""
+    seen = {}
+    for ax in np.atleast_1d(axes).ravel():
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            seen.setdefault(label, handle)
+    if seen:
+        _fitting_legend(fig, list(seen.values()), list(seen.keys()), ncols, fontsize)
+
+
+def _fitting_legend(fig, handles, labels, ncols: int, fontsize: float) -> None:
+    """A legend below the axes with as many columns as the figure's width holds."""
+    renderer = fig.canvas.get_renderer()
+    for n in range(min(ncols, len(labels)), 0, -1):
+        legend = fig.legend(handles, labels, loc="outside lower center", ncols=n, fontsize=fontsize,
+                            frameon=False)
+        if n == 1 or legend.get_window_extent(renderer).width <= fig.bbox.width * 0.98:
+            return
+        legend.remove()
+
+
+def _tree(block: dict):
+    """The linkage of a block's matrix (its own method), None when a pair is missing."""
+    from scipy.cluster.hierarchy import linkage
     from scipy.spatial.distance import squareform
 
     from harness.clustering import distances
 
-    values, names = block["values"], block["names"]
-    if len(names) < 2 or np.isnan(values).any():
+    values = block["values"]
+    if len(block["names"]) < 2 or np.isnan(values).any():
         return None
     dist = values if block["distance"] else distances(values)
     dist = np.maximum((dist + dist.T) / 2, 0.0)
     np.fill_diagonal(dist, 0.0)
-    tree = linkage(squareform(dist, checks=False), method=block["linkage"])
+    return linkage(squareform(dist, checks=False), method=block["linkage"])
+
+
+def llm_similarity_panel(blocks: list[dict], folder: Path, name: str) -> str | None:
+    """Every LLM context in one figure: a small heatmap per encoder-cluster context, members in
+    their dendrogram's order, medoids starred, cluster boundaries drawn, one shared colour bar."""
+    from scipy.cluster.hierarchy import leaves_list
+
+    drawn = [(b, _tree(b)) for b in blocks]
+    drawn = [(b, t) for b, t in drawn if t is not None]
+    if not drawn:
+        return None
+    n = max(len(b["names"]) for b, _ in drawn)
+    cols = min(3, len(drawn))  # three across: the page shows the figure near its own size
+    rows = math.ceil(len(drawn) / cols)
+    side = max(2.4, 0.32 * n + 1.3)
+    fig = _figure(side * cols + 1.0, (side + 0.2) * rows + 0.5)
+    axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
+    distance = drawn[0][0]["distance"]
+    finite = np.concatenate([b["values"][np.isfinite(b["values"])] for b, _ in drawn])
+    from matplotlib.colors import Normalize
+
+    norm = Normalize(vmin=float(finite.min()), vmax=float(finite.max()) if finite.max() > finite.min()
+                     else float(finite.min()) + 1.0)
+    image = None
+    for ax, (b, tree) in zip(axes, drawn):
+        order = [b["names"][i] for i in leaves_list(tree)]
+        idx = [b["names"].index(m) for m in order]
+        shown = b["values"][np.ix_(idx, idx)]
+        image = ax.imshow(shown, cmap=_SEQ + ("_r" if distance else ""), norm=norm, aspect="equal")
+        labels = [("*" if m in b["medoids"] else "") + _short(m) for m in order]
+        ax.set_xticks(range(len(order)), labels, rotation=60, ha="right", fontsize=6)
+        ax.set_yticks(range(len(order)), labels, fontsize=6)
+        if len(order) <= 8:
+            for i in range(len(order)):
+                for j in range(len(order)):
+                    v = shown[i, j]
+                    ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=5,
+                            color="white" if (norm(v) < 0.5) != distance else "black")
+        for k in range(1, len(order)):  # a line between neighbours of different clusters
+            if b["cluster"][order[k]] != b["cluster"][order[k - 1]]:
+                ax.axhline(k - 0.5, color="white", linewidth=1.2)
+                ax.axvline(k - 0.5, color="white", linewidth=1.2)
+        n_clusters = len(set(b["cluster"].values()))
+        ax.set_title(f"via {_short(b['context'])}: {n_clusters} cluster{'s' if n_clusters != 1 else ''}",
+                     fontsize=8)
+    for ax in axes[len(drawn):]:
+        ax.set_visible(False)
+    fig.colorbar(image, ax=axes[:len(drawn)].tolist(), shrink=0.8, label=drawn[0][0]["metric"] or "similarity")
+    fig.suptitle(f"{drawn[0][0]['metric']} between LLMs, per encoder-cluster context "
+                 "(* medoid, white lines: cluster boundaries)", fontsize=10)
+    return _save(fig, folder, name)
+
+
+def similarity_figure(block: dict, folder: Path, name: str) -> str | None:
+    """Dendrogram over the heatmap it orders, the cut drawn on the tree, medoids starred."""
+    from scipy.cluster.hierarchy import dendrogram
+
+    values, names = block["values"], block["names"]
+    tree = _tree(block)
+    if tree is None:
+        return None
     fig = _figure(max(4.2, 1.2 + 0.55 * len(names)), max(4.4, 2.6 + 0.55 * len(names)))
     top, heat = fig.subplots(2, 1, height_ratios=[1, 2.2])
     cut = block["threshold"]
@@ -221,33 +297,89 @@ def similarity_figure(block: dict, folder: Path, name: str) -> str | None:
     return _save(fig, folder, name)
 
 
+# how a ranked score was obtained: (legend label, marker, marker colour)
+_BASIS = {
+    "measured": ("measured at r=1", "o", "black"),
+    "predicted": ("predicted for r=1 (scaling law)", "D", "tab:orange"),
+    "lower": ("measured at a lower ratio, then eliminated", "v", "crimson"),
+    "untrained": ("not trained (eliminated with its cluster)", None, None),
+}
+
+
+def _basis(r: dict) -> str:
+    """Which of ``_BASIS`` a ranking row's score is."""
+    if r.get("score") is None or (isinstance(r["score"], float) and math.isnan(r["score"])):
+        return "untrained"
+    if r.get("measured_or_predicted") == "predicted":
+        return "predicted"
+    ratio = r.get("sample_ratio")
+    return "lower" if ratio is not None and ratio < 1.0 else "measured"
+
+
 def grid_figure(ranking: list[dict], folder: Path, name: str, title: str) -> str | None:
-    """Encoders x LLMs coloured by the final score, each cell marked how it got it."""
+    """Encoders x LLMs coloured by the ranked score (the scale's top is the highest score, so
+    rank 1 is its top whenever rank 1 holds the highest score), each cell labelled with its
+    rank, the rank-1 cell outlined, a corner marker saying how the score was obtained."""
     if not ranking:
         return None
+    from matplotlib.colors import Normalize
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch, Rectangle
+
     encoders = sorted({r["encoder"] for r in ranking})
     llms = sorted({r["llm"] for r in ranking})
     values = np.full((len(encoders), len(llms)), np.nan)
-    marks = {}
+    cells = {}
     for r in ranking:
         i, j = encoders.index(r["encoder"]), llms.index(r["llm"])
-        if r["score"] is not None:
-            values[i, j] = r["score"]
-        marks[(i, j)] = _how(r)
-    fig = _figure(2.5 + 1.25 * len(llms), 1.6 + 0.5 * len(encoders))
+        if _basis(r) != "untrained":
+            values[i, j] = float(r["score"])
+        cells[(i, j)] = r
+    finite = values[np.isfinite(values)]
+    hi = float(finite.max()) if finite.size else 1.0
+    lo = float(finite.min()) if finite.size else 0.0
+    tied = hi - lo < 1e-12
+    if tied:  # every score tied: all of them at the top of the scale
+        lo = hi - max(abs(hi), 1.0) * 0.1
+    norm = Normalize(vmin=lo, vmax=hi)
+    fig = _figure(2.6 + 1.15 * len(llms), 2.3 + 0.48 * len(encoders))
     ax = fig.subplots()
-    image = ax.imshow(np.ma.masked_invalid(values), cmap=_SEQ, aspect="auto")
+    ax.set_facecolor("0.93")
+    image = ax.imshow(np.ma.masked_invalid(values), cmap=_SEQ, norm=norm, aspect="auto",
+                      interpolation="nearest")
     ax.set_xticks(range(len(llms)), [_short(m) for m in llms], rotation=30, ha="right", fontsize=8)
     ax.set_yticks(range(len(encoders)), [_short(e) for e in encoders], fontsize=8)
-    finite = values[np.isfinite(values)]
-    middle = float(finite.mean()) if finite.size else 0.0
-    for (i, j), mark in marks.items():
+    ax.set_xlim(-0.5, len(llms) - 0.5)
+    ax.set_ylim(len(encoders) - 0.5, -0.5)
+    for (i, j), r in cells.items():
+        basis = _basis(r)
         v = values[i, j]
-        text = (f"{v:.3f}\n" if np.isfinite(v) else "") + mark
-        ax.text(j, i, text, ha="center", va="center", fontsize=7,
-                color="white" if np.isfinite(v) and v < middle else "black")
-    fig.colorbar(image, ax=ax, label="score")
+        if basis == "untrained":
+            ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, facecolor="none", edgecolor="0.7",
+                                   hatch="///", linewidth=0))
+            ax.text(j, i, f"#{r['rank']}", ha="center", va="center", fontsize=7, color="0.35")
+            continue
+        dark = norm(v) < 0.55
+        ax.text(j, i, f"#{r['rank']}\n{v:.3f}", ha="center", va="center", fontsize=7,
+                fontweight="bold" if r["rank"] == 1 else "normal", color="white" if dark else "black")
+        _, marker, colour = _BASIS[basis]
+        ax.scatter([j - 0.36], [i - 0.28], marker=marker, s=18, color=colour,
+                   edgecolors="white", linewidths=0.6, zorder=3)
+        if r["rank"] == 1:
+            ax.add_patch(Rectangle((j - 0.47, i - 0.47), 0.94, 0.94, facecolor="none",
+                                   edgecolor="crimson", linewidth=2.2, zorder=4))
+    bar = fig.colorbar(image, ax=ax, label="ranked score" + (" (all tied)" if tied else ""))
+    if tied:
+        bar.set_ticks([hi])
     ax.set_title(title, fontsize=10)
+    handles = [Patch(facecolor="none", edgecolor="crimson", linewidth=2, label="#1 (the pick)")]
+    for key in ("measured", "predicted", "lower", "untrained"):
+        label, marker, colour = _BASIS[key]
+        if not any(_basis(r) == key for r in ranking):
+            continue
+        handles.append(Patch(facecolor="0.93", edgecolor="0.6", hatch="///", label=label) if marker is None
+                       else Line2D([], [], linestyle="none", marker=marker, color=colour, label=label))
+    _fitting_legend(fig, handles, [h.get_label() for h in handles], 3, 7)
     return _save(fig, folder, name)
 
 
@@ -262,6 +394,15 @@ def _how(r: dict, rank: bool = True) -> str:
     return f"#{r['rank']} {r['measured_or_predicted']}" if rank else r["measured_or_predicted"]
 
 
+def _how_where(r: dict) -> str:
+    """``_how`` without the rank, with the ratio a measured score was taken at when not 1."""
+    how = _how(r, rank=False)
+    ratio = r.get("sample_ratio")
+    if "r=" in how or ratio is None or ratio >= 1.0 or r.get("measured_or_predicted") == "predicted":
+        return how
+    return f"{how} at r={ratio:g}"
+
+
 def rungs_figure(rows: list[dict], baseline: float | None, folder: Path, name: str) -> str | None:
     """Score vs sample ratio (log x) per candidate, one panel per phase: kept (filled) and
     dropped (cross), error bars of one SE, the constant-answer score dashed."""
@@ -273,15 +414,16 @@ def rungs_figure(rows: list[dict], baseline: float | None, folder: Path, name: s
     fig = _figure(5.2 * len(phases), 4.2)
     axes = np.atleast_1d(fig.subplots(1, len(phases), sharey=True))
     colours = colormaps[_QUAL]
+    everyone = sorted({(r["encoder"], r["llm"]) for r in rows})  # one colour per candidate in every panel
     for ax, phase in zip(axes, phases):
         mine = [r for r in rows if r["phase"] == phase and r["score"] is not None]
         candidates = sorted({(r["encoder"], r["llm"]) for r in mine})
-        for k, c in enumerate(candidates):
+        for c in candidates:
             pts = sorted((r for r in mine if (r["encoder"], r["llm"]) == c), key=lambda r: r["sample_ratio"])
             x = [r["sample_ratio"] for r in pts]
             y = [r["score"] for r in pts]
             err = [r.get("error") or 0.0 for r in pts]
-            colour = colours(k % 10)
+            colour = colours(everyone.index(c) % 10)
             ax.errorbar(x, y, yerr=err, color=colour, linewidth=1, capsize=2, alpha=0.85,
                         label=f"{_short(c[0])} + {_short(c[1])}")
             kept = [(a, b) for a, b, r in zip(x, y, pts) if r["kept"]]
@@ -298,9 +440,9 @@ def rungs_figure(rows: list[dict], baseline: float | None, folder: Path, name: s
         ax.set_xlabel("data-sample ratio r")
         ax.set_title(f"{phase}-cluster rungs (o kept, x dropped)", fontsize=10)
         ax.grid(alpha=0.3)
-        if len(candidates) <= 12:
-            ax.legend(fontsize=6, loc="lower right")
     axes[0].set_ylabel("score")
+    if len({(r["encoder"], r["llm"]) for r in rows}) <= 12:
+        _legend_below(fig, axes, ncols=4, fontsize=6)
     return _save(fig, folder, name)
 
 
@@ -312,27 +454,35 @@ def _predictor(name: str):
 
 
 def fits_figure(fits: list[dict], folder: Path, name: str) -> str | None:
-    """Per fitted candidate: the points, the fitted law, the prediction at r = 1 with its
-    interval, and the measured score at r = 1 when the store has it."""
+    """Per fitted candidate: the points the fit used (filled) and its other measured scores in
+    the run (hollow, e.g. a rung above the fit's range), the fitted law, the prediction at r = 1
+    with its interval, and the measured score at r = 1 when the store has it."""
     if not fits:
         return None
     from harness.predictors import ScalingFit
 
     cols = min(3, len(fits))
     rows = math.ceil(len(fits) / cols)
-    fig = _figure(4.2 * cols, 3.4 * rows)
+    fig = _figure(4.2 * cols, 3.2 * rows + 0.7)
     axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
     for ax, f in zip(axes, fits):
-        xs = [p["sample_ratio"] for p in f["points"]]
-        ys = [p["score"] for p in f["points"]]
-        ax.scatter(xs, ys, color="tab:blue", zorder=3, label="trained")
+        pts = [p for p in f["points"] if p["score"] is not None]
+        xs = [p["sample_ratio"] for p in pts]
+        ax.errorbar(xs, [p["score"] for p in pts], yerr=[p.get("error") or 0.0 for p in pts],
+                    color="tab:blue", marker="o", linestyle="none", capsize=2, zorder=3,
+                    label="measured, used by the fit")
+        others = f.get("others") or []
+        if others:
+            ax.errorbar([p["sample_ratio"] for p in others], [p["score"] for p in others],
+                        yerr=[p.get("error") or 0.0 for p in others], color="tab:blue", marker="s",
+                        markerfacecolor="white", linestyle="none", capsize=2, zorder=3,
+                        label="measured, not used by the fit")
         try:
             predictor = _predictor(f["predictor"])
             law = ScalingFit(f["params"], f["r2"] if f["r2"] is not None else math.nan)
             grid = np.geomspace(min(xs), 1.0, 60)
             ax.plot(grid, [predictor.predict(law, float(r)) for r in grid], color="tab:blue",
-                    linewidth=1, label=f"{f['predictor']} fit (R^2 {f['r2']:.2f})"
-                    if f["r2"] is not None else f["predictor"])
+                    linewidth=1, label="fitted law")
         except Exception:  # a predictor plugin that is not installed: points and prediction only
             pass
         if f["predicted"] is not None:
@@ -341,18 +491,19 @@ def fits_figure(fits: list[dict], folder: Path, name: str) -> str | None:
             if lo is not None and hi is not None:
                 yerr = [[max(f["predicted"] - lo, 0)], [max(hi - f["predicted"], 0)]]
             ax.errorbar([1.0], [f["predicted"]], yerr=yerr, color="tab:orange", marker="D",
-                        capsize=3, label="predicted r=1" + (" (95%)" if yerr else ""))
+                        capsize=3, label="predicted r=1 (95% interval)")
         if f.get("measured") is not None:
             ax.scatter([1.0], [f["measured"]], color="black", marker="*", s=80, zorder=4,
                        label="measured r=1")
         ax.set_xscale("log", base=2)
-        ax.set_title(f"{_short(f['encoder'])} + {_short(f['llm'])}", fontsize=9)
+        ax.set_title(f"{_short(f['encoder'])} + {_short(f['llm'])}: {f['predictor']}"
+                     + (f", R^2 {f['r2']:.2f}" if f["r2"] is not None else ""), fontsize=9)
         ax.set_xlabel("data-sample ratio r")
         ax.set_ylabel("score")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=6, loc="best")
     for ax in axes[len(fits):]:
         ax.set_visible(False)
+    _legend_below(fig, axes[:len(fits)], ncols=3)
     return _save(fig, folder, name)
 
 
@@ -383,8 +534,7 @@ def cost_figure(parts: list[dict], grid: dict | None, folder: Path, name: str) -
         ax.grid(axis="x", alpha=0.3)
     axes[0].set_yticks(y, labels, fontsize=8)
     fig.suptitle("where the compute went", fontsize=10)
-    handles, names = axes[1].get_legend_handles_labels()
-    fig.legend(handles, names, loc="outside upper center", ncols=3, fontsize=7, frameon=False)
+    _legend_below(fig, axes, ncols=3)
     return _save(fig, folder, name)
 
 
@@ -482,7 +632,41 @@ def _fits(store, run_id: str) -> list[dict]:
             "select distinct sample_ratio, score, trial_key from scaling_points where run_id = ? and encoder = ?"
             " and llm = ? and task = ? order by sample_ratio", [run_id, f["encoder"], f["llm"], f["task"]])
         f["measured"] = _measured_full(store, f)
+        for p in f["points"]:
+            p["error"] = score_error(store, p["trial_key"], f["task"]) if p["trial_key"] else None
+        f["others"] = _other_points(store, run_id, f)
     return fits
+
+
+def _other_points(store, run_id: str, fit: dict) -> list[dict]:
+    """The fitted candidate's other measured scores in this run (its trials the run used, its
+    rung scores) at ratios the fit did not use, e.g. a rung at r = 1/2 above a fit on 1/8 and
+    1/4; r = 1 is left to ``measured``."""
+    used = {p["trial_key"] for p in fit["points"] if p["trial_key"]}
+    fitted = {(p["sample_ratio"], round(float(p["score"]), 9)) for p in fit["points"] if p["score"] is not None}
+    found: dict[str, dict] = {}
+    for t in store.query(
+            "select distinct t.trial_key, t.sample_ratio from run_uses u join trials t on t.trial_key = u.key"
+            " where u.run_id = ? and u.kind = 'trial' and t.encoder = ? and t.llm = ? and t.status = 'done'"
+            " and t.sample_ratio is not null", [run_id, fit["encoder"], fit["llm"]]):
+        scores = _objective_scores(store, t["trial_key"], fit["task"])
+        if scores is not None:
+            found[t["trial_key"]] = {"sample_ratio": float(t["sample_ratio"]), "trial_key": t["trial_key"],
+                                     "score": float(np.mean([x["value"] for x in scores]))}
+    for r in store.query("select trial_key, sample_ratio, score from rungs where run_id = ? and encoder = ?"
+                         " and llm = ? and score is not null", [run_id, fit["encoder"], fit["llm"]]):
+        key = r["trial_key"] or f"rung@{r['sample_ratio']}"
+        found.setdefault(key, {"sample_ratio": float(r["sample_ratio"]), "trial_key": r["trial_key"],
+                               "score": float(r["score"])})
+    out = []
+    for key, p in found.items():
+        if key in used or (p["sample_ratio"], round(p["score"], 9)) in fitted:
+            continue
+        if p["sample_ratio"] >= 1.0 and fit["measured"] is not None:
+            continue
+        p["error"] = score_error(store, p["trial_key"], fit["task"]) if p["trial_key"] else None
+        out.append(p)
+    return sorted(out, key=lambda p: p["sample_ratio"])
 
 
 def _measured_full(store, fit: dict) -> float | None:
@@ -546,27 +730,6 @@ def _cost_parts(store, run_id: str, ground_truth: bool) -> list[dict]:
     return sorted(parts.values(), key=lambda p: (order.index(p["part"]) if p["part"] in order else 99, p["part"]))
 
 
-def _grid_equivalent(store, run: dict, ranking: list[dict], grid_id: str | None) -> dict | None:
-    """What the grid over the run's candidates costs: the comparison grid's own trials when
-    there is one, else every candidate at the samples of one full-data trial of this run."""
-    from harness.report import grid_cost_over
-
-    candidates = {(r["encoder"], r["llm"]) for r in ranking}
-    if grid_id is not None:
-        cost = grid_cost_over(store, grid_id, candidates)
-        return {"label": f"grid of {cost.trials} (run {grid_id})", "samples": cost.samples_seen,
-                "seconds": cost.total_seconds, "estimated": False}
-    rows = store.query(
-        "select max(t.samples_seen / t.sample_ratio) as per"
-        " from run_uses u join trials t on t.trial_key = u.key"
-        " where u.run_id = ? and u.kind = 'trial' and t.status = 'done' and t.sample_ratio > 0", [run["run_id"]])
-    per = rows[0]["per"] if rows else None
-    if not per:
-        return None
-    return {"label": f"grid of {len(candidates)} at r=1 (estimated)", "samples": int(round(per * len(candidates))),
-            "seconds": None, "estimated": True}  # a trial's seconds do not scale with r (scoring)
-
-
 # -- the page -----------------------------------------------------------------------------------
 
 
@@ -587,45 +750,34 @@ def build_report(store, run_id: str | None = None, *, out: str | Path | None = N
                            "training config")
         grid_id = compare_run
     else:
-        grid_id = find_grid(store, run)
-    sections: list[Section] = []
-
-    header = _header(store, run, config, ranking)
-    sections.append(header)
-
-    blocks = _similarity_blocks(store, run_id)
-    enc = [b for b in blocks if b["level"] == "encoder"]
-    llm = [b for b in blocks if b["level"] == "llm"]
-    for key, title, chosen in (("encoder-similarity", "Vision encoders: similarity and clusters", enc),
-                               ("llm-similarity", "Language models: similarity per encoder cluster", llm)):
-        if not chosen:
-            continue
-        s = Section(key, title)
-        for i, b in enumerate(chosen):
-            fname = similarity_figure(b, folder, f"{key}-{i}.png")
-            n_clusters = len(set(b["cluster"].values()))
-            desc = (f"{len(b['names'])} members, {n_clusters} clusters cut at distance "
-                    f"{b['threshold']:.3f} ({b['linkage']} linkage); medoids: "
-                    + ", ".join(sorted(_short(m) for m in b["medoids"])))
-            if b["level"] == "llm":
-                desc = f"via {_short(b['context'])}: " + desc
-            s.text += f"<p>{html.escape(desc)}</p>"
-            if fname:
-                s.figures.append((fname, f"{b['metric']} heatmap and dendrogram of {title.lower()}"))
-            else:
-                s.text += "<p>(not every pair's similarity is in the store; no figure)</p>"
-        sections.append(s)
+        grid_id = None  # the answer finds the judging grid (harness.answer.judging_grid)
+    answer = answer_of(store, run_id, grid_run=grid_id)
+    if compare_run is None and answer.grid is not None:
+        grid_id = answer.grid.get("run_id")
+    elif compare_run is None and not run.get("ground_truth"):
+        grid_id = judging_grid(store, run)
+    tasks = list(dict.fromkeys(r["task"] for r in ranking))
+    first = [r for r in ranking if r["task"] == answer.task] if answer.task else ranking
+    sections: list[Section] = [_answer_section(run, answer), _header(store, run, config)]
 
     if ranking:
-        task = ranking[0]["task"]
-        s = Section("grid", f"Candidates on {task}",
-                    "<p>Each cell: the final score and how the run got it (measured at r = 1, predicted by "
-                    "the scaling law, or dropped at a rung / with its cluster).</p>")
-        fname = grid_figure(ranking, folder, "grid.png", f"{run['strategy']} ranking on {task}")
-        s.figures.append((fname, "encoder x LLM grid coloured by score"))
-        s.table = [["rank", "vision encoder", "language model", "score", "how"]] + [
-            [str(r["rank"]), r["encoder"], r["llm"], "-" if r["score"] is None else f"{r['score']:.4f}",
-             _how(r, rank=False)] for r in ranking]
+        s = Section("grid", f"Candidates on {', '.join(tasks)}",
+                    "<p>Each cell: the candidate's rank and its ranked score, coloured on one scale (the "
+                    "scale's top is the highest score; the pick is outlined), with a corner mark saying how "
+                    "the score was obtained: measured at r = 1, predicted for r = 1 by the scaling law, "
+                    "measured at a lower ratio before the candidate was eliminated, or not trained at all "
+                    "(eliminated with its cluster, hatched).</p>")
+        for k, task in enumerate(tasks):
+            rows = [r for r in ranking if r["task"] == task]
+            fname = grid_figure(rows, folder, "grid.png" if k == 0 else f"grid-{k}.png",
+                                f"{run['strategy']} ranking on {task}")
+            s.figures.append((fname, f"encoder x LLM grid of {task} coloured by ranked score"))
+        several = len(tasks) > 1
+        s.table = [(["task"] if several else []) + ["rank", "vision encoder", "language model", "score", "how"]] + [
+            ([r["task"]] if several else [])
+            + [str(r["rank"]), r["encoder"], r["llm"], "-" if r["score"] is None else f"{r['score']:.4f}",
+               _how_where(r)]
+            for r in ranking]
         sections.append(s)
 
     rungs = _rungs(store, run_id)
@@ -649,12 +801,16 @@ def build_report(store, run_id: str | None = None, *, out: str | Path | None = N
     fits = _fits(store, run_id)
     if fits:
         s = Section("fits", "Scaling fits",
-                    "<p>Points trained at small ratios, the fitted law, the predicted full-data score with "
-                    "its 95% interval (the points' standard errors carried through the fit) and, when the "
-                    "store has it, the score measured at r = 1.</p>")
+                    "<p>Points trained at small ratios (filled: used by the fit; hollow: the candidate's other "
+                    "scores measured in this run, e.g. a rung above the fit's range), the fitted law, the "
+                    "predicted full-data score with its 95% interval (the points' standard errors carried "
+                    "through the fit) and, when the store has it, the score measured at r = 1.</p>")
         s.figures.append((fits_figure(fits, folder, "fits.png"), "scaling fits per survivor"))
-        s.table = [["candidate", "predictor", "points", "R^2", "predicted r=1", "95% interval", "measured r=1"]] + [
-            [f"{_short(f['encoder'])} + {_short(f['llm'])}", f["predictor"], str(len(f["points"])),
+        s.table = [["candidate", "predictor", "fit on r", "other measured r", "R^2", "predicted r=1",
+                    "95% interval", "measured r=1"]] + [
+            [f"{_short(f['encoder'])} + {_short(f['llm'])}", f["predictor"],
+             ", ".join(f"{p['sample_ratio']:g}" for p in f["points"]) or "-",
+             ", ".join(f"{p['sample_ratio']:g}" for p in f["others"]) or "-",
              "-" if f["r2"] is None else f"{f['r2']:.3f}",
              "-" if f["predicted"] is None else f"{f['predicted']:.4f}",
              "-" if f.get("lower") is None else f"[{f['lower']:.4f}, {f['upper']:.4f}]",
@@ -663,14 +819,14 @@ def build_report(store, run_id: str | None = None, *, out: str | Path | None = N
 
     parts = _cost_parts(store, run_id, bool(run.get("ground_truth")))
     if parts:
-        grid_eq = _grid_equivalent(store, run, ranking, grid_id) if not run.get("ground_truth") else None
+        grid_eq = answer.grid
         s = Section("cost", "Where the compute went")
         total = sum(p["trained_samples"] + p["reused_samples"] for p in parts)
         fresh = sum(p["trained_samples"] for p in parts)
         s.text = (f"<p>Charged at the empty-store price: {total:,} training samples "
                   f"({fresh:,} computed by this run, {total - fresh:,} reused from the store)"
                   + (f"; the {html.escape(grid_eq['label'])} costs {grid_eq['samples']:,}: "
-                     f"{grid_eq['samples'] / max(total, 1):.1f}x more" if grid_eq else "") + ".</p>")
+                     + _times(grid_eq["samples"], total) if grid_eq else "") + ".</p>")
         s.figures.append((cost_figure(parts, grid_eq, folder, "cost.png"), "training samples per part of the run"))
         s.table = [["part", "trials", "samples computed", "samples reused", "seconds computed", "seconds reused"]] + [
             [p["part"], str(p["trials"]) if p["trials"] else "-", f"{p['trained_samples']:,}",
@@ -694,19 +850,112 @@ def build_report(store, run_id: str | None = None, *, out: str | Path | None = N
                       f"{r['weighted_tau_top10']:.3f}; Kendall tau (top 10) {r['kendall_tau_top10']:.3f}; "
                       f"NDCG@5 {r['ndcg_at_5']:.3f}; speedup {r['speedup_samples']}x in samples, "
                       f"{r['speedup']}x in seconds, over {r['grid_candidates']} candidates.</p>")
-            fname = compare_figure(ranking, _ranking(store, grid_id), folder, "compare.png")
+            fname = compare_figure(first, [g for g in _ranking(store, grid_id) if g["task"] == answer.task],
+                                   folder, "compare.png")
             if fname:
                 s.figures.append((fname, "search rank against grid rank"))
         else:
             s.text = f"<p>{html.escape(why)}</p>"
         sections.append(s)
 
+    sections += _similarity_sections(store, run_id, folder)
+
     page = folder / "report.html"
     page.write_text(_html(f"harness report: {run['suite_name']} / {run_id}", sections, folder), encoding="utf-8")
     return page
 
 
-def _header(store, run: dict, config: dict, ranking: list[dict]) -> Section:
+def _times(grid: float, spent: float) -> str:
+    """What the run spent against the grid: ``the run spent 4.4x fewer``, or ``1.3x more``."""
+    if grid >= spent:
+        return f"the run spent {grid / max(spent, 1):.1f}x fewer"
+    return f"the run spent {spent / max(grid, 1):.1f}x more"
+
+
+def _code(text: str) -> str:
+    """HTML of a sentence with its `backticked` commands set as code."""
+    parts = text.split("`")
+    return "".join(f"<code>{html.escape(p)}</code>" if i % 2 else html.escape(p) for i, p in enumerate(parts))
+
+
+def _answer_section(run: dict, answer) -> Section:
+    """The page's first section: ``harness.answer``'s sentences, the pick's first and largest."""
+    s = Section("answer", "Answer")
+    if answer.pick is None:
+        s.text = (f"<p class=\"pick\">This run ranked no candidate (status {html.escape(str(run['status']))}"
+                  + (f": {html.escape(str(run['error']))}" if run.get("error") else "") + ").</p>")
+        return s
+    lines = list(answer.lines)
+    hint = answer.grid_hint if answer.grid_hint in lines else None
+    body = [line for line in lines[1:] if line != hint]
+    s.text = (f"<p class=\"pick\"><b>{_code(lines[0])}</b></p>"
+              + ("<ul>" + "".join(f"<li>{_code(line)}</li>" for line in body) + "</ul>" if body else "")
+              + (f"<p class=\"hint\">{_code(hint)}</p>" if hint else ""))
+    rows = [["", "candidate", "score", "SE", "how"]]
+    for label, r in (("pick", answer.pick), ("runner-up", answer.runner_up)):
+        if r is None:
+            continue
+        rows.append([label, f"{r['encoder']} + {r['llm']}",
+                     "-" if r["score"] is None else f"{r['score']:.4f}",
+                     "-" if r.get("se") is None else f"{r['se']:.4f}",
+                     _how_where(r)])
+    if answer.gap is not None:
+        rows.append(["gap", "pick - runner-up", f"{answer.gap:+.4f}",
+                     "-" if answer.gap_se is None else f"{answer.gap_se:.4f}",
+                     answer.verdict + ("" if answer.p_pick_better is None
+                                       else f"; P(pick better) {answer.p_pick_better:.2f}")])
+    if answer.samples and answer.grid:
+        rows.append(["cost", "this run vs " + answer.grid["label"], f"{answer.samples:,}",
+                     "", f"training samples, against {answer.grid['samples']:,} for the grid: "
+                     + _times(answer.grid["samples"], answer.samples)])
+    s.table = rows
+    return s
+
+
+def _similarity_sections(store, run_id: str, folder: Path) -> list[Section]:
+    """The clustering's evidence, last on the page: the encoders' heatmap under its dendrogram,
+    then every LLM context in one compact panel, with a table of the cuts."""
+    blocks = _similarity_blocks(store, run_id)
+    out = []
+    enc = [b for b in blocks if b["level"] == "encoder"]
+    llm = [b for b in blocks if b["level"] == "llm"]
+    if enc:
+        s = Section("encoder-similarity", "Vision encoders: similarity and clusters")
+        for i, b in enumerate(enc):
+            s.text += f"<p>{html.escape(_cut_text(b))}</p>"
+            fname = similarity_figure(b, folder, f"encoder-similarity-{i}.png")
+            if fname:
+                s.figures.append((fname, f"{b['metric']} heatmap and dendrogram of the vision encoders"))
+            else:
+                s.text += "<p>(not every pair's similarity is in the store; no figure)</p>"
+        out.append(s)
+    if llm:
+        s = Section("llm-similarity", "Language models: similarity per encoder cluster",
+                    f"<p>One heatmap per encoder-cluster context ({len(llm)}): the LLMs' representations "
+                    "compared through that context's encoder and warmed projector.</p>")
+        fname = llm_similarity_panel(llm, folder, "llm-similarity.png")
+        if fname:
+            s.figures.append((fname, f"{llm[0]['metric']} heatmaps of the language models, one per context"))
+        missing = [b for b in llm if _tree(b) is None]
+        if missing:
+            s.text += ("<p>(not every pair's similarity is in the store for "
+                       + html.escape(", ".join(_short(b["context"]) for b in missing)) + "; not drawn)</p>")
+        s.table = [["context", "members", "clusters", "cut (distance)", "linkage", "medoids"]] + [
+            [_short(b["context"]), str(len(b["names"])), str(len(set(b["cluster"].values()))),
+             "-" if b["threshold"] is None else f"{b['threshold']:.3f}", str(b["linkage"]),
+             ", ".join(sorted(_short(m) for m in b["medoids"]))] for b in llm]
+        out.append(s)
+    return out
+
+
+def _cut_text(b: dict) -> str:
+    n_clusters = len(set(b["cluster"].values()))
+    return (f"{len(b['names'])} members, {n_clusters} clusters cut at distance "
+            + ("-" if b["threshold"] is None else f"{b['threshold']:.3f}")
+            + f" ({b['linkage']} linkage); medoids: " + ", ".join(sorted(_short(m) for m in b["medoids"])))
+
+
+def _header(store, run: dict, config: dict) -> Section:
     seeds = sorted({run["seed"]} | {r["seed"] for r in store.query(
         "select distinct t.seed from run_uses u join trials t on t.trial_key = u.key"
         " where u.run_id = ? and u.kind = 'trial'", [run["run_id"]]) if r["seed"] is not None})
@@ -728,16 +977,6 @@ def _header(store, run: dict, config: dict, ranking: list[dict]) -> Section:
         ["targets", ", ".join(f"{t.get('task')}" + (f" (limit {t['limit']})" if t.get("limit") else "")
                               for t in config.get("targets", []))],
     ]
-    if ranking:
-        best = ranking[0]
-        rows.append(["pick", f"{best['encoder']} + {best['llm']}: "
-                     + ("no score" if best["score"] is None else f"{best['score']:.4f}")
-                     + f" ({best['measured_or_predicted']})"])
-        if len(ranking) > 1:
-            second = ranking[1]
-            rows.append(["runner-up", f"{second['encoder']} + {second['llm']}: "
-                         + ("no score" if second["score"] is None else f"{second['score']:.4f}")
-                         + f" ({_how(second, rank=False)})"])
     return Section("header", "Run", table=[["", ""]] + rows)
 
 
@@ -759,10 +998,13 @@ def _html(title: str, sections: list[Section], folder: Path) -> str:
                          f" data-file=\"{html.escape(fname)}\"></figure>")
         if s.table:
             head, *body = s.table
-            parts.append("<table>" + ("" if not any(head) else
-                                      "<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>")
-                         + "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
-                                   for row in body) + "</table>")
+            table = ("<table>" + ("" if not any(head) else
+                                  "<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>")
+                     + "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
+                               for row in body) + "</table>")
+            if len(body) > LONG_TABLE:  # a long table folds away (no script: HTML's own <details>)
+                table = f"<details><summary>the table ({len(body)} rows)</summary>{table}</details>"
+            parts.append(table)
         parts.append("</section>")
     parts.append(f"<footer><small>harness {html.escape(__version__)}; figures drawn with matplotlib from the "
                  "store, nothing loaded from the network.</small></footer></body></html>")

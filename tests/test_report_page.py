@@ -19,8 +19,12 @@ ROOT = Path(__file__).parents[1]
 
 SUITE = {**suitefiles.TINY_MORDAL, "name": "report-test"}
 
-# what a Mordal run's page shows; a grid run's page has no clusters, rungs or fits
-MORDAL_SECTIONS = {"header", "encoder-similarity", "llm-similarity", "grid", "rungs", "fits", "cost", "compare"}
+# what a Mordal run's page shows, in its order: the answer first, the similarity heatmaps last;
+# a grid run's page has no clusters, rungs or fits
+MORDAL_ORDER = ["answer", "header", "grid", "rungs", "fits", "cost", "compare", "encoder-similarity",
+                "llm-similarity"]
+MORDAL_SECTIONS = set(MORDAL_ORDER)
+HINT = "no grid of these candidates is in the store"
 
 
 def harness(*args):
@@ -77,7 +81,7 @@ def test_run_report_flag_writes_the_page_beside_the_store(runs):
     store, mordal_run, _, page = runs
     assert page == store.parent / "reports" / mordal_run / "report.html" and page.is_file()
     # written before the grid existed: everything but the comparison
-    assert set(parse(page).sections) == MORDAL_SECTIONS - {"compare"}
+    assert parse(page).sections == [s for s in MORDAL_ORDER if s != "compare"]
 
 
 def test_report_has_every_section_with_decodable_images_and_no_external_url(runs, tmp_path):
@@ -102,8 +106,10 @@ def test_report_has_every_section_with_decodable_images_and_no_external_url(runs
         width, height = Image.open(io.BytesIO(data)).size
         assert 300 <= width <= 3000 and 150 <= height <= 4000, (img["data-file"], width, height)
         assert img["alt"]
-    # three encoders, each its own cluster (t_ve 1): one LLM similarity matrix per encoder
-    assert len(by_section["encoder-similarity"]) == 1 and len(by_section["llm-similarity"]) == 3
+    # three encoders, each its own cluster (t_ve 1): one LLM similarity matrix per encoder, all
+    # three in one compact panel
+    assert len(by_section["encoder-similarity"]) == 1 and len(by_section["llm-similarity"]) == 1
+    assert "answer" not in by_section and "header" not in by_section
     for key in ("grid", "rungs", "fits", "cost", "compare"):
         assert len(by_section[key]) == 1, key
     text = page.read_text()
@@ -139,7 +145,7 @@ def test_grid_report_and_history(runs, tmp_path):
     store, mordal_run, grid_run, _ = runs
     out = harness("report", grid_run, "--store", store, "--out", tmp_path / "g")
     assert out.returncode == 0, out.stderr
-    assert set(parse(Path(out.stdout.strip())).sections) == {"header", "grid", "cost"}
+    assert parse(Path(out.stdout.strip())).sections == ["answer", "header", "grid", "cost"]
     out = harness("report", "--history", "--store", store, "--out", tmp_path / "h")
     assert out.returncode == 0, out.stderr
     page = Path(out.stdout.strip())
@@ -157,7 +163,7 @@ def test_report_of_another_strategy_shows_what_it_has(runs, tmp_path):
     assert out.returncode == 0, out.stderr
     page = Path(out.stdout.strip().splitlines()[-1].split(": ", 1)[1])
     parsed = parse(page)
-    assert set(parsed.sections) == {"header", "grid", "cost", "compare"}
+    assert parsed.sections == ["answer", "header", "grid", "cost", "compare"]
     assert grid_run in page.read_text() and len(parsed.images) == 3
 
 
@@ -171,6 +177,164 @@ def test_report_bad_input_is_a_clean_error(runs, tmp_path):
         assert out.returncode == 2 and words in out.stderr and "Traceback" not in out.stderr, out.stderr
     empty = harness("report", "--store", tmp_path / "none.duckdb")
     assert empty.returncode != 0 and "no store at" in empty.stderr and "Traceback" not in empty.stderr
+
+
+def _section_html(text: str, key: str) -> str:
+    start = text.index(f'<section id="{key}">')
+    return text[start:text.index("</section>", start)]
+
+
+def _drawn(monkeypatch, store, run_id, out, **kwargs):
+    """``build_report`` in-process: the page and every figure it drew, by file name."""
+    from harness import report_page
+    from harness.store import Store
+
+    figures = {}
+    monkeypatch.setattr(report_page, "FIGURE_HOOK", lambda fig, name: figures.__setitem__(name, fig))
+    with Store.open(store, read_only=True) as st:
+        page = report_page.build_report(st, run_id, out=out, **kwargs)
+    return page, figures
+
+
+def test_the_answer_leads_and_the_similarity_heatmaps_come_last(runs, tmp_path):
+    """Sections in order; the answer (harness.answer's sentences) before any figure."""
+    from harness.answer import answer_of
+    from harness.report_page import _code
+    from harness.store import Store
+
+    store, mordal_run, grid_run, _ = runs
+    page = Path(harness("report", mordal_run, "--store", store, "--out", tmp_path).stdout.strip())
+    text = page.read_text()
+    assert parse(page).sections == MORDAL_ORDER
+    assert text.index('<section id="answer">') < text.index("<img")
+    answer = _section_html(text, "answer")
+    with Store.open(store, read_only=True) as st:
+        lines = answer_of(st, mordal_run).lines
+    assert lines[0].startswith("best VLM: ") and any(line.startswith("runner-up: ") for line in lines)
+    assert any(line.startswith("pick vs runner-up: ") for line in lines)
+    assert any(f"for the grid of 6 (run {grid_run})" in line for line in lines)  # the cost vs the grid
+    for line in lines:
+        assert _code(line) in answer, line
+    assert HINT not in text  # a grid is in the store
+    # the header no longer repeats the pick; it follows the answer
+    assert "best VLM" not in _section_html(text, "header")
+
+
+def test_the_grid_hint_appears_only_when_no_grid_is_stored(runs):
+    """The page `harness run --report` wrote before the grid existed says how to get one."""
+    from harness.answer import grid_hint
+    from harness.report_page import _code
+
+    _, mordal_run, _, first_page = runs
+    answer = _section_html(first_page.read_text(), "answer")
+    assert HINT in answer
+    hint = grid_hint({"run_id": mordal_run})
+    assert f'<p class="hint">{_code(hint)}</p>' in answer and "<code>" in _code(hint) and mordal_run in hint
+    assert "(estimated)" in answer  # the grid-equivalent cost, estimated from the run's own trials
+    assert HINT not in _section_html(first_page.read_text(), "grid")
+
+
+def _titles(fig):
+    suptitle = getattr(fig, "_suptitle", None)
+    out = [suptitle] if suptitle is not None and suptitle.get_text() else []
+    for ax in fig.axes:
+        if ax.get_visible():
+            out += [t for t in (ax.title, ax._left_title, ax._right_title) if t.get_text()]
+    return out
+
+
+def test_no_legend_covers_a_title_or_an_axes(runs, tmp_path, monkeypatch):
+    """Every figure of a Mordal page (with its comparison) and of a grid page: each legend lies
+    inside the figure and off every title, suptitle and axes."""
+    store, mordal_run, grid_run, _ = runs
+    _, figures = _drawn(monkeypatch, store, mordal_run, tmp_path / "m")
+    _, grid_figures = _drawn(monkeypatch, store, grid_run, tmp_path / "g")
+    figures.update({f"grid-run {k}": v for k, v in grid_figures.items()})
+    assert {"grid.png", "rungs.png", "fits.png", "cost.png", "compare.png", "llm-similarity.png",
+            "encoder-similarity-0.png"} <= set(figures)
+    with_legend = set()
+    for name, fig in figures.items():
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        legends = list(fig.legends) + [ax.get_legend() for ax in fig.axes if ax.get_legend() is not None]
+        for legend in legends:
+            with_legend.add(name)
+            box = legend.get_window_extent(renderer)
+            page = fig.bbox
+            assert (box.x0 >= page.x0 - 1 and box.y0 >= page.y0 - 1 and box.x1 <= page.x1 + 1
+                    and box.y1 <= page.y1 + 1), (name, box, page)
+            for title in _titles(fig):
+                assert not box.overlaps(title.get_window_extent(renderer)), (name, title.get_text())
+            for ax in fig.axes:
+                if ax.get_visible() and legend.axes is not ax:
+                    assert not box.overlaps(ax.get_window_extent(renderer)), (name, ax.get_title())
+    assert {"grid.png", "rungs.png", "fits.png", "cost.png"} <= with_legend
+
+
+def test_grid_colour_and_marks_follow_the_ranking(runs, tmp_path, monkeypatch):
+    """The cell colour is the ranked score, the top of the scale where rank 1 is the highest; the
+    #1 mark sits on the rank-1 candidate; the legend names how each score was obtained."""
+    from harness.report_page import grid_figure
+    from harness.store import Store
+
+    store, mordal_run, _, _ = runs
+    _, figures = _drawn(monkeypatch, store, mordal_run, tmp_path / "m")
+    with Store.open(store, read_only=True) as st:
+        ranking = st.query("select * from rankings where run_id = ? order by rank", [mordal_run])
+    # the tiny zoo scores every candidate alike: a tie at the top is the top of the scale
+    synthetic = [
+        {"rank": 1, "encoder": "e:b", "llm": "l:a", "score": 0.354, "measured_or_predicted": "predicted",
+         "sample_ratio": 1.0, "stage": "survivor"},
+        {"rank": 2, "encoder": "e:a", "llm": "l:a", "score": 0.193, "measured_or_predicted": "measured",
+         "sample_ratio": 0.25, "stage": "eliminated-inter"},
+        {"rank": 3, "encoder": "e:a", "llm": "l:b", "score": 0.150, "measured_or_predicted": "measured",
+         "sample_ratio": 1.0, "stage": "survivor"},
+        {"rank": 4, "encoder": "e:b", "llm": "l:b", "score": None, "measured_or_predicted": "measured",
+         "sample_ratio": None, "stage": "eliminated-inter"},
+    ]
+    grid_figure(synthetic, tmp_path, "synthetic.png", "synthetic")
+    for rows, fig in ((ranking, figures["grid.png"]), (synthetic, figures["synthetic.png"])):
+        ax = fig.axes[0]
+        image = ax.get_images()[0]
+        encoders = sorted({r["encoder"] for r in rows})
+        llms = sorted({r["llm"] for r in rows})
+        top = rows[0]
+        if top["score"] is not None and top["score"] >= max(r["score"] for r in rows if r["score"] is not None):
+            assert image.norm(top["score"]) == pytest.approx(1.0)
+            assert tuple(image.to_rgba(top["score"])) == pytest.approx(tuple(image.get_cmap()(1.0)))
+        for r in rows:
+            cell = (llms.index(r["llm"]), encoders.index(r["encoder"]))
+            marks = [t for t in ax.texts if t.get_text().split("\n")[0] == f"#{r['rank']}"]
+            assert len(marks) == 1 and marks[0].get_position() == cell, (r, [m.get_position() for m in marks])
+            if r["score"] is not None:
+                assert image.get_array()[cell[1], cell[0]] == pytest.approx(r["score"])
+    labels = [t.get_text() for legend in figures["synthetic.png"].legends for t in legend.get_texts()]
+    assert labels == ["#1 (the pick)", "measured at r=1", "predicted for r=1 (scaling law)",
+                      "measured at a lower ratio, then eliminated", "not trained (eliminated with its cluster)"]
+
+
+def test_fits_show_measured_points_outside_the_fit(runs, tmp_path, monkeypatch):
+    """A fit on r = 1/4 alone still shows the candidate's r = 1/2 score the run measured, hollow."""
+    from harness.report_page import _fits, _other_points, fits_figure
+    from harness.store import Store
+
+    store, mordal_run, _, _ = runs
+    with Store.open(store, read_only=True) as st:
+        fit = _fits(st, mordal_run)[0]
+        assert fit["others"] == []  # the real fit used every ratio the run measured (1/4 and 1/2)
+        used = sorted(p["sample_ratio"] for p in fit["points"])
+        assert used == [0.25, 0.5]
+        narrow = {**fit, "points": [p for p in fit["points"] if p["sample_ratio"] == 0.25]}
+        others = _other_points(st, mordal_run, narrow)
+    assert [p["sample_ratio"] for p in others] == [0.5]
+    figures = {}
+    monkeypatch.setattr("harness.report_page.FIGURE_HOOK", lambda fig, name: figures.__setitem__(name, fig))
+    fits_figure([{**narrow, "others": others}], tmp_path, "fits.png")
+    ax = figures["fits.png"].axes[0]
+    hollow = [line for line in ax.lines if line.get_markerfacecolor() == "white"]
+    assert hollow and list(hollow[0].get_xdata()) == [0.5]
+    labels = [t.get_text() for t in figures["fits.png"].legends[0].get_texts()]
+    assert "measured, not used by the fit" in labels and "measured, used by the fit" in labels
 
 
 def _browser():
@@ -199,7 +363,7 @@ def test_report_renders_in_a_real_browser(runs, tmp_path):
     pixels = np.asarray(image).reshape(-1, 3).astype(int)
     ink = float((pixels.sum(axis=1) < 600).mean())
     colours = len({tuple(p) for p in pixels[::7]})
-    # text, tables and the first heatmaps: far from a blank (all-white) or error page
+    # the answer, the run's table and the candidate grid: far from a blank (all-white) or error page
     assert ink > 0.03 and colours > 100, (ink, colours)
 
 
