@@ -37,13 +37,13 @@ FROM rungs
 WHERE run_id = (SELECT max(run_id) FROM runs)
 ORDER BY phase, rung, score DESC;
 
--- Clusters and their medoids in the latest run
-SELECT level, cluster_id, list(member ORDER BY member) AS members,
+-- Clusters and their medoids in the latest run that clustered (LLMs once per encoder cluster: context)
+SELECT level, context, cluster_id, list(member ORDER BY member) AS members,
        any_value(member) FILTER (WHERE is_medoid) AS medoid
 FROM clusters
-WHERE run_id = (SELECT max(run_id) FROM runs)
-GROUP BY level, cluster_id
-ORDER BY level, cluster_id;
+WHERE run_id = (SELECT max(run_id) FROM clusters)
+GROUP BY level, context, cluster_id
+ORDER BY level, context, cluster_id;
 
 -- Scaling-law fits and predictions next to each other
 SELECT f.encoder, f.llm, f.task, f.predictor, f.a, f.b, f.r2, p.predicted_score

@@ -640,6 +640,78 @@ def m013_ground_truth_runs(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("UPDATE runs SET ground_truth = (strategy = 'grid')")
 
 
+@migration
+def m014_leaderboard_says_what_each_score_is(con: duckdb.DuckDBPyConnection) -> None:
+    # The same seven columns, read better: measured_or_predicted says what the place rests on
+    # (rankings.basis, which m011 added: a candidate eliminated at a rung is no longer labelled
+    # measured, and a place without a score never is), and metric names the score's metric
+    # (what the run's trials were scored with) where a search stored its objective as
+    # score / mean.
+    con.execute("""
+        CREATE OR REPLACE VIEW leaderboard AS
+        WITH latest AS (
+            SELECT k.task, k.run_id,
+                   row_number() OVER (PARTITION BY k.task ORDER BY r.started_at DESC, k.run_id DESC) AS recency
+            FROM (SELECT DISTINCT task, run_id FROM rankings) k
+            JOIN runs r USING (run_id)
+            WHERE r.status = 'done'
+        ),
+        board AS (
+            SELECT k.*
+            FROM rankings k
+            JOIN latest l ON l.task = k.task AND l.run_id = k.run_id AND l.recency = 1
+        ),
+        used AS (  -- the trials each of those runs used (reused or trained) or ranked
+            SELECT u.run_id, u.key AS trial_key FROM run_uses u
+            WHERE u.kind = 'trial' AND u.run_id IN (SELECT run_id FROM board)
+            UNION
+            SELECT run_id, trial_key FROM board WHERE trial_key IS NOT NULL
+        ),
+        scored AS (  -- the metric(s) those trials were scored with, per ranked task
+            SELECT o.run_id, o.task, string_agg(DISTINCT s.metric, ', ' ORDER BY s.metric) AS metric
+            FROM (SELECT DISTINCT run_id, task FROM board) o
+            JOIN used u ON u.run_id = o.run_id
+            JOIN scores s ON s.trial_key = u.trial_key
+                AND (s.task = o.task OR (o.task LIKE 'mean(%)'
+                                         AND list_contains(string_split(o.task[6:-2], ','), s.task)))
+            GROUP BY o.run_id, o.task
+        )
+        SELECT k.task, k.encoder AS vision_encoder, k.llm AS language_model, k.score,
+               CASE WHEN k.metric = 'score' AND m.metric IS NOT NULL THEN m.metric
+                    WHEN k.metric = 'mean' AND m.metric IS NOT NULL THEN 'mean of ' || m.metric
+                    ELSE k.metric END AS metric,
+               k.run_id,
+               CASE WHEN k.score IS NULL AND b.basis IN ('measured', 'predicted', 'eliminated') THEN 'failed'
+                    ELSE b.basis END AS measured_or_predicted
+        FROM board k
+        CROSS JOIN LATERAL (SELECT coalesce(k.basis, CASE
+            WHEN k.stage = 'gw-rank' THEN 'similarity'
+            WHEN k.measured_or_predicted = 'predicted' THEN 'predicted'
+            WHEN k.stage LIKE 'eliminated%' AND k.sample_ratio IS NULL THEN 'cluster'
+            WHEN k.stage LIKE 'eliminated%' THEN 'eliminated'
+            ELSE 'measured' END) AS basis) b
+        LEFT JOIN scored m ON m.run_id = k.run_id AND m.task = k.task
+        ORDER BY k.task, k.rank, k.encoder, k.llm
+    """)
+    con.execute("COMMENT ON VIEW leaderboard IS " + _sql_str(
+        "Per task, the ranking from the most recent finished (status done) run that ranked it, best "
+        "first; each place says what its score is. For one run's ranking in full, read rankings."))
+    for column, doc in (
+            ("task", "target task (mean(a,b,...) for a search of the mean over several)"),
+            ("vision_encoder", "vision encoder ref"),
+            ("language_model", "language model ref"),
+            ("score", "the place's score (see measured_or_predicted for what it is); NULL when it has none"),
+            ("metric", "what the score measures: the metric the run's trials were scored with (e.g. "
+             "exact_match; 'mean of ...' over several targets)"),
+            ("run_id", "the run that ranked the task (runs.run_id)"),
+            ("measured_or_predicted", "what the place rests on (rankings.basis): measured (a trial at "
+             "r = 1) | predicted (a scaling law's full-data score) | eliminated (dropped at a rung: its "
+             "score there, at rankings.sample_ratio) | cluster (never trained, placed with its cluster; "
+             "no score) | similarity (a training-free order; no score) | failed (its trial or "
+             "prediction failed: no score)")):
+        con.execute(f"COMMENT ON COLUMN leaderboard.{column} IS " + _sql_str(doc))
+
+
 def schema_markdown() -> str:
     """docs/store-schema.md: run every migration on a blank in-memory database and describe it."""
     con = duckdb.connect(":memory:")

@@ -79,7 +79,7 @@ def test_sql_cannot_write_anything_anywhere(tmp_path):
     for sql in attempts:
         out = harness("sql", sql, "--store", store)
         assert out.returncode != 0, sql
-        assert "Traceback" not in out.stderr and out.stderr.strip().splitlines()[-1].startswith("Error: "), \
+        assert "Traceback" not in out.stderr and out.stderr.strip().splitlines()[-1].startswith("error: "), \
             (sql, out.stderr)
         for script in (harness("sql", sql, "--script", "--store", store),):
             assert script.returncode != 0, sql
@@ -224,3 +224,220 @@ def test_a_trial_whose_data_cannot_load_ends_its_run_failed(tmp_path):
     con = duckdb.connect(str(store), read_only=True)
     assert con.execute("select status from runs").fetchall() == [("failed",)]
     con.close()
+
+
+# -- issue 30 item 4: the first hour, smoothed ---------------------------------------------------
+
+PROV = {"plugin": "test", "plugin_version": "0.0"}
+
+
+def ranked_store(path):
+    """A store whose latest finished run ranked one place of each kind (measured, predicted,
+    eliminated at a rung, never trained with its cluster, failed trial, failed prediction), a run
+    from before rankings.basis existed, a multi-target run, LLM clusters in two contexts, and a
+    later run that was interrupted."""
+    from harness.store import Store
+
+    with Store.open(path) as st:
+        def run(run_id, task, places, metric="score", scores=(), status="done"):
+            st.start_run(suite_name="s", strategy="mordal", run_id=run_id, **PROV)
+            for key, scored_task in scores:
+                st.put_scores(key, [{"task": scored_task, "metric": "exact_match", "value": 0.5, "n_items": 10}],
+                              run_id=run_id, **PROV)
+                st.record_use(run_id, "trial", key, reused=False)
+            st.insert("rankings", [dict(run_id=run_id, task=task, metric=metric, rank=i + 1, encoder=e, llm=l,
+                                        score=s, measured_or_predicted=mp, stage=stage, sample_ratio=ratio,
+                                        basis=basis, trial_key=key, **PROV)
+                                   for i, (e, l, s, mp, stage, ratio, basis, key) in enumerate(places)])
+            st.finish_run(run_id, status)
+
+        run("20260101-000001-search", "shapes:color", [
+            ("e1", "l1", 0.61234567, "predicted", "survivor", 1.0, "predicted", None),
+            ("e1", "l2", 0.5, "measured", "survivor", 1.0, "measured", "k-full"),
+            ("e2", "l1", 0.3, "measured", "eliminated-inter", 0.25, "eliminated", "k-rung"),
+            ("e2", "l2", None, "measured", "eliminated-inter", None, "cluster", None),
+            ("e3", "l1", None, "measured", "grid", 1.0, "measured", None),  # its trial failed
+            ("e3", "l2", None, "predicted", "survivor", None, "predicted", None),  # too few points
+        ], scores=[("k-full", "shapes:color"), ("k-rung", "shapes:color")])
+        run("20260101-000002-older", "shapes:count", [  # written before m011: no basis, a named metric
+            ("e1", "l1", 0.7, "measured", None, None, None, None),
+            ("e2", "l1", 0.4, "measured", "eliminated-intra", 0.5, None, None),
+            ("e2", "l2", None, "measured", "eliminated-inter", None, None, None),
+        ], metric="acc")
+        run("20260101-000003-both", "mean(shapes:color,shapes:count)", [
+            ("e1", "l1", 0.55, "measured", "survivor", 1.0, "measured", "k-both"),
+        ], metric="mean", scores=[("k-both", "shapes:color"), ("k-both", "shapes:count")])
+        st.insert("clusters", [dict(run_id="20260101-000001-search", level=level, context=context, cluster_id=0,
+                                    member=m, is_medoid=m.endswith("1"), threshold=0.2, **PROV)
+                               for level, context, members in (("encoder", "", ("e1", "e2", "e3")),
+                                                               ("llm", "e1", ("l1", "l2")),
+                                                               ("llm", "e2", ("l1", "l2")))
+                               for m in members])
+        run("20260101-000004-stopped", "shapes:color", [
+            ("e1", "l1", 0.9, "measured", "survivor", 1.0, "measured", None)], status="interrupted")
+    return path
+
+
+def test_leaderboard_says_what_each_score_is(tmp_path):
+    """Eliminated places say eliminated, a place without a score is never `measured`, and the
+    metric is named (issue 30 item 4)."""
+    store = ranked_store(tmp_path / "s.duckdb")
+    out = harness("sql", "select * from leaderboard", "--store", store, "--format", "json")
+    assert out.returncode == 0, out.stderr
+    board = {(r["task"], r["vision_encoder"], r["language_model"]): r for r in json.loads(out.stdout)}
+    color = {(e, l): (r["measured_or_predicted"], r["score"], r["metric"], r["run_id"])
+             for (t, e, l), r in board.items() if t == "shapes:color"}
+    assert color == {  # the interrupted later run is not the leaderboard
+        ("e1", "l1"): ("predicted", 0.61234567, "exact_match", "20260101-000001-search"),
+        ("e1", "l2"): ("measured", 0.5, "exact_match", "20260101-000001-search"),
+        ("e2", "l1"): ("eliminated", 0.3, "exact_match", "20260101-000001-search"),
+        ("e2", "l2"): ("cluster", None, "exact_match", "20260101-000001-search"),
+        ("e3", "l1"): ("failed", None, "exact_match", "20260101-000001-search"),
+        ("e3", "l2"): ("failed", None, "exact_match", "20260101-000001-search"),
+    }
+    count = [(r["vision_encoder"], r["language_model"], r["measured_or_predicted"], r["metric"])
+             for (t, _, _), r in board.items() if t == "shapes:count"]
+    assert count == [("e1", "l1", "measured", "acc"), ("e2", "l1", "eliminated", "acc"),
+                     ("e2", "l2", "cluster", "acc")]
+    assert board[("mean(shapes:color,shapes:count)", "e1", "l1")]["metric"] == "mean of exact_match"
+    assert all(r["score"] is not None for r in board.values() if r["measured_or_predicted"] == "measured")
+
+
+def test_sql_table_rounds_floats_csv_and_json_keep_them(tmp_path):
+    store = ranked_store(tmp_path / "s.duckdb")
+    query = "select score, 1.5::double as whole, 1234.56789::double as big from leaderboard where score > 0.6"
+    table = harness("sql", query, "--store", store)
+    assert table.returncode == 0, table.stderr
+    assert "0.6123" in table.stdout and "0.61234567" not in table.stdout and "1234.5679" in table.stdout
+    assert "0.61234567" in harness("sql", query, "--store", store, "--format", "csv").stdout
+    assert json.loads(harness("sql", query, "--store", store, "--format", "json").stdout)[0]["score"] == 0.61234567
+
+
+def test_sql_csv_ends_lines_with_newline_only(tmp_path):
+    """`$(harness sql ... --format csv | tail -1)` carried a \\r (csv's default \\r\\n)."""
+    store = fresh_store(tmp_path / "s.duckdb")
+    out = subprocess.run([sys.executable, "-m", "harness.cli", "sql", "select 1 as a, 'x y' as b", "--store",
+                          str(store), "--format", "csv"], capture_output=True)  # bytes: no newline translation
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == b"a,b\n1,x y\n"
+
+
+def test_sql_script_reads_standard_input_and_runs_the_examples(tmp_path):
+    """`harness sql --script - < store/examples.sql` (the README's line) runs every example; the
+    clusters example lists each member once per cluster (LLMs are clustered once per context)."""
+    import ast
+
+    store = ranked_store(tmp_path / "s.duckdb")
+    two = subprocess.run([sys.executable, "-m", "harness.cli", "sql", "--script", "-", "--store", str(store),
+                          "--format", "csv"], input="select 1 as a;\nselect 2 as b;\n", capture_output=True, text=True)
+    assert two.returncode == 0, two.stderr
+    assert two.stdout.split() == ["a", "1", "b", "2"]
+    examples = (ROOT / "store" / "examples.sql").read_text()
+    out = subprocess.run([sys.executable, "-m", "harness.cli", "sql", "--script", "-", "--store", str(store),
+                          "--format", "csv"], input=examples, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    rows = list(csv.reader(io.StringIO(out.stdout)))
+    header = rows.index(["level", "context", "cluster_id", "members", "medoid"])
+    clusters = [r for r in rows[header + 1:header + 4]]
+    assert [(r[0], r[1]) for r in clusters] == [("encoder", ""), ("llm", "e1"), ("llm", "e2")]
+    for row in clusters:
+        members = ast.literal_eval(row[3])
+        assert len(members) == len(set(members)), row
+    empty = subprocess.run([sys.executable, "-m", "harness.cli", "sql", "-", "--store", str(store)],
+                           input="", capture_output=True, text=True)
+    assert empty.returncode == 2 and empty.stderr.startswith("error: ") and "Traceback" not in empty.stderr
+
+
+def test_report_without_run_picks_the_latest_finished_run_and_says_so(tmp_path):
+    store = ranked_store(tmp_path / "s.duckdb")
+    out = harness("report", "--store", store, "--out", tmp_path / "r")
+    assert out.returncode == 0, out.stderr
+    # the interrupted run started later; the latest finished one that ranked is picked
+    assert "report of run 20260101-000003-both (the latest finished run)" in out.stderr
+    assert Path(out.stdout.strip()).name == "report.html"
+
+
+def test_errors_are_one_line_with_one_prefix(tmp_path):
+    """click's usage errors, harness's own and a failed query all print `error: ...` on one line."""
+    store = fresh_store(tmp_path / "s.duckdb")
+    for args, code, words in ((["sql", "select 1", "--bogus"], 2, "No such option"),
+                              (["sql"], 2, "Missing argument"),
+                              (["sql", "select 1", "--store", store, "--format", "xml"], 2, "'xml'"),
+                              (["no-such-command"], 2, "No such command"),
+                              (["sql", "select * from nowhere", "--store", store], 1, "query failed"),
+                              (["report", "--task", "x", "--store", store], 2, "--task goes with --history")):
+        out = harness(*args)
+        lines = out.stderr.strip().splitlines()
+        assert out.returncode == code, (args, out.stderr)
+        assert len(lines) == 1 and lines[0].startswith("error: ") and words in lines[0], (args, out.stderr)
+    suite = harness("validate", ROOT / "tests" / "bad_suites" / "multiple_errors.yaml")  # one line per problem
+    lines = suite.stderr.strip().splitlines()
+    assert suite.returncode == 2 and len(lines) >= 2 and all(line.startswith("error: ") for line in lines), suite.stderr
+
+
+def test_a_stopped_command_says_how_to_go_on(tmp_path):
+    """SIGTERM (as Ctrl-C) ends a run with exit 130 and one line saying that running it again
+    resumes it."""
+    import signal
+
+    from harness.cli import INTERRUPTED
+
+    assert INTERRUPTED == "interrupted: run again to resume"
+    import threading
+
+    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", str(ROOT / "suites" / "quickstart.yaml"),
+                             "--store", str(tmp_path / "s.duckdb")], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    watchdog = threading.Timer(300, proc.kill)
+    watchdog.start()
+    try:
+        said = []
+        while not (said and said[-1].startswith("run ")):  # "run RUN_ID: suite ...": it has started
+            said.append(proc.stdout.readline())
+            assert said[-1], "".join(said)
+        proc.send_signal(signal.SIGTERM)
+        rest = proc.communicate(timeout=120)[0]
+    finally:
+        watchdog.cancel()
+        proc.kill()
+    assert proc.returncode == 130, rest[-2000:]
+    assert rest.strip().splitlines()[-1] == INTERRUPTED and "Traceback" not in rest
+
+
+@pytest.mark.slow
+def test_a_replayed_search_labels_its_places_and_its_clusters_list_each_member_once(tmp_path):
+    """On a real Mordal search (replayed from the shipped table, one target): the leaderboard
+    labels the places a rung dropped `eliminated` and those never trained `cluster`, names the
+    metric, and the clusters example of store/examples.sql lists no member twice."""
+    import ast
+    import re
+
+    suite = tmp_path / "one.yaml"
+    suite.write_text(re.sub(r"targets:\n(  - .*\n)+", "targets:\n  - {task: shapes:color, limit: 1000}\n",
+                            (ROOT / "suites" / "minizoo.yaml").read_text()))
+    store = tmp_path / "s.duckdb"
+    out = harness("replay", "--table", ROOT / "benchmarks" / "tables" / "minizoo", "--suite", suite,
+                  "--store", store, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    board = json.loads(harness("sql", "select * from leaderboard where task = 'shapes:color'", "--store", store,
+                               "--format", "json").stdout)
+    labels = {r["measured_or_predicted"] for r in board}
+    assert {"eliminated", "cluster"} <= labels <= {"measured", "predicted", "eliminated", "cluster"}
+    assert {r["metric"] for r in board} == {"exact_match"}
+    assert all(r["score"] is not None for r in board if r["measured_or_predicted"] != "cluster")
+    assert all(r["score"] is None for r in board if r["measured_or_predicted"] == "cluster")
+    examples = subprocess.run([sys.executable, "-m", "harness.cli", "sql", "--script", "-", "--store", str(store),
+                               "--format", "csv"], input=(ROOT / "store" / "examples.sql").read_text(),
+                              capture_output=True, text=True)
+    assert examples.returncode == 0, examples.stderr
+    rows = list(csv.reader(io.StringIO(examples.stdout)))
+    start = rows.index(["level", "context", "cluster_id", "members", "medoid"]) + 1
+    clusters = []
+    for row in rows[start:]:
+        if len(row) != 5 or row[0] not in ("encoder", "llm"):
+            break
+        clusters.append(row)
+    assert any(r[0] == "llm" for r in clusters)
+    for row in clusters:
+        members = ast.literal_eval(row[3])
+        assert len(members) == len(set(members)) and row[4] in members, row
