@@ -9,8 +9,11 @@ taking the machine), and is judged:
 
 - **clean**: a non-zero exit, no Python traceback, and a last line that says what is wrong;
 - **traceback** / **hang** (past ``--timeout``) / **accepted** (exit 0 where it must fail);
+- **raw control characters**: a bidi or C1 control character (U+202E, NEL) printed as it is;
 - **store changed**: the store file (and every other file the case made) is compared byte for
-  byte before and after; a failed command must leave it as it was.
+  byte before and after; a failed command must leave it as it was (data loss: issue 31's
+  ``export --force`` and ``forget`` cases, where a command that succeeds may change only the
+  store, ``may_change``, and every other file must survive).
 
 Prints one line per case, then the counts; exits 1 unless every case is clean and no store
 changed. ``tests/test_robustness.py`` runs the same cases (``CASES``) in the default test run.
@@ -22,6 +25,7 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import resource
 import sqlite3
 import subprocess
@@ -62,6 +66,7 @@ class Case:
     files: dict = field(default_factory=dict)  # relative path -> str | bytes | callable(dir)
     store: str | None = "s.duckdb"  # made (migrated, one table of rows) before the case runs
     ok: bool = False  # exit 0 is right here (a control: validation cannot see the problem)
+    may_change: tuple = ()  # files a successful command writes (ok=True cases): not compared
 
 
 def _suite_cases() -> list[Case]:
@@ -119,6 +124,13 @@ def _suite_cases() -> list[Case]:
         "unknown device": suite_text(**{"device: cpu": "device: tpu"}),
         "unknown executor": suite_text() + "executor: nope\n",
         "bad alignment": suite_text(align="shapes:nope"),
+        # where a suite may put its store (issue 31): inside its own folder only
+        "store leaves the folder": suite_text() + "store: ../../x/s.duckdb\n",
+        "store absolute": suite_text() + "store: /tmp/elsewhere/s.duckdb\n",
+        "store a device": suite_text() + "store: /dev/full\n",
+        # messages: the line of a `null:` key, control and bidi characters echoed escaped
+        "null key": suite_text() + "null: x\n",
+        "bidi name": suite_text(**{"name: robust": 'name: "ro\u202ebust\u2066"'}),
     }
     cases = []
     for name, text in values.items():
@@ -127,6 +139,12 @@ def _suite_cases() -> list[Case]:
             cases.append(Case(f"suite {name} ({command})", "suites", args, {"suite.yaml": text}))
     cases.append(Case("suite file missing (run)", "suites", ["run", "{dir}/none.yaml", "--store", "{dir}/s.duckdb"]))
     cases.append(Case("suite is a folder (validate)", "suites", ["validate", "{dir}"]))
+    cases.append(Case("suite is a symlink loop (validate)", "suites", ["validate", "{dir}/loop.yaml"],
+                      {"prep": lambda d: (d / "loop.yaml").symlink_to(d / "loop.yaml")}))
+    for seed in ("-1", "18446744073709551616"):
+        cases.append(Case(f"replay --seed {seed}", "suites",
+                          ["replay", "--from", "nope", "--suite", "{dir}/suite.yaml", "--seed", seed,
+                           "--store", "{dir}/s.duckdb"], {"suite.yaml": suite_text()}))
     return cases
 
 
@@ -226,11 +244,116 @@ def _symlink(directory: Path) -> None:
     os.symlink(directory / "s.duckdb", directory / "link.duckdb")
 
 
+def _export(directory: Path, change=None, extra: dict | None = None) -> None:
+    """An export of the case's store at ``exp/``, its manifest changed by ``change``, and files
+    added to it (``extra``)."""
+    from harness.store import Store
+    from harness.store.exchange import export_store
+
+    with Store.open(directory / "s.duckdb", read_only=True) as st:
+        export_store(st, directory / "exp")
+    if change is not None:
+        path = directory / "exp" / "manifest.json"
+        manifest = json.loads(path.read_text())
+        change(manifest)
+        path.write_text(json.dumps(manifest))
+    for rel, text in (extra or {}).items():
+        (directory / "exp" / rel).write_text(text)
+
+
+def _forged_checkpoint(directory: Path) -> None:
+    """A trial with a checkpoint of its own, and an imported export whose forged trial row names
+    that checkpoint as its own (issue 31: forgetting the forged trial deleted the other's)."""
+    import duckdb
+    from harness.store import Store
+    from harness.store.exchange import export_store, import_export, sha256_file
+
+    victim, fake = "a" * 64, "b" * 64
+    with Store.open(directory / "s.duckdb") as st:
+        run = st.query("select run_id from runs")[0]["run_id"]
+        st.start_trial(victim, run_id=run, encoder="tiny:vit-p4", llm="tiny:gpt2", dataset_fingerprint="d",
+                       sample_ratio=1.0, plugin="harness", plugin_version="0")
+        ckpt = st.checkpoints_dir / victim / "trainable.safetensors"
+        ckpt.parent.mkdir(parents=True)
+        ckpt.write_bytes(b"the victim's weights")
+        st.finish_trial(victim, checkpoint_path=ckpt)
+        export_store(st, directory / "exp")
+    parquet = directory / "exp" / "trials.parquet"
+    con = duckdb.connect()
+    con.execute(f"COPY (SELECT * REPLACE ('{fake}' AS trial_key, 'checkpoints/{victim}/trainable.safetensors'"
+                f" AS checkpoint_path) FROM read_parquet('{parquet}')) TO '{parquet}.new' (FORMAT PARQUET)")
+    con.close()
+    os.replace(f"{parquet}.new", parquet)
+    manifest = json.loads((directory / "exp" / "manifest.json").read_text())
+    manifest["tables"]["trials"]["sha256"] = sha256_file(parquet)
+    (directory / "exp" / "manifest.json").write_text(json.dumps(manifest))
+    with Store.open(directory / "s.duckdb") as st:
+        import_export(st, directory / "exp")
+
+
+def _damaged_wal(directory: Path) -> None:
+    """The case's store with its last change only in its .wal, and that .wal damaged."""
+    code = ("import os\nfrom harness.store import Store\n"
+            f"st = Store.open({str(directory / 's.duckdb')!r})\n"
+            "st.con.execute(\"SET wal_autocheckpoint = '1TB'\")\n"
+            "st.con.execute(\"UPDATE runs SET suite_name = 'in the log'\")\nos._exit(0)\n")
+    subprocess.run([sys.executable, "-c", code], check=True)
+    wal = directory / "s.duckdb.wal"
+    data = bytearray(wal.read_bytes())
+    for i in range(60, len(data) - 8):
+        data[i] ^= 0xFF
+    wal.write_bytes(bytes(data))
+    (directory / "s.duckdb.wal.bytes").write_bytes(bytes(data))  # (a .wal is not compared)
+
+
+def _data_loss_cases() -> list[Case]:
+    """Issue 31: commands that deleted or trusted what they should not; each must leave every
+    file of the case's folder as it was (a forget may change only the store)."""
+    force = ["store", "export", "--all", "--force", "--store", "{dir}/s.duckdb", "--out"]
+    return [
+        Case("export --force over the store's own folder", "stores", [*force, "{dir}"],
+             {"manifest.json": "{}", "notes.txt": "my notes"}),
+        Case("export --force over a project with a manifest.json", "stores", [*force, "{dir}/web"],
+             {"web/manifest.json": '{"name": "web", "version": "1.0"}', "web/index.js": "go()\n"}),
+        Case("export --force over an export holding another file", "stores", [*force, "{dir}/exp"],
+             {"prep": lambda d: _export(d, extra={"notes.txt": "mine"})}),
+        Case("export --force over an export whose manifest lists the store", "stores", [*force, "{dir}/exp"],
+             {"prep": lambda d: _export(d, lambda m: m["tables"].update(
+                 x={"file": "s.duckdb", "rows": 0, "sha256": "0" * 64}), extra={"s.duckdb": "precious"})}),
+        Case("forget a trial imported with another trial's checkpoint path", "stores",
+             ["store", "forget", "--key", "b" * 64, "--store", "{dir}/s.duckdb"],
+             {"prep": _forged_checkpoint}, ok=True, may_change=("s.duckdb",)),
+        Case("import a manifest with tables: []", "stores", ["store", "import", "{dir}/exp", "--store", "{dir}/s.duckdb"],
+             {"prep": lambda d: _export(d, lambda m: m.update(tables=[]))}),
+        Case("import a manifest entry without sha256", "stores",
+             ["store", "import", "{dir}/exp", "--store", "{dir}/s.duckdb"],
+             {"prep": lambda d: _export(d, lambda m: m["tables"]["runs"].pop("sha256"))}),
+        Case("import a manifest with format_version \"9\"", "stores",
+             ["store", "import", "{dir}/exp", "--store", "{dir}/s.duckdb"],
+             {"prep": lambda d: _export(d, lambda m: m.update(format_version="9"))}),
+        Case("import a manifest naming a file outside the export", "stores",
+             ["store", "import", "{dir}/exp", "--store", "{dir}/s.duckdb"],
+             {"prep": lambda d: _export(d, lambda m: m["tables"]["runs"].update(file="../s.duckdb"))}),
+        Case("export --out /proc/x", "stores", ["store", "export", "--all", "--out", "/proc/x", "--store", "{dir}/s.duckdb"]),
+        Case("export --out /", "stores", ["store", "export", "--all", "--force", "--out", "/", "--store", "{dir}/s.duckdb"]),
+        Case("report --out /proc/x", "stores", ["report", "--out", "/proc/x", "--store", "{dir}/s.duckdb"]),
+        Case("report --out under a file", "stores", ["report", "--out", "{dir}/s.duckdb/r", "--store", "{dir}/s.duckdb"]),
+        Case("backup of a store named we\"ird", "stores",
+             ["store", "backup", "{dir}/b.duckdb", "--store", '{dir}/we"ird.duckdb'], store='we"ird.duckdb', ok=True),
+        Case("store is /dev/full", "stores", ["sql", "select 1", "--store", "/dev/full"], store=None),
+        Case("damaged .wal: info", "stores", ["store", "info", "--store", "{dir}/s.duckdb"], {"prep": _damaged_wal}),
+        Case("damaged .wal: check", "stores", ["store", "check", "--store", "{dir}/s.duckdb"], {"prep": _damaged_wal}),
+        Case("damaged .wal: backup (from the main file)", "stores",
+             ["store", "backup", "{dir}/b.duckdb", "--store", "{dir}/s.duckdb"], {"prep": _damaged_wal}, ok=True),
+    ]
+
+
 def _store_cases() -> list[Case]:
-    c = []
+    c = _data_loss_cases()
     for damage, prep in (("checksum-damaged", _damage_checksum), ("truncated", _truncate)):
         for args in (["sql", "select * from runs"], ["store", "info"], ["run", "{dir}/suite.yaml"],
-                     ["store", "backup", "{dir}/copy.duckdb"], ["store", "export", "--all", "--out", "{dir}/exp"]):
+                     ["store", "backup", "{dir}/copy.duckdb"], ["store", "export", "--all", "--out", "{dir}/exp"],
+                     ["store", "check"]):
             c.append(Case(f"{damage} store: {' '.join(a for a in args if '{' not in a)}", "stores",
                           [*args, "--store", "{dir}/s.duckdb"],
                           {"suite.yaml": suite_text(), "post": prep}))
@@ -316,7 +439,12 @@ def _other(directory: Path) -> None:
 
 
 def _sql_cases() -> list[Case]:
-    return [Case(f"sql {q[:60]!r}", "sql", ["sql", q, "--store", "{dir}/s.duckdb"], {"prep": _other}) for q in SQL]
+    return [Case(f"sql {q[:60]!r}", "sql", ["sql", q, "--store", "{dir}/s.duckdb"], {"prep": _other}) for q in SQL] + [
+        # the limits harness sql runs under (issue 31): memory, and time (--timeout)
+        Case("sql a 3 GB string", "sql", ["sql", "SELECT length(repeat('x', 3000000000))", "--store", "{dir}/s.duckdb"]),
+        Case("sql past --timeout", "sql", ["sql", "SELECT count(*) FROM range(100000000000)", "--timeout", "1",
+                                           "--store", "{dir}/s.duckdb"]),
+    ]
 
 
 def cases() -> list[Case]:
@@ -336,6 +464,11 @@ def _snapshot(directory: Path) -> dict:
             except OSError:
                 pass
     return out
+
+
+# C1 controls (NEL, ...), bidi overrides and isolates, line/paragraph separators: a message
+# must show them escaped, never raw (they reorder or break the line a user reads)
+_RAW = re.compile("[\x80-\x9f\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\u061c]")
 
 
 def run_case(case: Case, directory: Path, timeout: float) -> dict:
@@ -373,12 +506,14 @@ def run_case(case: Case, directory: Path, timeout: float) -> dict:
         code, err = None, (exc.stderr or b"").decode(errors="replace") if isinstance(exc.stderr, bytes) else (exc.stderr or "")
     seconds = time.perf_counter() - start
     after = _snapshot(directory)
-    changed = sorted(k for k in before if after.get(k) != before[k])
+    changed = sorted(k for k in before if after.get(k) != before[k] and k not in case.may_change)
     last = next((line for line in reversed(err.strip().splitlines()) if line.strip()), "")
     if code is None:
         verdict = "hang"
     elif "Traceback (most recent call last)" in err or "MemoryError" in err:
         verdict = "traceback"
+    elif _RAW.search(err):  # user text echoed with its control or bidi characters
+        verdict = "raw control characters"
     elif code == 0:
         verdict = "clean" if case.ok else "accepted"
     elif code < 0:

@@ -8,6 +8,7 @@ inside the commands that need them, so ``harness --help`` never imports torch.
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -42,6 +43,18 @@ class HarnessGroup(click.Group):
             cmd = super().get_command(ctx, name)
         return cmd
 
+    def make_context(self, info_name, args, parent=None, **extra):
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click.ClickException as exc:  # a bad option of `harness` itself
+            if _shows_help(exc):
+                raise
+            click.echo(error_line(exc), err=True)
+            raise click.exceptions.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            click.echo(INTERRUPTED, err=True)
+            raise click.exceptions.Exit(130) from None
+
     def invoke(self, ctx):
         from harness.errors import HarnessError, interrupted
 
@@ -50,9 +63,14 @@ class HarnessGroup(click.Group):
         except HarnessError as exc:
             click.echo(f"error: {exc}", err=True)
             ctx.exit(exc.exit_code)
+        except click.ClickException as exc:  # click's own and the commands' usage errors
+            if _shows_help(exc):
+                raise
+            click.echo(error_line(exc), err=True)
+            ctx.exit(exc.exit_code)
         except Exception as exc:
             if interrupted(exc):  # Ctrl-C during a DuckDB statement
-                click.echo("interrupted", err=True)
+                click.echo(INTERRUPTED, err=True)
                 ctx.exit(130)
             duckdb = sys.modules.get("duckdb")
             # DuckDB failing to read a store mid-command (a damaged block found late)
@@ -64,8 +82,27 @@ class HarnessGroup(click.Group):
                        err=True)
             ctx.exit(1)
         except KeyboardInterrupt:  # the run and its in-flight trial were marked on the way out
-            click.echo("interrupted", err=True)
+            click.echo(INTERRUPTED, err=True)
             ctx.exit(130)
+
+
+# what Ctrl-C (or SIGTERM during a run) prints before exit 130: stored work is kept, so the same
+# command computes only what is missing
+INTERRUPTED = "interrupted: run again to resume"
+
+
+def error_line(exc: click.ClickException) -> str:
+    """A click error as harness prints every error: one line, "error: ...", and for a usage error
+    where to read the command's help (instead of click's usage block and "Error: ...")."""
+    message = " ".join(exc.format_message().split())
+    if isinstance(exc, click.UsageError) and exc.ctx is not None:
+        message += f" (see {exc.ctx.command_path} --help)"
+    return f"error: {message}"
+
+
+def _shows_help(exc: click.ClickException) -> bool:
+    """A group run with no command: click prints its help, which is no error to rewrite."""
+    return isinstance(exc, getattr(click.exceptions, "NoArgsIsHelpError", ()))
 
 
 @click.group(cls=HarnessGroup)
@@ -99,8 +136,8 @@ def _load_suite_or_exit(path: Path):
     try:
         return load_suite(path)
     except SuiteError as exc:
-        for line in exc.errors:
-            click.echo(line, err=True)
+        for line in exc.errors:  # one line per problem, each "error: FILE:LINE FIELD: what is wrong"
+            click.echo(f"error: {line}", err=True)
         raise SystemExit(EXIT_BAD_INPUT) from None
 
 
@@ -129,14 +166,25 @@ def validate(suite_path: Path):
                    "`harness store forget --component`), so the run computes it again (repeatable).")
 @click.option("--no-reuse", is_flag=True,
               help="--refresh every encoder and LLM of the suite: the run reuses nothing stored.")
+@click.option("--strategy", default=None, metavar="NAME",
+              help="Run this search strategy instead of the suite's: `--strategy grid` measures "
+                   "every candidate at r = 1 (reusing stored trials), the grid a search is "
+                   "compared with by `harness compare` and `harness report`.")
 def run(suite_path: Path, store_path: Path | None, wait: float, with_report: bool,
-        refresh: tuple[str, ...], no_reuse: bool):
+        refresh: tuple[str, ...], no_reuse: bool, strategy: str | None):
     """Run a suite's search and record everything in the store."""
     from harness.runner import run_suite
 
     suite = _load_suite_or_exit(suite_path)
+    if strategy is not None:
+        from harness.plugin_manager import get_components
+
+        get_components()["search_strategy"].get(strategy)  # unknown names fail before the store opens
+        suite = suite.model_copy(update={"search": suite.search.model_copy(update={"strategy": strategy})})
     if store_path is None and suite.store is not None:
-        store_path = (suite_path.parent / suite.store).resolve()
+        from harness.paths import suite_store
+
+        store_path = suite_store(suite_path, suite.store)  # inside the suite's folder
     path = _store_path(store_path)
     zoo = [*suite.zoo.vision_encoders, *suite.zoo.language_models]
     unknown = [c for c in refresh if c not in zoo]
@@ -198,8 +246,11 @@ def _terminate_as_interrupt() -> None:
 @wait_option
 def report(run_id: str | None, store_path: Path | None, out: Path | None, compare_run: str | None,
            history: bool, task: str | None, wait: float):
-    """Write a self-contained HTML report of a run (default: the latest) and print its path."""
+    """Write a self-contained HTML report of a run and print its path.
+
+    Without RUN: the latest finished run (status done) that ranked candidates, named on stderr."""
     from harness.errors import BadInput
+    from harness.paths import check_out_folder
     from harness.report_page import build_history, build_report
     from harness.store import Store
 
@@ -207,15 +258,39 @@ def report(run_id: str | None, store_path: Path | None, out: Path | None, compar
         raise BadInput("--history reports the whole store: drop RUN and --compare, or drop --history")
     if task and not history:
         raise BadInput("--task goes with --history (a run's report covers the task it ranked)")
+    if out is not None:
+        check_out_folder(out)  # no system roots, no /proc
     with Store.open(_store_path(store_path), read_only=True, wait=wait) as st:
+        if run_id is None and not history:
+            run_id = _latest_finished_run(st)
         page = (build_history(st, out=out, task=task) if history
                 else build_report(st, run_id, out=out, compare_run=compare_run))
     click.echo(str(page))
 
 
+def _latest_finished_run(st) -> str | None:
+    """The run `harness report` shows without RUN: the latest run with status done that ranked
+    candidates (a run interrupted, failed or still going is never picked silently), said on
+    stderr; None for a store with no run at all (the report says so)."""
+    from harness.errors import BadInput
+
+    rows = st.query("select run_id from runs where status = 'done' and run_id in (select run_id from rankings)"
+                    " order by started_at desc, run_id desc limit 1")
+    if rows:
+        click.echo(f"report of run {rows[0]['run_id']} (the latest finished run)", err=True)
+        return rows[0]["run_id"]
+    last = st.query("select run_id, status from runs order by started_at desc, run_id desc limit 1")
+    if not last:
+        return None
+    raise BadInput(f"no finished run in the store {st.path} has ranked candidates yet (the latest run, "
+                   f"{last[0]['run_id']}, is {last[0]['status']}); name a run: harness report RUN")
+
+
 @cli.command()
-@click.option("--encoder", required=True, help="Vision encoder ref, e.g. tiny:vit-p8 or hf:/path.")
-@click.option("--llm", required=True, help="Language model ref, e.g. tiny:llama or hf:/path.")
+@click.option("--encoder", required=True,
+              help="Vision encoder ref, e.g. mini:clip-vit-s (harness zoo list), tiny:vit-p8 or hf:/path.")
+@click.option("--llm", required=True,
+              help="Language model ref, e.g. mini:llama-mixed (harness zoo list), tiny:llama or hf:/path.")
 @click.option("--task", "tasks", multiple=True, required=True,
               help="Target task (repeatable), e.g. shapes:color or lmms:/path/to/tasks.")
 @click.option("--ratio", type=click.FloatRange(0, 1, min_open=True), default=1.0, show_default=True,
@@ -225,19 +300,32 @@ def report(run_id: str | None, store_path: Path | None, out: Path | None, compar
               help="Alignment samples at r = 1 (default: the whole alignment set, as in a suite).")
 @click.option("--mode", type=click.Choice(["frozen", "lora", "full"]), default="full",
               show_default=True, help="How the LLM trains (the projector always does).")
-@click.option("--projector", default="mlp2x_gelu", show_default=True)
-@click.option("--epochs", type=click.FloatRange(0, min_open=True), default=4.0, show_default=True)
-@click.option("--lr", type=click.FloatRange(0, min_open=True), default=1e-3, show_default=True)
-@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--projector", default="mlp2x_gelu", show_default=True,
+              help="Projector between encoder and LLM (as vlm.projector in a suite): linear, "
+                   "mlp<N>x_gelu or ln_mlp<N>x_gelu.")
+@click.option("--epochs", type=click.FloatRange(0, min_open=True), default=4.0, show_default=True,
+              help="Passes over the ratio-r subset of the alignment data (fractions allowed).")
+@click.option("--lr", type=click.FloatRange(0, min_open=True), default=1e-3, show_default=True,
+              help="Peak learning rate (AdamW, cosine schedule after a 5% warm-up).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True,
+              help="Training examples per optimiser step.")
 @click.option("--limit", type=click.IntRange(min=1), default=1000, show_default=True,
               help="Test items per target whose family draws them (an lmms task: its own).")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of the subset, initialisation and data order (part of the trial's key).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+              help="Where to train: auto picks cuda when available, else cpu.")
 @store_option
-@click.option("--wait", type=float, default=0.0, show_default=True)
+@wait_option
 def trial(encoder, llm, tasks, ratio, alignment, samples, mode, projector, epochs, lr, batch_size,
           limit, seed, device, store_path, wait):
-    """Train, score and store one candidate; a stored identical trial is reused, not retrained."""
+    """Train, score and store one candidate; a stored identical trial is reused, not retrained.
+
+    \b
+    harness trial --encoder mini:clip-vit-s --llm mini:llama-mixed --task shapes:color
+    harness trial --encoder mini:clip-vit-s --llm mini:llama-mixed --task shapes:color \\
+        --task shapes:count --ratio 0.25 --seed 1
+    """
     from harness.datasets import family_of
     from harness.plugin_manager import get_components
     from harness.scoring import Target
@@ -269,7 +357,7 @@ def trial(encoder, llm, tasks, ratio, alignment, samples, mode, projector, epoch
             raise
         store.finish_run(run_id, "done" if outcome.status == "done" else "failed", outcome.error)
     if outcome.status != "done":
-        click.echo(f"trial {outcome.key[:12]} failed: {outcome.error}", err=True)
+        click.echo(f"error: trial {outcome.key[:12]} failed: {' '.join(str(outcome.error).split())}", err=True)
         raise SystemExit(1)
     how = "reused from the store" if outcome.reused else f"trained in {outcome.wall_seconds:.1f}s"
     click.echo(f"trial {outcome.key[:12]} {encoder} + {llm} r={ratio}: {how}, "
@@ -311,23 +399,37 @@ _READ_STATEMENTS = ("SELECT", "EXPLAIN", "PRAGMA")
 @click.argument("query")
 @store_option
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table",
-              show_default=True)
-@click.option("--script", is_flag=True, help="Run several statements (separated by ';'), printing each result.")
+              show_default=True,
+              help="table: for reading (decimals rounded for display); csv and json: every value in "
+                   "full, for other programs.")
+@click.option("--script", is_flag=True,
+              help="Run several statements (separated by ';'), printing each result. QUERY '-' reads "
+                   "them from standard input: harness sql --script - < store/examples.sql")
 @click.option("--file", "files", multiple=True, type=click.Path(path_type=Path),
               help="A local file the query may read (read_csv, read_parquet, ... for joins); repeatable. "
                    "Nothing else outside the store can be read or written.")
+@click.option("--timeout", type=click.FloatRange(0, min_open=True), default=120.0, show_default=True,
+              help="Seconds a statement may run before it is stopped (it also runs under a memory limit).")
 @wait_option
-def sql(query: str, store_path: Path | None, fmt: str, script: bool, files: tuple[Path, ...], wait: float):
+def sql(query: str, store_path: Path | None, fmt: str, script: bool, files: tuple[Path, ...], wait: float,
+        timeout: float):
     """Run a read-only SQL query against the store (tables, views: leaderboard, history).
 
     Only statements that read run (SELECT, WITH, DESCRIBE, SHOW, SUMMARIZE, EXPLAIN, PRAGMA),
     one per call unless --script; DuckDB's external access is off and its configuration
     locked, so a query cannot attach, copy, export, install or read files other than --file.
+    QUERY '-' reads the SQL from standard input.
+
+    \b
+    harness sql "select * from leaderboard"
+    harness sql --script - < store/examples.sql
     """
     import duckdb
 
-    from harness.store import Store
+    from harness.store import Store, limits
 
+    if query == "-":
+        query = sys.stdin.read()
     if not query.strip():
         raise click.UsageError("QUERY is empty: give one SQL statement, e.g. "
                                "harness sql \"select * from leaderboard\"")
@@ -353,7 +455,7 @@ def sql(query: str, store_path: Path | None, fmt: str, script: bool, files: tupl
         for i, statement in enumerate(statements, 1):
             kind = statement.type.name
             if kind not in _READ_STATEMENTS:
-                where = f"statement {i} " if len(statements) > 1 else ""
+                where = f"statement {i} " if len(statements) > 1 else "the statement "
                 raise click.ClickException(
                     f"{where}is {kind}: harness sql only reads the store (SELECT, WITH, DESCRIBE, "
                     "SHOW, SUMMARIZE, EXPLAIN, PRAGMA); nothing was run. To change a store use "
@@ -363,14 +465,12 @@ def sql(query: str, store_path: Path | None, fmt: str, script: bool, files: tupl
         allowed = [str(f.resolve()) for f in files]
         for setting in ("SET autoinstall_known_extensions = false", "SET autoload_known_extensions = false",
                         f"SET allowed_paths = {allowed!r}" if allowed else None,
-                        "SET enable_external_access = false", "SET lock_configuration = true"):
+                        *limits.settings(), "SET enable_external_access = false", "SET lock_configuration = true"):
             if setting:
                 con.execute(setting)
         for statement in statements:
             try:
-                cursor = con.execute(statement.query)
-                columns = [d[0] for d in cursor.description] if cursor.description else []
-                rows = cursor.fetchall() if columns else []
+                columns, rows = limits.run_limited(con, statement.query, timeout)  # memory, time
             except duckdb.Error as exc:  # duckdb raises its own hierarchy; show its message
                 raise click.ClickException(f"query failed: {_one_line(exc)}") from None
             _print_rows(columns, rows, fmt)
@@ -393,7 +493,7 @@ def _print_rows(columns: list[str], rows: list[tuple], fmt: str) -> None:
     elif fmt == "csv":
         import csv
 
-        writer = csv.writer(sys.stdout)
+        writer = csv.writer(sys.stdout, lineterminator="\n")  # not \r\n: `$(... | tail -1)` stays clean
         writer.writerow(columns)
         writer.writerows(rows)
     else:
@@ -401,9 +501,22 @@ def _print_rows(columns: list[str], rows: list[tuple], fmt: str) -> None:
 
         table = Table(*columns)
         for row in rows:
-            table.add_row(*("NULL" if v is None else str(v) for v in row))
+            table.add_row(*(_display(v) for v in row))
         _console().print(table)
         click.echo(f"({len(rows)} row{'s' if len(rows) != 1 else ''})")
+
+
+def _display(value) -> str:
+    """A value as the table format shows it: NULL for null, a float to 4 decimals (4 significant
+    digits below 1), trailing zeros dropped; csv and json keep every digit."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, float) and math.isfinite(value) and value != int(value):
+        text = f"{value:.4f}" if abs(value) >= 1 else f"{value:.4g}"
+        if "e" not in text and "." in text:
+            text = text.rstrip("0").rstrip(".")
+        return text
+    return str(value)
 
 
 @cli.command()
@@ -425,7 +538,7 @@ def _print_rows(columns: list[str], rows: list[tuple], fmt: str) -> None:
               help="Compute missing clustering features (and projector warm-ups), but still stop "
                    "at a missing trial.")
 @store_option
-@click.option("--wait", type=float, default=0.0, show_default=True)
+@wait_option
 def replay(sources, table: Path | None, suite_path: Path, strategy: str | None, seed: int | None,
            each_target: bool | None, fill: bool, fill_embeddings: bool,
            store_path: Path | None, wait: float):
@@ -435,8 +548,10 @@ def replay(sources, table: Path | None, suite_path: Path, strategy: str | None, 
     \b
     harness replay --table benchmarks/tables/minizoo --suite suites/minizoo.yaml --store :memory:
     """
+    from harness.replay import check_seed
     from harness.runner import run_suite
 
+    check_seed(seed)  # before anything is read or written
     if not sources and table is None:
         raise click.UsageError("give --from RUN (repeatable) or --table DIR")
     manifest = None
@@ -455,7 +570,9 @@ def replay(sources, table: Path | None, suite_path: Path, strategy: str | None, 
     if each_target is None:
         each_target = table is not None and len(suite.targets) > 1
     if store_path is None and suite.store is not None:
-        store_path = (suite_path.parent / suite.store).resolve()
+        from harness.paths import suite_store
+
+        store_path = suite_store(suite_path, suite.store)  # inside the suite's folder
     raise SystemExit(run_suite(suite, suite_path, _store_path(store_path), wait=wait,
                                replay_from=list(sources), fill=fill, fill_embeddings=fill_embeddings,
                                table=manifest, each_target=each_target))
@@ -465,7 +582,8 @@ def replay(sources, table: Path | None, suite_path: Path, strategy: str | None, 
 @click.argument("run_a")
 @click.argument("run_b")
 @store_option
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True,
+              help="One JSON object per task, for other programs, instead of the text report.")
 @wait_option
 def compare(run_a: str, run_b: str, store_path: Path | None, as_json: bool, wait: float):
     """Compare a search run with a grid run: speedup, top-1, Kendall tau, weighted tau, NDCG@5."""
@@ -501,7 +619,10 @@ def compare(run_a: str, run_b: str, store_path: Path | None, as_json: bool, wait
 
 @cli.group()
 def store():
-    """Inspect or back up the store."""
+    """The store (a DuckDB file of every run, trial, score and feature): where it is, what it
+    holds, checking it, and copying, merging, exporting, importing or forgetting its rows.
+
+    Read it with `harness sql`."""
 
 
 @store.command("path")
@@ -513,7 +634,7 @@ def store_path_cmd(store_path: Path | None):
 
 @store.command("info")
 @store_option
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object, for other programs.")
 @wait_option
 def store_info(store_path: Path | None, as_json: bool, wait: float):
     """Size, applied migrations and row counts."""
@@ -541,13 +662,23 @@ def store_info(store_path: Path | None, as_json: bool, wait: float):
 @wait_option
 def store_backup(dest: Path, store_path: Path | None, wait: float):
     """Write a consistent copy of the store to DEST."""
-    from harness.store import Store
+    from harness.store.check import backup_store
 
     if dest.exists():
         raise click.ClickException(f"{dest} exists; choose a new file name")
-    with Store.open(_store_path(store_path), read_only=True, wait=wait) as st:
-        st.backup(dest)
-    click.echo(f"backed up {st.path} -> {dest}")
+    warning = backup_store(_store_path(store_path), dest, wait)  # a damaged log: the main file
+    click.echo(f"backed up {_store_path(store_path).absolute()} -> {dest}")
+    if warning:
+        click.echo(f"warning: {warning}", err=True)
+
+
+@store.command("check")
+@store_option
+def store_check(store_path: Path | None):
+    """Read every table of the store in full; say which are damaged (exit 1 if any)."""
+    from harness.store.check import check_lines
+
+    raise SystemExit(check_lines(_store_path(store_path), click.echo))
 
 
 def _console():
@@ -560,7 +691,7 @@ def _console():
 @store.command("merge")
 @click.argument("other", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @store_option
-@click.option("--wait", type=float, default=0.0, show_default=True)
+@wait_option
 def store_merge(other: Path, store_path: Path | None, wait: float):
     """Copy every row of another store into this one (rows already here are kept)."""
     from harness.store import Store
@@ -581,7 +712,7 @@ def store_merge(other: Path, store_path: Path | None, wait: float):
 @click.option("--no-embeddings", is_flag=True,
               help="Leave raw features out (the similarities computed from them are kept).")
 @store_option
-@click.option("--wait", type=float, default=0.0, show_default=True)
+@wait_option
 def store_export(out: Path, runs: tuple[str, ...], everything: bool, force: bool, no_embeddings: bool,
                  store_path: Path | None, wait: float):
     """Write the store (or some runs of it) as Parquet files that `harness store import` reads."""
@@ -612,10 +743,19 @@ def store_export(out: Path, runs: tuple[str, ...], everything: bool, force: bool
 @store_option
 @wait_option
 def store_forget(components, plugins, runs, keys, dry_run: bool, store_path: Path | None, wait: float):
-    """Remove stored results so the next run computes them again (selectors add up; see
-    harness.store.forget). Past runs keep their rankings, unless their run is named."""
+    """Remove stored results so the next run computes them again.
+
+    Use it to have results computed again that the store would otherwise reuse: a plugin's
+    component or metric fixed without a new release (or cache_version), trials timed on a busy
+    machine, what one run computed. The selectors add up: a
+    component takes every trial that used it (with its scores, checkpoint and trials continued
+    from it), its features and every similarity involving it; a plugin, all of that for its
+    components and every feature or similarity it computed; a run, what it computed and its own
+    records; a key, that one trial, feature or similarity. Past runs keep their rankings unless
+    their run is named. Start with --dry-run to see what would go.
+    """
     from harness.store import Store
-    from harness.store.forget import forget
+    from harness.store.forget import dry_run_lines, forget
 
     if not (components or plugins or runs or keys):
         raise click.UsageError("say what to forget: --component, --plugin, --run or --key (repeatable)")
@@ -626,12 +766,14 @@ def store_forget(components, plugins, runs, keys, dry_run: bool, store_path: Pat
         counts = forget(st, components=components, plugins=plugins, runs=runs, keys=keys, dry_run=dry_run)
     what = ", ".join(f"{table} {n}" for table, n in counts.items()) or "nothing"
     click.echo(f"{'would forget' if dry_run else 'forgot'}: {what}")
+    for line in dry_run_lines(counts):  # the checkpoint files a dry run would delete
+        click.echo(line)
 
 
 @store.command("import")
 @click.argument("folder", type=click.Path(path_type=Path))
 @store_option
-@click.option("--wait", type=float, default=0.0, show_default=True)
+@wait_option
 def store_import(folder: Path, store_path: Path | None, wait: float):
     """Merge an export folder into the store by content key (importing twice adds nothing)."""
     from harness.store import Store

@@ -59,4 +59,19 @@ class LocalExecutor:
     def run(self, spec, progress=None):
         from harness.trial import run_trial
 
-        return run_trial(spec, self.store, self.run_id, progress=progress)
+        return run_guarded(run_trial, spec, self.store, self.run_id, progress=progress)
+
+
+def run_guarded(run_trial, spec, *args, **kwargs):
+    """``run_trial(spec, ...)``, with a fault of the machine (a full disk, a read-only store or
+    checkpoint folder) raised as :class:`harness.errors.EnvironmentFault`, which stops the run,
+    wherever it struck (writing the store before or after the trial, not only its checkpoint)."""
+    from harness.errors import environment_fault
+
+    try:
+        return run_trial(spec, *args, **kwargs)
+    except Exception as exc:
+        fault = environment_fault(exc, f"trial {spec.encoder} + {spec.llm} r={spec.ratio:g}")
+        if fault is None or fault is exc:
+            raise
+        raise fault from exc

@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from harness.errors import HarnessError
+from harness.errors import EnvironmentFault, HarnessError, environment_fault
 
 
 class ProcessExecutor:
@@ -28,9 +28,10 @@ class ProcessExecutor:
         self.workers = workers or int(os.environ.get("HARNESS_WORKERS", os.cpu_count() or 1))
 
     def run(self, spec, progress=None):
+        from harness.executors import run_guarded
         from harness.trial import run_trial
 
-        return run_trial(spec, self.store, self.run_id, progress=progress)
+        return run_guarded(run_trial, spec, self.store, self.run_id, progress=progress)
 
     def run_many(self, specs: list) -> list:
         """Train every spec (spreading them over the workers), then return their outcomes."""
@@ -60,19 +61,44 @@ def run_many(specs: list, store, run_id: str, workers: int) -> None:
                                  run_id], env=env, stdout=subprocess.DEVNULL)
         jobs.append((proc, shard, job))
     failures = []
+    faults = []
     for proc, shard, job in jobs:
         if proc.wait() != 0:
-            failures.append(f"worker for {job.name} exited with {proc.returncode}")
+            fault = _fault_file(job)
+            if proc.returncode == EXIT_FAULT:
+                try:
+                    faults.append(fault.read_text().strip())
+                except OSError:  # (the disk it would have been written to may be full)
+                    faults.append(f"worker for {job.name} stopped on a fault of the machine (a full "
+                                  "disk, a read-only folder: its message is above); fix it and run "
+                                  "again: the run resumes")
+            else:
+                failures.append(f"worker for {job.name} exited with {proc.returncode}")
     try:
         for _, shard, _ in jobs:
             if shard.exists():
-                store.merge_from(shard)
+                try:
+                    store.merge_from(shard)
+                except Exception as exc:  # merging needs room in the store too
+                    fault = environment_fault(exc, f"merging worker shard {shard.name} into the store")
+                    if fault is None:
+                        raise
+                    faults.append(str(fault))
     finally:
         for _, shard, job in jobs:
-            for p in (shard, Path(str(shard) + ".wal"), job):
+            for p in (shard, Path(str(shard) + ".wal"), job, _fault_file(job)):
                 p.unlink(missing_ok=True)
+    if faults:  # the machine's fault, not a candidate's: the run stops, naming it
+        raise EnvironmentFault(faults[0])
     if failures:
         raise HarnessError("; ".join(failures) + " (finished trials were kept)")
+
+
+EXIT_FAULT = 75  # a worker stopped by an EnvironmentFault (its message in <job>.fault)
+
+
+def _fault_file(job: Path) -> Path:
+    return job.with_suffix(".fault")
 
 
 def _worker(job: Path, shard: Path, run_id: str) -> int:
@@ -83,14 +109,31 @@ def _worker(job: Path, shard: Path, run_id: str) -> int:
 
     torch.set_num_threads(1)
     specs = pickle.loads(job.read_bytes())
-    with Store.open(shard) as store:
-        for spec in specs:
-            start = time.perf_counter()
-            out = run_trial(spec, store, run_id)
-            print(f"{spec.encoder} + {spec.llm} r={spec.ratio} seed={spec.seed}: {out.status} "
-                  f"{'reused' if out.reused else f'{time.perf_counter() - start:.1f}s'}",
-                  file=sys.stderr, flush=True)
+    try:
+        with Store.open(shard) as store:
+            _work(specs, store, run_id, run_trial)
+    except Exception as exc:
+        fault = environment_fault(exc, "a worker's trial")
+        if fault is None:
+            raise
+        try:
+            _fault_file(job).write_text(str(fault) + "\n")
+        except OSError:
+            pass
+        print(f"error: {fault}", file=sys.stderr, flush=True)
+        return EXIT_FAULT
     return 0
+
+
+def _work(specs, store, run_id, run_trial) -> None:
+    from harness.executors import run_guarded
+
+    for spec in specs:
+        start = time.perf_counter()
+        out = run_guarded(run_trial, spec, store, run_id)
+        print(f"{spec.encoder} + {spec.llm} r={spec.ratio} seed={spec.seed}: {out.status} "
+              f"{'reused' if out.reused else f'{time.perf_counter() - start:.1f}s'}",
+              file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,16 @@ from __future__ import annotations
 from harness.errors import BadInput
 
 
+def check_seed(seed: int | None, flag: str = "--seed") -> None:
+    """Refuse a seed the store cannot hold (BIGINT, the suite's range 0 .. 2^63 - 1) before
+    anything is opened or written: one line, exit 2."""
+    from harness.suite import MAX_SEED
+
+    if seed is not None and not 0 <= seed <= MAX_SEED:
+        shown = str(seed) if len(str(seed)) <= 30 else str(seed)[:27] + "..."
+        raise BadInput(f"{flag} {shown}: a seed is an integer from 0 to {MAX_SEED} (2^63 - 1)")
+
+
 class MissingTrial(BadInput):
     """A replay needs a trial (or embedding) that its source runs did not store."""
 

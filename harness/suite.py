@@ -35,9 +35,11 @@ Conventions worth knowing:
 from __future__ import annotations
 
 import difflib
+import errno
 import hashlib
 import json
 import math
+import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, NamedTuple, Union, get_args, get_origin
@@ -112,8 +114,10 @@ def _show(value: Any) -> str:
     if value is None:
         return "null"
     if isinstance(value, str):
+        from harness.paths import safe_text
+
         text = value if len(value) <= 60 else value[:57] + "..."
-        return json.dumps(text, ensure_ascii=False)
+        return safe_text(json.dumps(text, ensure_ascii=False))
     if isinstance(value, dict):
         return "a mapping"
     if isinstance(value, (list, tuple)):
@@ -654,6 +658,23 @@ class Suite(_Model):
             )
         return v
 
+    @field_validator("store")
+    @classmethod
+    def _store_inside_the_suites_folder(cls, v):
+        if v is None:
+            return v
+        fix = "to keep the store elsewhere, pass --store PATH or set HARNESS_STORE"
+        if "\0" in v:
+            raise ValueError(f"must be a file name, got {_show(v)}")
+        if os.path.isabs(v) or v.startswith("~"):
+            raise ValueError(f"an absolute path ({_show(v)}) is not allowed in a suite: a store "
+                             f"path in a suite is relative to the suite's folder; {fix}")
+        norm = os.path.normpath(v)
+        if norm == ".." or norm.startswith("../") or norm == ".":
+            raise ValueError(f"{_show(v)} leaves the suite's folder: a store path in a suite "
+                             f"must stay inside it; {fix}")
+        return v
+
     @field_validator("targets")
     @classmethod
     def _unique_tasks(cls, v):
@@ -714,7 +735,9 @@ def load_suite(path: str | Path) -> Suite:
 
 def validate_file(path: str | Path) -> tuple[Suite | None, list[str]]:
     """(suite, []) when the file is a valid suite, else (None, messages), one per problem."""
-    label = str(path)
+    from harness.paths import safe_text
+
+    label = safe_text(str(path))
     path = Path(path)
     text, error = _read_text(path, label)
     if error:
@@ -743,6 +766,16 @@ MAX_PROBLEMS_SHOWN = 100  # a file with thousands of bad keys gets its first one
 
 def _read_text(path: Path, label: str) -> tuple[str, str | None]:
     try:
+        try:
+            os.stat(path)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                return "", (f"{label}: a loop of symbolic links (it resolves to itself, never to a "
+                            "file); point the link at the suite file")
+            if exc.errno == errno.ENOENT and path.is_symlink():
+                return "", f"{label}: a symbolic link to a file that does not exist"
+            if exc.errno not in (errno.ENOENT, errno.ENOTDIR):
+                return "", f"{label}: cannot read: {exc.strerror or exc}"
         if not path.exists():
             return "", f"{label}: file not found"
         if not path.is_file():
@@ -899,6 +932,8 @@ def _locate(root: Node, loc: tuple) -> int:
                         index.setdefault(key.value, (value, key.start_mark.line + 1))
                 node._harness_keys = index
             if str(part) not in index:
+                part = _yaml_spelling(part, index)
+            if str(part) not in index:
                 return line
             node, line = index[str(part)]
         elif isinstance(node, SequenceNode) and isinstance(part, int) and part < len(node.value):
@@ -907,6 +942,27 @@ def _locate(root: Node, loc: tuple) -> int:
         else:
             return line
     return line
+
+
+def _yaml_spelling(part: Any, index: dict) -> Any:
+    """The key as the suite wrote it when YAML constructed it into something else (``null:``,
+    ``~:`` -> None, ``yes:`` -> True, ``0x1:`` -> 1), so an error about it points at its line."""
+    import yaml
+
+    for written in index:
+        try:
+            value = yaml.safe_load(written) if written else None
+        except yaml.YAMLError:
+            continue
+        if not isinstance(value, (str, dict, list)) and str(part) in (str(value), _key_name(value)):
+            return written
+    return part
+
+
+def _key_name(key: Any) -> str:
+    """A mapping key as YAML writes it (``null``, ``true``), for keys YAML did not keep as text."""
+    spelled = {"None": "null", "True": "true", "False": "false"}
+    return spelled.get(str(key), str(key)) if not isinstance(key, str) or key in spelled else key
 
 
 def _model_at(loc: tuple) -> type[BaseModel] | None:
@@ -1007,6 +1063,8 @@ def _message(err: dict) -> tuple[str, tuple]:
 
 
 def _format_error(err: dict, root: Node, label: str) -> tuple[int, str]:
+    if err["type"] in ("invalid_key", "extra_forbidden") and err["loc"]:  # `null:`, `yes:` keys
+        err = {**err, "loc": (*tuple(err["loc"])[:-1], _key_name(err["loc"][-1]))}
     message, sub = _message(err)
     loc = tuple(err["loc"]) + tuple(sub)
     if err["type"] == "invalid_key":  # a mapping key, not a list index

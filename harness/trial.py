@@ -9,6 +9,7 @@ target scores it lacks are computed from its checkpoint without training again.
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 import traceback
 import warnings
@@ -16,7 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness import __version__
-from harness.errors import BadInput, interrupted, stop_if_interrupted
+from harness.errors import (
+    BadInput,
+    EnvironmentFault,
+    environment_fault,
+    interrupted,
+    stop_if_interrupted,
+)
 from harness.scoring import Target, TaskScore
 from harness.store.errors import StoreWarning
 
@@ -148,19 +155,40 @@ OPTIMIZER_FILE = "optimizer.pt"  # beside the checkpoint: AdamW's state, for a c
 def save_checkpoint(vlm, directory: Path, result=None) -> Path:
     """The trainable tensors, and with a ``result`` whose recipe can be continued
     (:func:`harness.training.continuable`) AdamW's state and the step count too."""
-    import torch
-    from safetensors.torch import save_file
+    import io
 
-    directory.mkdir(parents=True, exist_ok=True)
+    import torch
+    from safetensors.torch import save
+
+    # serialised in memory, written by Python: a full disk or a read-only folder is an OSError
+    # with its errno (the libraries' own writers report it as text, or not at all)
     path = directory / "trainable.safetensors"
-    tmp = path.with_suffix(".tmp")
-    save_file(_checkpoint_tensors(vlm), str(tmp))
-    tmp.replace(path)
+    files = [(path, save(_checkpoint_tensors(vlm)))]
     if result is not None and result.optimizer_state is not None:
-        state = directory / OPTIMIZER_FILE
-        tmp = state.with_suffix(".tmp")
-        torch.save({"optimizer": result.optimizer_state, "steps": result.steps_total}, tmp)
-        tmp.replace(state)
+        buf = io.BytesIO()
+        torch.save({"optimizer": result.optimizer_state, "steps": result.steps_total}, buf)
+        files.append((directory / OPTIMIZER_FILE, buf.getvalue()))
+    tmp = None
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        for target, data in files:
+            tmp = target.with_suffix(".tmp")
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            tmp.replace(target)
+            tmp = None
+    except OSError as exc:
+        if tmp is not None:
+            try:
+                tmp.unlink(missing_ok=True)
+            except OSError:
+                pass
+        fault = environment_fault(exc, f"saving the checkpoint of trial {directory.name[:12]}", directory)
+        if fault is not None:
+            raise fault from exc
+        raise
     return path
 
 
@@ -280,11 +308,19 @@ def run_batch(specs: list, store, run_id: str, train, finished) -> list[TrialOut
     return outcomes
 
 
+def checkpoint_of(store, row) -> Path:
+    """A stored trial's checkpoint file: ``checkpoints/<its key>/trainable.safetensors`` beside
+    the store, derived from its content key (where :func:`run_trial` saves it), never the path
+    the row names: a row imported or merged from elsewhere cannot point a trial at another
+    trial's weights."""
+    return store.checkpoints_dir / row["trial_key"] / "trainable.safetensors"
+
+
 def _has_state(store, row) -> bool:
     """Whether a stored trial can be continued: its checkpoint and optimiser state are here."""
     if not row or row["status"] != "done" or not row["checkpoint_path"]:
         return False
-    path = store.checkpoint_abspath(row["checkpoint_path"])
+    path = checkpoint_of(store, row)
     return path.is_file() and (path.parent / OPTIMIZER_FILE).is_file()
 
 
@@ -299,7 +335,7 @@ def parent_state(spec: TrialSpec, store) -> dict | None:
     row = store.get_trial(key)
     if not _has_state(store, row):
         return None
-    checkpoint = store.checkpoint_abspath(row["checkpoint_path"])
+    checkpoint = checkpoint_of(store, row)
     folder = f"checkpoints/{key}"
     files = {f"{folder}/{p.name}": p.read_bytes()
              for p in sorted(checkpoint.parent.iterdir()) if p.is_file()}
@@ -334,7 +370,7 @@ def _resume(spec: TrialSpec, parent_key: str, vlm, dataset, store, run_id: str, 
         if out.status != "done":
             raise TrainingFailed(f"the trial it continues (r={spec.parent.ratio:g}) failed: {out.error}")
         parent = store.get_trial(parent_key)
-    path = store.checkpoint_abspath(parent["checkpoint_path"])
+    path = checkpoint_of(store, parent)
     load_checkpoint(vlm, path)
     full = subset(dataset, spec.ratio, spec.seed)
     turns = sum(len(item.conversations) // 2 for item in full)
@@ -402,7 +438,7 @@ def run_trial(spec: TrialSpec, store, run_id: str, *, default_limit: int = 1000,
         try:  # new targets are scored from the stored checkpoint
             if not prior["checkpoint_path"]:
                 raise FileNotFoundError("the trial was stored without one (an imported table)")
-            load_checkpoint(vlm, store.checkpoint_abspath(prior["checkpoint_path"]))
+            load_checkpoint(vlm, checkpoint_of(store, prior))
         except Exception as exc:  # noqa: BLE001 - missing, truncated, foreign: train it again
             stop_if_interrupted(exc)  # Ctrl-C during a DuckDB statement is no failure
             retrain = True
@@ -452,6 +488,11 @@ def run_trial(spec: TrialSpec, store, run_id: str, *, default_limit: int = 1000,
                            error="interrupted by the user")
         raise
     except Exception as exc:  # one candidate's failure must not end the search
+        fault = environment_fault(exc, f"trial {key[:12]} ({spec.encoder} + {spec.llm}, "
+                                       f"r={spec.ratio:g})")
+        if fault is not None:  # ... but the machine's does: every candidate would fail so
+            _record_fault(store, key, time.perf_counter() - start, fault)
+            raise fault from exc
         if interrupted(exc):  # Ctrl-C during a DuckDB statement: the user stopped the search
             store.finish_trial(key, status="failed", wall_seconds=time.perf_counter() - start,
                                error="interrupted by the user")
@@ -462,3 +503,12 @@ def run_trial(spec: TrialSpec, store, run_id: str, *, default_limit: int = 1000,
         store.finish_trial(key, status="failed", wall_seconds=wall, error=f"{error}\n{detail}")
         return TrialOutcome(key, "failed", reused=False, trained=True, wall_seconds=wall,
                             error=error)
+
+
+def _record_fault(store, key: str, wall: float, fault: EnvironmentFault) -> None:
+    """Mark the trial failed with the fault, if the store can still be written (it may be on the
+    full disk itself); the run's own status is set where the fault stops it."""
+    import contextlib
+
+    with contextlib.suppress(Exception):  # the fault is what gets reported
+        store.finish_trial(key, status="failed", wall_seconds=wall, error=str(fault))

@@ -90,6 +90,9 @@ def check_store_file(path: Path) -> None:
     SQLite database, a text file, a folder); a missing or empty file is a new store."""
     if path.is_dir():
         raise StoreError(f"{path} is a folder, not a store file; pass the .duckdb file inside it")
+    if path.exists() and not path.is_file():
+        raise StoreError(f"{path} is not a regular file (a device, a pipe or a socket), so it cannot "
+                         "be a store; pass a .duckdb file (--store PATH or HARNESS_STORE)")
     if not path.is_file() or path.stat().st_size == 0:
         return
     with open(path, "rb") as fh:
@@ -103,6 +106,11 @@ def check_store_file(path: Path) -> None:
 def damaged(path: Path, exc: Exception) -> StoreError:
     """The one-line error for a store DuckDB cannot read (truncated, bad checksums)."""
     text = " ".join(str(exc).split())[:240]
+    from .check import wal_damage
+
+    step = wal_damage(Path(path), exc)
+    if step is not None:
+        return StoreError(f"store {path} cannot be opened: {step}")
     return StoreError(f"store {path} cannot be read: {text}. It may be damaged (truncated or "
                       "overwritten): restore a copy (harness store backup makes one) or move it aside")
 
@@ -599,11 +607,16 @@ class Store:
         except duckdb.Error as e:
             raise StoreError(f"cannot write the backup {dest}: {' '.join(str(e).split())[:200]}") from None
         try:
-            self.con.execute(f'COPY FROM DATABASE "{src}" TO {alias}')
-        except BaseException:
+            self.con.execute(f"COPY FROM DATABASE {_sql_ident(src)} TO {alias}")
+        except BaseException as e:
             self.con.execute(f"DETACH {alias}")
             for p in (dest, Path(str(dest) + ".wal")):
                 p.unlink(missing_ok=True)
+            from harness.errors import environment_fault
+
+            fault = environment_fault(e, f"writing the backup {dest}") if isinstance(e, Exception) else None
+            if fault is not None:
+                raise fault from e
             raise
         self.con.execute(f"DETACH {alias}")
         return dest
@@ -619,6 +632,11 @@ class Store:
 
         self._require_writable("merge another store")
         return merge_store(self, other, record=record)
+
+
+def _sql_ident(name: str) -> str:
+    """``name`` as a quoted SQL identifier (a database named after a file such as ``we"ird``)."""
+    return '"' + name.replace('"', '""') + '"'
 
 
 def _json(v: Any) -> Any:

@@ -4,7 +4,11 @@ An export is one folder: a Parquet file per table (written by DuckDB's own ``COP
 PARQUET)``) and ``manifest.json`` (format, harness version, migrations applied, source store id,
 run ids, rows and sha256 per file). It is what a replay needs and nothing machine-bound:
 checkpoint paths are cleared (they are relative to the source store's folder, whose files do not
-travel), so an imported trial answers from its stored scores.
+travel), so an imported trial answers from its stored scores. An import never takes a path from
+a file: a row's ``checkpoint_path`` is cleared on import, and on a merge kept only where it is the
+one the trial's own content key derives (``checkpoints/<key>/trainable.safetensors``).
+``--force`` replaces only a folder this code wrote: a harness export manifest and the files it
+lists, nothing else, never the store in use.
 
 Import and merge share one code path (:func:`merge_relations`): every table's rows go in by
 content key (primary key; tables without one skip rows already present verbatim), so importing
@@ -19,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 from collections.abc import Sequence
 from datetime import datetime, timezone
@@ -26,6 +31,8 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+
+from harness.errors import BadInput
 
 from .errors import StoreError
 from .migrations import MIGRATIONS, _sql_str, applied_migrations
@@ -35,6 +42,7 @@ FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 # bookkeeping of imports themselves, and the migration log: never exported
 _NOT_EXPORTED = {"_migrations", "imports", "imported_rows", "store_meta"}
+_TABLE = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 
 class ExportError(StoreError):
@@ -122,13 +130,14 @@ def export_store(store, out: str | os.PathLike, runs: Sequence[str] | None = Non
     the raw features out (megabytes per component and task) and keeps the similarities computed
     from them, which is all a clustering replay reads."""
     from harness import __version__
+    from harness.paths import check_out_folder
 
     con = store.con
-    out = Path(out).expanduser().absolute()
-    if out.exists() and not force:
-        raise StoreError(f"export folder {out} exists; pass --force to replace it, or choose another")
-    if out.exists() and not (out / MANIFEST).exists():
-        raise StoreError(f"{out} exists and is not an export (no {MANIFEST}); refusing to replace it")
+    out = check_out_folder(out)
+    if out.is_symlink() or out.exists():
+        if not force:
+            raise BadInput(f"export folder {out} exists; pass --force to replace it, or choose another")
+        _check_replaceable(out, store)
     if runs is not None:
         known = {r[0] for r in con.execute("SELECT run_id FROM runs").fetchall()}
         unknown = [r for r in runs if r not in known]
@@ -137,7 +146,11 @@ def export_store(store, out: str | os.PathLike, runs: Sequence[str] | None = Non
                              "list them with: harness sql \"select run_id, suite_name from runs\"")
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    try:
+        tmp.mkdir(parents=True)
+    except OSError as e:
+        raise BadInput(f"--out {out}: cannot create a folder there ({e.strerror}); "
+                       "give a folder you can write") from None
     files: dict[str, dict[str, Any]] = {}
     try:
         for table, where in _selection(con, runs).items():
@@ -170,13 +183,88 @@ def export_store(store, out: str | os.PathLike, runs: Sequence[str] | None = Non
             old = out.parent / f".{out.name}.old-{os.getpid()}"
             out.rename(old)
             tmp.rename(out)
-            shutil.rmtree(old, ignore_errors=True)
+            _remove_export(old)
         else:
             tmp.rename(out)
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise StoreError(f"cannot write the export to {out}: {e.strerror or e}; nothing was "
+                         "replaced") from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return manifest
+
+
+def _check_replaceable(out: Path, store) -> None:
+    """``--force`` replaces ``out`` only when it is an export this harness wrote: a folder (not a
+    link) whose ``manifest.json`` is a harness export manifest and that holds nothing but the
+    files that manifest lists, and not the store in use. Anything else is refused (BadInput),
+    and nothing is touched."""
+    refuse = f"--force: {out} is not a harness export folder ({{why}}); refusing to replace it: " \
+             "choose another --out, or move that folder aside yourself"
+    if out.is_symlink() or not out.is_dir():
+        raise BadInput(refuse.format(why="a link or a file, not a folder"))
+    if store is not None and getattr(store, "path", None) is not None:
+        for f in (Path(store.path), Path(str(store.path) + ".wal")):
+            real = Path(os.path.realpath(f))
+            if real.is_relative_to(Path(os.path.realpath(out))):
+                raise BadInput(refuse.format(why=f"it holds the store in use, {f}"))
+    mpath = out / MANIFEST
+    try:
+        manifest = json.loads(mpath.read_text())
+    except FileNotFoundError:
+        raise BadInput(refuse.format(why=f"no {MANIFEST}")) from None
+    except (OSError, UnicodeDecodeError, ValueError):
+        raise BadInput(refuse.format(why=f"its {MANIFEST} is not readable JSON")) from None
+    listed = _manifest_files(manifest)
+    if listed is None:
+        raise BadInput(refuse.format(why=f"its {MANIFEST} is not a {FORMAT} manifest"))
+    allowed = {MANIFEST, *listed}
+    for entry in os.scandir(out):
+        if entry.name not in allowed:
+            raise BadInput(refuse.format(why=f"it holds {entry.name!r}, which the export's manifest "
+                                             "does not list"))
+        if entry.is_symlink() or not entry.is_file(follow_symlinks=False):
+            raise BadInput(refuse.format(why=f"{entry.name!r} is not a plain file"))
+
+
+def _remove_export(folder: Path) -> None:
+    """Delete a replaced export: the files its manifest lists and the manifest, then the folder
+    if that left it empty (anything else that appeared meanwhile stays)."""
+    try:
+        listed = _manifest_files(json.loads((folder / MANIFEST).read_text())) or set()
+    except (OSError, ValueError):
+        listed = set()
+    for name in (*sorted(listed), MANIFEST):
+        try:
+            (folder / name).unlink()
+        except OSError:
+            pass
+    try:
+        folder.rmdir()
+    except OSError:
+        pass
+
+
+def _manifest_files(manifest: Any) -> set[str] | None:
+    """The file names a harness export manifest lists (``<table>.parquet``), or None when
+    ``manifest`` is not one (format, version, fields)."""
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        return None
+    version = manifest.get("format_version")
+    if type(version) is not int or not 1 <= version <= FORMAT_VERSION:
+        return None
+    entries = manifest.get("tables")
+    if not isinstance(entries, dict):
+        return None
+    files = set()
+    for table, entry in entries.items():
+        if (not isinstance(table, str) or not _TABLE.fullmatch(table) or not isinstance(entry, dict)
+                or entry.get("file") != f"{table}.parquet"):
+            return None
+        files.add(entry["file"])
+    return files
 
 
 # -- import ------------------------------------------------------------------------------------
@@ -198,7 +286,8 @@ def read_export(folder: str | os.PathLike) -> dict[str, Any]:
         raise ExportError(f"{mpath}: not readable JSON ({e}); re-export it") from e
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise ExportError(f"{mpath}: not a {FORMAT} manifest")
-    if manifest.get("format_version", 0) > FORMAT_VERSION:
+    _check_manifest(manifest, mpath)
+    if manifest["format_version"] > FORMAT_VERSION:
         raise ExportError(f"{mpath}: export format {manifest['format_version']} is newer than this "
                           f"harness reads ({FORMAT_VERSION}); upgrade harness (pip install -U harness)")
     known = {m.__name__ for m in MIGRATIONS}
@@ -231,6 +320,42 @@ def read_export(folder: str | os.PathLike) -> dict[str, Any]:
     return manifest
 
 
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def _check_manifest(manifest: dict, mpath: Path) -> None:
+    """The fields an import reads, each of the type an export writes; ExportError naming the
+    field otherwise (a hand-edited or foreign manifest)."""
+    def bad(field: str, want: str) -> ExportError:
+        return ExportError(f"{mpath}: field {field} must be {want}; the manifest is damaged or "
+                           "was edited: export the store again")
+
+    version = manifest.get("format_version")
+    if type(version) is not int or version < 1:
+        raise bad("format_version", f"a whole number (this harness writes {FORMAT_VERSION})")
+    migrations = manifest.get("migrations", [])
+    if not isinstance(migrations, list) or not all(isinstance(m, str) for m in migrations):
+        raise bad("migrations", "a list of migration names")
+    runs = manifest.get("runs", [])
+    if not isinstance(runs, list) or not all(isinstance(r, str) for r in runs):
+        raise bad("runs", "a list of run ids")
+    entries = manifest.get("tables")
+    if not isinstance(entries, dict):
+        raise bad("tables", "a mapping of table name to {file, rows, sha256}")
+    for table, entry in entries.items():
+        where = f"tables.{table}" if _TABLE.fullmatch(table) else "tables"
+        if not _TABLE.fullmatch(table):
+            raise bad("tables", f"keyed by table names (lower-case letters, digits, '_'), not {table[:40]!r}")
+        if not isinstance(entry, dict):
+            raise bad(where, "a mapping with file, rows and sha256")
+        if entry.get("file") != f"{table}.parquet":
+            raise bad(f"{where}.file", f"{table + '.parquet'!r}, the file an export writes for it")
+        if type(entry.get("rows")) is not int or entry["rows"] < 0:
+            raise bad(f"{where}.rows", "a row count (a whole number >= 0)")
+        if not isinstance(entry.get("sha256"), str) or not _SHA256.fullmatch(entry["sha256"]):
+            raise bad(f"{where}.sha256", "the file's sha256 (64 hex digits)")
+
+
 def merge_relations(store, relations: dict[str, str], *, source: dict[str, Any] | None = None,
                     source_columns: dict[str, list[str]] | None = None) -> dict[str, int]:
     """Insert the rows of each ``relations[table]`` (a SQL relation: ``read_parquet(...)`` or an
@@ -255,6 +380,9 @@ def merge_relations(store, relations: dict[str, str], *, source: dict[str, Any] 
                          source.get("manifest_sha256"), source.get("harness_version"),
                          json.dumps(source.get("runs", []))])
         relations = dict(relations)
+        if "trials" in relations:
+            relations["trials"] = _own_checkpoints(con, relations["trials"], source_columns,
+                                                   keep=source is None or source.get("kind") != "export")
         if "trials" in relations and "trials" in here:
             # a trial finished in the source replaces one that failed or never finished here
             # (its scores with it); a source trial that did not finish brings no scores, so a
@@ -319,6 +447,30 @@ def merge_relations(store, relations: dict[str, str], *, source: dict[str, Any] 
             con.execute("UPDATE imports SET rows_added = ? WHERE import_id = ?",
                         [json.dumps(added), import_id])
     return added
+
+
+CHECKPOINT_FILE = "trainable.safetensors"  # harness.trial.save_checkpoint's file name
+
+
+def canonical_checkpoint(trial_key: str) -> str:
+    """Where a trial's checkpoint lives, relative to its store's folder: derived from its content
+    key, never taken from a row another store or a file supplied."""
+    return f"checkpoints/{trial_key}/{CHECKPOINT_FILE}"
+
+
+def _own_checkpoints(con, relation: str, source_columns, *, keep: bool) -> str:
+    """``relation`` (the source's trials) with ``checkpoint_path`` cleared, unless ``keep`` and it
+    is the path the trial's own content key derives (a worker shard, a store merged from the
+    same folder): an import never takes a path from a file, so no row can name another trial's
+    (or any other) file, which ``store forget`` would otherwise delete."""
+    cols = (source_columns or {}).get("trials") or [
+        r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()]
+    if "checkpoint_path" not in cols:
+        return relation
+    ok = ("checkpoint_path = 'checkpoints/' || trial_key || '/" + CHECKPOINT_FILE + "'"
+          " AND regexp_full_match(trial_key, '[0-9A-Za-z_-]+')") if keep else "false"
+    return (f"(SELECT * REPLACE (CASE WHEN {ok} THEN checkpoint_path END::VARCHAR AS checkpoint_path) "
+            f"FROM {relation})")
 
 
 def import_export(store, folder: str | os.PathLike, manifest: dict[str, Any] | None = None) -> dict[str, int]:

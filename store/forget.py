@@ -11,6 +11,9 @@ What goes, for each selector (they add up):
   and the run's own records (rankings, rungs, clusters, costs, uses, the run itself).
 - ``keys`` (a trial, embedding or similarity key, or a prefix of at least 8 characters).
 
+A forgotten trial's checkpoint folder is ``checkpoints/<its key>`` beside the store (derived from
+the key, never read from a row): it is deleted only when it is a real folder there and no
+remaining row names a file in it; ``dry_run`` lists the files that would go.
 Past runs' records are kept unless their run is named: their rankings still say what they found,
 but a forgotten trial no longer counts in their cost (``run_costs`` joins the trials).
 LLM features computed through a warmed-up projector are keyed by the (encoder, LLM, warm-up)
@@ -20,12 +23,16 @@ from them; forget them by run or key.
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
+from pathlib import Path
 from typing import Any
 
 from harness.errors import BadInput
 
 MIN_PREFIX = 8
+KEY = re.compile(r"[0-9A-Za-z_-]{8,128}")  # a content key: a folder name, never a path
 CACHE_TABLES = ("trials", "scores", "embeddings", "feature_costs", "similarities")
 
 
@@ -117,10 +124,11 @@ def forget(store, *, components=(), plugins=(), runs=(), keys=(), dry_run: bool 
             counts[table] = store.query(f"select count(*) as n from {table} where run_id in ({_one_of(r)})", r)[0]["n"]
     counts = {k: v for k, v in counts.items() if v}
     if dry_run:
+        files = [str(f) for folder in checkpoint_folders(store, t, forgotten=True) for f in _files(folder)]
+        counts = Counts(counts)
+        counts.files = files
         return counts
     store._require_writable("forget stored results")
-    paths = [store.checkpoint_abspath(row["checkpoint_path"]).parent for row in store.query(
-        f"select checkpoint_path from trials where trial_key in ({_one_of(t)}) and checkpoint_path is not null", t)]
     with store.transaction():
         for table, (column, values) in where.items():
             if table in here and values:
@@ -128,8 +136,52 @@ def forget(store, *, components=(), plugins=(), runs=(), keys=(), dry_run: bool 
         for table in history:
             if r:
                 store.con.execute(f"DELETE FROM {table} WHERE run_id IN ({_one_of(r)})", r)
-    checkpoints = store.checkpoints_dir.resolve()
-    for folder in paths:
-        if folder.resolve().parent == checkpoints and folder.is_dir():  # only the store's own folders
-            shutil.rmtree(folder, ignore_errors=True)
+    for folder in checkpoint_folders(store, t):
+        shutil.rmtree(folder, ignore_errors=True)
     return counts
+
+
+class Counts(dict):
+    """Rows per table a dry run would forget; ``files``: the checkpoint files it would delete."""
+
+    files: tuple[str, ...] | list[str] = ()
+
+
+def dry_run_lines(counts: dict) -> list[str]:
+    """The lines ``harness store forget --dry-run`` prints after its counts: each file it would delete."""
+    return [f"would delete {f}" for f in getattr(counts, "files", [])]
+
+
+def _files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file() or p.is_symlink())
+
+
+def checkpoint_folders(store, trial_keys, *, forgotten: bool = False) -> list[Path]:
+    """The checkpoint folders forgetting ``trial_keys`` deletes: for each key, the folder
+    ``<store folder>/checkpoints/<key>`` (derived from the key, never read from a row), when it
+    is a real folder (not a link) directly inside the store's own checkpoint folder and no
+    remaining trial row names a path inside it. ``forgotten``: the rows of ``trial_keys`` are
+    still in the store (a dry run) and do not count as remaining."""
+    root = store.checkpoints_dir
+    if not trial_keys or root.is_symlink() or not root.is_dir():
+        return []
+    keys = set(trial_keys)
+    named: set[str] = set()
+    for row in store.query("select trial_key, checkpoint_path from trials where checkpoint_path is not null"):
+        if forgotten and row["trial_key"] in keys:
+            continue
+        p = Path(os.path.normpath(store.checkpoint_abspath(row["checkpoint_path"])))
+        named.add(str(p.parent))
+        named.add(str(p))
+    real_root = Path(os.path.realpath(root))
+    out = []
+    for key in sorted(keys):
+        if not KEY.fullmatch(key):
+            continue
+        folder = root / key
+        if folder.is_symlink() or not folder.is_dir() or Path(os.path.realpath(folder)).parent != real_root:
+            continue
+        if str(Path(os.path.normpath(folder))) in named:
+            continue
+        out.append(folder)
+    return out

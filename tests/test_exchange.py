@@ -178,3 +178,123 @@ def test_a_default_suite_clusters_with_the_papers_minibatch_cka(live):
     configs = [json.loads(c) for (c,) in fetch(store, "select distinct config from similarities"
                                                         " where metric = 'cka'")]
     assert configs == [{"minibatch": 64, "seed": 0}]
+
+
+# -- nothing lost: --force replaces only a harness export (issue 31) ------------------------------
+
+def _cli(*args):
+    from click.testing import CliRunner
+
+    from harness.cli import cli
+
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def _one_line_refusal(out, *says):
+    lines = [line for line in out.output.splitlines() if line.strip()]
+    assert out.exit_code == 2 and len(lines) == 1, out.output
+    assert lines[0].startswith("error: ") and all(s in lines[0] for s in says), lines[0]
+
+
+def test_force_never_replaces_a_folder_holding_the_store_or_other_files(tmp_path):
+    from storefiles import make_store, snapshot
+
+    folder = tmp_path / "work"
+    folder.mkdir()
+    make_store(folder / "s.duckdb")
+    (folder / "manifest.json").write_text("{}")
+    (folder / "notes.txt").write_text("my notes")
+    before = snapshot(folder)
+    out = _cli("store", "export", "--all", "--out", folder, "--force", "--store", folder / "s.duckdb")
+    _one_line_refusal(out, "--force", "not a harness export folder")
+    assert snapshot(folder) == before and len(before) >= 4
+
+
+def test_force_never_replaces_a_project_with_a_manifest_of_its_own(tmp_path):
+    from storefiles import make_store, snapshot
+
+    make_store(tmp_path / "s.duckdb")
+    project = tmp_path / "web"
+    project.mkdir()
+    (project / "manifest.json").write_text(json.dumps({"name": "web", "version": "1.0"}))
+    (project / "index.js").write_text("console.log('hi')\n")
+    before = snapshot(project)
+    out = _cli("store", "export", "--all", "--out", project, "--force", "--store", tmp_path / "s.duckdb")
+    _one_line_refusal(out, "harness-store-export manifest")
+    assert snapshot(project) == before
+
+
+def test_force_replaces_an_export_only_when_it_holds_just_what_its_manifest_lists(tmp_path):
+    from storefiles import make_store, rewrite_manifest, snapshot
+
+    store = tmp_path / "s.duckdb"
+    make_store(store)
+    out = tmp_path / "exp"
+    assert _cli("store", "export", "--all", "--out", out, "--store", store).exit_code == 0
+    (out / "extra.txt").write_text("mine")  # something the export did not write
+    before = snapshot(out)
+    _one_line_refusal(_cli("store", "export", "--all", "--out", out, "--force", "--store", store),
+                      "'extra.txt'")
+    assert snapshot(out) == before
+    (out / "extra.txt").unlink()
+    # a forged manifest that lists a file no export writes (here: a file named like the store)
+    rewrite_manifest(out, lambda m: m["tables"].update(x={"file": "s.duckdb", "rows": 0, "sha256": ""}))
+    (out / "s.duckdb").write_bytes(b"precious")
+    _one_line_refusal(_cli("store", "export", "--all", "--out", out, "--force", "--store", store),
+                      "not a harness-store-export manifest")
+    assert (out / "s.duckdb").read_bytes() == b"precious"
+    (out / "s.duckdb").unlink()
+    rewrite_manifest(out, lambda m: m["tables"].pop("x"))
+    for version in ("9", 9, None):
+        rewrite_manifest(out, lambda m, v=version: m.update(format_version=v))
+        _one_line_refusal(_cli("store", "export", "--all", "--out", out, "--force", "--store", store),
+                          "manifest")
+    rewrite_manifest(out, lambda m: m.update(format_version=1))
+    replaced = _cli("store", "export", "--all", "--out", out, "--force", "--store", store)
+    assert replaced.exit_code == 0, replaced.output
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        ["manifest.json", *(e["file"] for e in json.loads((out / "manifest.json").read_text())["tables"].values())])
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".exp.")]  # no leftovers
+
+
+def test_force_never_replaces_the_folder_of_the_store_in_use(tmp_path):
+    from storefiles import make_store, snapshot
+
+    store = tmp_path / "exp" / "s.duckdb"
+    (tmp_path / "exp").mkdir()
+    make_store(store)
+    (tmp_path / "exp" / "manifest.json").write_text(json.dumps(
+        {"format": "harness-store-export", "format_version": 1, "tables": {}}))
+    before = snapshot(tmp_path / "exp")
+    _one_line_refusal(_cli("store", "export", "--all", "--out", tmp_path / "exp", "--force", "--store", store),
+                      "store in use")
+    assert snapshot(tmp_path / "exp") == before
+
+
+@pytest.mark.parametrize("change, says", [
+    (lambda m: m.update(tables=[]), "field tables must be a mapping"),
+    (lambda m: m["tables"]["runs"].pop("sha256"), "field tables.runs.sha256"),
+    (lambda m: m.update(format_version="9"), "field format_version must be a whole number"),
+    (lambda m: m["tables"]["runs"].update(file="../s.duckdb"), "field tables.runs.file"),
+    (lambda m: m["tables"]["runs"].update(rows="many"), "field tables.runs.rows"),
+    (lambda m: m.update(migrations="m001"), "field migrations"),
+    (lambda m: m["tables"].update({"Bad Name": {}}), "keyed by table names"),
+])
+def test_a_malformed_manifest_is_one_line_and_changes_nothing(tmp_path, change, says):
+    from storefiles import make_store, rewrite_manifest, snapshot
+
+    source = tmp_path / "src" / "s.duckdb"
+    source.parent.mkdir()
+    make_store(source)
+    exp = tmp_path / "exp"
+    assert _cli("store", "export", "--all", "--out", exp, "--store", source).exit_code == 0
+    rewrite_manifest(exp, change)
+    target = tmp_path / "t" / "t.duckdb"
+    target.parent.mkdir()
+    make_store(target, trials=1)
+    before = snapshot(tmp_path)
+    out = _cli("store", "import", exp, "--store", target)
+    lines = [line for line in out.output.splitlines() if line.strip()]
+    assert out.exit_code == 1 and len(lines) == 1 and says in lines[0], out.output
+    assert out.exception is None or isinstance(out.exception, SystemExit)
+    assert snapshot(tmp_path) == before

@@ -100,3 +100,89 @@ def test_forgetting_a_trial_forgets_the_trials_continued_from_it(tmp_path):
                              layer="tokens", run_id=run, plugin="test", plugin_version="0")
         assert forget(st, components=[fps[0][:12]]) == {"embeddings": 1}
         assert [r["k"] for r in st.query("select embedding_key as k from embeddings")] == [f"emb-{fps[1]}"]
+
+
+# -- a checkpoint path from a file deletes nothing (issue 31) --------------------------------------
+
+def _cli(*args):
+    from click.testing import CliRunner
+
+    from harness.cli import cli
+
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def test_an_imported_trial_naming_another_trials_checkpoint_deletes_nothing_when_forgotten(tmp_path):
+    from storefiles import forge_parquet, key, make_store
+
+    mine = tmp_path / "mine" / "s.duckdb"
+    mine.parent.mkdir()
+    victim, _ = make_store(mine)
+    victim_ckpt = mine.parent / "checkpoints" / victim / "trainable.safetensors"
+    other = tmp_path / "other" / "o.duckdb"
+    other.parent.mkdir()
+    make_store(other, trials=1)
+    fake = key(99)
+    exp = tmp_path / "exp"
+    assert _cli("store", "export", "--all", "--out", exp, "--store", other).exit_code == 0
+    # a forged export: a trial of its own whose checkpoint_path names the victim's file
+    forge_parquet(exp, "trials", f"SELECT * REPLACE ('{fake}' AS trial_key, "
+                                 f"'checkpoints/{victim}/trainable.safetensors' AS checkpoint_path) FROM t")
+    imported = _cli("store", "import", exp, "--store", mine)
+    assert imported.exit_code == 0, imported.output
+    assert fetch(mine, "select checkpoint_path from trials where trial_key = ?", [fake], one=True) == (None,)
+    dry = _cli("store", "forget", "--key", fake, "--dry-run", "--store", mine)
+    assert dry.exit_code == 0 and "would delete" not in dry.output, dry.output
+    out = _cli("store", "forget", "--key", fake, "--store", mine)
+    assert out.exit_code == 0 and "trials 1" in out.output, out.output
+    assert victim_ckpt.read_bytes() == b"weights of " + victim.encode()
+    assert fetch(mine, "select count(*) from trials where trial_key = ?", [victim], one=True) == (1,)
+
+
+def test_a_merged_store_brings_only_checkpoint_paths_its_keys_derive(tmp_path):
+    from storefiles import key, make_store
+
+    victim_store = tmp_path / "s.duckdb"
+    victim, _ = make_store(victim_store, trials=2)
+    (tmp_path / "far").mkdir()
+    far = make_store(tmp_path / "far" / "g.duckdb", trials=3,
+                     checkpoint_paths={key(2): f"checkpoints/{victim}/trainable.safetensors"})
+    assert _cli("store", "merge", tmp_path / "far" / "g.duckdb", "--store", victim_store).exit_code == 0
+    assert fetch(victim_store, "select checkpoint_path from trials where trial_key = ?", [far[2]], one=True) == (None,)
+    assert fetch(victim_store, "select checkpoint_path from trials where trial_key = ?", [victim], one=True) == (
+        f"checkpoints/{victim}/trainable.safetensors",)
+
+
+def test_forget_deletes_only_the_forgotten_trials_own_folder_and_dry_run_lists_it(tmp_path):
+    from harness.store import Store
+    from storefiles import make_store, snapshot
+
+    store = tmp_path / "s.duckdb"
+    victim, fake = make_store(store, checkpoint_paths={})
+    # a row already in a store (written before this fix) that names the victim's checkpoint
+    with Store.open(store) as st:
+        st.con.execute("UPDATE trials SET checkpoint_path = ? WHERE trial_key = ?",
+                       [f"checkpoints/{victim}/trainable.safetensors", fake])
+    (tmp_path / "notes.txt").write_text("mine")
+    dry = _cli("store", "forget", "--key", fake, "--dry-run", "--store", store)
+    lines = dry.output.splitlines()
+    assert dry.exit_code == 0 and lines[0].startswith("would forget: trials 1, scores 1"), dry.output
+    assert lines[1:] == [f"would delete {tmp_path / 'checkpoints' / fake / 'trainable.safetensors'}"]
+    before = snapshot(tmp_path)
+    out = _cli("store", "forget", "--key", fake, "--store", store)
+    assert out.exit_code == 0, out.output
+    after = snapshot(tmp_path)
+    gone = sorted(set(before) - set(after))
+    assert gone == [f"checkpoints/{fake}/trainable.safetensors"]
+    assert (tmp_path / "checkpoints" / victim / "trainable.safetensors").is_file()
+    # a trial's folder that a remaining row names is kept
+    second = tmp_path / "second" / "s.duckdb"
+    second.parent.mkdir()
+    kept, forgotten = make_store(second, checkpoint_paths={})
+    with Store.open(second) as st:
+        st.con.execute("UPDATE trials SET checkpoint_path = ? WHERE trial_key = ?",
+                       [f"checkpoints/{forgotten}/trainable.safetensors", kept])
+    dry = _cli("store", "forget", "--key", forgotten, "--dry-run", "--store", second)
+    assert dry.exit_code == 0 and "would delete" not in dry.output, dry.output
+    assert _cli("store", "forget", "--key", forgotten, "--store", second).exit_code == 0
+    assert (second.parent / "checkpoints" / forgotten / "trainable.safetensors").is_file()

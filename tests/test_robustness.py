@@ -57,3 +57,46 @@ def test_bounds_name_the_field_and_the_limit(tmp_path):
     suite.write_text(robustness.suite_text(**{"batch_size: 16": "batch_size: 1000000000000"}))
     out = harness("validate", suite)
     assert out.returncode == 2 and "vlm.optim.batch_size" in out.stderr and "65536" in out.stderr
+
+
+def test_the_battery_covers_issue_31():
+    """Data loss (export --force, forget of a forged checkpoint path), paths a suite or --out may
+    not name, the tracebacks that became one line, the limits of harness sql, damaged .wal files
+    and echoed control characters are cases of the battery."""
+    names = {c.name for c in CASES}
+    for want in ("export --force over the store's own folder", "export --force over a project with a manifest.json",
+                 "forget a trial imported with another trial's checkpoint path",
+                 "import a manifest with tables: []", "import a manifest entry without sha256",
+                 'import a manifest with format_version "9"', "replay --seed -1",
+                 "replay --seed 18446744073709551616", "export --out /proc/x", "report --out /proc/x",
+                 'backup of a store named we"ird', "suite store leaves the folder (validate)",
+                 "suite store absolute (run)", "suite null key (validate)", "suite bidi name (validate)",
+                 "suite is a symlink loop (validate)", "store is /dev/full", "damaged .wal: check",
+                 "sql a 3 GB string", "sql past --timeout"):
+        assert want in names, want
+    forged = next(c for c in CASES if c.name.startswith("forget a trial imported"))
+    assert forged.ok and forged.may_change == ("s.duckdb",)  # the victim's checkpoint is compared
+    assert robustness._RAW.search("a\u202eb") and robustness._RAW.search("a\x85b")
+    assert not robustness._RAW.search("a\\u202eb caf\u00e9")
+
+
+@pytest.mark.parametrize("seed", ["-1", "18446744073709551616", "9223372036854775808"])
+def test_a_replay_seed_out_of_range_is_one_line_before_the_store_is_touched(tmp_path, seed):
+    """It used to train for a minute, then fail with a ValueError (or DuckDB's
+    ConversionException) and leave a `failed` run behind."""
+    from click.testing import CliRunner
+    from storefiles import make_store, snapshot
+
+    from harness.cli import cli
+
+    store = tmp_path / "s.duckdb"
+    make_store(store)
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(robustness.suite_text())
+    before = snapshot(tmp_path)
+    out = CliRunner().invoke(cli, ["replay", "--from", "nope", "--suite", str(suite), "--seed", seed,
+                                   "--store", str(store)])
+    lines = [line for line in out.output.splitlines() if line.strip()]
+    assert out.exit_code == 2 and len(lines) == 1, out.output
+    assert lines[0] == f"error: --seed {seed}: a seed is an integer from 0 to {2**63 - 1} (2^63 - 1)"
+    assert snapshot(tmp_path) == before

@@ -345,6 +345,23 @@ def test_quickstart_twice_trains_nothing_the_second_time(tmp_path):
     assert second.returncode == 0, second.stderr
     assert trials_of(store, last_run(store)[0]) == (0, trained)
     assert time.perf_counter() - start < first_seconds / 3
+    search_run = last_run(store)[0]
+    assert "harness run" in first.stdout and "--strategy grid" in first.stdout  # the grid hint
+
+    # its grid (issue 30): the search's answer agrees with it, the pick being the grid's top-1
+    # or within one standard error of it on the grid's own measurements
+    grid = harness("run", quickstart, "--store", store, "--strategy", "grid")
+    assert grid.returncode == 0, grid.stderr
+    grid_run = last_run(store)[0]
+    pick = fetch(store, "select encoder, llm from rankings where run_id = ? and rank = 1", (search_run,), one=True)
+    board = fetch(store, "select encoder, llm, score, error from rankings where run_id = ? order by rank", (grid_run,))
+    best = board[0]
+    mine = next(r for r in board if (r[0], r[1]) == tuple(pick))
+    assert (mine[0], mine[1]) == (best[0], best[1]) or best[2] - mine[2] <= (mine[3] ** 2 + best[3] ** 2) ** 0.5, \
+        (pick, board[:3])
+    # the search's answer now names its grid instead of the hint
+    again = harness("run", quickstart, "--store", store)
+    assert "--strategy grid" not in again.stdout and f"(run {grid_run})" in again.stdout
 
 
 def test_continuation_resumes_survivors_and_charges_each_rung_once(tmp_path):

@@ -88,6 +88,12 @@ EXPECTED = {
         "multiple_errors.yaml:12 search.inter.top_k: must be >= 1, got 0",
         "multiple_errors.yaml:13 executor.name: Unknown executor 'remote'. Available: local",
     ],
+    "name_bidi.yaml": [('name_bidi.yaml:1 name: must be letters', 'got "bad \\u202ename"')],
+    "null_key.yaml": ["null_key.yaml:10 null: unknown key 'null'"],
+    "store_absolute.yaml": [('store_absolute.yaml:10 store: an absolute path ("/dev/full") is not allowed',
+                             "pass --store PATH or set HARNESS_STORE")],
+    "store_leaves_folder.yaml": [("store_leaves_folder.yaml:4 store: \"../../x/s.duckdb\" leaves the suite's",
+                                  "pass --store PATH or set HARNESS_STORE")],
     "name_with_space.yaml": [
         ("name_with_space.yaml:2 name: must be letters, digits, '.', '_' or '-', starting with a "
         'letter or digit; got "my suite"')
@@ -573,3 +579,35 @@ def test_an_executors_options_beside_its_name_or_under_options_are_one_executor(
     assert flat.fingerprint() == nested.fingerprint()
     with pytest.raises(SuiteError, match="given twice"):
         load_suite(write(tmp_path, MINIMAL + "executor: {name: ray, retries: 1, options: {retries: 2}}\n", "c.yaml"))
+
+
+def test_a_symlink_loop_or_a_dangling_link_is_named_as_such(tmp_path):
+    loop = tmp_path / "loop.yaml"
+    loop.symlink_to(loop)
+    assert validate_file(loop)[1] == [(f"{loop}: a loop of symbolic links (it resolves to itself, never "
+                                       "to a file); point the link at the suite file")]
+    dangling = tmp_path / "dangling.yaml"
+    dangling.symlink_to(tmp_path / "gone.yaml")
+    assert validate_file(dangling)[1] == [f"{dangling}: a symbolic link to a file that does not exist"]
+    assert validate_file(tmp_path / "none.yaml")[1] == [f"{tmp_path / 'none.yaml'}: file not found"]
+
+
+def test_control_and_bidi_characters_are_escaped_wherever_a_suite_is_echoed(tmp_path):
+    odd = tmp_path / "a\u202eb\x85c.yaml"
+    odd.write_text("name: \"x\u202ey\u2066z\"\nseed: -1\n")
+    _, errors = validate_file(odd)
+    text = "\n".join(errors)
+    assert "\u202e" not in text and "\x85" not in text and "\u2066" not in text
+    assert "a\\u202eb\\x85c.yaml" in errors[0] and '"x\\u202ey\\u2066z"' in text
+
+
+def test_a_suites_store_stays_in_its_folder_at_run_time_too(tmp_path):
+    """Validation refuses `..` and absolute paths; a link that leads out is refused by the run."""
+    from harness.paths import suite_store
+
+    (tmp_path / "suite").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "suite" / "out").symlink_to(tmp_path / "elsewhere")
+    assert suite_store(tmp_path / "suite" / "s.yaml", "data/s.duckdb") == tmp_path / "suite" / "data" / "s.duckdb"
+    with pytest.raises(BadInput, match="leads outside the suite's folder.*--store PATH or set HARNESS_STORE"):
+        suite_store(tmp_path / "suite" / "s.yaml", "out/s.duckdb")
