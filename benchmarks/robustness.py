@@ -131,6 +131,18 @@ def _suite_cases() -> list[Case]:
         # messages: the line of a `null:` key, control and bidi characters echoed escaped
         "null key": suite_text() + "null: x\n",
         "bidi name": suite_text(**{"name: robust": 'name: "ro\u202ebust\u2066"'}),
+        # the classes behind those instances: every way out of the suite's folder, every kind
+        # of control character a suite value can carry back to a terminal
+        "store one level up": suite_text() + "store: ../s.duckdb\n",
+        "store through a home tilde": suite_text() + "store: ~/s.duckdb\n",
+        "store with a NUL": suite_text() + 'store: "s\\0.duckdb"\n',
+        "store in /proc": suite_text() + "store: /proc/s.duckdb\n",
+        "store empty": suite_text() + 'store: ""\n',
+        "ANSI escape in name": suite_text(**{"name: robust": 'name: "\\e[31mred\\e[0m"'}),
+        "NEL in name": suite_text(**{"name: robust": 'name: "ro\\Nbust"'}),
+        "bidi in an encoder ref": suite_text(**{"tiny:vit-p4": '"tiny:vit\u202e-p4"'}),
+        "C0 control in a task": suite_text(**{"shapes:color": '"shapes:co\\x07lor"'}),
+        "line separator in name": suite_text(**{"name: robust": 'name: "ro\u2028bust"'}),
     }
     cases = []
     for name, text in values.items():
@@ -141,7 +153,7 @@ def _suite_cases() -> list[Case]:
     cases.append(Case("suite is a folder (validate)", "suites", ["validate", "{dir}"]))
     cases.append(Case("suite is a symlink loop (validate)", "suites", ["validate", "{dir}/loop.yaml"],
                       {"prep": lambda d: (d / "loop.yaml").symlink_to(d / "loop.yaml")}))
-    for seed in ("-1", "18446744073709551616"):
+    for seed in ("-1", "18446744073709551616", "9223372036854775808", "1e3", "nan"):
         cases.append(Case(f"replay --seed {seed}", "suites",
                           ["replay", "--from", "nope", "--suite", "{dir}/suite.yaml", "--seed", seed,
                            "--store", "{dir}/s.duckdb"], {"suite.yaml": suite_text()}))
@@ -338,6 +350,23 @@ def _data_loss_cases() -> list[Case]:
         Case("export --out /", "stores", ["store", "export", "--all", "--force", "--out", "/", "--store", "{dir}/s.duckdb"]),
         Case("report --out /proc/x", "stores", ["report", "--out", "/proc/x", "--store", "{dir}/s.duckdb"]),
         Case("report --out under a file", "stores", ["report", "--out", "{dir}/s.duckdb/r", "--store", "{dir}/s.duckdb"]),
+        # the class: every system root and pseudo-filesystem, for every command that writes a folder
+        *[Case(f"{' '.join(cmd[:2])} --out {where}", "stores", [*cmd, where, "--store", "{dir}/s.duckdb"])
+          for where in ("/", "/etc/harness-x", "/usr/x", "/sys/x", "/dev/x", "/proc/self/x")
+          for cmd in (["report", "--out"], ["store", "export", "--all", "--force", "--out"])
+          if (cmd[0], where) not in {("report", "/proc/x"), ("store", "/")}],
+        Case("import a manifest that is a list", "stores", ["store", "import", "{dir}/exp", "--store", "{dir}/s.duckdb"],
+             {"exp/manifest.json": "[1, 2]"}),
+        Case("import a manifest that is not JSON", "stores", ["store", "import", "{dir}/exp", "--store", "{dir}/s.duckdb"],
+             {"exp/manifest.json": "{not json"}),
+        Case("import a manifest with negative rows", "stores",
+             ["store", "import", "{dir}/exp", "--store", "{dir}/s.duckdb"],
+             {"prep": lambda d: _export(d, lambda m: m["tables"]["runs"].update(rows=-1))}),
+        Case("import a manifest with format_version 1.5", "stores",
+             ["store", "import", "{dir}/exp", "--store", "{dir}/s.duckdb"],
+             {"prep": lambda d: _export(d, lambda m: m.update(format_version=1.5))}),
+        Case("forget a key that is not stored (dry run)", "stores",
+             ["store", "forget", "--key", "../../etc", "--dry-run", "--store", "{dir}/s.duckdb"]),
         Case("backup of a store named we\"ird", "stores",
              ["store", "backup", "{dir}/b.duckdb", "--store", '{dir}/we"ird.duckdb'], store='we"ird.duckdb', ok=True),
         Case("store is /dev/full", "stores", ["sql", "select 1", "--store", "/dev/full"], store=None),

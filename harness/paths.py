@@ -1,7 +1,8 @@
 """Checks on paths the user hands harness to write to, and on text echoed back to them.
 
 - :func:`check_out_folder`: an ``--out`` folder (``harness report --out``, ``harness store export
-  --out``) is refused when it is a system root (``/``, ``/etc``, ``/usr``, ...) or lies on a
+  --out``) is refused when it is a system root (``/``, ``/tmp``, ``/home``, ...), lies inside the
+  operating system's own trees (``/etc``, ``/usr``, ``/boot``, ...) or on a
   pseudo-filesystem (``/proc``, ``/sys``, ``/dev``, ...), with one line naming the flag.
 - :func:`safe_text`: user text (a suite's name, a path) with control and bidi characters escaped,
   so what is printed is what the file holds and cannot reorder or hide the rest of the line.
@@ -28,6 +29,8 @@ PSEUDO_FS = frozenset({
     "efivarfs", "rpc_pipefs", "nsfs",
 })
 PSEUDO_ROOTS = ("/proc", "/sys", "/dev")
+# the operating system's own trees: nothing harness writes belongs anywhere under them
+SYSTEM_TREES = ("/etc", "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/boot")
 
 
 def _mounts() -> list[tuple[str, str]]:
@@ -66,6 +69,10 @@ def check_out_folder(out: str | os.PathLike, flag: str = "--out") -> Path:
         if p in SYSTEM_ROOTS:
             raise BadInput(f"{flag} {shown}: {p} is a system folder, not an output folder; give a "
                            "folder of your own (e.g. ./out)")
+        tree = next((t for t in SYSTEM_TREES if _under(p, t)), None)
+        if tree is not None:
+            raise BadInput(f"{flag} {shown}: {p} is inside the system's {tree}, not an output folder; "
+                           "give a folder of your own (e.g. ./out)")
         if any(_under(p, r) for r in PSEUDO_ROOTS) and _fs_type(Path(p)) != "tmpfs":  # /dev/shm is
             raise BadInput(f"{flag} {shown}: {p} is on a kernel pseudo-filesystem where no files can be "
                            "written; give a folder of your own (e.g. ./out)")
