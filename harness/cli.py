@@ -72,6 +72,12 @@ class HarnessGroup(click.Group):
             if interrupted(exc):  # Ctrl-C during a DuckDB statement
                 click.echo(INTERRUPTED, err=True)
                 ctx.exit(130)
+            from harness.errors import environment_fault
+
+            fault = environment_fault(exc, "writing the store")  # a full disk, not a damaged store
+            if fault is not None:
+                click.echo(f"error: {fault}", err=True)
+                ctx.exit(fault.exit_code)
             duckdb = sys.modules.get("duckdb")
             # DuckDB failing to read a store mid-command (a damaged block found late)
             if duckdb is None or not (isinstance(exc, (duckdb.IOException, duckdb.InternalException))
