@@ -346,7 +346,7 @@ def test_quickstart_suite_is_valid(yaml_backend):
     refs = suite.zoo.vision_encoders + suite.zoo.language_models
     assert all(ref.startswith("mini:") for ref in refs)  # the shipped pretrained zoo: offline
     assert suite.alignment.dataset == "shapes:align"
-    assert [t.task for t in suite.targets] == ["shapes:count"]
+    assert [t.task for t in suite.targets] == ["shapes:digits"]
     assert suite.search.strategy == "mordal"
 
 
