@@ -304,17 +304,22 @@ def _latest_finished_run(st) -> str | None:
 @click.option("--alignment", default="shapes:align", show_default=True, help="Alignment dataset ref.")
 @click.option("--samples", type=click.IntRange(min=1), default=None,
               help="Alignment samples at r = 1 (default: the whole alignment set, as in a suite).")
-@click.option("--mode", type=click.Choice(["frozen", "lora", "full"]), default="full",
-              show_default=True, help="How the LLM trains (the projector always does).")
-@click.option("--projector", default="mlp2x_gelu", show_default=True,
+@click.option("--mode", type=click.Choice(["frozen", "lora", "full"]), default=None,
+              help="How the LLM trains (the projector always does); default: a suite's vlm.llm "
+                   "default (harness/suite.py), like every recipe option here.")
+@click.option("--projector", default=None,
               help="Projector between encoder and LLM (as vlm.projector in a suite): linear, "
-                   "mlp<N>x_gelu or ln_mlp<N>x_gelu.")
-@click.option("--epochs", type=click.FloatRange(0, min_open=True), default=4.0, show_default=True,
-              help="Passes over the ratio-r subset of the alignment data (fractions allowed).")
-@click.option("--lr", type=click.FloatRange(0, min_open=True), default=1e-3, show_default=True,
-              help="Peak learning rate (AdamW, cosine schedule after a 5% warm-up).")
-@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True,
-              help="Training examples per optimiser step.")
+                   "mlp<N>x_gelu or ln_mlp<N>x_gelu; default: a suite's vlm.projector default.")
+@click.option("--epochs", type=click.FloatRange(0, min_open=True), default=None,
+              help="Passes over the ratio-r subset of the alignment data (fractions allowed); "
+                   "default: a suite's vlm.optim.epochs default.")
+@click.option("--lr", type=click.FloatRange(0, min_open=True), default=None,
+              help="Peak learning rate (AdamW); default: a suite's vlm.optim.lr default. Schedule, "
+                   "warm-up and everything not given here are a suite's defaults too, so a suite "
+                   "with the same settings reuses the trial.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None,
+              help="Training examples per optimiser step; default: a suite's vlm.optim.batch_size "
+                   "default.")
 @click.option("--limit", type=click.IntRange(min=1), default=1000, show_default=True,
               help="Test items per target whose family draws them (an lmms task: its own).")
 @click.option("--seed", type=int, default=0, show_default=True,
@@ -336,15 +341,13 @@ def trial(encoder, llm, tasks, ratio, alignment, samples, mode, projector, epoch
     from harness.plugin_manager import get_components
     from harness.scoring import Target
     from harness.store import Store
-    from harness.training import TrainConfig
     from harness.trial import TrialSpec, run_trial
 
     components = get_components()
     for kind, ref in (("vision_encoder", encoder), ("language_model", llm), ("dataset", alignment),
                       *(("dataset", t) for t in tasks)):
         components[kind].resolve(ref)  # unknown names fail here, before the store is touched
-    config = TrainConfig(projector=projector, llm=mode, lr=lr, batch_size=batch_size,
-                         epochs=epochs, schedule="cosine", warmup=0.05)
+    config = _trial_recipe(projector=projector, llm=mode, lr=lr, batch_size=batch_size, epochs=epochs)
     spec = TrialSpec(encoder=encoder, llm=llm, alignment=alignment, samples=samples, ratio=ratio,
                      train=config, seed=seed, device=device,
                      targets=tuple(Target(t, limit=family_of(t)[0].scored_items(Target(t), limit))
@@ -370,6 +373,29 @@ def trial(encoder, llm, tasks, ratio, alignment, samples, mode, projector, epoch
                f"{outcome.samples_seen} samples")
     for s in outcome.scores:
         click.echo(f"  {s.task:<24} {s.metric:<12} {s.value:.4f}  (n={s.n_items})")
+
+
+def _trial_recipe(**given):
+    """The training recipe of ``harness trial``: a suite's ``vlm`` section with only the options
+    given on the command line, every other field the suite schema's default, turned into a
+    TrainConfig the way a run does (:func:`harness.training.config_from_suite`), so a trial made
+    here has the key a suite with the same settings asks for, and is reused by it."""
+    from pydantic import ValidationError
+
+    from harness.suite import VLMConfig
+    from harness.training import config_from_suite
+
+    vlm = {k: v for k, v in {"projector": given["projector"], "llm": given["llm"]}.items() if v is not None}
+    optim = {k: v for k, v in {"lr": given["lr"], "batch_size": given["batch_size"],
+                               "epochs": given["epochs"]}.items() if v is not None}
+    if optim:
+        vlm["optim"] = optim
+    try:
+        return config_from_suite(VLMConfig.model_validate(vlm))
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "vlm"
+        raise click.BadParameter(f"{where}: {err['msg']}") from None
 
 
 @cli.command()

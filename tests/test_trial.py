@@ -150,8 +150,8 @@ def test_nested_subsets_feed_smaller_ratios(store):
 
 def test_trial_command_trains_then_reuses(tmp_path):
     args = [sys.executable, "-m", "harness.cli", "trial", "--encoder", "tiny:resnet", "--llm", "tiny:qwen2",
-            "--task", "shapes:count", "--samples", "48", "--epochs", "1", "--limit", "8",
-            "--store", str(tmp_path / "s.duckdb"), "--device", "cpu", "--mode", "lora"]
+            "--task", "shapes:count", "--samples", "48", "--limit", "8",
+            "--store", str(tmp_path / "s.duckdb"), "--device", "cpu"]  # the recipe: a suite's defaults
     first = subprocess.run(args, capture_output=True, text=True, env=os.environ)
     assert first.returncode == 0, first.stderr
     assert "trained in" in first.stdout and "shapes:count" in first.stdout
@@ -161,6 +161,24 @@ def test_trial_command_trains_then_reuses(tmp_path):
     assert value == [line for line in second.stdout.splitlines() if "shapes:count" in line]
     bad = subprocess.run([*args[:5], "tiny:vit-p9", *args[6:]], capture_output=True, text=True)
     assert bad.returncode == 2 and "Did you mean 'tiny:vit-p8'" in bad.stderr
+
+    # its recipe is the suite schema's defaults (issue 32): a suite with the same settings and
+    # no vlm section asks for the same trial and reuses it instead of training
+    import yaml
+
+    suite = tmp_path / "one.yaml"
+    suite.write_text(yaml.safe_dump({
+        "name": "one", "seed": 0,
+        "zoo": {"vision_encoders": ["tiny:resnet"], "language_models": ["tiny:qwen2"]},
+        "alignment": {"dataset": "shapes:align", "samples": 48},
+        "targets": [{"task": "shapes:count", "limit": 8}],
+        "search": {"strategy": "grid"}, "device": "cpu"}))
+    run = subprocess.run([sys.executable, "-m", "harness.cli", "run", str(suite), "--store",
+                          str(tmp_path / "s.duckdb")], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert "trials: 0 trained, 1 reused" in run.stdout, run.stdout
+    worse = subprocess.run([*args, "--batch-size", "100000000"], capture_output=True, text=True)
+    assert worse.returncode == 2 and "Traceback" not in worse.stderr and "batch_size" in worse.stderr, worse.stderr
 
 
 def _constant(**overrides):
