@@ -138,7 +138,8 @@ def _is_distance(metric: str | None) -> bool:
         from harness.gromov import higher_is_closer
         from harness.plugin_manager import get_components
 
-        return not higher_is_closer(get_components()["similarity_metric"].get(metric).load())
+        entry = get_components()["similarity_metric"].get(metric)
+        return not higher_is_closer(entry.load(), entry)  # the registered direction first
     except Exception:  # a metric whose plugin is not installed: draw it as a similarity
         return False
 

@@ -375,3 +375,26 @@ def test_quickstart_with_report(tmp_path):
     assert out.returncode == 0, out.stderr
     page = Path(out.stdout.strip().splitlines()[-1].split(": ", 1)[1])
     assert set(parse(page).sections) == MORDAL_SECTIONS - {"compare"}
+
+
+def test_a_metric_registered_as_a_distance_is_drawn_as_one():
+    """The report reads a metric's direction from its registration (issue 32): a third-party
+    distance registered with is_distance=True, whose function carries no attribute."""
+    from harness.plugin_manager import get_components
+    from harness.registry import Entry
+    from harness.report_page import _is_distance
+
+    def plain_distance(a, b):
+        return 0.0
+
+    registry = get_components()["similarity_metric"]
+    registry.add(Entry(kind="similarity_metric", name="test-dist", target=plain_distance,
+                       plugin="test", version="0", is_distance=True))
+    registry.add(Entry(kind="similarity_metric", name="test-sim", target=plain_distance,
+                       plugin="test", version="0", is_distance=False))
+    try:
+        assert _is_distance("test-dist") and not _is_distance("test-sim")
+        assert _is_distance("gw") and not _is_distance("cka")
+    finally:  # the process's registry is shared with later tests
+        registry._entries.pop("test-dist")
+        registry._entries.pop("test-sim")
