@@ -138,16 +138,12 @@ def _run(store, suite, suite_path: Path, *, replay_from: list[str] | None, fill:
 
 
 def _grids_for(store, run_id: str, sources: list[str], seed: int | None = None) -> list[str]:
-    """Grid runs among ``sources`` that ranked a task ``run_id`` ranked; those of the replay's
-    own seed when there are some (a shipped table has one grid per seed)."""
-    marks = ", ".join("?" for _ in sources)
-    grids = store.query(f"select run_id, seed from runs where ground_truth and run_id in ({marks})"
-                        " order by run_id", sources)
-    ranked = {r["task"] for r in store.query("select distinct task from rankings where run_id = ?", [run_id])}
-    out = [g for g in grids if ranked & {r["task"] for r in store.query(
-        "select distinct task from rankings where run_id = ?", [g["run_id"]])}]
-    same = [g for g in out if g["seed"] == seed]
-    return [g["run_id"] for g in (same or out)]
+    """The grid runs among ``sources`` that judge ``run_id``: :func:`harness.answer.judging_grids`,
+    the rule ``harness report`` uses too."""
+    from harness.answer import judging_grids
+
+    run = store.query("select * from runs where run_id = ?", [run_id])[0]
+    return judging_grids(store, run, sources)
 
 
 def _replay_summary(store, run_id: str, sources: list[str], seed: int) -> dict:
