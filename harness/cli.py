@@ -15,6 +15,7 @@ from pathlib import Path
 import click
 
 from harness import __version__
+from harness.scoring import DEFAULT_TEST_ITEMS
 
 EXIT_BAD_INPUT = 2
 EXIT_STORE_BUSY = 3
@@ -320,7 +321,7 @@ def _latest_finished_run(st) -> str | None:
 @click.option("--batch-size", type=click.IntRange(min=1), default=None,
               help="Training examples per optimiser step; default: a suite's vlm.optim.batch_size "
                    "default.")
-@click.option("--limit", type=click.IntRange(min=1), default=1000, show_default=True,
+@click.option("--limit", type=click.IntRange(min=1), default=DEFAULT_TEST_ITEMS, show_default=True,
               help="Test items per target whose family draws them (an lmms task: its own).")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed of the subset, initialisation and data order (part of the trial's key).")

@@ -25,6 +25,11 @@ from pathlib import Path
 from harness.errors import HarnessError
 
 
+# test items a target is scored on when the suite gives it no ``limit`` (and its family draws
+# them: an lmms task scores its whole split); the one place this default lives
+DEFAULT_TEST_ITEMS = 1000
+
+
 class ScoringError(HarnessError):
     """lmms-eval could not score a task; the message names the task and the cause."""
 
@@ -179,7 +184,7 @@ def _pick_metric(results: dict, wanted: str | None) -> tuple[str, float]:
 
 
 def score(vlm, targets: list[Target], *, seed: int = 0, batch_size: int = 32,
-          device: str = "cpu", default_limit: int = 1000, cache_dir: Path | None = None,
+          device: str = "cpu", default_limit: int = DEFAULT_TEST_ITEMS, cache_dir: Path | None = None,
           log_samples: bool = False) -> list[TaskScore]:
     """Score ``vlm`` on every target through lmms-eval; one TaskScore per target."""
     _import_lmms()

@@ -24,7 +24,7 @@ from harness.errors import (
     interrupted,
     stop_if_interrupted,
 )
-from harness.scoring import Target, TaskScore
+from harness.scoring import DEFAULT_TEST_ITEMS, Target, TaskScore
 from harness.store.errors import StoreWarning
 
 PLUGIN = "harness.trial"
@@ -269,7 +269,7 @@ def key_of(spec: TrialSpec, encoder_fp: str, llm_fp: str, dataset_fp: str) -> st
 
 
 def stored_outcome(spec: TrialSpec, key: str, store, run_id: str,
-                   default_limit: int = 1000) -> TrialOutcome | None:
+                   default_limit: int = DEFAULT_TEST_ITEMS) -> TrialOutcome | None:
     """The outcome of a trial the store holds, done and scored on every target, recorded as a
     use by ``run_id``; None when it is absent, not done, or lacks a target's score (then
     :func:`run_trial` trains or scores what is missing). Loads no model."""
@@ -381,7 +381,7 @@ def _resume(spec: TrialSpec, parent_key: str, vlm, dataset, store, run_id: str, 
     return (extra if len(extra) else full), resume
 
 
-def run_trial(spec: TrialSpec, store, run_id: str, *, default_limit: int = 1000,
+def run_trial(spec: TrialSpec, store, run_id: str, *, default_limit: int = DEFAULT_TEST_ITEMS,
               progress=None, stored_only: bool = False,
               need_state: bool = False) -> TrialOutcome | None:
     """Train (or reuse) and score one trial. A failure inside the candidate (NaN loss, OOM,

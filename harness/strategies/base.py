@@ -13,6 +13,7 @@ import numpy as np
 
 from harness.errors import HarnessError, stop_if_interrupted
 from harness.evidence import order_by_evidence
+from harness.scoring import DEFAULT_TEST_ITEMS
 from harness.threads import registered, set_fair_threads
 from harness.suite import Candidate
 
@@ -448,7 +449,7 @@ def task_baseline(task: str, limit: int | None) -> tuple[str | None, float, int]
     from harness.datasets import family_of
 
     family, name = family_of(task)
-    answers = family.answers(name, limit or 1000)
+    answers = family.answers(name, limit or DEFAULT_TEST_ITEMS)
     if answers is None:
         return None
     counts = Counter(a for a in answers if a is not None)
@@ -465,7 +466,7 @@ def constant_baseline(targets, store=None, record=None) -> float | None:
     (``record(row)`` inserts it with the caller's provenance), computed and stored once."""
     values = []
     for t in targets:
-        n = t.limit or 1000
+        n = t.limit or DEFAULT_TEST_ITEMS
         row = None
         if store is not None and store.has_table("task_baselines"):  # a pre-m011 store lacks it
             rows = store.query("select value from task_baselines where task = ? and split = 'test'"
