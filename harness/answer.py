@@ -152,6 +152,13 @@ def grid_equivalent(store, run: dict, ranking: list[dict], grid_id: str | None) 
             "seconds": None, "estimated": True, "run_id": None}  # a trial's seconds do not scale with r
 
 
+def times(grid: float, spent: float) -> str:
+    """What a run spent against the grid: ``4.4x fewer``, or ``1.3x more``."""
+    if grid >= spent:
+        return f"{grid / max(spent, 1):.1f}x fewer"
+    return f"{spent / max(grid, 1):.1f}x more"
+
+
 def grid_hint(run: dict, suite_path=None) -> str:
     """How to get a search-vs-grid comparison for ``run``: train the grid of the same suite
     (reusing every trial the search stored), then compare."""
@@ -165,13 +172,9 @@ def grid_hint(run: dict, suite_path=None) -> str:
 def answer_of(store, run_id: str, suite_path=None, grid_run: str | None = None) -> Answer:
     """The answer of ``run_id`` as stored: pick, runner-up, verdict, cost, grid (``suite_path``
     names the suite in the grid hint; ``grid_run`` judges it instead of ``judging_grid``'s)."""
-    import json
-
     from harness.report import run_cost
 
     run = store.query("select * from runs where run_id = ?", [run_id])[0]
-    if isinstance(run.get("config"), str):
-        run = {**run, "config": json.loads(run["config"])}
     ranking = store.query("select * from rankings where run_id = ? order by task, rank", [run_id])
     tasks = list(dict.fromkeys(r["task"] for r in ranking))
     ranking = [r for r in ranking if tasks and r["task"] == tasks[0]]
@@ -204,11 +207,8 @@ def answer_of(store, run_id: str, suite_path=None, grid_run: str | None = None) 
             out.samples = None
         if out.grid and out.samples:
             g = out.grid
-            fewer = (f"{g['samples'] / max(out.samples, 1):.1f}x fewer" if g["samples"] >= out.samples
-                     else f"{out.samples / max(g['samples'], 1):.1f}x more")
             out.lines.append(f"spent {out.samples:,} training samples (warm-ups included) vs "
-                             f"{g['samples']:,} for the {g['label']}: "
-                             f"{fewer}")
+                             f"{g['samples']:,} for the {g['label']}: {times(g['samples'], out.samples)}")
         if grid_id is None:
             out.grid_hint = grid_hint(run, suite_path)
             out.lines.append(out.grid_hint)

@@ -275,22 +275,14 @@ def report(run_id: str | None, store_path: Path | None, out: Path | None, compar
     click.echo(str(page))
 
 
-def _latest_finished_run(st) -> str | None:
-    """The run `harness report` shows without RUN: the latest run with status done that ranked
-    candidates (a run interrupted, failed or still going is never picked silently), said on
-    stderr; None for a store with no run at all (the report says so)."""
-    from harness.errors import BadInput
+def _latest_finished_run(st) -> str:
+    """The run `harness report` shows without RUN (:func:`harness.report_page.resolve_run`'s
+    rule: the latest finished run that ranked candidates), named on stderr."""
+    from harness.report_page import resolve_run
 
-    rows = st.query("select run_id from runs where status = 'done' and run_id in (select run_id from rankings)"
-                    " order by started_at desc, run_id desc limit 1")
-    if rows:
-        click.echo(f"report of run {rows[0]['run_id']} (the latest finished run)", err=True)
-        return rows[0]["run_id"]
-    last = st.query("select run_id, status from runs order by started_at desc, run_id desc limit 1")
-    if not last:
-        return None
-    raise BadInput(f"no finished run in the store {st.path} has ranked candidates yet (the latest run, "
-                   f"{last[0]['run_id']}, is {last[0]['status']}); name a run: harness report RUN")
+    run_id = resolve_run(st, None)["run_id"]
+    click.echo(f"report of run {run_id} (the latest finished run)", err=True)
+    return run_id
 
 
 @cli.command()

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from harness import __version__
-from harness.answer import answer_of, judging_grid
+from harness.answer import answer_of, judging_grid, times
 from harness.errors import BadInput
 from harness.strategies.base import binomial_error, constant_baseline, objective_tasks
 
@@ -55,13 +55,20 @@ def _short(ref: str) -> str:
 
 
 def resolve_run(store, run_id: str | None) -> dict:
-    """The run row for ``run_id``, or the latest run when None; a clear error if there is none."""
+    """The run row for ``run_id``, or with None the latest finished run (status done) that
+    ranked candidates (a run interrupted, failed or still going is never picked silently); a
+    clear error if there is none."""
     if run_id is None:
-        rows = store.query("select * from runs order by started_at desc, run_id desc limit 1")
-        if not rows:
+        rows = store.query("select * from runs where status = 'done' and run_id in (select run_id from rankings)"
+                           " order by started_at desc, run_id desc limit 1")
+        if rows:
+            return rows[0]
+        last = store.query("select run_id, status from runs order by started_at desc, run_id desc limit 1")
+        if not last:
             raise BadInput(f"the store {store.path} has no runs yet; run a suite first: "
                            "harness run suites/quickstart.yaml")
-        return rows[0]
+        raise BadInput(f"no finished run in the store {store.path} has ranked candidates yet (the latest "
+                       f"run, {last[0]['run_id']}, is {last[0]['status']}); name a run: harness report RUN")
     rows = store.query("select * from runs where run_id = ?", [run_id])
     if not rows:
         raise BadInput(f"no run {run_id!r} in the store {store.path}; list runs with: harness sql "
@@ -868,9 +875,7 @@ def build_report(store, run_id: str | None = None, *, out: str | Path | None = N
 
 def _times(grid: float, spent: float) -> str:
     """What the run spent against the grid: ``the run spent 4.4x fewer``, or ``1.3x more``."""
-    if grid >= spent:
-        return f"the run spent {grid / max(spent, 1):.1f}x fewer"
-    return f"the run spent {spent / max(grid, 1):.1f}x more"
+    return f"the run spent {times(grid, spent)}"
 
 
 def _code(text: str) -> str:

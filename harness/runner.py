@@ -48,7 +48,7 @@ def run_suite(suite, suite_path: Path, store_path: Path, *, wait: float = 0.0,
                 return code
             rows.append(_replay_summary(store, store.query(
                 "select run_id from runs order by started_at desc, run_id desc limit 1")[0]["run_id"],
-                sources, one.seed))
+                sources))
         print_replay_table(rows)
     return 0
 
@@ -137,7 +137,7 @@ def _run(store, suite, suite_path: Path, *, replay_from: list[str] | None, fill:
     return 0
 
 
-def _grids_for(store, run_id: str, sources: list[str], seed: int | None = None) -> list[str]:
+def _grids_for(store, run_id: str, sources: list[str]) -> list[str]:
     """The grid runs among ``sources`` that judge ``run_id``: :func:`harness.answer.judging_grids`,
     the rule ``harness report`` uses too."""
     from harness.answer import judging_grids
@@ -146,7 +146,7 @@ def _grids_for(store, run_id: str, sources: list[str], seed: int | None = None) 
     return judging_grids(store, run, sources)
 
 
-def _replay_summary(store, run_id: str, sources: list[str], seed: int) -> dict:
+def _replay_summary(store, run_id: str, sources: list[str]) -> dict:
     from harness.report import compare, run_cost
 
     task = store.query("select task from rankings where run_id = ? limit 1", [run_id])
@@ -154,7 +154,7 @@ def _replay_summary(store, run_id: str, sources: list[str], seed: int) -> dict:
     pick = store.query("select encoder, llm, score, measured_or_predicted from rankings where run_id = ?"
                        " and rank = 1", [run_id])
     row["pick"] = pick[0] if pick else None
-    grids = _grids_for(store, run_id, sources, seed)
+    grids = _grids_for(store, run_id, sources)
     row["vs"] = compare(store, run_id, grids[0])[0] if grids else None
     return row
 
@@ -187,8 +187,7 @@ def print_replay(store, run_id: str, sources: list[str]) -> None:
     click.echo(f"replay cost: {cost.trials} trials, {cost.samples_seen} training samples "
                f"({cost.phase_samples} of them warm-ups), {cost.total_seconds:.1f}s at their original "
                f"cost (nothing trained: {cost.trials_trained} filled)")
-    seed = store.query("select seed from runs where run_id = ?", [run_id])[0]["seed"]
-    for grid in _grids_for(store, run_id, sources, seed):
+    for grid in _grids_for(store, run_id, sources):
         for row in compare(store, run_id, grid):
             click.echo(f"vs grid {grid} on {row['task']}: speedup {row['speedup_samples']}x in "
                        f"samples ({row['speedup']}x in seconds), top-1 {row['top1']}, "

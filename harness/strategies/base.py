@@ -200,9 +200,9 @@ class SearchStrategy:
             # one line per finished trial, on stderr and flushed, terminal or not (a replay
             # answers hundreds from a table: its rungs and answer say what it did)
             n = self.trained + self.reused + self.failed
-            score = sum(s.value for s in outcome.scores) / len(outcome.scores) if outcome.scores else math.nan
             how = "reused" if outcome.reused else f"trained in {outcome.wall_seconds:.1f}s"
-            self.say(f"trial {n} done: {candidate} r={ratio:g}: score {score:.4f} ({how})", always=True)
+            self.say(f"trial {n} done: {candidate} r={ratio:g}: score {self.evaluate(candidate, ratio):.4f} "
+                     f"({how})", always=True)
 
     # -- progress and output ------------------------------------------------------------------
 

@@ -258,8 +258,7 @@ class MordalSearch(SearchStrategy):
         for candidate in survivors:
             full = self._outcomes.get((candidate, 1.0))
             if full is not None and full.status == "done":  # a rung already trained it on all the data
-                ranked.append(RankedCandidate(candidate, self.evaluate(candidate, 1.0), "measured",
-                                              full.key, stage="survivor"))
+                ranked.append(self._measured_at(candidate, 1.0))
                 continue
             scores = [self.evaluate(candidate, r) for r in ratios]
             # every score the run has for it: the predictor's ratios and every rung that trained it
@@ -293,8 +292,7 @@ class MordalSearch(SearchStrategy):
                     {**base, "sample_ratio": r, "score": s,
                      "trial_key": self._outcomes[(candidate, r)].key} for r, s in added])
             if points[-1][0] >= 1.0:  # trained to the full data: measured, not predicted
-                ranked.append(RankedCandidate(candidate, points[-1][1], "measured",
-                                              self._outcomes[(candidate, 1.0)].key, stage="survivor"))
+                ranked.append(self._measured_at(candidate, 1.0))
                 continue
             r_top, s_top = points[-1]
             try:
@@ -344,8 +342,7 @@ class MordalSearch(SearchStrategy):
         r_top, s_top = points[-1]
         self.say(f"[red]predictor {entry.name!r} (plugin {entry.plugin} {entry.version}) {what} for "
                  f"{candidate}; its r={r_top:g} score ranks it instead[/red]", always=True)
-        return RankedCandidate(candidate, s_top, "measured", self._outcomes[(candidate, r_top)].key,
-                               sample_ratio=r_top, stage="survivor")
+        return self._measured_at(candidate, r_top)
 
     def _measured_at(self, candidate: Candidate, ratio: float) -> RankedCandidate:
         """A survivor ranked by its score measured at ``ratio``."""
@@ -356,9 +353,7 @@ class MordalSearch(SearchStrategy):
     def measure(self, survivors: list[Candidate]) -> list[RankedCandidate]:
         self.phase("full-data survivors", total=len(survivors))
         self.prefetch([(c, 1.0) for c in survivors])
-        ranked = [RankedCandidate(c, self.evaluate(c, 1.0), "measured",
-                                  self._outcomes[(c, 1.0)].key, stage="survivor")
-                  for c in survivors]
+        ranked = [self._measured_at(c, 1.0) for c in survivors]
         return sorted(ranked, key=_best_first)
 
     def untried(self, candidates, exclude: set, label: str = "eliminated-intra") -> list[RankedCandidate]:
