@@ -9,6 +9,10 @@ NEVER edit a migration that has been released, not even a comment on a column: s
 have already run it, and would silently disagree with a fresh store. Append a new migration
 instead (ALTER TABLE, CREATE OR REPLACE VIEW, COMMENT ON ...).
 
+The file reads top to bottom: the machinery (registering and applying migrations), the helpers
+migrations write tables with, m001, m002, ... in the order every store applies them (a new one
+goes at the end of that section), then the generated documentation.
+
 The schema reference docs/store-schema.md is generated from these functions:
 
     python -m harness.store.migrations --docs > docs/store-schema.md
@@ -42,6 +46,90 @@ def migration(fn: Migration) -> Migration:
     return fn
 
 
+# ---------------------------------------------------------------------------------------------
+# Applying migrations
+
+
+def _select(migrations: Sequence[Migration], upto: int | str | None) -> list[Migration]:
+    if upto is None:
+        return list(migrations)
+    if isinstance(upto, int):
+        return list(migrations[:upto])
+    names = [m.__name__ for m in migrations]
+    if upto not in names:
+        raise ValueError(f"unknown migration {upto!r}; known: {', '.join(names)}")
+    return list(migrations[: names.index(upto) + 1])
+
+
+def applied_migrations(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Names recorded in _migrations, in the order applied; [] for a blank database."""
+    exists = con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE table_name = '_migrations' AND schema_name = 'main'"
+        " AND database_name = current_database()"
+    ).fetchone()[0]
+    if not exists:
+        return []
+    return [r[0] for r in con.execute("SELECT name FROM _migrations ORDER BY applied_at, rowid").fetchall()]
+
+
+def pending_migrations(con: duckdb.DuckDBPyConnection, migrations: Sequence[Migration] | None = None) -> list[str]:
+    done = set(applied_migrations(con))
+    return [m.__name__ for m in (MIGRATIONS if migrations is None else migrations) if m.__name__ not in done]
+
+
+def unknown_migrations(con: duckdb.DuckDBPyConnection, migrations: Sequence[Migration] | None = None) -> list[str]:
+    """Migrations recorded in the store that this code does not know (store written by a newer harness)."""
+    known = {m.__name__ for m in (MIGRATIONS if migrations is None else migrations)}
+    return [n for n in applied_migrations(con) if n not in known]
+
+
+def migrate(
+    con: duckdb.DuckDBPyConnection,
+    upto: int | str | None = None,
+    *,
+    migrations: Sequence[Migration] | None = None,
+) -> list[str]:
+    """Apply pending migrations in one transaction; return the names applied (idempotent).
+
+    upto: None for all; an int k for the first k; a name for up to and including it.
+    Raises StoreError if the store records migrations this code does not know.
+    """
+    chosen = _select(MIGRATIONS if migrations is None else migrations, upto)
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute(
+            "CREATE TABLE IF NOT EXISTS _migrations ("
+            " name VARCHAR PRIMARY KEY,"
+            " applied_at TIMESTAMPTZ NOT NULL DEFAULT current_timestamp)"
+        )
+        unknown = unknown_migrations(con, MIGRATIONS if migrations is None else migrations)
+        if unknown:
+            raise StoreError(
+                f"this store was written by a newer harness: it has migrations {', '.join(unknown)} "
+                "that this version does not know. Upgrade harness (pip install -U harness) to write to it."
+            )
+        done = set(applied_migrations(con))
+        applied = []
+        for fn in chosen:
+            if fn.__name__ in done:
+                continue
+            try:
+                fn(con)
+            except Exception as e:
+                raise StoreError(f"migration {fn.__name__} failed: {e}") from e
+            con.execute("INSERT INTO _migrations (name) VALUES (?)", [fn.__name__])
+            applied.append(fn.__name__)
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    return applied
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing migrations
+
+
 # _create and _provenance are part of every migration that calls them: changing what they emit
 # changes released migrations. Copy them under a new name instead.
 def _create(con: duckdb.DuckDBPyConnection, name: str, doc: str, columns: list[tuple[str, str, str]],
@@ -66,6 +154,10 @@ def _provenance(what: str = "row") -> list[tuple[str, str, str]]:
         ("plugin_version", "VARCHAR NOT NULL", "version of that plugin's distribution"),
         ("created_at", "TIMESTAMPTZ NOT NULL DEFAULT current_timestamp", "when the row was written"),
     ]
+
+
+# ---------------------------------------------------------------------------------------------
+# The migrations, in the order every store applies them (released: never edit one)
 
 
 @migration
@@ -300,111 +392,6 @@ def m002_leaderboard_and_history_views(con: duckdb.DuckDBPyConnection) -> None:
         "One row per run: status, trials run vs reused from earlier runs, their seconds, and the "
         "best candidate per task. trial_seconds is compute this run spent; trial_seconds + "
         "reused_seconds is what it would cost from an empty store."))
-
-
-# ---------------------------------------------------------------------------------------------
-# Applying migrations
-
-
-def _select(migrations: Sequence[Migration], upto: int | str | None) -> list[Migration]:
-    if upto is None:
-        return list(migrations)
-    if isinstance(upto, int):
-        return list(migrations[:upto])
-    names = [m.__name__ for m in migrations]
-    if upto not in names:
-        raise ValueError(f"unknown migration {upto!r}; known: {', '.join(names)}")
-    return list(migrations[: names.index(upto) + 1])
-
-
-def applied_migrations(con: duckdb.DuckDBPyConnection) -> list[str]:
-    """Names recorded in _migrations, in the order applied; [] for a blank database."""
-    exists = con.execute(
-        "SELECT count(*) FROM duckdb_tables() WHERE table_name = '_migrations' AND schema_name = 'main'"
-        " AND database_name = current_database()"
-    ).fetchone()[0]
-    if not exists:
-        return []
-    return [r[0] for r in con.execute("SELECT name FROM _migrations ORDER BY applied_at, rowid").fetchall()]
-
-
-def pending_migrations(con: duckdb.DuckDBPyConnection, migrations: Sequence[Migration] | None = None) -> list[str]:
-    done = set(applied_migrations(con))
-    return [m.__name__ for m in (MIGRATIONS if migrations is None else migrations) if m.__name__ not in done]
-
-
-def unknown_migrations(con: duckdb.DuckDBPyConnection, migrations: Sequence[Migration] | None = None) -> list[str]:
-    """Migrations recorded in the store that this code does not know (store written by a newer harness)."""
-    known = {m.__name__ for m in (MIGRATIONS if migrations is None else migrations)}
-    return [n for n in applied_migrations(con) if n not in known]
-
-
-def migrate(
-    con: duckdb.DuckDBPyConnection,
-    upto: int | str | None = None,
-    *,
-    migrations: Sequence[Migration] | None = None,
-) -> list[str]:
-    """Apply pending migrations in one transaction; return the names applied (idempotent).
-
-    upto: None for all; an int k for the first k; a name for up to and including it.
-    Raises StoreError if the store records migrations this code does not know.
-    """
-    chosen = _select(MIGRATIONS if migrations is None else migrations, upto)
-    con.execute("BEGIN TRANSACTION")
-    try:
-        con.execute(
-            "CREATE TABLE IF NOT EXISTS _migrations ("
-            " name VARCHAR PRIMARY KEY,"
-            " applied_at TIMESTAMPTZ NOT NULL DEFAULT current_timestamp)"
-        )
-        unknown = unknown_migrations(con, MIGRATIONS if migrations is None else migrations)
-        if unknown:
-            raise StoreError(
-                f"this store was written by a newer harness: it has migrations {', '.join(unknown)} "
-                "that this version does not know. Upgrade harness (pip install -U harness) to write to it."
-            )
-        done = set(applied_migrations(con))
-        applied = []
-        for fn in chosen:
-            if fn.__name__ in done:
-                continue
-            try:
-                fn(con)
-            except Exception as e:
-                raise StoreError(f"migration {fn.__name__} failed: {e}") from e
-            con.execute("INSERT INTO _migrations (name) VALUES (?)", [fn.__name__])
-            applied.append(fn.__name__)
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
-    return applied
-
-
-# ---------------------------------------------------------------------------------------------
-# Generated documentation
-
-
-def example_queries() -> list[tuple[str, str]]:
-    """(title, sql) pairs from examples.sql: a `-- title` line, then SQL ending in `;`."""
-    text = resources.files(__package__).joinpath("examples.sql").read_text(encoding="utf-8")
-    out, title, lines = [], None, []
-    for line in text.splitlines():
-        if not lines and line.startswith("-- "):
-            title = line[3:].strip()
-            continue
-        if line.strip() or lines:
-            lines.append(line)
-        if line.rstrip().endswith(";"):
-            out.append((title or "query", "\n".join(lines).strip()))
-            title, lines = None, []
-    return out
-
-
-def _md(text: str | None) -> str:
-    return (text or "").replace("|", "\\|").replace("\n", " ")
-
 
 
 @migration
@@ -710,6 +697,30 @@ def m014_leaderboard_says_what_each_score_is(con: duckdb.DuckDBPyConnection) -> 
              "no score) | similarity (a training-free order; no score) | failed (its trial or "
              "prediction failed: no score)")):
         con.execute(f"COMMENT ON COLUMN leaderboard.{column} IS " + _sql_str(doc))
+
+
+# ---------------------------------------------------------------------------------------------
+# Generated documentation
+
+
+def example_queries() -> list[tuple[str, str]]:
+    """(title, sql) pairs from examples.sql: a `-- title` line, then SQL ending in `;`."""
+    text = resources.files(__package__).joinpath("examples.sql").read_text(encoding="utf-8")
+    out, title, lines = [], None, []
+    for line in text.splitlines():
+        if not lines and line.startswith("-- "):
+            title = line[3:].strip()
+            continue
+        if line.strip() or lines:
+            lines.append(line)
+        if line.rstrip().endswith(";"):
+            out.append((title or "query", "\n".join(lines).strip()))
+            title, lines = None, []
+    return out
+
+
+def _md(text: str | None) -> str:
+    return (text or "").replace("|", "\\|").replace("\n", " ")
 
 
 def schema_markdown() -> str:
