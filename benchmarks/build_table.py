@@ -1,6 +1,6 @@
 """Build the benchmark of record: the whole mini zoo's multi-fidelity table, resumably.
 
-    nice -n 19 python benchmarks/build_table.py [--store bench/table.duckdb]
+    nice -n 19 python -m benchmarks.build_table [--store bench/table.duckdb]
         [--suite suites/minizoo-full.yaml] [--workers 2] [--seeds 0 1 2]
         [--export benchmarks/tables/minizoo] [--plan]
 
@@ -29,8 +29,10 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-RATIOS = (1 / 16, 1 / 8, 1 / 4, 1 / 2, 1.0)
+if not __package__:  # run as a file: import from the repository root, as python -m benchmarks.NAME does
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.common import ROOT, SUITES, TABLE, add_suite, arg_parser, trial_specs
+
 TABLE_RUN = "table-seed{seed}"  # suite_name of the run that holds a seed's trials
 
 
@@ -60,8 +62,8 @@ def part_of(suite, part: str):
     the table's other candidates, ``all`` every one."""
     from harness.suite import load_suite
 
-    core = load_suite(ROOT / "suites" / "minizoo.yaml").zoo
-    pairs = {(c.vision_encoder, c.language_model) for c in load_suite(ROOT / "suites" / "minizoo.yaml").candidates()}
+    core = load_suite(SUITES / "minizoo.yaml").zoo
+    pairs = {(c.vision_encoder, c.language_model) for c in load_suite(SUITES / "minizoo.yaml").candidates()}
     if part == "core":
         return [c for c in suite.candidates() if (c.vision_encoder, c.language_model) in pairs], core
     if part == "extra":
@@ -119,25 +121,13 @@ def table_run(store, suite, seed: int) -> str:
     return run_id
 
 
-def specs_for(suite, ratio: float, candidates=None):
-    from harness.scoring import Target
-    from harness.training import config_from_suite
-    from harness.trial import TrialSpec
-
-    config = config_from_suite(suite.vlm)
-    targets = tuple(Target(t.task, limit=t.limit, metric=t.metric) for t in suite.targets)
-    return [TrialSpec(encoder=c.vision_encoder, llm=c.language_model,
-                      alignment=suite.alignment.dataset, samples=suite.alignment.samples,
-                      ratio=ratio, train=config, seed=suite.seed, targets=targets, device="cpu")
-            for c in (suite.candidates() if candidates is None else candidates)]
-
-
 def train_ratio(suite, store, run_id: str, ratio: float, workers: int, candidates=None,
                 after_slice=None) -> None:
     from harness.parallel import run_many
+
     from harness.trial import identify
 
-    specs = specs_for(suite, ratio, candidates)
+    specs = trial_specs(suite, suite.seed, ratio, candidates)
     keys = [identify(s)[0] for s in specs]
     done = {k for k in keys if (store.get_trial(k) or {}).get("status") == "done"}
     missing = [s for s, k in zip(specs, keys) if k not in done]
@@ -248,12 +238,12 @@ def export(args) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--suite", default=str(ROOT / "suites" / "minizoo-full.yaml"))
+    parser = arg_parser(__doc__)
+    add_suite(parser, "minizoo-full.yaml")
     parser.add_argument("--store", default=str(ROOT / "bench" / "table.duckdb"))
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--export", default=str(ROOT / "benchmarks" / "tables" / "minizoo"),
+    parser.add_argument("--export", default=str(TABLE),
                         help="export the store here after every slice and chunk ('' for none)")
     parser.add_argument("--import", dest="import_from", default=None,
                         help="first import this exported table (e.g. the shipped one)")

@@ -1,18 +1,22 @@
 """Start-up cost of the light commands, and proof that they import no torch.
 
-    python benchmarks/cli_startup.py [--repeat 5]
+    python -m benchmarks.cli_startup [--repeat 5]
 
 Prints one JSON line per command: median wall seconds over repeats, and which heavy modules
 (torch, transformers, lmms_eval, duckdb) ended up imported. For scale it also times
 `import torch` alone.
 """
 
-import argparse
 import json
 import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
+
+if not __package__:  # run as a file: import from the repository root, as python -m benchmarks.NAME does
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.common import arg_parser
 
 COMMANDS = [["--help"], ["plugins", "--json"], ["store", "path"], ["validate", "suites/quickstart.yaml"]]
 HEAVY = ("torch", "transformers", "lmms_eval", "duckdb")
@@ -35,7 +39,7 @@ def timed(cmd: list[str]) -> tuple[float, str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = arg_parser(__doc__)
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
     for command in COMMANDS:

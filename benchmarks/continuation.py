@@ -1,7 +1,7 @@
 """What continuing survivors across rungs (``search.continuation``) saves, and what it changes.
 
-    python benchmarks/continuation.py                      # accounting on the shipped table: seconds
-    python benchmarks/continuation.py --train [--pairs 8]  # fidelity: real trials, ~15 min on 2 cores
+    python -m benchmarks.continuation                      # accounting on the shipped table: seconds
+    python -m benchmarks.continuation --train [--pairs 8]  # fidelity: real trials, ~15 min on 2 cores
 
 **Accounting** (default; replays only): the suite's search is replayed on the shipped table for
 every task and seed, and each replay's trials are charged twice: as trained (every trial from
@@ -21,17 +21,15 @@ search that cut on continued scores would rank as one that cut on fresh ones).
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-TASKS = ["shapes:color", "shapes:shape", "shapes:count", "shapes:spatial", "shapes:digits", "shapes:chart"]
+if not __package__:  # run as a file: import from the repository root, as python -m benchmarks.NAME does
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.common import TASKS, Bench, add_suite, add_table, arg_parser, table_views, tau
 
 
 def continued_samples(trials: list[dict]) -> int:
@@ -52,7 +50,6 @@ def continued_samples(trials: list[dict]) -> int:
 
 def accounting(args) -> None:
     from harness.store import Store
-    from strategies import Bench
 
     from harness.suite import load_suite
 
@@ -100,7 +97,6 @@ def fidelity(args) -> None:
 
     import torch
     from harness.store import Store
-    from scipy.stats import kendalltau
 
     from harness.scoring import Target
     from harness.suite import load_suite
@@ -146,10 +142,9 @@ def fidelity(args) -> None:
                  for e, ll in pairs]
         fresh = [results[(e, ll, "fresh", r)]["score"] for e, ll in pairs]
         cont = [results[(e, ll, "continued", r)]["score"] for e, ll in pairs]
-        tau = kendalltau(fresh, cont).statistic
         print(f"  r={r:g}: mean |continued - fresh| {statistics.mean(diffs):.3f} (max {max(diffs):.3f}); "
               f"mean score fresh {statistics.mean(fresh):.3f}, continued {statistics.mean(cont):.3f}; "
-              f"Kendall tau fresh vs continued {tau:.2f}")
+              f"Kendall tau fresh vs continued {tau(fresh, cont):.2f}")
     for mode in ("fresh", "continued"):
         samples = sum(results[(e, ll, mode, r)]["samples"] for e, ll in pairs for r in ratios)
         seconds = sum(results[(e, ll, mode, r)]["seconds"] for e, ll in pairs for r in ratios)
@@ -159,12 +154,10 @@ def fidelity(args) -> None:
 def spread_pairs(table: Path, suite, n: int) -> list[tuple[str, str]]:
     """``n`` of the suite's candidates spread evenly over the table's ground-truth order (mean
     over tasks at r = 1)."""
-    import duckdb
-
-    con = duckdb.connect()
+    con, _ = table_views(table)
     try:
         rows = con.execute(
-            f"select encoder, llm, avg(score) as s from read_parquet('{table / 'rankings.parquet'}')"
+            "select encoder, llm, avg(score) as s from rankings"
             " where stage = 'grid' and metric = 'mean over seeds' group by 1, 2 order by s desc, 1, 2").fetchall()
     finally:
         con.close()
@@ -175,9 +168,9 @@ def spread_pairs(table: Path, suite, n: int) -> list[tuple[str, str]]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--suite", default=str(ROOT / "suites" / "minizoo.yaml"))
-    parser.add_argument("--table", type=Path, default=ROOT / "benchmarks" / "tables" / "minizoo")
+    parser = arg_parser(__doc__)
+    add_suite(parser)
+    add_table(parser)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--tasks", nargs="+", default=None)
     parser.add_argument("--train", action="store_true", help="the fidelity measurement (trains)")

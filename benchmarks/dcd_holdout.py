@@ -1,6 +1,6 @@
 """Leave-one-task-out evaluation of strategy dcd against a uniform average over past tasks.
 
-    python benchmarks/dcd_holdout.py [--suite suites/minizoo.yaml] [--store bench/testbed.duckdb]
+    python -m benchmarks.dcd_holdout [--suite suites/minizoo.yaml] [--store bench/testbed.duckdb]
                                      [--tasks shapes:color shapes:count ...] [--neighbours 2]
                                      [--examples 32]
 
@@ -15,20 +15,20 @@ final line with the means.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+if not __package__:  # run as a file: import from the repository root, as python -m benchmarks.NAME does
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.common import add_suite, add_testbed_store, arg_parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--suite", default=str(ROOT / "suites" / "minizoo.yaml"))
-    parser.add_argument("--store", default=str(ROOT / "bench" / "testbed.duckdb"))
+    parser = arg_parser(__doc__)
+    add_suite(parser)
+    add_testbed_store(parser)
     parser.add_argument("--tasks", nargs="+", default=None,
                         help="tasks to hold out in turn (default: every task scored in the store)")
     parser.add_argument("--neighbours", type=int, default=None,
@@ -38,8 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from harness.store import Store
-
     from harness.strategies.dcd import holdout_evaluation
+
     from harness.suite import load_suite
 
     suite = load_suite(args.suite)

@@ -1,6 +1,6 @@
 """Embedding storage in DuckDB: float16 BLOB (what harness.store uses) versus FLOAT[] lists.
 
-    python benchmarks/embedding_storage.py [--matrices 8] [--rows 512] [--dim 768]
+    python -m benchmarks.embedding_storage [--matrices 8] [--rows 512] [--dim 768]
 
 Writes the same random-normal matrices (the shape of encoder features on a CKA sample set) into
 a fresh file each way, checkpoints, and prints bytes on disk per 1M floats (file growth over an
@@ -28,7 +28,6 @@ metrics resolve.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 import time
@@ -37,6 +36,10 @@ from pathlib import Path
 import duckdb
 import numpy as np
 from harness.store.embeddings import decode_array, encode_array
+
+if not __package__:  # run as a file: import from the repository root, as python -m benchmarks.NAME does
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.common import arg_parser
 
 
 def _size(path: Path) -> int:
@@ -149,7 +152,7 @@ def _arrow(frame: dict, dim: int):
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = arg_parser(__doc__)
     ap.add_argument("--matrices", type=int, default=8)
     ap.add_argument("--rows", type=int, default=512)
     ap.add_argument("--dim", type=int, default=768)

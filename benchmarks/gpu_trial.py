@@ -1,6 +1,6 @@
 """Throughput of one training step at paper scale: tokens/s and MFU.
 
-    python benchmarks/gpu_trial.py [--mode lora|projector] [--steps 5] [--batch 4] [--tiny]
+    python -m benchmarks.gpu_trial [--mode lora|projector] [--steps 5] [--batch 4] [--tiny]
 
 Builds, from configs (random init, nothing downloaded), a CLIP-ViT-L/14-336-shape vision tower
 and a 7B-Llama-shape LLM, assembles them with harness.vlm.VLM, prepares LoRA (r=128) or
@@ -13,9 +13,14 @@ encoder's forward. --tiny runs the same code with small shapes on the CPU (a smo
 
 from __future__ import annotations
 
-import argparse
 import json
+import sys
 import time
+from pathlib import Path
+
+if not __package__:  # run as a file: import from the repository root, as python -m benchmarks.NAME does
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.common import arg_parser
 
 
 def build(tiny: bool, device: str):
@@ -39,7 +44,7 @@ def build(tiny: bool, device: str):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = arg_parser(__doc__)
     parser.add_argument("--mode", choices=["lora", "projector"], default="lora")
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--batch", type=int, default=4)
@@ -51,11 +56,11 @@ def main() -> None:
     import tempfile
 
     import torch
+    from harness.plugins.shapes import vocabulary
     from transformers import CLIPVisionModel, LlamaForCausalLM
 
-    from harness.language import load_hf as load_llm
     from harness.language import build_word_tokenizer
-    from harness.plugins.shapes import vocabulary
+    from harness.language import load_hf as load_llm
     from harness.training import LoraSettings, TrainConfig, prepare_trainable
     from harness.vision import load_hf as load_encoder
     from harness.vlm import VLM

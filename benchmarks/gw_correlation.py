@@ -1,11 +1,11 @@
 """Does Gromov-Wasserstein distance rank candidates the way training does? GW vs a stored grid.
 
-    python benchmarks/gw_correlation.py [--store bench/testbed.duckdb] [--suite suites/minizoo.yaml]
+    python -m benchmarks.gw_correlation [--store bench/testbed.duckdb] [--suite suites/minizoo.yaml]
                                         [--grid-suite testbed-grid | --grid-run RUN_ID]
                                         [--tasks shapes:color ...] [--samples 256] [--exact]
                                         [--epsilon 0.05] [--work-store PATH]
 
-The grid is the latest run named ``--grid-suite`` (default ``testbed-grid``, written by
+The grid is the latest finished run named ``--grid-suite`` (default ``testbed-grid``, written by
 benchmarks/testbed_report.py) or ``--grid-run``; its ``rankings`` rows give (task, encoder, llm,
 score) for every task. For each task, the GW distance of every candidate of the suite's zoo is
 computed on that task's train images and paired texts by the ``gw-prescreen`` strategy's own
@@ -17,32 +17,16 @@ best candidates; then a summary line with the means over tasks.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def grid_scores(store, run_id: str) -> dict[str, dict[tuple[str, str], float]]:
-    """task -> {(encoder, llm): score} from a grid run's rankings (failed candidates left out)."""
-    out: dict[str, dict] = {}
-    for r in store.query("select task, encoder, llm, score from rankings where run_id = ?"
-                         " and score is not null order by task, rank", [run_id]):
-        out.setdefault(r["task"], {})[(r["encoder"], r["llm"])] = float(r["score"])
-    return out
-
-
-def find_grid_run(store, suite_name: str) -> str:
-    rows = store.query("select run_id from runs where suite_name = ? order by started_at desc,"
-                       " run_id desc limit 1", [suite_name])
-    if not rows:
-        raise SystemExit(f"no run with suite_name {suite_name!r} in {store.path}: run "
-                         "benchmarks/testbed_report.py first, or pass --grid-run / --grid-suite")
-    return rows[0]["run_id"]
+if not __package__:  # run as a file: import from the repository root, as python -m benchmarks.NAME does
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.common import (add_suite, add_testbed_store, arg_parser, grid_scores, latest_run, pair,
+                               spearman, tau)
 
 
 def _finite(value) -> float | None:
@@ -53,10 +37,9 @@ def _finite(value) -> float | None:
 
 def agreement(grid: dict, gw: dict) -> dict:
     """Rank agreement of GW (lower is better) with the grid's scores over their common candidates."""
-    from scipy.stats import kendalltau, spearmanr
+    from harness.strategies.gw_prescreen import gw_order
 
     from harness.measures import kendall_tau, ndcg_at, top1_match
-    from harness.strategies.gw_prescreen import gw_order
 
     common = sorted(c for c in grid if c in gw and not math.isnan(gw[c]))
     scores = [grid[c] for c in common]
@@ -64,20 +47,19 @@ def agreement(grid: dict, gw: dict) -> dict:
     ranking = [tuple(c) for c in gw_order({c: gw[c] for c in common})]
     subgrid = {c: grid[c] for c in common}
     return {"candidates": len(common),
-            "spearman": _finite(spearmanr(closeness, scores).statistic),
-            "kendall": _finite(kendalltau(closeness, scores).statistic),
+            "spearman": _finite(spearman(closeness, scores)),
+            "kendall": _finite(tau(closeness, scores)),
             "kendall_grid_top10": _finite(kendall_tau(subgrid, ranking, top=10)),
             "top1": top1_match(subgrid, ranking),
             "ndcg_at_5": ndcg_at(subgrid, ranking, k=5),
-            "grid_best": " + ".join(max(common, key=lambda c: (grid[c], c))),
-            "gw_best": " + ".join(ranking[0])}
+            "grid_best": pair(max(common, key=lambda c: (grid[c], c)), " + ", shorten=False),
+            "gw_best": pair(ranking[0], " + ", shorten=False)}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--store", default=str(ROOT / "bench" / "testbed.duckdb"))
-    parser.add_argument("--suite", default=str(ROOT / "suites" / "minizoo.yaml"))
+    parser = arg_parser(__doc__)
+    add_testbed_store(parser)
+    add_suite(parser)
     parser.add_argument("--grid-suite", default="testbed-grid", help="suite_name of the grid run")
     parser.add_argument("--grid-run", default=None, help="the grid run's id (overrides --grid-suite)")
     parser.add_argument("--tasks", nargs="+", default=None, help="default: every task the grid ranked")
@@ -90,14 +72,17 @@ def main() -> None:
 
     import torch
     from harness.store import Store
-
     from harness.strategies.gw_prescreen import GWPrescreen
+
     from harness.suite import Target, load_suite
 
     torch.set_num_threads(2)
     suite = load_suite(args.suite)
     with Store.open(args.store, read_only=True) as store:
-        grid_run = args.grid_run or find_grid_run(store, args.grid_suite)
+        grid_run = args.grid_run or latest_run(store, args.grid_suite)
+        if grid_run is None:
+            raise SystemExit(f"no finished run with suite_name {args.grid_suite!r} in {store.path}: run "
+                             "benchmarks/testbed_report.py first, or pass --grid-run / --grid-suite")
         grid = grid_scores(store, grid_run)
     tasks = args.tasks or [t for t in grid if not t.startswith("mean(")]
     missing = [t for t in tasks if t not in grid]

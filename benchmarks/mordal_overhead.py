@@ -2,29 +2,27 @@
 so its wall time is the driver's overhead (component loading for fingerprints, clustering from
 stored similarities, policy decisions, store writes). Profiled with cProfile.
 
-    python benchmarks/mordal_overhead.py [--task shapes:color] [--top 25]
+    python -m benchmarks.mordal_overhead [--task shapes:color] [--top 25]
 """
 
-import argparse
 import cProfile
 import pstats
 import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
+if not __package__:  # run as a file: import from the repository root, as python -m benchmarks.NAME does
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.common import Bench, add_suite, add_table, arg_parser
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--suite", default=str(ROOT / "suites" / "minizoo.yaml"))
-    parser.add_argument("--table", type=Path, default=ROOT / "benchmarks" / "tables" / "minizoo")
+    parser = arg_parser(__doc__)
+    add_suite(parser)
+    add_table(parser)
     parser.add_argument("--task", default="shapes:color")
     parser.add_argument("--top", type=int, default=25)
     args = parser.parse_args()
-    from strategies import Bench
-
     from harness.suite import load_suite
 
     suite = load_suite(args.suite)

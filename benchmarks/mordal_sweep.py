@@ -1,11 +1,11 @@
 """Mordal's hyperparameters swept by replay on the shipped benchmark of record: no training.
 
-    python benchmarks/mordal_sweep.py                       # the suite's own configuration, 6 tasks
-    python benchmarks/mordal_sweep.py --all --loto          # every configuration, leave-one-task-out
-    python benchmarks/mordal_sweep.py [--table DIR | --store bench/testbed.duckdb] [--seeds 0 1 2]
+    python -m benchmarks.mordal_sweep                       # the suite's own configuration, 6 tasks
+    python -m benchmarks.mordal_sweep --all --loto          # every configuration, leave-one-task-out
+    python -m benchmarks.mordal_sweep [--table DIR | --store bench/testbed.duckdb] [--seeds 0 1 2]
         [--suite suites/minizoo.yaml] [--tasks shapes:color ...] [--config 'LABEL={"intra": {...}}' ...]
 
-The sources are those of benchmarks/strategies.py: by default the shipped table
+The sources are those of benchmarks/strategy_table.py: by default the shipped table
 (benchmarks/tables/minizoo, every mini-zoo candidate at r = 1/16, 1/8, 1/4, 1/2 and 1) imported
 into a scratch store. Each configuration (changes to the suite's ``search`` section, merged one
 level deep) is replayed on every task and seed, never training (clustering features a task
@@ -27,16 +27,14 @@ tasks of every seed and reports the held-out task in every seed.
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-TASKS = ["shapes:color", "shapes:shape", "shapes:count", "shapes:spatial", "shapes:digits", "shapes:chart"]
+if not __package__:  # run as a file: import from the repository root, as python -m benchmarks.NAME does
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.common import Bench, add_replay_args, arg_parser
 
 # the paper's plain cuts (ties broken by name, no rung judged uninformative): the suite spells
 # out the schema's noise-aware default (uninformative 0.5), so configurations of plain Mordal
@@ -137,13 +135,8 @@ def line(label: str, s: dict | None, note: str = "") -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    from strategies import Bench, add_source_args
-
-    parser.add_argument("--suite", default=str(ROOT / "suites" / "minizoo.yaml"))
-    add_source_args(parser)
-    parser.add_argument("--tasks", nargs="+", default=TASKS)
+    parser = arg_parser(__doc__)
+    add_replay_args(parser)
     parser.add_argument("--all", action="store_true", help="every built-in configuration, not only the suite's")
     parser.add_argument("--loto", action="store_true",
                         help="leave-one-task-out: choose the configuration on the other tasks, report it on each")
@@ -182,10 +175,8 @@ def main() -> int:
             for label, changes in configs.items():
                 rows = by_seed.setdefault(seed, {}).setdefault(label, [])
                 for task in args.tasks:
-                    row = {"config": label, "seed": seed, "task": task,
-                           **bench.replay(suite, Path(args.suite), changes, task, seed, fill=False)}
-                    rows.append(row)
-                    print(json.dumps(row), flush=True)
+                    rows.append(bench.emit({"config": label, "seed": seed, "task": task},
+                                           suite, Path(args.suite), changes))
     finally:
         bench.close()
 

@@ -1,7 +1,7 @@
 """A grid and its Mordal search with executors local, processes and ray, side by side in one run;
 then a two-node Ray cluster on this machine (loopback) with a worker killed mid-search.
 
-    python benchmarks/parallel_search.py [--suite suites/quickstart.yaml] [--workers 2]
+    python -m benchmarks.parallel_search [--suite suites/quickstart.yaml] [--workers 2]
                                          [--strategies grid mordal mordal-asha]
                                          [--skip-cluster] [--out bench/parallel]
 
@@ -17,7 +17,6 @@ that the ranking equals ``local``'s. JSON lines, then a table.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import signal
@@ -30,7 +29,9 @@ from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+if not __package__:  # run as a file: import from the repository root, as python -m benchmarks.NAME does
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.common import ROOT, SUITES, arg_parser
 
 
 def _suite(base: dict, folder: Path, strategy: str, executor, workers: int = 1) -> Path:
@@ -136,8 +137,8 @@ def cluster_part(base: dict, folder: Path, env: dict, reference: list) -> dict:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--suite", type=Path, default=ROOT / "suites" / "quickstart.yaml")
+    parser = arg_parser(__doc__)
+    parser.add_argument("--suite", type=Path, default=SUITES / "quickstart.yaml")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "parallel")
     parser.add_argument("--strategies", nargs="+", default=["grid", "mordal"],

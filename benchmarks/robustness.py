@@ -1,6 +1,6 @@
 """A battery of bad inputs, each run through the real CLI in a fresh folder:
 
-    python benchmarks/robustness.py [--only suites|data|stores|sql] [--timeout 60] [--json]
+    python -m benchmarks.robustness [--only suites|data|stores|sql] [--timeout 60] [--json]
 
 Suites (YAML and field values, sizes far beyond any machine), LLaVA data files, damaged or
 foreign stores and SQL statements that try to write. Each case runs ``harness ...`` as a user
@@ -21,7 +21,6 @@ changed. ``tests/test_robustness.py`` runs the same cases (``CASES``) in the def
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
@@ -34,7 +33,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+if not __package__:  # run as a file: import from the repository root, as python -m benchmarks.NAME does
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.common import arg_parser
+
 MEMORY_CAP = 8 * 2**30  # bytes of address space per case
 
 TINY = """\
@@ -556,7 +558,7 @@ def run_case(case: Case, directory: Path, timeout: float) -> dict:
 def main() -> int:
     import tempfile
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = arg_parser(__doc__)
     parser.add_argument("--only", choices=["suites", "data", "stores", "sql"], default=None)
     parser.add_argument("--timeout", type=float, default=60.0)
     parser.add_argument("--json", action="store_true", help="one JSON line per case")

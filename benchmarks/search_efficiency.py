@@ -1,6 +1,6 @@
 """Grid vs Mordal on the miniature pretrained zoo: speedup, top-1, weighted tau, NDCG@5.
 
-    python benchmarks/search_efficiency.py [--suite suites/minizoo.yaml] [--store bench/testbed.duckdb]
+    python -m benchmarks.search_efficiency [--suite suites/minizoo.yaml] [--store bench/testbed.duckdb]
                                            [--tasks shapes:color shapes:count shapes:digits]
 
 The grid is the ``testbed-grid`` run of benchmarks/testbed_report.py in the same store (trained
@@ -16,27 +16,26 @@ include scoring six tasks).
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
+if not __package__:  # run as a file: import from the repository root, as python -m benchmarks.NAME does
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.common import add_suite, add_testbed_store, arg_parser, trial_specs
 
 
 def grid_reference(store, suite, task: str, workers: int) -> tuple[dict, float, int]:
     """{(enc, llm): score} at r = 1, and the grid's training cost (seconds, samples)."""
-    from testbed_report import grid_specs
-
     from harness.parallel import run_many
+
     from harness.trial import run_trial
 
     run_id = store.start_run(suite_name="search-efficiency-grid", strategy="grid", ground_truth=True, seed=0,
                              plugin="benchmarks.search_efficiency", plugin_version="1")
-    specs = grid_specs(suite, seed=0)
+    specs = trial_specs(suite, seed=0)
     run_many(specs, store, run_id, workers)
     scores, seconds, samples = {}, 0.0, 0
     for spec in specs:
@@ -50,10 +49,9 @@ def grid_reference(store, suite, task: str, workers: int) -> tuple[dict, float, 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--suite", default=str(ROOT / "suites" / "minizoo.yaml"))
-    parser.add_argument("--store", default=str(ROOT / "bench" / "testbed.duckdb"))
+    parser = arg_parser(__doc__)
+    add_suite(parser)
+    add_testbed_store(parser)
     parser.add_argument("--tasks", nargs="+", default=["shapes:color", "shapes:count", "shapes:digits"])
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--fresh", action="store_true", help="run Mordal on an empty store per task")
@@ -63,11 +61,11 @@ def main() -> None:
     args = parser.parse_args()
 
     import torch
+    from harness.store import Store
 
-    from harness.measures import ndcg_at, top1_match, weighted_tau, kendall_tau
+    from harness.measures import kendall_tau, ndcg_at, top1_match, weighted_tau
     from harness.report import run_cost
     from harness.runner import run_suite
-    from harness.store import Store
     from harness.suite import load_suite
 
     torch.set_num_threads(2)

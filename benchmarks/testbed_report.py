@@ -1,7 +1,8 @@
 """The test bed's ground truth: train the whole miniature grid and show it is a real one.
 
-    python benchmarks/testbed_report.py [--suite suites/minizoo.yaml] [--store bench/testbed.duckdb]
+    python -m benchmarks.testbed_report [--suite suites/minizoo.yaml] [--store bench/testbed.duckdb]
                                         [--workers 2] [--seeds 3] [--top 3]
+    python -m benchmarks.testbed_report --table benchmarks/tables/minizoo   # the shipped table: seconds
 
 Trains every candidate of the suite's zoo at r = 1 (seed 0) and scores it on every target
 task, then seeds 1..S-1 for each task's top candidates, then a few candidates at
@@ -15,33 +16,22 @@ runs: ``testbed-grid`` (the seed-0 grid, with a ranking per task, for `harness c
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 import math
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-RATIOS = (1 / 16, 1 / 8, 1 / 4, 1 / 2, 1.0)
+if not __package__:  # run as a file: import from the repository root, as python -m benchmarks.NAME does
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.common import (RATIOS, add_suite, add_testbed_store, arg_parser, mean_se, pair, short,
+                               spearman, table_views, tau)
+from benchmarks.common import trial_specs as grid_specs  # the name this module gave it (tests use it)
+
 FLIP_NEAR, FLIP_ABOVE = 0.03, 0.10  # a flip: one seed within FLIP_NEAR of chance, one FLIP_ABOVE over it
-
-
-def grid_specs(suite, seed: int, ratio: float = 1.0, candidates=None):
-    from harness.scoring import Target
-    from harness.training import config_from_suite
-    from harness.trial import TrialSpec
-
-    config = config_from_suite(suite.vlm)
-    targets = tuple(Target(t.task, limit=t.limit) for t in suite.targets)
-    return [TrialSpec(encoder=c.vision_encoder, llm=c.language_model,
-                      alignment=suite.alignment.dataset, samples=suite.alignment.samples,
-                      ratio=ratio, train=config, seed=seed, targets=targets, device="cpu")
-            for c in (suite.candidates() if candidates is None else candidates)]
 
 
 def scores_of(store, specs, run_id: str) -> dict:
@@ -55,13 +45,6 @@ def scores_of(store, specs, run_id: str) -> dict:
             out[(spec.encoder, spec.llm, spec.seed, spec.ratio)] = {s.task: s.value
                                                                    for s in outcome.scores}
     return out
-
-
-def kendall(a: dict, b: dict) -> float:
-    from scipy.stats import kendalltau
-
-    keys = sorted(set(a) & set(b))
-    return float(kendalltau([a[k] for k in keys], [b[k] for k in keys]).statistic)
 
 
 def seed_values(grid: dict, seeded: dict, candidate: tuple, task: str) -> list[float]:
@@ -106,9 +89,9 @@ def flips(grid: dict, seeded: dict, tasks, chance: dict, near: float = FLIP_NEAR
 
 
 def main() -> int | None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--suite", default=str(ROOT / "suites" / "minizoo.yaml"))
-    parser.add_argument("--store", default=str(ROOT / "bench" / "testbed.duckdb"))
+    parser = arg_parser(__doc__)
+    add_suite(parser)
+    add_testbed_store(parser)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--top", type=int, default=3, help="top candidates per task to reseed")
@@ -126,9 +109,9 @@ def main() -> int | None:
         return table_report(args.table)
 
     import torch
-
     from harness.parallel import run_many
     from harness.store import Store
+
     from harness.suite import load_suite
 
     torch.set_num_threads(1)
@@ -199,7 +182,7 @@ def report(suite, tasks, grid, seeded, scaled, curve, args, grid_seconds, total_
     from harness.similarity import cka
 
     cands = sorted({k[:2] for k in grid})
-    short = {t: t.split(":")[-1] for t in tasks}
+    short_task = {t: short(t) for t in tasks}
     print(f"# Test bed: {len(suite.zoo.vision_encoders)} encoders x {len(suite.zoo.language_models)} "
           f"LLMs = {len(cands)} candidates, {len(tasks)} tasks, "
           f"{suite.targets[0].limit or 1000} test items each")
@@ -208,7 +191,7 @@ def report(suite, tasks, grid, seeded, scaled, curve, args, grid_seconds, total_
 
     # 1. per-task score table
     print("## Scores at r = 1, seed 0 (best per task marked *)")
-    print(f"{'encoder':<20}{'llm':<22}" + "".join(f"{short[t]:>9}" for t in tasks) + f"{'mean':>9}")
+    print(f"{'encoder':<20}{'llm':<22}" + "".join(f"{short_task[t]:>9}" for t in tasks) + f"{'mean':>9}")
     best = {t: max(grid, key=lambda k: grid[k][t]) for t in tasks}
     for k in sorted(grid, key=lambda k: -np.mean([grid[k][t] for t in tasks])):
         cells = "".join(f"{grid[k][t]:>8.3f}{'*' if best[t] == k else ' '}" for t in tasks)
@@ -217,10 +200,10 @@ def report(suite, tasks, grid, seeded, scaled, curve, args, grid_seconds, total_
     try:
         from harness.plugins.shapes import load_dataset
 
-        chance = {t: load_dataset(t.split(":")[1], split="test", n=10).chance for t in tasks}
+        chance = {t: load_dataset(short(t), split="test", n=10).chance for t in tasks}
     except Exception:  # noqa: BLE001 - chance levels are informative only
         pass
-    print("median  " + "  ".join(f"{short[t]} {np.median([grid[k][t] for k in grid]):.3f}"
+    print("median  " + "  ".join(f"{short_task[t]} {np.median([grid[k][t] for k in grid]):.3f}"
                                  f" (chance {chance[t]:.3f})" if chance[t] else "" for t in tasks))
 
     # 2. seed-to-seed tau vs between-task tau
@@ -232,13 +215,12 @@ def report(suite, tasks, grid, seeded, scaled, curve, args, grid_seconds, total_
         for (e, l, s, _), sc in seeded.items():
             per_seed.setdefault(s, {})[(e, l)] = sc[t]
         for a, b in itertools.combinations(sorted(per_seed), 2):
-            tau = kendall(per_seed[a], per_seed[b])
-            if not math.isnan(tau):
-                seed_taus.append(tau)
+            t_ab = tau(per_seed[a], per_seed[b])
+            if not math.isnan(t_ab):
+                seed_taus.append(t_ab)
     task_taus = []
     for a, b in itertools.combinations(tasks, 2):
-        tau = kendall({c: grid[c][a] for c in grid}, {c: grid[c][b] for c in grid})
-        task_taus.append(tau)
+        task_taus.append(tau({c: grid[c][a] for c in grid}, {c: grid[c][b] for c in grid}))
     seed_tau, task_tau = float(np.mean(seed_taus)) if seed_taus else math.nan, float(np.mean(task_taus))
     print(f"\n## Rank agreement\nseed-to-seed Kendall tau (top candidates, per task): {seed_tau:.3f}"
           f" over {len(seed_taus)} pairs\nbetween-task Kendall tau (all candidates): {task_tau:.3f}"
@@ -250,8 +232,9 @@ def report(suite, tasks, grid, seeded, scaled, curve, args, grid_seconds, total_
     winners = {max(grid, key=lambda k: grid[k][t])[:2] for t in tasks}
     gaps = top1_gaps(grid, seeded, tasks)
     for g in gaps:
-        (e1, l1), (e2, l2) = g["first"], g["second"]
-        print(f"{short[g['task']]:<8} #1 {e1}+{l1} {g['mean1']:.3f}  #2 {e2}+{l2} {g['mean2']:.3f}"
+        (e1, _), (e2, _) = g["first"], g["second"]
+        print(f"{short_task[g['task']]:<8} #1 {pair(g['first'], shorten=False)} {g['mean1']:.3f}  "
+              f"#2 {pair(g['second'], shorten=False)} {g['mean2']:.3f}"
               f"  gap/SE {g['ratio']:.2f} ({g['seeds']} seeds)")
         if e1 == e2:
             # the same encoder with two LLMs: how flat is that encoder's row (seed 0)?
@@ -266,16 +249,17 @@ def report(suite, tasks, grid, seeded, scaled, curve, args, grid_seconds, total_
     flipped = flips(grid, seeded, tasks, chance)
     print(f"chance-vs-learning flips over seeds (one seed within {FLIP_NEAR:g} of chance, another"
           f" {FLIP_ABOVE:g} above): {len(flipped)} of {len(top) * len(tasks)} reseeded (candidate, task)"
-          + "".join(f"\n  {e}+{l} {short[t]}: {' '.join(f'{v:.3f}' for v in vals)}"
+          + "".join(f"\n  {pair((e, l), shorten=False)} {short_task[t]}: {' '.join(f'{v:.3f}' for v in vals)}"
                     for (e, l, t), vals in flipped.items()))
     verdict["tasks_top1_gt_2se"] = separated
     verdict["distinct_winners"] = len(winners)
     verdict["seed_flips"] = len(flipped)
 
     # 4. encoder CKA and clusters vs objectives
-    from harness.plugins.shapes import load_dataset
-    from harness.trial import load_encoder
     import torch
+    from harness.plugins.shapes import load_dataset
+
+    from harness.trial import load_encoder
 
     images = [it.image for it in load_dataset("align", split="test", n=256)]
     feats, objective = {}, {}
@@ -293,7 +277,7 @@ def report(suite, tasks, grid, seeded, scaled, curve, args, grid_seconds, total_
     for i, j in itertools.combinations(range(len(encs)), 2):
         sim[i, j] = sim[j, i] = cka(feats[encs[i]], feats[encs[j]])
     print("\n## Encoder token-level linear CKA (256 shapes images, standardised, flattened)")
-    names = [e.split(":")[-1] for e in encs]
+    names = [short(e) for e in encs]
     print(" " * 16 + "".join(f"{n[:7]:>8}" for n in names))
     for i, n in enumerate(names):
         print(f"{n:<16}" + "".join(f"{sim[i, j]:>8.2f}" for j in range(len(encs))))
@@ -301,14 +285,12 @@ def report(suite, tasks, grid, seeded, scaled, curve, args, grid_seconds, total_
     clusters = cluster(encs, sim, clustering.distance_cut("encoder"), clustering.linkage)
     print(f"clusters at t_ve={clustering.t_ve} ({clustering.threshold_kind}):")
     for c in clusters:
-        print("  " + ", ".join(f"{m.split(':')[-1]} [{objective[m]}]" for m in c.members))
+        print("  " + ", ".join(f"{short(m)} [{objective[m]}]" for m in c.members))
     pure = sum(len({objective[m] for m in c.members}) == 1 for c in clusters)
     verdict["encoder_clusters"] = len(clusters)
     verdict["objective_pure_clusters"] = pure
 
     # 5. CKA vs score-profile similarity
-    from scipy.stats import spearmanr
-
     llms = list(suite.zoo.language_models)
     complete = [i for i, e in enumerate(encs) if all((e, l, 0, 1.0) in grid for l in llms)]
     profile = {encs[i]: np.array([grid[(encs[i], l, 0, 1.0)][t] for l in llms for t in tasks])
@@ -316,7 +298,7 @@ def report(suite, tasks, grid, seeded, scaled, curve, args, grid_seconds, total_
     pairs = list(itertools.combinations(complete, 2))
     cka_vals = [sim[i, j] for i, j in pairs]
     prof_vals = [float(np.corrcoef(profile[encs[i]], profile[encs[j]])[0, 1]) for i, j in pairs]
-    rho = float(spearmanr(cka_vals, prof_vals).statistic)
+    rho = spearman(cka_vals, prof_vals)
     print(f"\n## CKA vs score-profile similarity: Spearman {rho:.2f} over {len(pairs)} encoder pairs")
     verdict["cka_vs_profile_spearman"] = round(rho, 3)
 
@@ -333,7 +315,7 @@ def report(suite, tasks, grid, seeded, scaled, curve, args, grid_seconds, total_
             pts = points(c, t, 0)
             if len(pts) >= 3:
                 fit = LogLinear(clip=None).fit([p[0] for p in pts], [p[1] for p in pts])
-                print(f"{c[0]}+{c[1]} {short[t]:<8} " + " ".join(f"{p[1]:.3f}" for p in pts)
+                print(f"{pair(c, shorten=False)} {short_task[t]:<8} " + " ".join(f"{p[1]:.3f}" for p in pts)
                       + f"  R^2 {fit.r2:.2f}")
     # every candidate with >= 3 ratios (the multi-fidelity table when trained); curves that
     # move less than 0.05 over the range are flat (at chance or saturated) and left out
@@ -359,17 +341,9 @@ def table_report(folder: Path) -> int:
     what it holds and cost; seed-to-seed vs between-task Kendall tau at r = 1; the top-1 gap over
     its standard error per task; rank correlation of each ratio with r = 1; R^2 of score vs
     log(data fraction); failed trials. A JSON verdict line last."""
-    import duckdb
-    from scipy.stats import kendalltau, spearmanr
-
     from harness.predictors import LogLinear
-    from harness.store.exchange import read_export
 
-    manifest = read_export(folder)
-    con = duckdb.connect()
-    for name, entry in manifest["tables"].items():
-        path = str(folder / entry["file"]).replace("'", "''")
-        con.execute(f"create view {name} as select * from read_parquet('{path}')")
+    con, manifest = table_views(folder)
     rows = con.execute("""
         select t.encoder, t.llm, t.seed, t.sample_ratio, s.task, s.value, s.n_items
         from trials t join scores s using (trial_key) where t.status = 'done'""").fetchall()
@@ -402,14 +376,11 @@ def table_report(folder: Path) -> int:
     def at(seed, r, t):
         return {c: score[(*c, seed, r, t)][0] for c in cands if (*c, seed, r, t) in score}
 
-    def tau(a, b):
-        keys = sorted(set(a) & set(b))
-        return float(kendalltau([a[k] for k in keys], [b[k] for k in keys]).statistic) if len(keys) > 2 else math.nan
-
     # rank agreement: seeds vs tasks, at r = 1
-    seed_taus = [tau(at(a, 1.0, t), at(b, 1.0, t)) for t in tasks for a, b in itertools.combinations(seeds, 2)]
+    seed_taus = [tau(at(a, 1.0, t), at(b, 1.0, t), at_least=3) for t in tasks
+                 for a, b in itertools.combinations(seeds, 2)]
     seed_taus = [x for x in seed_taus if not math.isnan(x)]
-    task_taus = [tau(at(0, 1.0, a), at(0, 1.0, b)) for a, b in itertools.combinations(tasks, 2)]
+    task_taus = [tau(at(0, 1.0, a), at(0, 1.0, b), at_least=3) for a, b in itertools.combinations(tasks, 2)]
     print("\n## Rank agreement at r = 1 (Kendall tau over every candidate both rank)")
     if seed_taus:
         print(f"seed-to-seed, per task: mean {np.mean(seed_taus):.3f} over {len(seed_taus)} (task, seed pair)"
@@ -432,19 +403,13 @@ def table_report(folder: Path) -> int:
             vals = [score[(*c, s, 1.0, t)] for s in seeds if (*c, s, 1.0, t) in score]
             if not vals:
                 continue
-            mean = float(np.mean([v for v, _ in vals]))
-            if len(vals) > 1:
-                se = float(np.std([v for v, _ in vals], ddof=1)) / math.sqrt(len(vals))
-            else:
-                n = vals[0][1] or 1000
-                se = math.sqrt(max(mean * (1 - mean), 1e-12) / n)
-            stats[c] = (mean, se, len(vals))
+            stats[c] = (*mean_se([v for v, _ in vals], vals[0][1]), len(vals))
         first, second = sorted(stats, key=lambda c: (-stats[c][0], c))[:2]
         winners.add(first)
         (m1, se1, n1), (m2, se2, _) = stats[first], stats[second]
         gap = (m1 - m2) / math.hypot(se1, se2) if math.hypot(se1, se2) > 0 else math.inf
         separated += gap > 2
-        print(f"{t:<16} #1 {first[0]}+{first[1]} {m1:.3f}  #2 {second[0]}+{second[1]} {m2:.3f}  "
+        print(f"{t:<16} #1 {pair(first, shorten=False)} {m1:.3f}  #2 {pair(second, shorten=False)} {m2:.3f}  "
               f"gap/SE {gap:.2f} ({n1} seeds)")
     print(f"top-1 separated by > 2 SE on {separated} of {len(tasks)} tasks; {len(winners)} different winners")
     verdict["tasks_top1_gt_2se"], verdict["distinct_winners"] = separated, len(winners)
@@ -453,12 +418,8 @@ def table_report(folder: Path) -> int:
     print("\n## Rank correlation of each ratio with r = 1 (seed 0, every candidate; mean over tasks)")
     ratios = sorted({k[3] for k in score if k[2] == 0})
     for r in ratios[:-1]:
-        taus = [tau(at(0, r, t), at(0, 1.0, t)) for t in tasks]
-        rhos = []
-        for t in tasks:
-            a, b = at(0, r, t), at(0, 1.0, t)
-            keys = sorted(set(a) & set(b))
-            rhos.append(float(spearmanr([a[k] for k in keys], [b[k] for k in keys]).statistic))
+        taus = [tau(at(0, r, t), at(0, 1.0, t), at_least=3) for t in tasks]
+        rhos = [spearman(at(0, r, t), at(0, 1.0, t)) for t in tasks]
         print(f"r = {r:<7g} Kendall {np.mean(taus):.3f} [{', '.join(f'{x:.2f}' for x in taus)}]  "
               f"Spearman {np.mean(rhos):.3f}")
         verdict[f"tau_r{r:g}_vs_r1"] = round(float(np.mean(taus)), 3)

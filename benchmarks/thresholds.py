@@ -1,6 +1,6 @@
 """What each clustering threshold produces on the mini zoo, from the shipped table's similarities.
 
-    python benchmarks/thresholds.py [--table benchmarks/tables/minizoo] [--suite suites/minizoo-full.yaml]
+    python -m benchmarks.thresholds [--table benchmarks/tables/minizoo] [--suite suites/minizoo-full.yaml]
                                     [--tasks shapes:color shapes:count]
 
 The suite's zoo is clustered exactly as Mordal does in a search (encoders by CKA on the task's
@@ -15,14 +15,14 @@ a table of cluster counts (encoder clusters, candidate clusters).
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import io
 import sys
-import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+if not __package__:  # run as a file: import from the repository root, as python -m benchmarks.NAME does
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.common import add_suite, add_table, arg_parser, imported_table, short, with_search
 
 ROWS = {
     "mini suites: floors 0.75 / 0.8": {"threshold_kind": "min_similarity", "t_ve": 0.75, "t_llm": 0.8},
@@ -33,8 +33,9 @@ ROWS = {
 
 def clusters_of(suite, store, sources: list[str]):
     """(encoder clusters, {medoid: LLM clusters}) of ``suite`` from stored similarities."""
-    from harness.replay import ReplayExecutor
     from harness.strategies.mordal import MordalSearch
+
+    from harness.replay import ReplayExecutor
 
     run_id = store.start_run(suite_name=f"thresholds:{suite.name}", strategy="mordal", seed=suite.seed,
                              plugin="benchmarks.thresholds", plugin_version="1")
@@ -46,32 +47,22 @@ def clusters_of(suite, store, sources: list[str]):
     return encoders, llms
 
 
-def short(name: str) -> str:
-    return name.split(":", 1)[-1]
-
-
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--table", type=Path, default=ROOT / "benchmarks" / "tables" / "minizoo")
-    parser.add_argument("--suite", type=Path, default=ROOT / "suites" / "minizoo-full.yaml")
+    parser = arg_parser(__doc__)
+    add_table(parser)
+    add_suite(parser, "minizoo-full.yaml")
     parser.add_argument("--tasks", nargs="+", default=["shapes:color", "shapes:count"])
     args = parser.parse_args()
 
     import torch
-
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from strategies import with_search
-
     from harness.store import Store
-    from harness.store.exchange import import_export, read_export
+
     from harness.suite import load_suite
 
     torch.set_num_threads(2)
     suite = load_suite(args.suite)
-    manifest = read_export(args.table)
     summary = []
-    with tempfile.TemporaryDirectory() as tmp, Store.open(Path(tmp) / "t.duckdb") as store:
-        import_export(store, manifest["folder"], manifest)
+    with imported_table(args.table) as (path, manifest), Store.open(path) as store:
         for task in args.tasks:
             for label, section in ROWS.items():
                 for batch in (None, 64):

@@ -1,11 +1,11 @@
 """Where a search lost the grid's top-1, read from the rungs it stored: no training.
 
-    python benchmarks/why_missed.py                                   # the suite's own configuration
-    python benchmarks/why_missed.py --seeds 0 1 2 --config '{"inter": {"uninformative": 0.5}}'
-    python benchmarks/why_missed.py --tasks shapes:count --all        # every task, found or not
+    python -m benchmarks.why_missed                                   # the suite's own configuration
+    python -m benchmarks.why_missed --seeds 0 1 2 --config '{"inter": {"uninformative": 0.5}}'
+    python -m benchmarks.why_missed --tasks shapes:count --all        # every task, found or not
 
 Each (task, seed) is replayed on the shipped table (benchmarks/tables/minizoo, the sources of
-benchmarks/strategies.py) with the suite's search section changed by ``--config`` (JSON, merged
+benchmarks/strategy_table.py) with the suite's search section changed by ``--config`` (JSON, merged
 one level deep, as in benchmarks/mordal_sweep.py). For a replay that missed the grid's top-1 g,
 one paragraph says:
 
@@ -23,17 +23,14 @@ one paragraph says:
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
-import statistics
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-from mordal_sweep import TASKS
+if not __package__:  # run as a file: import from the repository root, as python -m benchmarks.NAME does
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.common import Bench, add_replay_args, arg_parser, ground_truth, pair, tau
 
 
 def one(st, sql: str, params: list) -> dict | None:
@@ -41,30 +38,8 @@ def one(st, sql: str, params: list) -> dict | None:
     return rows[0] if rows else None
 
 
-def short(candidate) -> str:
-    return "+".join(str(c).removeprefix("mini:") for c in candidate)
-
-
-def ground_truth(st, task: str, candidates: list[tuple]) -> dict[tuple, tuple[float, float]]:
-    """(mean, SE of the mean) over the table's seeds at r = 1, per candidate."""
-    out = {}
-    rows = st.query("""select t.encoder, t.llm, s.value from trials t join scores s using (trial_key)
-                       where s.task = ? and t.sample_ratio = 1.0 and t.status = 'done'
-                         and t.continued_from is null""", [task])
-    values: dict[tuple, list[float]] = {}
-    for r in rows:
-        values.setdefault((r["encoder"], r["llm"]), []).append(r["value"])
-    for c in candidates:
-        v = values.get(c)
-        if v:
-            se = statistics.stdev(v) / math.sqrt(len(v)) if len(v) > 1 else math.sqrt(v[0] * (1 - v[0]) / 1000)
-            out[c] = (statistics.mean(v), se)
-    return out
-
-
 def kendall_by_ratio(st, task: str, seed: int, truth: dict) -> dict[float, float]:
-    from scipy.stats import kendalltau
-
+    """Kendall tau between the suite's candidates' scores at each lower ratio and the ground truth."""
     out = {}
     for ratio in (0.0625, 0.125, 0.25, 0.5):
         rows = st.query("""select t.encoder, t.llm, s.value from trials t join scores s using (trial_key)
@@ -72,7 +47,7 @@ def kendall_by_ratio(st, task: str, seed: int, truth: dict) -> dict[float, float
                              and t.continued_from is null""", [task, seed, ratio])
         pairs = [(r["value"], truth[(r["encoder"], r["llm"])][0]) for r in rows if (r["encoder"], r["llm"]) in truth]
         if len(pairs) > 2:
-            out[ratio] = float(kendalltau(*zip(*pairs)).statistic)
+            out[ratio] = tau(*zip(*pairs))
     return out
 
 
@@ -118,7 +93,7 @@ def fate(st, run_id: str, task: str, g: tuple, baseline: float | None) -> str:
 
     def describe(r, phase_name):
         note = f" ({r['note']})" if r["note"] else ""
-        return (f"{phase_name} rung {r['rung']} (r = {r['sample_ratio']:g}): {short((r['encoder'], r['llm']))} "
+        return (f"{phase_name} rung {r['rung']} (r = {r['sample_ratio']:g}): {pair((r['encoder'], r['llm']))} "
                 f"scored {r['score']:.3f} +- {r['error'] or 0:.3f}, cut line {cut_line(r['phase'], r['rung']):.3f}"
                 f"{at_base(r['phase'], r['rung'])}{note}")
 
@@ -142,12 +117,8 @@ def fate(st, run_id: str, task: str, g: tuple, baseline: float | None) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    from strategies import Bench, add_source_args
-
-    parser.add_argument("--suite", default=str(ROOT / "suites" / "minizoo.yaml"))
-    add_source_args(parser)
-    parser.add_argument("--tasks", nargs="+", default=TASKS)
+    parser = arg_parser(__doc__)
+    add_replay_args(parser)
     parser.add_argument("--config", default="{}", help="the search-section changes as JSON")
     parser.add_argument("--all", action="store_true", help="describe every (task, seed), found or not")
     args = parser.parse_args()
@@ -183,10 +154,10 @@ def main() -> int:
                     taus = kendall_by_ratio(st, task, seed, truth)
                     where = "found" if row["top1"] else fate(st, row["run"], task, g, base and base["value"])
                 gap = (gm - pm) / math.hypot(gs, ps) if math.hypot(gs, ps) > 0 else float("inf")
-                print(f"{task} seed {seed}: {'found' if row['top1'] else 'MISSED'} {short(g)} "
-                      f"({gm:.3f} +- {gs:.3f} over seeds at r = 1); pick {short(pick)} ({pm:.3f} +- {ps:.3f}, "
+                print(f"{task} seed {seed}: {'found' if row['top1'] else 'MISSED'} {pair(g)} "
+                      f"({gm:.3f} +- {gs:.3f} over seeds at r = 1); pick {pair(pick)} ({pm:.3f} +- {ps:.3f}, "
                       f"{gap:.1f} SE below); {len(near)} other candidate(s) within 1 SE of the top-1"
-                      f"{' (' + ', '.join(short(c) for c in near[:4]) + ')' if near else ''}")
+                      f"{' (' + ', '.join(pair(c) for c in near[:4]) + ')' if near else ''}")
                 if not row["top1"]:
                     print(f"    {where}")
                 print("    Kendall tau with the ground truth at r = " +

@@ -9,18 +9,23 @@
 3. Language models: held-out next-token loss on captions, plain ``question answer`` lines and
    chat-template lines, and what each answers greedily to a question in the VLM's template.
 
-    .venv/bin/python benchmarks/zoo_probe.py [--train 600] [--test 400] [--json out.json]
+    python -m benchmarks.zoo_probe [--train 600] [--test 400] [--json out.json]
 """
 
 from __future__ import annotations
 
-import argparse
 import json
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
-TASKS = ("color", "shape", "count", "spatial", "digits", "chart")
+if not __package__:  # run as a file: import from the repository root, as python -m benchmarks.NAME does
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks import common
+
+TASKS = tuple(common.short(t) for t in common.TASKS)  # the shapes tasks' short names
 
 
 def encoder_features(enc, images: np.ndarray, batch: int = 128) -> np.ndarray:
@@ -116,7 +121,7 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(1)
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = common.arg_parser(__doc__)
     parser.add_argument("--train", type=int, default=600)
     parser.add_argument("--test", type=int, default=400)
     parser.add_argument("--cka-images", type=int, default=480)
@@ -126,7 +131,6 @@ def main() -> None:
     args = parser.parse_args()
 
     from harness.plugins.zoo.recipes import MINI_ENCODERS, MINI_LLMS, load_mini_encoder
-
     from harness.similarity import cka
 
     start = time.perf_counter()
