@@ -54,93 +54,86 @@ def _fresh(path: Path, ddl: str) -> tuple[duckdb.DuckDBPyConnection, int]:
     return con, _size(path)
 
 
-def bench_blob(path: Path, mats: list[np.ndarray]) -> tuple[int, float, float, list[np.ndarray]]:
-    con, base = _fresh(path, "CREATE TABLE e (k INTEGER PRIMARY KEY, shape BIGINT[], dtype VARCHAR,"
-                             " encoding VARCHAR, data BLOB)")
+def _measure(path: Path, mats: list[np.ndarray], ddl: str, write_one, read_one,
+             transaction: bool = False) -> tuple[int, float, float, list[np.ndarray]]:
+    """(bytes the matrices added to a fresh file, write seconds, read seconds, what was read back):
+    ``write_one(con, i, matrix)`` for each matrix (in one transaction with ``transaction``), a
+    checkpoint, then ``read_one(con, i)`` for each."""
+    con, base = _fresh(path, ddl)
     t = time.perf_counter()
-    con.execute("BEGIN")
+    if transaction:
+        con.execute("BEGIN")
     for i, m in enumerate(mats):
-        data, shape, dtype, enc = encode_array(m)
-        con.execute("INSERT INTO e VALUES (?, ?, ?, ?, ?)", [i, shape, dtype, enc, data])
-    con.execute("COMMIT")
+        write_one(con, i, m)
+    if transaction:
+        con.execute("COMMIT")
     con.execute("CHECKPOINT")
     write = time.perf_counter() - t
     size = _size(path) - base
     t = time.perf_counter()
-    out = [decode_array(*con.execute("SELECT data, shape, dtype, encoding FROM e WHERE k = ?", [i]).fetchone())
-           for i in range(len(mats))]
+    out = [read_one(con, i) for i in range(len(mats))]
     read = time.perf_counter() - t
     con.close()
     return size, write, read, out
+
+
+def bench_blob(path: Path, mats: list[np.ndarray]) -> tuple[int, float, float, list[np.ndarray]]:
+    def write(con, i, m):
+        data, shape, dtype, enc = encode_array(m)
+        con.execute("INSERT INTO e VALUES (?, ?, ?, ?, ?)", [i, shape, dtype, enc, data])
+
+    def read(con, i):
+        return decode_array(*con.execute("SELECT data, shape, dtype, encoding FROM e WHERE k = ?", [i]).fetchone())
+
+    return _measure(path, mats, "CREATE TABLE e (k INTEGER PRIMARY KEY, shape BIGINT[], dtype VARCHAR,"
+                                " encoding VARCHAR, data BLOB)", write, read, transaction=True)
 
 
 def bench_list_params(path: Path, mats: list[np.ndarray]) -> tuple[int, float, float, list[np.ndarray]]:
-    con, base = _fresh(path, "CREATE TABLE e (k INTEGER PRIMARY KEY, shape BIGINT[], v FLOAT[])")
-    t = time.perf_counter()
-    con.execute("BEGIN")
-    for i, m in enumerate(mats):
+    def write(con, i, m):
         con.execute("INSERT INTO e VALUES (?, ?, ?)", [i, list(m.shape), m.ravel()])
-    con.execute("COMMIT")
-    con.execute("CHECKPOINT")
-    write = time.perf_counter() - t
-    size = _size(path) - base
-    t = time.perf_counter()
-    out = []
-    for i in range(len(mats)):
+
+    def read(con, i):
         shape, v = con.execute("SELECT shape, v FROM e WHERE k = ?", [i]).fetchone()
-        out.append(np.asarray(v, dtype=np.float32).reshape(shape))
-    read = time.perf_counter() - t
-    con.close()
-    return size, write, read, out
+        return np.asarray(v, dtype=np.float32).reshape(shape)
+
+    return _measure(path, mats, "CREATE TABLE e (k INTEGER PRIMARY KEY, shape BIGINT[], v FLOAT[])",
+                    write, read, transaction=True)
 
 
 def bench_list(path: Path, mats: list[np.ndarray]) -> tuple[int, float, float, list[np.ndarray]]:
     import pyarrow as pa
 
-    con, base = _fresh(path, "CREATE TABLE e (k INTEGER PRIMARY KEY, shape BIGINT[], v FLOAT[])")
-    t = time.perf_counter()
-    for i, m in enumerate(mats):
+    def write(con, i, m):
         # via Arrow: python-list parameters are ~10x slower still
         v = pa.ListArray.from_arrays(pa.array([0, m.size], type=pa.int32()), pa.array(m.ravel(), type=pa.float32()))
         con.register("frame", pa.table({"k": [i], "shape": [list(m.shape)], "v": v}))
         con.execute("INSERT INTO e SELECT k, shape, v FROM frame")
         con.unregister("frame")
-    con.execute("CHECKPOINT")
-    write = time.perf_counter() - t
-    size = _size(path) - base
-    t = time.perf_counter()
-    out = []
-    for i in range(len(mats)):
+
+    def read(con, i):
         tbl = con.sql("SELECT shape, v FROM e WHERE k = $k", params={"k": i}).to_arrow_table()
         shape = tbl.column("shape")[0].as_py()
-        out.append(tbl.column("v").combine_chunks().flatten().to_numpy().reshape(shape))
-    read = time.perf_counter() - t
-    con.close()
-    return size, write, read, out
+        return tbl.column("v").combine_chunks().flatten().to_numpy().reshape(shape)
+
+    return _measure(path, mats, "CREATE TABLE e (k INTEGER PRIMARY KEY, shape BIGINT[], v FLOAT[])", write, read)
 
 
 def bench_rows(path: Path, mats: list[np.ndarray]) -> tuple[int, float, float, list[np.ndarray]]:
     dim = mats[0].shape[1]
-    con, base = _fresh(path, f"CREATE TABLE e (k INTEGER, r INTEGER, v FLOAT[{dim}])")
-    t = time.perf_counter()
-    for i, m in enumerate(mats):
+
+    def write(con, i, m):
         # bulk insert through numpy -> DuckDB's python scan; the fastest path for many rows
         frame = {"k": np.full(len(m), i, dtype=np.int32), "r": np.arange(len(m), dtype=np.int32), "v": m}
         con.register("frame", _arrow(frame, dim))
         con.execute("INSERT INTO e SELECT * FROM frame")
         con.unregister("frame")
-    con.execute("CHECKPOINT")
-    write = time.perf_counter() - t
-    size = _size(path) - base
-    t = time.perf_counter()
-    out = []
-    for i in range(len(mats)):
+
+    def read(con, i):
         tbl = con.sql("SELECT v FROM e WHERE k = $k ORDER BY r", params={"k": i}).to_arrow_table()
-        flat = tbl.column("v").combine_chunks().flatten().to_numpy()
-        out.append(flat.reshape(-1, dim))
-    read = time.perf_counter() - t
-    con.close()
-    return size, write, read, out
+        return tbl.column("v").combine_chunks().flatten().to_numpy().reshape(-1, dim)
+
+    return _measure(path, mats, f"CREATE TABLE e (k INTEGER, r INTEGER, v FLOAT[{dim}])", write, read)
 
 
 def _arrow(frame: dict, dim: int):
