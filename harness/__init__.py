@@ -5,3 +5,7 @@ imported by the code paths that train or score.
 """
 
 __version__ = "0.1.0"
+
+from harness import _moved
+
+_moved.install()  # the old import paths of modules that moved into plugins/ keep working

@@ -5,7 +5,7 @@ order but each candidate's best estimate of its full-data score, whatever stage 
 
 - a candidate's estimate rests on its largest-ratio measurement in this run (a measurement at a
   higher ratio is never overridden by one at a lower ratio, nor by an extrapolation from lower
-  ones; :meth:`harness.strategies.mordal.MordalSearch.predict` fits on every score the run has
+  ones; :meth:`harness.plugins.strategies.mordal.MordalSearch.predict` fits on every score the run has
   and does not trust a law that falls with more data beyond the measured range);
 - a prediction counts as the estimate of a predicted survivor;
 - with ``search.rank_below: estimate`` an eliminated candidate's estimated full-data score counts

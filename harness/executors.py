@@ -1,14 +1,17 @@
-"""Trial executors: where a trial runs. ``local`` runs it in this process, one at a time.
+"""Trial executors, the engine's side: how a strategy sees whatever executor the suite names.
 
-The contract (``register_executors``): ``run(spec, progress=None) -> TrialOutcome``, and
-optionally ``run_many(specs)`` (trials in parallel), ``submit(specs)`` (start trials without
-waiting; a later ``run`` of one waits for it alone), ``close()`` (cancel what was submitted and
-never asked for) and ``missing_embedding(what)`` (called before a strategy computes features
-the executor says should exist: a replay stops there).
+The contract is :class:`harness.contracts.TrialExecutor`: ``run(spec, progress=None) ->
+TrialOutcome``, and optionally ``run_many(specs)`` (trials in parallel), ``submit(specs)``
+(start trials without waiting; a later ``run`` of one waits for it alone), ``close()`` (cancel
+what was submitted and never asked for) and ``missing_embedding(what)`` (called before a
+strategy computes features the executor says should exist: a replay stops there). The built-ins
+(``local``, ``processes``, ``ray``) live in :mod:`harness.plugins.executors`.
 Strategies see every executor through :class:`Executor`, so none of them asks which kind it has.
 """
 
 from __future__ import annotations
+
+from harness.contracts import TrialExecutor
 
 
 class Executor:
@@ -18,8 +21,11 @@ class Executor:
 
     def __init__(self, inner):
         self.inner = inner
-        self.batches = callable(getattr(inner, "run_many", None))
-        self.streams = callable(getattr(inner, "submit", None))
+        if isinstance(inner, TrialExecutor):  # the contract's capability flags
+            self.batches, self.streams = bool(inner.batches), bool(inner.streams)
+        else:  # an executor that does not subclass it: the optional methods it has
+            self.batches = callable(getattr(inner, "run_many", None))
+            self.streams = callable(getattr(inner, "submit", None))
 
     def run(self, spec, progress=None):
         return self.inner.run(spec, progress=progress)
@@ -48,20 +54,6 @@ class Executor:
         return getattr(self.inner, name)
 
 
-class LocalExecutor:
-    """Runs each trial in this process (the store stays open; one writer)."""
-
-    def __init__(self, store, run_id: str, **options):
-        self.store = store
-        self.run_id = run_id
-        self.options = options
-
-    def run(self, spec, progress=None):
-        from harness.trial import run_trial
-
-        return run_guarded(run_trial, spec, self.store, self.run_id, progress=progress)
-
-
 def run_guarded(run_trial, spec, *args, **kwargs):
     """``run_trial(spec, ...)``, with a fault of the machine (a full disk, a read-only store or
     checkpoint folder) raised as :class:`harness.errors.EnvironmentFault`, which stops the run,
@@ -75,3 +67,12 @@ def run_guarded(run_trial, spec, *args, **kwargs):
         if fault is None or fault is exc:
             raise
         raise fault from exc
+
+
+def __getattr__(name: str):
+    """``LocalExecutor``, importable from here as before it moved to harness.plugins.executors.local."""
+    if name == "LocalExecutor":
+        from harness.plugins.executors.local import LocalExecutor
+
+        return LocalExecutor
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -23,6 +23,7 @@ from importlib import metadata
 import pluggy
 
 from harness import __version__, hookspecs
+from harness.contracts import METRIC_OPTIONS
 from harness.registry import KINDS, Entry, Registry, RegistryError
 
 ENTRY_POINT_GROUP = "harness"
@@ -88,20 +89,31 @@ def _allow_list() -> tuple[set[str], set[str]] | None:
     return ({p for p in parts if not p.startswith("-")}, {p[1:] for p in parts if p.startswith("-")})
 
 
-FILTERED_PLUGINS: set[str] = set()  # entry points HARNESS_LOAD_PLUGINS left out of the latest manager
-
-
 class PluginWarning(UserWarning):
     """A third-party plugin could not be imported and was skipped."""
 
 
-FAILED_PLUGINS: dict[str, str] = {}  # entry-point name -> why the latest manager skipped it
+class Plugins(dict):
+    """The plugins one manager registered (name -> :class:`PluginInfo`), and what it left out:
+    ``failed`` (name -> why it was skipped: an import error, an unknown hook, a broken hook or
+    a wrong kind of object) and ``filtered`` (entry points ``HARNESS_LOAD_PLUGINS`` left out).
+    Held by the :class:`Components` built from that manager, so a note about a skipped plugin
+    describes the manager that skipped it, never an earlier one."""
+
+    def __init__(self):
+        super().__init__()
+        self.failed: dict[str, str] = {}
+        self.filtered: set[str] = set()
+
+    def skipped(self, name: str, message: str) -> None:
+        self.failed[name] = message
+        warnings.warn(message, PluginWarning, stacklevel=3)
 
 
-def make_plugin_manager() -> tuple[pluggy.PluginManager, dict[str, PluginInfo]]:
+def make_plugin_manager() -> tuple[pluggy.PluginManager, Plugins]:
     pm = pluggy.PluginManager("harness")
     pm.add_hookspecs(hookspecs)
-    infos: dict[str, PluginInfo] = {}
+    infos = Plugins()
 
     for module_name in DEFAULT_PLUGINS:
         module = importlib.import_module(module_name)
@@ -116,11 +128,9 @@ def make_plugin_manager() -> tuple[pluggy.PluginManager, dict[str, PluginInfo]]:
             warnings.warn(f"{ENV_LOAD_PLUGINS} names {name!r}, which matches no installed plugin "
                           f"(entry points: {', '.join(ep.name for ep in installed) or 'none'})",
                           PluginWarning, stacklevel=2)
-    FILTERED_PLUGINS.clear()
-    FAILED_PLUGINS.clear()
     for ep in installed:
         if not _entry_point_allowed(ep, allow):
-            FILTERED_PLUGINS.add(ep.name)
+            infos.filtered.add(ep.name)
             continue
         if pm.has_plugin(ep.name):
             raise PluginError(
@@ -133,8 +143,7 @@ def make_plugin_manager() -> tuple[pluggy.PluginManager, dict[str, PluginInfo]]:
             dist = f"{ep.dist.name} {ep.dist.version}" if ep.dist is not None else "unknown distribution"
             message = (f'Error importing plugin "{ep.name}" ({ep.value}, {dist}): '
                        f"{type(exc).__name__}: {exc}; it is skipped")
-            FAILED_PLUGINS[ep.name] = message
-            warnings.warn(message, PluginWarning, stacklevel=2)
+            infos.skipped(ep.name, message)
             continue
         pm.register(module, name=ep.name)
         try:  # an implementation of a hook that does not exist is a typo: name it, skip the plugin
@@ -149,8 +158,7 @@ def make_plugin_manager() -> tuple[pluggy.PluginManager, dict[str, PluginInfo]]:
             close = difflib.get_close_matches(bad, hooks, n=1, cutoff=0.5)
             message = (f'Plugin "{ep.name}" ({ep.value}, {dist}) implements unknown hook {bad!r}'
                        f"{f' (did you mean {close[0]!r}?)' if close else ''}; it is skipped")
-            FAILED_PLUGINS[ep.name] = message
-            warnings.warn(message, PluginWarning, stacklevel=2)
+            infos.skipped(ep.name, message)
             continue
         dist = ep.dist
         infos[ep.name] = PluginInfo(
@@ -170,10 +178,10 @@ def make_plugin_manager() -> tuple[pluggy.PluginManager, dict[str, PluginInfo]]:
 class Components:
     """All registries, filled from one plugin manager."""
 
-    def __init__(self, pm: pluggy.PluginManager, infos: dict[str, PluginInfo]):
+    def __init__(self, pm: pluggy.PluginManager, infos: Plugins):
         self.pm = pm
         self.plugins = infos
-        self.registries: dict[str, Registry] = {kind: Registry(kind) for kind in KINDS}
+        self.registries: dict[str, Registry] = {kind: Registry(kind, plugins=infos) for kind in KINDS}
         for kind, (hook_name, families) in KINDS.items():
             caller = getattr(pm.hook, hook_name)
             # one call per implementation, so each registration knows its plugin
@@ -184,11 +192,17 @@ class Components:
         info = self.plugins[impl.plugin_name]
         registry = self.registries[kind]
 
-        def register(name, target, *, names=None, doc="", cache_version=None, is_distance=None):
+        def register(name, target, *, names=None, doc="", cache_version=None, is_distance=None, takes=None):
             if names is not None and not families:
                 raise PluginError(
                     f"plugin {info.name!r}: {kind} {name!r} passed names=, which only "
                     "family kinds (encoders, language models, datasets) accept"
+                )
+            if takes is not None and (kind != "similarity_metric" or isinstance(takes, str)
+                                      or not set(takes) <= set(METRIC_OPTIONS)):
+                raise PluginError(
+                    f"plugin {info.name!r}: {kind} {name!r} passed takes={takes!r}; only similarity "
+                    f"metrics take it, a list of {', '.join(METRIC_OPTIONS)}"
                 )
             registry.add(
                 Entry(
@@ -202,6 +216,7 @@ class Components:
                     distribution=info.distribution,
                     cache_version=None if cache_version is None else str(cache_version),
                     is_distance=None if is_distance is None else bool(is_distance),
+                    takes=tuple(takes or ()),
                 )
             )
             info.components.setdefault(kind, []).append(name)
@@ -218,8 +233,7 @@ class Components:
             info.components.pop(kind, None)
             message = f'Plugin "{info.name}" ({info.distribution} {info.version}): {exc}; its ' \
                       f"{kind.replace('_', ' ')}s are skipped"
-            FAILED_PLUGINS[info.name] = message
-            warnings.warn(message, PluginWarning, stacklevel=2)
+            self.plugins.skipped(info.name, message)
             return
         except RegistryError:
             raise  # a clash of names, a bad name: already names both plugins
@@ -230,8 +244,17 @@ class Components:
             message = (f'Plugin "{info.name}" ({info.distribution} {info.version}): its hook '
                        f"{impl.function.__name__} raised {type(exc).__name__}: {exc}; its {kind.replace('_', ' ')}s "
                        "are skipped")
-            FAILED_PLUGINS[info.name] = message
-            warnings.warn(message, PluginWarning, stacklevel=2)
+            self.plugins.skipped(info.name, message)
+
+    @property
+    def failed(self) -> dict[str, str]:
+        """Plugins this manager skipped: name -> why."""
+        return self.plugins.failed
+
+    @property
+    def filtered(self) -> set[str]:
+        """Installed plugins ``HARNESS_LOAD_PLUGINS`` left out of this manager."""
+        return self.plugins.filtered
 
     def __getitem__(self, kind: str) -> Registry:
         return self.registries[kind]

@@ -20,40 +20,23 @@ Successive halving (Jamieson & Talwalkar 2016) is what Mordal uses for inter-clu
 (arXiv 2502.00241, section 3.2): "In each round, SHA allocates a budget r to each candidate,
 evaluates all of them, and keeps the top 1/eta candidates. In the next round, SHA increases the
 budget to eta * r per candidate. This repeats until ... Top-K candidates are determined."
+
+The built-in policies (``sha``, ``asha``, ``hyperband``, ``none``) live in
+:mod:`harness.plugins.policies`; the contract is :class:`harness.contracts.StoppingPolicy`. This
+module is the engine's side: :func:`drive`, the results it returns, and the checks it makes.
 """
 
 from __future__ import annotations
 
-import inspect
 import math
-import numbers
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Annotated, NamedTuple, Protocol, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict, Field
-
+from harness.contracts import Evaluate, Rung, StoppingPolicy
 from harness.errors import HarnessError, stop_if_interrupted
 
-
-class Rung(NamedTuple):
-    """One round: train ``n_in`` candidates at sample ratio ``ratio``, keep ``n_keep``."""
-
-    index: int
-    ratio: float
-    n_in: int
-    n_keep: int
-
-
-@runtime_checkable
-class StoppingPolicy(Protocol):
-    def plan(self, n_candidates: int, top_k: int) -> list[Rung]:
-        """The rungs that take ``n_candidates`` down to at most ``top_k``; empty if n <= top_k."""
-        ...
-
-    def keep(self, scores: Mapping[str, float], n_keep: int) -> list[str]:
-        """At most ``n_keep`` names from ``scores``, best first."""
-        ...
+__all__ = ["Rung", "StoppingPolicy", "RungResult", "StageResult", "PolicyFault", "drive", "rank", "top",
+           "by_height", "check_plan_args", "describe"]
 
 
 def rank(scores: Mapping[Hashable, float]) -> list:
@@ -73,146 +56,12 @@ def top(scores: Mapping[Hashable, float], n_keep: int) -> list:
     return rank(scores)[:n_keep]
 
 
-def _check_plan_args(n_candidates: int, top_k: int) -> None:
+def check_plan_args(n_candidates: int, top_k: int) -> None:
     if n_candidates < 0:
         raise ValueError(f"n_candidates must be >= 0, got {n_candidates}")
     if top_k < 1:
         raise ValueError(f"top_k must be >= 1, got {top_k}")
 
-
-def _check_options(eta, min_ratio, max_ratio) -> None:
-    if isinstance(eta, bool) or not isinstance(eta, numbers.Integral) or eta < 2:
-        raise ValueError(f"eta must be an integer >= 2, got {eta!r}")
-    if not 0 < max_ratio <= 1:
-        raise ValueError(f"max_ratio must be in (0, 1], got {max_ratio}")
-    if min_ratio is not None and not 0 < min_ratio <= max_ratio:
-        raise ValueError(f"min_ratio must be in (0, max_ratio={max_ratio}], got {min_ratio}")
-
-
-def noisy_keep(scores: Mapping, n_keep: int, *, errors: Mapping | None = None,
-               baseline: float | None = None, tie_z: float | None = None,
-               uninformative: float | None = None, final: bool = False) -> tuple[list, str]:
-    """The noise-aware cut: (kept, why). Starts from :func:`top` ``n_keep``; then
-
-    * ``uninformative`` (a fraction): when at least that fraction of the rung's candidates is
-      within 2 standard errors of the task's constant-answer ``baseline`` (the score of always
-      giving its most frequent answer), the rung cannot tell them apart: everyone is kept;
-    * ``tie_z``: every candidate whose score is within ``tie_z`` standard errors of the last
-      kept one (errors of the two added in quadrature) is kept too, instead of a tie-break by
-      name. ``final`` (the stage's last cut, which must return ``n_keep``) applies neither.
-
-    ``errors`` maps candidates to the standard error of their score; without it (or with no
-    noise, all errors 0) this is exactly :func:`top`. ``why`` says what widened the cut."""
-    kept = top(scores, n_keep)
-    if final or errors is None:
-        return kept, ""
-    finite = [c for c in scores if not math.isnan(float(scores[c]))]
-    if uninformative is not None and baseline is not None and finite:
-        at_base = [c for c in finite if float(scores[c]) <= baseline + 2 * float(errors.get(c, 0.0))]
-        if len(at_base) >= uninformative * len(scores) and len(at_base) > 0 and len(kept) < len(finite):
-            return rank({c: scores[c] for c in finite}), (
-                f"uninformative: {len(at_base)} of {len(scores)} within 2 SE of the constant-answer "
-                f"baseline {baseline:.3f}; everyone promoted")
-    if tie_z is not None and kept:
-        last = kept[-1]
-        s_last, e_last = float(scores[last]), float(errors.get(last, 0.0))
-        if not math.isnan(s_last):
-            def band(c):  # no noise, no band: an exact tie is then broken by name as in top()
-                return tie_z * math.hypot(e_last, float(errors.get(c, 0.0)))
-
-            tied = [c for c in rank(scores) if c not in kept and not math.isnan(float(scores[c]))
-                    and band(c) > 0 and s_last - float(scores[c]) <= band(c)]
-            if tied:
-                return kept + tied, f"{len(tied)} tied with the last kept within {tie_z:g} SE"
-    return kept, ""
-
-
-@dataclass(frozen=True)
-class SuccessiveHalving:
-    """Successive halving over data-sample ratios.
-
-    Each rung keeps ``max(top_k, n_in // eta)`` candidates and multiplies the ratio by ``eta``,
-    until ``top_k`` remain. A rung that reaches ``max_ratio`` keeps ``top_k`` at once: scores at
-    the full budget would not change by training again.
-
-    :param eta: reduction factor (>= 2): keep the top 1/eta, give survivors eta times the data.
-    :param min_ratio: the first rung's ratio. None derives it as ``max_ratio / eta**(rungs - 1)``
-        so that the last rung is at ``max_ratio``, classic SHA. Given explicitly (the suite's
-        ``min_ratio``, 0.125 by default), the rungs are ``min_ratio * eta**i`` capped at
-        ``max_ratio``, and a short plan can decide before reaching ``max_ratio``.
-    :param max_ratio: the largest ratio a rung uses (the paper's R; 1 = the whole alignment set).
-    """
-
-    eta: int = 2
-    min_ratio: float | None = None
-    max_ratio: float = 1.0
-    # noise-aware cuts (:func:`noisy_keep`); None: plain SHA
-    tie_z: float | None = None
-    uninformative: float | None = None
-
-    def __post_init__(self):
-        _check_options(self.eta, self.min_ratio, self.max_ratio)
-
-    def plan(self, n_candidates: int, top_k: int) -> list[Rung]:
-        _check_plan_args(n_candidates, top_k)
-        sizes: list[tuple[int, int]] = []
-        n_in = n_candidates
-        while n_in > top_k:
-            n_keep = max(top_k, n_in // self.eta)
-            sizes.append((n_in, n_keep))
-            n_in = n_keep
-        rungs = []
-        for i, (n_in, n_keep) in enumerate(sizes):
-            if self.min_ratio is None:
-                ratio = self.max_ratio / self.eta ** (len(sizes) - 1 - i)
-            else:
-                ratio = self.min_ratio * self.eta**i
-            if ratio >= self.max_ratio * (1 - 1e-12):
-                rungs.append(Rung(i, self.max_ratio, n_in, top_k))
-                break
-            rungs.append(Rung(i, ratio, n_in, n_keep))
-        return rungs
-
-    def keep(self, scores: Mapping[str, float], n_keep: int, *, errors: Mapping | None = None,
-             baseline: float | None = None, final: bool = False) -> list[str]:
-        return self.cut(scores, n_keep, errors=errors, baseline=baseline, final=final)[0]
-
-    def why(self, scores: Mapping, n_keep: int, *, errors=None, baseline=None, final=False) -> str:
-        return self.cut(scores, n_keep, errors=errors, baseline=baseline, final=final)[1]
-
-    def cut(self, scores: Mapping, n_keep: int, *, errors=None, baseline=None,
-            final=False) -> tuple[list, str]:
-        """(kept, why) in one pass: what :func:`drive` calls when a policy has it."""
-        return noisy_keep(scores, n_keep, errors=errors, baseline=baseline, tie_z=self.tie_z,
-                          uninformative=self.uninformative, final=final)
-
-
-@dataclass(frozen=True)
-class NoStopping:
-    """No early stopping: every candidate is trained at ``max_ratio``; then the best ``top_k`` go on.
-
-    The top-k cut is the stage's selection (as in the last SHA rung), not an early stop: no
-    candidate is dropped before it has been trained on the full budget. The ablation "Mordal
-    without early stopping" in the paper. ``eta`` and ``min_ratio`` are accepted and ignored so
-    a stage's options construct either policy.
-    """
-
-    max_ratio: float = 1.0
-    eta: int | None = None
-    min_ratio: float | None = None
-
-    def __post_init__(self):
-        if not 0 < self.max_ratio <= 1:
-            raise ValueError(f"max_ratio must be in (0, 1], got {self.max_ratio}")
-
-    def plan(self, n_candidates: int, top_k: int) -> list[Rung]:
-        _check_plan_args(n_candidates, top_k)
-        if n_candidates <= top_k:
-            return []
-        return [Rung(0, self.max_ratio, n_candidates, top_k)]
-
-    def keep(self, scores: Mapping[str, float], n_keep: int) -> list[str]:
-        return top(scores, n_keep)
 
 
 @dataclass(frozen=True)
@@ -233,6 +82,8 @@ class StageResult:
     untried: tuple = ()
 
 
+
+
 def drive(
     policy: StoppingPolicy,
     candidates: Sequence,
@@ -241,6 +92,7 @@ def drive(
     errors: Callable[[object, float], float] | None = None,
     baseline: float | None = None,
     prefetch: Callable[[list], None] | None = None,
+    name: str | None = None,
 ) -> StageResult:
     """Run ``policy``'s plan: score each rung's candidates with ``evaluate(candidate, ratio)``.
 
@@ -255,22 +107,24 @@ def drive(
     RungResult, keep only candidates of the rung, and return at most ``top_k`` survivors.
 
     Noise: ``errors(candidate, ratio)`` is the standard error of a score and ``baseline`` the
-    task's constant-answer score. A policy whose ``keep`` takes ``errors`` / ``baseline`` /
-    ``final`` keywords gets them (``errors`` as a mapping over the rung's candidates) and may
-    keep more than ``n_keep`` at a cut that is not the stage's last (ties, uninformative rungs).
+    task's constant-answer score. A policy that declares ``noise_aware`` (the contract's flag)
+    gets them as keywords of ``keep`` / ``cut`` / ``why``, with ``final`` (``errors`` as a
+    mapping over the rung's candidates), and may keep more than ``n_keep`` at a cut that is not
+    the stage's last (ties, uninformative rungs).
 
     ``prefetch(pairs)``, when given, is handed each rung's ``(candidate, ratio)`` pairs before
     they are evaluated, so an executor can train them in parallel; a policy that drives itself
-    (ASHA) is handed its ``first_batch(candidates, top_k)`` when it has one, and ``prefetch``
-    itself when its ``drive`` takes it (ASHA with ``workers`` > 1 hands it each window of trials
-    in flight).
+    (ASHA) is handed its ``first_batch(candidates, top_k)`` when it has one, and its ``evaluate``
+    is an :class:`harness.contracts.Evaluate` whose ``prefetch`` it may call (ASHA with
+    ``workers`` > 1 hands it each window of trials in flight). ``name`` is the policy as the
+    user knows it (registered name and plugin), for the errors that name it.
     """
     current = tuple(candidates)
     if len(set(current)) != len(current):
         raise ValueError("candidates must be distinct")
     own = getattr(policy, "drive", None)
     if callable(own):
-        _check_plan_args(len(current), top_k)
+        check_plan_args(len(current), top_k)
         if len(current) <= top_k:
             return StageResult((), current)
         evaluated: set = set()
@@ -281,14 +135,13 @@ def drive(
             evaluated.add((candidate, ratio))
             return evaluate(candidate, ratio)
 
-        takes_prefetch = "prefetch" in inspect.signature(own).parameters
-        result = own(current, top_k, tracked, prefetch=prefetch) if takes_prefetch else own(current, top_k, tracked)
-        _check_stage(policy, result, current, top_k, evaluated)
+        result = own(current, top_k, Evaluate(tracked, prefetch))
+        _check_stage(policy, result, current, top_k, evaluated, name)
         return result
-    params = inspect.signature(policy.keep).parameters
-    noisy = errors is not None and all(k in params for k in ("errors", "baseline", "final"))
+    # the capability flag of the contract (harness.contracts.StoppingPolicy), never a signature
+    noisy = errors is not None and bool(getattr(policy, "noise_aware", False))
     results = []
-    plan = _calling(policy, "plan", len(current), top_k)
+    plan = _calling(policy, "plan", len(current), top_k, name=name)
     for i, rung in enumerate(plan):
         if prefetch is not None:
             prefetch([(c, rung.ratio) for c in current])
@@ -299,19 +152,19 @@ def drive(
             errs = {c: float(errors(c, rung.ratio)) for c in current}
             if hasattr(policy, "cut"):  # kept and why from one evaluation of the cut
                 kept, why = _calling(policy, "cut", scores, rung.n_keep, errors=errs, baseline=baseline,
-                                     final=final)
+                                     final=final, name=name)
                 kept = tuple(kept)
             else:
                 kept = tuple(_calling(policy, "keep", scores, rung.n_keep, errors=errs, baseline=baseline,
-                                      final=final))
+                                      final=final, name=name))
                 why = _calling(policy, "why", scores, rung.n_keep, errors=errs, baseline=baseline,
-                               final=final) if hasattr(policy, "why") else ""
+                               final=final, name=name) if hasattr(policy, "why") else ""
         else:
-            kept = tuple(_calling(policy, "keep", scores, rung.n_keep))
+            kept = tuple(_calling(policy, "keep", scores, rung.n_keep, name=name))
         limit = len(current) if noisy and not final else rung.n_keep
         if len(kept) > limit or not set(kept) <= set(current):
             raise PolicyFault(
-                f"stopping policy {describe(policy)} kept {len(kept)} candidate(s) "
+                f"stopping policy {describe(policy, name)} kept {len(kept)} candidate(s) "
                 f"({', '.join(map(str, kept[:3]))}{', ...' if len(kept) > 3 else ''}) at rung "
                 f"{rung.index}; expected at most {limit} of the rung's candidates"
             )
@@ -320,16 +173,16 @@ def drive(
     return StageResult(tuple(results), current)
 
 
-def _calling(policy, method: str, *args, **kwargs):
+def _calling(policy, method: str, *args, name: str | None = None, **kwargs):
     """``policy.method(*args, **kwargs)``; an exception of the policy's own is a PolicyFault
-    naming it (harness's errors pass through)."""
+    naming it (``name``: as the user knows it; harness's errors pass through)."""
     try:
         return getattr(policy, method)(*args, **kwargs)
     except (HarnessError, KeyboardInterrupt, MemoryError):
         raise
     except Exception as exc:  # the plugin's failure, named
         stop_if_interrupted(exc)  # Ctrl-C during a DuckDB statement is no failure
-        raise PolicyFault(f"stopping policy {describe(policy)}: its {method}() raised "
+        raise PolicyFault(f"stopping policy {describe(policy, name)}: its {method}() raised "
                           f"{type(exc).__name__}: {str(exc)[:300]}") from exc
 
 
@@ -337,13 +190,14 @@ class PolicyFault(HarnessError, RuntimeError):
     """A stopping policy returned something the search cannot use (names the plugin)."""
 
 
-def describe(policy) -> str:
-    """The policy as a user finds it: its registered name and plugin when the search built it
-    (``_harness_name``), else its class."""
-    return getattr(policy, "_harness_name", None) or f"{type(policy).__module__}.{type(policy).__qualname__}"
+def describe(policy, name: str | None = None) -> str:
+    """The policy as a user finds it: ``name`` (its registered name and plugin, which the search
+    passes to :func:`drive`), else its class."""
+    return name or f"{type(policy).__module__}.{type(policy).__qualname__}"
 
 
-def _check_stage(policy, result: StageResult, candidates: tuple, top_k: int, evaluated: set) -> None:
+def _check_stage(policy, result: StageResult, candidates: tuple, top_k: int, evaluated: set,
+                 name: str | None = None) -> None:
     """A self-driven policy's result must be recordable: each evaluation in one rung, once."""
     recorded = [(c, r.rung.ratio) for r in result.rungs for c in r.candidates]
     problems = []
@@ -361,10 +215,11 @@ def _check_stage(policy, result: StageResult, candidates: tuple, top_k: int, eva
     if not set(result.survivors) | set(result.untried) <= set(candidates):
         problems.append("returned names that are not candidates")
     if problems:
-        raise PolicyFault(f"stopping policy {describe(policy)}: " + "; ".join(problems))
+        raise PolicyFault(f"stopping policy {describe(policy, name)}: " + "; ".join(problems))
 
 
-def _by_height(heights: Sequence[tuple[float, Mapping]]) -> list:
+
+def by_height(heights: Sequence[tuple[float, Mapping]]) -> list:
     """Every scored candidate, judged at the highest rung it reached: higher rungs first, then by
     score there; a candidate whose last trial failed (NaN) comes after every finite one."""
     last: dict = {}
@@ -380,270 +235,16 @@ def _by_height(heights: Sequence[tuple[float, Mapping]]) -> list:
     return sorted(last, key=key)
 
 
-@dataclass(frozen=True)
-class AsynchronousSuccessiveHalving:
-    """Asynchronous successive halving (ASHA; Li et al. 2020, "A System for Massively Parallel
-    Hyperparameter Tuning", MLSys, Algorithm 2), simulated with one worker over a finite list.
 
-    The budget is the data-sample ratio: the rungs are SuccessiveHalving's (same ``eta``,
-    ``min_ratio``, ``max_ratio``; the bottom rung holds every candidate), so the two differ
-    only in when they decide. Each step either promotes or starts: a candidate at rung k that
-    is among the top ``floor(n_k / eta)`` of the ``n_k`` candidates scored at rung k *so far*,
-    not yet promoted and not failed (NaN), is promoted (the best such, highest rung first) and
-    trained at rung k+1; otherwise the next untried candidate starts at rung 0 in input order.
-
-    With one worker the difference from SHA is that promotion does not wait for a rung to be
-    complete. Alone, that does not save budget: a promotion made from a partial rung can be one
-    SHA would not make (the paper's "mispromotion"), and whoever later enters a rung's top
-    1/eta is promoted too, so ASHA trains what SHA trains plus its mispromotions: the same
-    budget when candidates arrive best first, about 20% more with random arrival orders (our
-    simulations, rank-consistent scores). ASHA's saving comes from promoting early and then
-    stopping: ``stop_early=True`` stops once every candidate has started and ``top_k``
-    candidates hold finite scores at the top rung. That run is a prefix of the default one,
-    so it never spends more, but the promotions it skips are late arrivals', and it missed the
-    true top_k in ~7% of those simulations (about 3% budget saved). The default runs until
-    nothing is left to promote and then finds the true top_k whenever scores rank the same
-    at every ratio, so it is the default for a finite grid.
-
-    Choices where the paper is open (its stream of configurations is infinite, ours is not):
-
-    * Every candidate starts before the search stops: the list is all there is, and a
-      candidate never trained could be neither kept nor ranked.
-    * If nothing is promotable and no candidate is left but fewer than ``top_k`` candidates
-      hold finite scores at the top rung (floors, failures), the best unpromoted finite
-      candidate of the highest rung below the top is promoted (SHA keeps ``max(top_k, n //
-      eta)`` for the same reason), until ``top_k`` do or none is left. Survivors are the best
-      ``top_k`` by the highest rung reached and the score there, NaN last, so ``min(top_k, n)``
-      always survive.
-
-    ``workers`` (W, default 1) is ASHA as the paper runs it, with W workers: a decision (the
-    next promotion or start) is made while up to W - 1 trials decided before it are still in
-    flight, so job j sees the results of jobs 0 .. j - W, however the trials are timed; when
-    nothing can be decided from those, the idle worker waits for the next result in job order
-    and asks again (as if every trial took the same time). Results are taken in job order, never in arrival order, so the decisions are a
-    pure function of the scores and W: a run on ``ray`` or ``processes`` (each window of
-    in-flight jobs handed to ``prefetch`` and trained together) decides exactly as a ``local``
-    run with the same W. W = 1 is the sequential algorithm above; a larger W promotes from
-    rungs that are less complete (more mispromotions) in exchange for W trials at a time.
-    In-flight trials at the top rung count towards ``top_k`` when deciding whether to promote
-    below the cutoff; one that fails is replaced once its result is in.
-
-    ``plan`` returns SuccessiveHalving's plan: the same rungs, and the counts of a run without
-    mispromotions. :meth:`drive` (called by :func:`drive`) decides; its RungResults group the
-    evaluations by rung, in evaluation order, each with the counts that happened; ``kept`` is
-    who was promoted from the rung (at the top rung the survivors, and a survivor is kept at
-    the highest rung it reached).
-    """
-
-    eta: int = 2
-    min_ratio: float | None = None
-    max_ratio: float = 1.0
-    stop_early: bool = False
-    workers: int = 1
-
-    class Options(BaseModel):
-        """What a suite sets under ``inter.options`` / ``intra.options`` for ``asha``."""
-
-        model_config = ConfigDict(extra="forbid")
-        workers: Annotated[int, Field(strict=True, ge=1, le=100_000)] = 1  # decisions made with W - 1 in flight
-        stop_early: Annotated[bool, Field(strict=True)] = False  # stop once top_k reach the top rung
-
-    def __post_init__(self):
-        _check_options(self.eta, self.min_ratio, self.max_ratio)
-        if not (isinstance(self.workers, int) and self.workers >= 1):
-            raise ValueError(f"workers must be an integer >= 1, got {self.workers!r}")
-
-    def plan(self, n_candidates: int, top_k: int) -> list[Rung]:
-        return SuccessiveHalving(self.eta, self.min_ratio, self.max_ratio).plan(n_candidates, top_k)
-
-    def first_batch(self, candidates: Sequence, top_k: int) -> list[tuple]:
-        """The (candidate, ratio) pairs :meth:`drive` evaluates whatever the scores: every
-        candidate starts at the lowest rung, with or without ``stop_early``. An executor that
-        runs batches trains them together; promotions are then decided in the sequential
-        order, so the result is the same as one trial at a time."""
-        ratios = [rung.ratio for rung in self.plan(len(candidates), top_k)]
-        return [(c, ratios[0]) for c in candidates] if ratios else []
-
-    def keep(self, scores: Mapping[str, float], n_keep: int) -> list[str]:
-        return top(scores, n_keep)
-
-    def drive(self, candidates: Sequence, top_k: int, evaluate: Callable[[object, float], float],
-              prefetch: Callable[[list], None] | None = None) -> StageResult:
-        candidates = tuple(candidates)
-        ratios = [rung.ratio for rung in self.plan(len(candidates), top_k)]
-        if not ratios:
-            return StageResult((), candidates)
-        summit = len(ratios) - 1
-        scores: list[dict] = [{} for _ in ratios]  # insertion order is job order
-        promoted: list[set] = [set() for _ in ratios]
-        waiting = list(reversed(candidates))
-        flight: list[tuple] = []  # (candidate, rung) decided, oldest first, results not yet taken
-
-        def train(candidate, k):
-            flight.append((candidate, k))
-            if prefetch is not None and self.workers > 1:  # an executor that streams starts it now
-                prefetch([(candidate, ratios[k])])
-
-        def settle(in_flight: int):
-            """Take results in job order until at most ``in_flight`` jobs are left in flight;
-            the whole window is handed to ``prefetch`` first, so it trains together."""
-            if len(flight) <= in_flight:
-                return
-            if prefetch is not None and len(flight) > 1:
-                prefetch([(c, ratios[k]) for c, k in flight])
-            while len(flight) > in_flight:
-                c, k = flight.pop(0)
-                scores[k][c] = float(evaluate(c, ratios[k]))
-
-        def promotion(cutoff: bool):
-            for k in range(summit - 1, -1, -1):
-                ranked = rank(scores[k])
-                if cutoff:
-                    ranked = ranked[: len(ranked) // self.eta]
-                for c in ranked:
-                    if c not in promoted[k] and not math.isnan(scores[k][c]):
-                        return c, k
-            return None
-
-        while True:
-            settle(self.workers - 1)  # the next job sees the results of all but the last W - 1
-            at_top = sum(not math.isnan(s) for s in scores[summit].values())
-            short = at_top + sum(k == summit for _, k in flight) < top_k
-            if self.stop_early and not waiting and not short:
-                break
-            step = promotion(cutoff=True)
-            if step is None and waiting:
-                train(waiting.pop(), 0)
-                continue
-            if step is None and short:
-                step = promotion(cutoff=False)
-            if step is None:
-                if flight:  # nothing to decide from what is known: an idle worker waits for the
-                    settle(len(flight) - 1)  # next result (the oldest in flight), then asks again
-                    continue
-                break
-            candidate, k = step
-            promoted[k].add(candidate)
-            train(candidate, k + 1)
-        settle(0)
-
-        survivors = tuple(_by_height(list(enumerate(scores)))[:top_k])
-        highest = {c: k for k, level in enumerate(scores) for c in level}
-        rungs = []
-        for k, level in enumerate(scores):
-            if not level:
-                continue
-            kept = tuple(c for c in rank(level)
-                         if c in promoted[k] or (c in survivors and highest[c] == k))
-            rungs.append(RungResult(Rung(k, ratios[k], len(level), len(kept)), tuple(level), level, kept))
-        return StageResult(tuple(rungs), survivors)
+_check_plan_args = check_plan_args  # the names before the built-ins moved out
+_by_height = by_height
 
 
-@dataclass(frozen=True)
-class Hyperband:
-    """Hyperband (Li et al. 2018, "Hyperband: A Novel Bandit-Based Approach to Hyperparameter
-    Optimization", JMLR, Algorithm 1) over data-sample ratios.
+def __getattr__(name: str):
+    """The built-in policies, importable from here as before they moved to harness.plugins.policies."""
+    if name in {"SuccessiveHalving", "NoStopping", "AsynchronousSuccessiveHalving", "Hyperband",
+                "noisy_keep", "_check_options"}:
+        from harness.plugins import policies
 
-    The paper's resource R is ``max_ratio`` (1 = the whole alignment set) and the smallest
-    resource is ``min_ratio``: ``s_max = floor(log_eta(max_ratio / min_ratio))`` (``min_ratio``
-    None: ``s_max = 2``, three brackets). Bracket ``s = s_max, ..., 0`` draws
-    ``n_s = ceil((s_max + 1) / (s + 1) * eta**s)`` candidates, capped at the pool, and runs
-    successive halving on them: rung i trains ``n_s // eta**i`` (at least 1) of them at
-    ``max_ratio * eta**(i - s)`` and keeps the top ``n_s // eta**(i + 1)``, until the
-    bracket's last rung at ``max_ratio``. Bracket s_max explores many candidates cheaply,
-    bracket 0 trains a few at full data: a hedge against small ratios ranking badly.
-
-    Choices where the paper is open (it samples fresh configurations, we have a finite pool):
-
-    * Each bracket draws the candidates used by the fewest earlier brackets, ties in input
-      order, so the brackets cover the pool before reusing anyone. A pool larger than all
-      brackets together leaves some candidates untried (``StageResult.untried``).
-    * A (candidate, ratio) scored in an earlier bracket is not trained or recorded again:
-      its first score is reused, so every decision is a function of the recorded scores
-      and a replay from the store reproduces it.
-    * Survivors: the best ``top_k`` by the highest ratio reached and the score there, NaN
-      last; normally all scored at ``max_ratio``, topped up from lower ratios when fewer than
-      ``top_k`` got there.
-
-    ``plan`` returns every bracket's planned rungs, bracket s_max first, with running indices
-    (unique across brackets, so rungs rows stay distinct). :meth:`drive` reports those rungs:
-    each RungResult's candidates are the ones first scored there, ``kept`` those promoted from
-    that (candidate, ratio) in any bracket, and the survivors at their highest ratio.
-    """
-
-    eta: int = 2
-    min_ratio: float | None = None
-    max_ratio: float = 1.0
-
-    def __post_init__(self):
-        _check_options(self.eta, self.min_ratio, self.max_ratio)
-
-    @property
-    def s_max(self) -> int:
-        if self.min_ratio is None:
-            return 2
-        # the tolerance keeps an exact power (0.125 with eta 2) from flooring one bracket short
-        return math.floor(math.log(self.max_ratio / self.min_ratio, self.eta) + 1e-9)
-
-    def brackets(self, n_candidates: int, top_k: int) -> list[list[Rung]]:
-        """The planned rungs of each bracket, s = s_max first."""
-        s_max, index, out = self.s_max, 0, []
-        for s in range(s_max, -1, -1):
-            n_s = min(n_candidates, ((s_max + 1) * self.eta**s + s) // (s + 1))
-            bracket = []
-            for i in range(s + 1):
-                n_in = max(1, n_s // self.eta**i)
-                n_keep = max(1, n_s // self.eta ** (i + 1)) if i < s else min(top_k, n_in)
-                # eta**(s - i) as an integer power, so a ratio is the same float in every bracket
-                bracket.append(Rung(index, self.max_ratio / self.eta ** (s - i), n_in, n_keep))
-                index += 1
-            out.append(bracket)
-        return out
-
-    def plan(self, n_candidates: int, top_k: int) -> list[Rung]:
-        _check_plan_args(n_candidates, top_k)
-        if n_candidates <= top_k:
-            return []
-        return [rung for bracket in self.brackets(n_candidates, top_k) for rung in bracket]
-
-    def keep(self, scores: Mapping[str, float], n_keep: int) -> list[str]:
-        return top(scores, n_keep)
-
-    def drive(self, candidates: Sequence, top_k: int, evaluate: Callable[[object, float], float]) -> StageResult:
-        candidates = tuple(candidates)
-        _check_plan_args(len(candidates), top_k)
-        if len(candidates) <= top_k:
-            return StageResult((), candidates)
-        position = {c: i for i, c in enumerate(candidates)}
-        uses = dict.fromkeys(candidates, 0)
-        scores: dict[float, dict] = {}  # ratio -> {candidate: first score}
-        promoted: set = set()  # (candidate, ratio) pairs that sent a candidate on
-        firsts: list[tuple[Rung, list]] = []
-        for bracket in self.brackets(len(candidates), top_k):
-            current = sorted(candidates, key=lambda c: (uses[c], position[c]))[: bracket[0].n_in]
-            for c in current:
-                uses[c] += 1
-            for i, rung in enumerate(bracket):
-                at = scores.setdefault(rung.ratio, {})
-                first = [c for c in current if c not in at]
-                for c in first:
-                    at[c] = float(evaluate(c, rung.ratio))
-                firsts.append((rung, first))
-                if i == len(bracket) - 1:
-                    break
-                current = top({c: at[c] for c in current}, rung.n_keep)
-                promoted.update((c, rung.ratio) for c in current)
-
-        survivors = tuple(_by_height(list(scores.items()))[:top_k])
-        highest: dict = {}
-        for ratio, at in scores.items():
-            for c in at:
-                highest[c] = max(highest.get(c, ratio), ratio)
-        rungs = []
-        for rung, first in firsts:
-            at = {c: scores[rung.ratio][c] for c in first}
-            kept = tuple(c for c in rank(at)
-                         if (c, rung.ratio) in promoted or (c in survivors and highest[c] == rung.ratio))
-            rungs.append(RungResult(rung, tuple(first), at, kept))
-        untried = tuple(c for c in candidates if uses[c] == 0)
-        return StageResult(tuple(rungs), survivors, untried)
+        return getattr(policies, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -52,7 +52,7 @@ CONTRACTS: dict[str, tuple[str, Any]] = {
                         lambda t: callable(t) and (hasattr(t, "drive") or (hasattr(t, "plan") and hasattr(t, "keep")))),
     "predictor": ("a predictor class with fit() and predict()",
                   lambda t: callable(t) and hasattr(t, "fit") and hasattr(t, "predict")),
-    "search_strategy": ("a strategy class with search() (subclass harness.strategies.base.SearchStrategy)",
+    "search_strategy": ("a strategy class with search() (subclass harness.strategy.SearchStrategy)",
                         lambda t: isinstance(t, type) and hasattr(t, "search")),
     "executor": ("an executor class with run(spec) (and optionally run_many(specs))",
                  lambda t: callable(t) and hasattr(t, "run")),
@@ -76,22 +76,19 @@ class UnknownComponent(RegistryError, BadInput, KeyError):
         return str(self.args[0])
 
 
-def did_you_mean(name: str, available: list[str]) -> str:
+def did_you_mean(name: str, available: list[str], plugins=None) -> str:
     """``Did you mean 'x'? Available: a, b, c`` (the first part only when something is close),
-    and the plugins that failed to import in this process, which might have provided it."""
+    and, given the ``plugins`` of the manager that built the registry
+    (:class:`harness.plugin_manager.Plugins`), those it skipped or filtered out, which might
+    have provided it."""
     close = difflib.get_close_matches(name, available, n=3, cutoff=0.5)
     hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-    from harness.plugin_manager import (
-        ENV_LOAD_PLUGINS,
-        FAILED_PLUGINS,
-        FILTERED_PLUGINS,
-    )
-
-    if FAILED_PLUGINS:
-        hint += f" (plugins skipped because they failed to import: {', '.join(sorted(FAILED_PLUGINS))})"
-    if FILTERED_PLUGINS:
-        hint += (f" (installed plugins not loaded because of {ENV_LOAD_PLUGINS}: "
-                 f"{', '.join(sorted(FILTERED_PLUGINS))})")
+    failed, filtered = getattr(plugins, "failed", None), getattr(plugins, "filtered", None)
+    if failed:
+        hint += f" (plugins skipped because they failed to import: {', '.join(sorted(failed))})"
+    if filtered:
+        hint += (" (installed plugins not loaded because of HARNESS_LOAD_PLUGINS: "
+                 f"{', '.join(sorted(filtered))})")
     return f"{hint} Available: {', '.join(sorted(available)) or '(none)'}"
 
 
@@ -109,6 +106,7 @@ class Entry(Generic[T]):
     distribution: str = "harness"  # the pip distribution that provides it
     cache_version: str | None = None  # declared by the plugin: outputs change only when it does
     is_distance: bool | None = None  # a similarity metric's direction, declared at registration
+    takes: tuple[str, ...] = ()  # a similarity metric's suite options (harness.contracts.METRIC_OPTIONS)
     _loaded: Any = field(default=None, repr=False)
 
     @property
@@ -120,6 +118,12 @@ class Entry(Generic[T]):
         if self.distribution == "harness":
             return None
         return f"{self.distribution}=={self.cache_version or self.version}"
+
+    @property
+    def higher_is_closer(self) -> bool:
+        """A similarity metric's direction, from its registration alone: True unless it was
+        registered with ``is_distance=True``."""
+        return not self.is_distance
 
     def load(self) -> T:
         """The registered object, importing a ``"module:attr"`` target the first time."""
@@ -150,10 +154,11 @@ class Entry(Generic[T]):
 class Registry(Generic[T]):
     """Components of one kind; names are unique across all plugins."""
 
-    def __init__(self, kind: str):
+    def __init__(self, kind: str, plugins=None):
         if kind not in KINDS:
             raise ValueError(f"unknown component kind {kind!r}")
         self.kind = kind
+        self.plugins = plugins  # the manager's Plugins: what it skipped, for the hints
         self.families = KINDS[kind][1]
         self._entries: dict[str, Entry[T]] = {}
 
@@ -196,7 +201,7 @@ class Registry(Generic[T]):
         except KeyError:
             label = self.kind.replace("_", " ")
             raise UnknownComponent(
-                f"Unknown {label} {name!r}.{did_you_mean(name, self.names())}"
+                f"Unknown {label} {name!r}.{did_you_mean(name, self.names(), self.plugins)}"
             ) from None
 
     def resolve(self, ref: str) -> tuple[Entry[T], str]:
@@ -216,12 +221,12 @@ class Registry(Generic[T]):
         if family not in self._entries:
             raise UnknownComponent(
                 f"Unknown {label} family {family!r} in {ref!r}."
-                f"{did_you_mean(family, self.names())}"
+                f"{did_you_mean(family, self.names(), self.plugins)}"
             )
         entry = self._entries[family]
         if entry.names is not None and name not in entry.names:
             full = [f"{family}:{n}" for n in entry.names]
-            raise UnknownComponent(f"Unknown {label} {ref!r}.{did_you_mean(ref, full)}")
+            raise UnknownComponent(f"Unknown {label} {ref!r}.{did_you_mean(ref, full, self.plugins)}")
         return entry, name
 
     def available(self) -> list[str]:

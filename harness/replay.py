@@ -18,6 +18,7 @@ hyperparameter sweep on a stored table can compute them for a new task and still
 
 from __future__ import annotations
 
+from harness.contracts import TrialExecutor
 from harness.errors import BadInput
 
 
@@ -35,7 +36,7 @@ class MissingTrial(BadInput):
     """A replay needs a trial (or embedding) that its source runs did not store."""
 
 
-class ReplayExecutor:
+class ReplayExecutor(TrialExecutor):
     """Answers trials from the store: only those used by ``sources`` (run ids) count.
 
     :param fill: train (or compute) what is missing instead of stopping.

@@ -26,7 +26,7 @@ import numpy as np
 from harness import __version__
 from harness.answer import answer_of, judging_grid, times
 from harness.errors import BadInput
-from harness.strategies.base import binomial_error, constant_baseline, objective_tasks
+from harness.strategy import binomial_error, constant_baseline, objective_tasks
 
 # colours: one qualitative map for candidates/clusters, one sequential for scores
 _QUAL = "tab10"
@@ -142,11 +142,9 @@ def _is_distance(metric: str | None) -> bool:
     if not metric:
         return False
     try:
-        from harness.gromov import higher_is_closer
         from harness.plugin_manager import get_components
 
-        entry = get_components()["similarity_metric"].get(metric)
-        return not higher_is_closer(entry.load(), entry)  # the registered direction first
+        return not get_components()["similarity_metric"].get(metric).higher_is_closer  # as registered
     except Exception:  # a metric whose plugin is not installed: draw it as a similarity
         return False
 
@@ -204,7 +202,7 @@ def _tree(block: dict):
     from scipy.cluster.hierarchy import linkage
     from scipy.spatial.distance import squareform
 
-    from harness.clustering import distances
+    from harness.plugins.strategies.clustering import distances
 
     values = block["values"]
     if len(block["names"]) < 2 or np.isnan(values).any():

@@ -138,10 +138,8 @@ def test_drive_rejects_a_policy_that_keeps_too_many():
     with pytest.raises(PolicyFault, match=r"stopping policy .*Greedy kept 3") as err:
         drive(Greedy(), ["a", "b", "c"], 1, lambda c, r: 0.0)
     assert isinstance(err.value, HarnessError)
-    named = Greedy()
-    named._harness_name = "'greedy' (plugin harness-rogue 0.1)"
     with pytest.raises(PolicyFault, match=r"'greedy' \(plugin harness-rogue 0.1\) kept 3"):
-        drive(named, ["a", "b", "c"], 1, lambda c, r: 0.0)
+        drive(Greedy(), ["a", "b", "c"], 1, lambda c, r: 0.0, name="'greedy' (plugin harness-rogue 0.1)")
 
 
 # -- ASHA and Hyperband: policies that drive themselves ------------------------------------------

@@ -16,7 +16,6 @@ from harness.predictors import (
     ScalingFit,
     scaling_ratios,
 )
-from harness.strategies.mordal import _construct
 
 PREDICTORS = [LogLinear, PowerLaw, Rectified]
 
@@ -228,7 +227,7 @@ def test_every_registered_predictor_builds_without_arguments():
     registry = get_components()["predictor"]
     assert {"loglinear", "powerlaw", "rectified"} <= set(registry.names())
     for name in registry.names():
-        predictor = _construct(registry.get(name).load())
+        predictor = registry.get(name).load()()
         assert isinstance(predictor, Predictor)
         fit = predictor.fit([0.125, 0.0625, 0.03125], [0.6, 0.5, 0.45])
         assert 0.0 <= predictor.predict(fit) <= 1.0

@@ -499,16 +499,18 @@ def test_a_policy_and_a_predictor_get_the_options_their_models_allow(tmp_path):
 
 
 def test_the_strategy_builds_the_policy_and_the_predictor_with_their_options(tmp_path):
+    from harness.contracts import build_policy
     from harness.plugin_manager import get_components
-    from harness.strategies.mordal import _construct
 
     suite, _ = validate_file(write(tmp_path, OPTIONS_SUITE))
     components = get_components()
     inter = suite.search.inter
-    policy = _construct(components["stopping_policy"].get("asha").load(), eta=inter.eta,
-                        min_ratio=inter.min_ratio, **inter.options)
+    policy = build_policy(components["stopping_policy"].get("asha").load(),
+                          {"eta": inter.eta, "min_ratio": inter.min_ratio, "tie_z": inter.tie_z,
+                           "uninformative": inter.uninformative}, inter.options)
     assert policy.workers == 2 and policy.stop_early is False
-    predictor = _construct(components["predictor"].get("powerlaw").load(), **suite.search.predictor.options)
+    assert policy.eta == inter.eta and policy.min_ratio == inter.min_ratio  # the settings it declares
+    predictor = components["predictor"].get("powerlaw").load()(**suite.search.predictor.options)
     assert predictor.clip == (0.0, 100.0)
 
 

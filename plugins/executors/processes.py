@@ -16,11 +16,14 @@ import sys
 import time
 from pathlib import Path
 
+from harness.contracts import TrialExecutor
 from harness.errors import EnvironmentFault, HarnessError, environment_fault
 
 
-class ProcessExecutor:
+class ProcessExecutor(TrialExecutor):
     """Runs trials in ``workers`` processes (``HARNESS_WORKERS``, default: all cores)."""
+
+    batches = True
 
     def __init__(self, store, run_id: str, workers: int | None = None, **options):
         self.store = store
@@ -57,7 +60,7 @@ def run_many(specs: list, store, run_id: str, workers: int) -> None:
         job = base / f"{tag}-{i}.pkl"
         job.write_bytes(pickle.dumps(specs[i::workers]))
         env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-        proc = subprocess.Popen([sys.executable, "-m", "harness.parallel", str(job), str(shard),
+        proc = subprocess.Popen([sys.executable, "-m", "harness.plugins.executors.processes", str(job), str(shard),
                                  run_id], env=env, stdout=subprocess.DEVNULL)
         jobs.append((proc, shard, job))
     failures = []

@@ -24,28 +24,20 @@ Choices where the paper is vague (also in the closing note):
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import math
 import time
 
 import numpy as np
 
-from harness.clustering import Cluster, candidate_clusters, cluster, singletons
+from harness.plugins.strategies.clustering import Cluster, candidate_clusters, cluster, singletons
+from harness.contracts import build_policy, metric_options
 from harness.errors import HarnessError, stop_if_interrupted
 from harness.policies import drive
 from harness.predictors import fit_until_loglinear, prediction_interval, scaling_ratios
-from harness.strategies.base import RankedCandidate, SearchStrategy, best_first
-from harness.strategies.gw_prescreen import ENCODER_LAYER, encoder_token_features
+from harness.strategy import RankedCandidate, SearchStrategy, best_first
+from harness.plugins.strategies.gw_prescreen import ENCODER_LAYER, encoder_token_features
 from harness.suite import Candidate
 from harness.trial import ComponentFailed
-
-
-def _construct(cls, **options):
-    """Build a policy/predictor with the options its constructor accepts."""
-    params = inspect.signature(cls).parameters
-    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
-        return cls(**options)
-    return cls(**{k: v for k, v in options.items() if k in params})
 
 
 class MordalSearch(SearchStrategy):
@@ -75,7 +67,8 @@ class MordalSearch(SearchStrategy):
                       errors=lambda m, r: self.score_error(self.best_representative(m, r), r),
                       baseline=self.constant_baseline,
                       prefetch=lambda pairs: self.prefetch(
-                          [(rep, r) for m, r in pairs for rep in self._reps[m]]))
+                          [(rep, r) for m, r in pairs for rep in self._reps[m]]),
+                      name=self.policy_label("inter"))
         self.record_rungs("inter", inter, self._reps)
 
         # intra-cluster: every candidate of the surviving clusters, down to the top-K'
@@ -86,7 +79,7 @@ class MordalSearch(SearchStrategy):
         self.phase("intra-cluster", total=sum(r.n_in for r in intra_plan) or None)
         intra = drive(intra_policy, members, cfg.intra.top_k, self.evaluate,
                       errors=self.score_error, baseline=self.constant_baseline,
-                      prefetch=self.prefetch)
+                      prefetch=self.prefetch, name=self.policy_label("intra"))
         self.record_rungs("intra", intra)
 
         # the survivors' full-data scores: predicted from small ratios, or measured at r = 1
@@ -106,7 +99,7 @@ class MordalSearch(SearchStrategy):
     def representatives(self, cluster) -> list[Candidate]:
         """The members that stand for ``cluster`` in the inter-cluster stage: the medoid, then
         (``clustering.representatives`` > 1) the members farthest from it."""
-        from harness.clustering import farthest_members
+        from harness.plugins.strategies.clustering import farthest_members
 
         k = self.plan.search.clustering.representatives
         medoid = Candidate(*cluster.medoid)
@@ -208,16 +201,19 @@ class MordalSearch(SearchStrategy):
     # -- stages -----------------------------------------------------------------------------------
 
     def policy(self, stage: str):
+        """The stage's stopping policy, built as its contract says
+        (:func:`harness.contracts.build_policy`): the stage settings it declares, its options."""
         options = getattr(self.plan.search, stage)
+        entry = self.components["stopping_policy"].get(self.plan.search.policy(stage))
+        settings = {"eta": options.eta, "min_ratio": options.min_ratio, "tie_z": options.tie_z,
+                    "uninformative": options.uninformative}
+        return build_policy(entry.load(), settings, options.options)
+
+    def policy_label(self, stage: str) -> str:
+        """The stage's policy as the user knows it, for the errors that name it."""
         name = self.plan.search.policy(stage)
         entry = self.components["stopping_policy"].get(name)
-        policy = _construct(entry.load(), eta=options.eta, min_ratio=options.min_ratio,
-                            tie_z=options.tie_z, uninformative=options.uninformative, **options.options)
-        try:  # its errors name it as the user knows it
-            policy._harness_name = f"{name!r} (plugin {entry.plugin} {entry.version})"
-        except AttributeError:  # a policy with __slots__
-            pass
-        return policy
+        return f"{name!r} (plugin {entry.plugin} {entry.version})"
 
     def record_rungs(self, phase: str, stage, reps: dict | None = None) -> None:
         """One ``rungs`` row per candidate a rung trained; with ``reps`` (item -> the members
@@ -249,7 +245,7 @@ class MordalSearch(SearchStrategy):
     def predict(self, survivors: list[Candidate]) -> list[RankedCandidate]:
         cfg = self.plan.search.predictor
         made_by = self.components["predictor"].get(cfg.name)  # fits and predictions are its rows
-        predictor = _construct(made_by.load(), **cfg.options)
+        predictor = made_by.load()(**cfg.options)  # options as its Options model validated them
         ratios = scaling_ratios(cfg.r0, cfg.points)
         self.phase("scaling prediction", total=len(survivors) * len(ratios))
         self.prefetch([(c, r) for c in survivors for r in ratios
@@ -413,16 +409,15 @@ class MordalSearch(SearchStrategy):
     def _similarities(self, names: list[str], feats: dict, keys: dict, fps: dict) -> np.ndarray:
         """The suite's metric between every pair of ``names``, as stored: read from the store by
         similarity key, else computed and stored. The diagonal is a component's value with
-        itself: 1 for a similarity (CKA), 0 for a distance (``higher_is_closer = False``, GW)."""
-        from harness.gromov import higher_is_closer
+        itself: 1 for a similarity (CKA), 0 for a distance (``is_distance=True`` at registration, GW)."""
         from harness.store import similarity_key
 
         metric_name = self.plan.search.similarity
         entry = self.components["similarity_metric"].get(metric_name)
         metric = entry.load()
-        options = similarity_options(metric, self.plan.search.clustering)
+        options = similarity_options(entry, self.plan.search.clustering)
         plugin, version = entry.plugin, entry.version  # the metric made the value
-        closer = higher_is_closer(metric, entry)
+        closer = entry.higher_is_closer
         sim = np.eye(len(names)) if closer else np.zeros((len(names), len(names)))
         refused = []
         for i, a in enumerate(names):
@@ -598,15 +593,13 @@ class MordalSearch(SearchStrategy):
         """Similarities -> clusters cut at distance ``threshold``; clusters and the phase's cost
         recorded (the ``clusters.threshold`` column holds that distance cut).
 
-        :func:`harness.clustering.cluster` cuts the dendrogram of 1 - similarity. A distance
-        metric (``higher_is_closer = False``, e.g. ``gw``) is handed over as 1 - distance, so
+        :func:`harness.plugins.strategies.clustering.cluster` cuts the dendrogram of 1 - similarity. A distance
+        metric (registered ``is_distance=True``, e.g. ``gw``) is handed over as 1 - distance, so
         the cut is on the distance itself (GW distances between feature distance matrices scaled
-        to [0, 1], see :mod:`harness.gromov`). ``Clustering.distance_cut`` turns the suite's
+        to [0, 1], see :mod:`harness.plugins.similarity.gromov`). ``Clustering.distance_cut`` turns the suite's
         ``t_ve`` / ``t_llm`` into that cut under its ``threshold_kind``. Components in ``alone``
         (they failed to load) are clusters of their own, recorded with the rest.
         """
-        from harness.gromov import higher_is_closer
-
         values = self._similarities(names, feats, keys, fps)
         bad = [n for n in names if getattr(feats[n], "cache", {}).get("finite") is False]
         if bad:  # components whose features are not finite: each a cluster of its own
@@ -624,7 +617,7 @@ class MordalSearch(SearchStrategy):
         all_reused = all(getattr(f, "cache", {}).get("reused", True) for f in feats.values())
         samples = samples() if callable(samples) else samples
         entry = self.components["similarity_metric"].get(self.plan.search.similarity)
-        sim = values if higher_is_closer(entry.load(), entry) else 1.0 - values
+        sim = values if entry.higher_is_closer else 1.0 - values
         self.__dict__.setdefault("_sims", {})[(level, context)] = (list(names), sim)
         clusters = cluster(names, sim, threshold, self.plan.search.clustering.linkage) + singletons(alone)
         self._record_clusters(level, clusters, threshold, fps, context=context)
@@ -637,20 +630,12 @@ def _loaded(features):
     return features() if callable(features) else features
 
 
-def similarity_options(metric, clustering) -> dict:
-    """Keyword options the suite gives a similarity metric, by what the metric accepts (never by
-    its name): ``minibatch`` (and a fixed batching seed) from ``clustering.cka_batch``. They are
-    part of the similarity's content key; no options keeps the key of the plain metric."""
-    import inspect
-
-    try:
-        params = inspect.signature(metric).parameters
-    except (TypeError, ValueError):
-        return {}
-    if "minibatch" in params and clustering.cka_batch is not None:
-        return {"minibatch": int(clustering.cka_batch), "seed": 0} if "seed" in params else \
-            {"minibatch": int(clustering.cka_batch)}
-    return {}
+def similarity_options(entry, clustering) -> dict:
+    """Keyword options the suite gives a similarity metric, by what its registration says it
+    takes (``takes=``; never by its name or signature): ``minibatch`` (and a fixed batching
+    seed) from ``clustering.cka_batch``. They are part of the similarity's content key; no
+    options keeps the key of the plain metric."""
+    return metric_options(entry.takes, clustering.cka_batch)
 
 
 def usable_prediction(value, fit) -> bool:

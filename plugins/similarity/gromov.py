@@ -29,9 +29,8 @@ Choices:
   stays near the product coupling. Smaller epsilon approaches the exact value at more Sinkhorn
   cost (measured, 2-core CPU: n = 256, epsilon 0.05 in 0.3 s; exact in 0.5 s; epsilon 0.005 in 12 s).
 
-Metric direction. A registered similarity metric may carry ``higher_is_closer``: True (or absent,
-the default, as for CKA) means a similarity, larger is more alike; False means a distance, smaller
-is more alike. :func:`higher_is_closer` reads it; Mordal's clustering and any ranking use it.
+Metric direction comes from registration alone: ``register("gw", ..., is_distance=True)``
+(:attr:`harness.registry.Entry.higher_is_closer`); Mordal's clustering and any ranking read it.
 """
 
 from __future__ import annotations
@@ -44,12 +43,13 @@ import numpy as np
 
 
 def higher_is_closer(metric: Callable[..., float], entry=None) -> bool:
-    """Whether larger values of ``metric`` mean more alike: its registration's ``is_distance``
-    (``register(name, target, is_distance=True)``), else a ``higher_is_closer`` attribute on the
-    function, else True."""
-    if entry is not None and getattr(entry, "is_distance", None) is not None:
-        return not entry.is_distance
-    return bool(getattr(metric, "higher_is_closer", True))
+    """Whether larger values of ``metric`` mean more alike, as registered: ``entry``'s
+    ``is_distance``, else the registration of the metric object itself (True when none)."""
+    if entry is None:
+        from harness.plugin_manager import get_components
+
+        entry = next((e for e in get_components()["similarity_metric"] if e.load() is metric), None)
+    return True if entry is None else entry.higher_is_closer
 
 
 def intra_distances(x: Any) -> np.ndarray:
@@ -81,7 +81,7 @@ def gw_distance(
     """Gromov-Wasserstein discrepancy between representations ``x`` [n, d1] and ``y`` [m, d2].
 
     :param x: features of n samples, numpy or torch; [n, t, d1] token features are pooled first
-        (see :func:`harness.similarity.pool_tokens`).
+        (see :func:`harness.plugins.similarity.cka.pool_tokens`).
     :param y: features of m samples (m may differ from n; the rows need not correspond).
     :param entropic: entropic GW (POT's projected gradient with Sinkhorn steps) when True; the
         exact problem by conditional gradient when False.
@@ -94,7 +94,7 @@ def gw_distance(
     """
     import ot
 
-    from harness.similarity import pool_tokens
+    from harness.plugins.similarity.cka import pool_tokens
 
     x, y = (a.detach().cpu().numpy() if hasattr(a, "detach") else np.asarray(a) for a in (x, y))
     c1 = intra_distances(pool_tokens(x.astype(np.float64), pool))
@@ -118,5 +118,3 @@ def gw_distance(
     # a sum of squares times probabilities; rounding can leave -1e-17
     return max(value, 0.0)
 
-
-gw_distance.higher_is_closer = False

@@ -36,7 +36,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from harness.errors import BadInput
-from harness.strategies.base import RankedCandidate, SearchStrategy, best_first
+from harness.strategy import RankedCandidate, SearchStrategy, best_first
 from harness.suite import Candidate, Transfer
 
 LAYER = "conductance"
@@ -206,7 +206,7 @@ class DCDSearch(SearchStrategy):
     def profiles(self, encoders: Sequence[str], tasks: Sequence[str]):
         """{(encoder, task): (embedding key, profile)}, each read from the store or computed and
         stored; and whether all were read back."""
-        from harness.conductance import task_profile
+        from harness.plugins.strategies.conductance import task_profile
 
         out, all_reused = {}, True
         n = self.options.examples
@@ -231,7 +231,7 @@ class DCDSearch(SearchStrategy):
     def divergences(self, encoders: Sequence[str], sources: Sequence[str], target: str,
                     profiles: Mapping) -> dict[str, dict[str, float]]:
         """{encoder: {source: DCD(source -> target)}}, read from or written to ``similarities``."""
-        from harness.conductance import DEFAULT_EPSILON, DEFAULT_FLOOR, dcd
+        from harness.plugins.strategies.conductance import DEFAULT_EPSILON, DEFAULT_FLOOR, dcd
         from harness.store import similarity_key
 
         plugin, version = self._plugin()

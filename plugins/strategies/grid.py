@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from harness.strategies.base import RankedCandidate, SearchStrategy, best_first
+from harness.strategy import RankedCandidate, SearchStrategy, best_first
 
 
 class GridSearch(SearchStrategy):

@@ -3,7 +3,7 @@
 "Rethinking Model Selection in VLM Through the Lens of Gromov-Wasserstein Distance": the better
 an encoder's geometry on the target images matches an LLM's geometry on the paired texts, the
 better the VLM they make once aligned. Every (encoder, LLM) pair gets
-:func:`harness.gromov.gw_distance` between the two embeddings of the same items, with no
+:func:`harness.plugins.similarity.gromov.gw_distance` between the two embeddings of the same items, with no
 training; candidates are ranked by ascending GW and the top ``search.options.train_top`` are
 trained at r = 1 to confirm.
 
@@ -36,10 +36,10 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from harness.strategies.base import RankedCandidate, SearchStrategy, best_first
+from harness.strategy import RankedCandidate, SearchStrategy, best_first
 from harness.suite import Candidate, Prescreen
 
-# Mordal's name for the same features (harness.strategies.mordal.MordalSearch.cluster_encoders);
+# Mordal's name for the same features (harness.plugins.strategies.mordal.MordalSearch.cluster_encoders);
 # a change to encoder_token_features must rename both.
 ENCODER_LAYER = "encoder-tokens"
 LLM_LAYER = "llm-text-qa-mean-last-hidden"
@@ -142,7 +142,7 @@ class GWPrescreen(SearchStrategy):
     def gw_values(self, task: str) -> dict[Candidate, float]:
         """GW distance of every candidate of the zoo on ``task``'s items; embeddings and values
         come from the store when there, else are computed and stored. Trains nothing."""
-        from harness.gromov import gw_distance
+        from harness.plugins.similarity.gromov import gw_distance
         from harness.store import similarity_key
         from harness.trial import load_encoder, load_language_model
 

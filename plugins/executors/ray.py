@@ -35,6 +35,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from harness.contracts import TrialExecutor
 from harness.errors import BadInput, interrupted
 
 # environment the tasks need to find the same plugins and stores as the driver
@@ -136,7 +137,7 @@ class RayOptions(BaseModel):
     num_cpus: int | None = Field(None, ge=1, le=100_000)  # address local: CPUs of the instance (None: all)
 
 
-class RayExecutor:
+class RayExecutor(TrialExecutor):
     """Trials as Ray tasks (see the module docstring). Options (the suite's ``executor``
     mapping, :class:`RayOptions`): ``address`` (``local`` | ``auto`` | a cluster address),
     ``cpus_per_trial``, ``gpus_per_trial``, ``max_concurrent`` (tasks in flight; default: as many
@@ -145,6 +146,7 @@ class RayExecutor:
     ``address: local``: CPUs of the local instance; default all)."""
 
     Options = RayOptions
+    batches = streams = True
 
     @staticmethod
     def unavailable() -> str | None:

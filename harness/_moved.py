@@ -1,0 +1,61 @@
+"""Old import paths of modules that moved, kept working.
+
+Built-in implementations moved from ``harness/`` into ``plugins/`` (imported as
+``harness.plugins``) so that each lives where it is registered (issue 32). Code written against
+the old paths (third-party plugins, notebooks, pickles) keeps working: importing an old name
+gives the very same module object as the new one (``sys.modules`` holds it under both), so a
+class is the same class and a monkeypatch reaches the code that runs.
+
+``MOVED`` is the one list: old module -> new module. README.md and CONTRIBUTING.md say where
+things live now.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.abc
+import importlib.util
+import sys
+
+MOVED: dict[str, str] = {
+    "harness.strategies": "harness.plugins.strategies",
+    "harness.strategies.base": "harness.strategy",
+    "harness.strategies.grid": "harness.plugins.strategies.grid",
+    "harness.strategies.mordal": "harness.plugins.strategies.mordal",
+    "harness.strategies.gw_prescreen": "harness.plugins.strategies.gw_prescreen",
+    "harness.strategies.dcd": "harness.plugins.strategies.dcd",
+    "harness.clustering": "harness.plugins.strategies.clustering",
+    "harness.conductance": "harness.plugins.strategies.conductance",
+    "harness.similarity": "harness.plugins.similarity.cka",
+    "harness.gromov": "harness.plugins.similarity.gromov",
+    "harness.parallel": "harness.plugins.executors.processes",
+    "harness.ray_executor": "harness.plugins.executors.ray",
+}
+
+
+class _OldPath(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Finds an old module name and loads it as the module it moved to."""
+
+    def __init__(self):
+        self._own: dict = {}
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname not in MOVED:
+            return None
+        new = MOVED[fullname]
+        is_package = importlib.util.find_spec(new).submodule_search_locations is not None
+        return importlib.util.spec_from_loader(fullname, self, is_package=is_package)
+
+    def create_module(self, spec):
+        module = importlib.import_module(MOVED[spec.name])
+        self._own[spec.name] = module.__spec__
+        return module
+
+    def exec_module(self, module):
+        # the import system stamped the old name's spec on the module: give it back its own
+        module.__spec__ = self._own.pop(module.__spec__.name, module.__spec__)
+
+
+def install() -> None:
+    if not any(isinstance(f, _OldPath) for f in sys.meta_path):
+        sys.meta_path.insert(0, _OldPath())  # before the path finder, which would load a copy

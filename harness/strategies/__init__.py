@@ -1,1 +1,0 @@
-"""Search strategies: grid (the ground truth) and Mordal (the product)."""
