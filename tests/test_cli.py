@@ -1,4 +1,6 @@
-"""The command line, run as a user runs it: a subprocess per command, a real store file."""
+"""The command line as a user runs it, on real store files: through its entry point in this
+process (helpers.invoke), and as a process of its own where the process is the point (raw bytes
+on stdout, standard input, a second process holding the store, a plugin on PYTHONPATH, a signal)."""
 
 import csv
 import io
@@ -12,13 +14,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-ROOT = Path(__file__).parents[1]
-
-
-def harness(*args, cwd=None, env=None, timeout=120):
-    env = {**os.environ, **(env or {})}
-    return subprocess.run([sys.executable, "-m", "harness.cli", *map(str, args)], capture_output=True,
-                          text=True, cwd=cwd, env=env, timeout=timeout)
+from helpers import BAD_SUITES, ROOT, SUITES, TIMEOUT, harness, invoke
 
 
 def fresh_store(path):
@@ -30,21 +26,21 @@ def fresh_store(path):
 
 def test_sql_on_a_fresh_store_in_every_format(tmp_path):
     store = fresh_store(tmp_path / "s.duckdb")
-    out = harness("sql", "select * from leaderboard", "--store", store)
+    out = invoke("sql", "select * from leaderboard", "--store", store)
     assert out.returncode == 0, out.stderr
     assert "(0 rows)" in out.stdout and "vision_encoder" in out.stdout
-    as_csv = harness("sql", "select * from leaderboard", "--store", store, "--format", "csv")
+    as_csv = invoke("sql", "select * from leaderboard", "--store", store, "--format", "csv")
     assert next(csv.reader(io.StringIO(as_csv.stdout))) == [
         "task", "vision_encoder", "language_model", "score", "metric", "run_id", "measured_or_predicted"]
-    as_json = harness("sql", "select 1 as one, 'x' as two", "--store", store, "--format", "json")
+    as_json = invoke("sql", "select 1 as one, 'x' as two", "--store", store, "--format", "json")
     assert json.loads(as_json.stdout) == [{"one": 1, "two": "x"}]
 
 
 def test_sql_errors_are_one_line_and_read_only(tmp_path):
     store = fresh_store(tmp_path / "s.duckdb")
-    bad = harness("sql", "select * from no_such_table", "--store", store)
+    bad = invoke("sql", "select * from no_such_table", "--store", store)
     assert bad.returncode != 0 and "no_such_table" in bad.stderr and "Traceback" not in bad.stderr
-    write = harness("sql", "delete from runs", "--store", store)
+    write = invoke("sql", "delete from runs", "--store", store)
     assert write.returncode != 0 and "only reads the store" in write.stderr
 
 
@@ -77,68 +73,66 @@ def test_sql_cannot_write_anything_anywhere(tmp_path):
         f"SELECT * FROM glob('{tmp_path}/*')",
     ]
     for sql in attempts:
-        out = harness("sql", sql, "--store", store)
+        out = invoke("sql", sql, "--store", store)
         assert out.returncode != 0, sql
         assert "Traceback" not in out.stderr and out.stderr.strip().splitlines()[-1].startswith("error: "), \
             (sql, out.stderr)
-        for script in (harness("sql", sql, "--script", "--store", store),):
+        for script in (invoke("sql", sql, "--script", "--store", store),):
             assert script.returncode != 0, sql
     after = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in tmp_path.iterdir()}
     assert after == before
     assert duckdb.connect(str(other), read_only=True).execute("select * from precious").fetchall() == [(42,)]
 
     # what it may do: read a file given with --file (a join), several statements with --script
-    joined = harness("sql", f"SELECT weight FROM read_csv('{tmp_path / 'join.csv'}')", "--file",
+    joined = invoke("sql", f"SELECT weight FROM read_csv('{tmp_path / 'join.csv'}')", "--file",
                      tmp_path / "join.csv", "--store", store, "--format", "json")
     assert joined.returncode == 0, joined.stderr
     assert json.loads(joined.stdout) == [{"weight": 2}]
-    two = harness("sql", "select 1 as a; select 2 as b", "--store", store)
+    two = invoke("sql", "select 1 as a; select 2 as b", "--store", store)
     assert two.returncode == 2 and "--script" in two.stderr
-    both = harness("sql", "select 1 as a; select 2 as b", "--script", "--store", store, "--format", "csv")
+    both = invoke("sql", "select 1 as a; select 2 as b", "--script", "--store", store, "--format", "csv")
     assert both.returncode == 0 and both.stdout.split() == ["a", "1", "b", "2"]
     for empty in ("", "   ", ";"):
-        out = harness("sql", empty, "--store", store)
+        out = invoke("sql", empty, "--store", store)
         assert out.returncode == 2 and "Traceback" not in out.stderr, empty
     # a mistyped store path is an error, and creates nothing
     typo = tmp_path / "no" / "such" / "store.duckdb"
-    out = harness("sql", "select 1", "--store", typo)
+    out = invoke("sql", "select 1", "--store", typo)
     assert out.returncode != 0 and "no store at" in out.stderr and not (tmp_path / "no").exists()
 
 
 def test_store_path_env_and_flag(tmp_path):
     env_path = tmp_path / "env.duckdb"
-    assert harness("store", "path", env={"HARNESS_STORE": str(env_path)}).stdout.strip() == str(env_path)
+    assert invoke("store", "path", env={"HARNESS_STORE": str(env_path)}).stdout.strip() == str(env_path)
     flag = tmp_path / "flag.duckdb"
-    out = harness("store", "path", "--store", flag, env={"HARNESS_STORE": str(env_path)})
+    out = invoke("store", "path", "--store", flag, env={"HARNESS_STORE": str(env_path)})
     assert out.stdout.strip() == str(flag)
-    env = {k: v for k, v in os.environ.items() if k != "HARNESS_STORE"}
-    proc = subprocess.run([sys.executable, "-m", "harness.cli", "store", "path"], capture_output=True,
-                          text=True, cwd=tmp_path, env=env)
+    proc = invoke("store", "path", cwd=tmp_path, env={"HARNESS_STORE": None})
     assert proc.stdout.strip() == str(tmp_path / ".harness" / "store.duckdb")
 
 
 def test_store_info_and_backup(tmp_path):
     store = fresh_store(tmp_path / "s.duckdb")
-    info = json.loads(harness("store", "info", "--json", "--store", store).stdout)
+    info = json.loads(invoke("store", "info", "--json", "--store", store).stdout)
     assert info["pending_migrations"] == [] and "runs" in info["rows"]
     dest = tmp_path / "copy.duckdb"
-    out = harness("store", "backup", dest, "--store", store)
+    out = invoke("store", "backup", dest, "--store", store)
     assert out.returncode == 0, out.stderr
     con = duckdb.connect(str(dest), read_only=True)
     assert con.execute("select count(*) from _migrations").fetchone()[0] == len(info["migrations"])
-    again = harness("store", "backup", dest, "--store", store)
+    again = invoke("store", "backup", dest, "--store", store)
     assert again.returncode != 0 and "exists" in again.stderr
 
 
 def test_validate_exit_codes(tmp_path):
-    assert harness("validate", ROOT / "suites" / "quickstart.yaml").returncode == 0
-    bad = harness("validate", ROOT / "tests" / "bad_suites" / "multiple_errors.yaml")
+    assert invoke("validate", SUITES / "quickstart.yaml").returncode == 0
+    bad = invoke("validate", BAD_SUITES / "multiple_errors.yaml")
     assert bad.returncode == 2 and bad.stderr.count("multiple_errors.yaml:") >= 2
 
 
 def test_malformed_suite_never_creates_a_store(tmp_path):
     store = tmp_path / "s.duckdb"
-    out = harness("run", ROOT / "tests" / "bad_suites" / "multiple_errors.yaml", "--store", store,
+    out = invoke("run", BAD_SUITES / "multiple_errors.yaml", "--store", store,
                   cwd=tmp_path)
     assert out.returncode == 2
     assert not store.exists() and not (tmp_path / ".harness").exists()
@@ -154,7 +148,7 @@ def test_second_writer_waits_then_names_the_holder(tmp_path):
     try:
         assert holder.stdout.readline().strip() == "ready"
         start = time.monotonic()
-        out = harness("run", ROOT / "suites" / "quickstart.yaml", "--store", store, "--wait", "1")
+        out = harness("run", SUITES / "quickstart.yaml", "--store", store, "--wait", "1")
         waited = time.monotonic() - start
         assert out.returncode == 3, out.stderr
         assert str(holder.pid) in out.stderr and "--wait" in out.stderr
@@ -186,7 +180,7 @@ def test_run_records_a_failed_run_when_the_strategy_cannot_load(tmp_path):
     (dist / "entry_points.txt").write_text("[harness]\nlater = broken_strategy\n")
     (tmp_path / "site" / "broken_strategy.py").write_text(plugin.read_text())
     suite = tmp_path / "suite.yaml"
-    suite.write_text((ROOT / "suites" / "quickstart.yaml").read_text().replace(
+    suite.write_text((SUITES / "quickstart.yaml").read_text().replace(
         "strategy: mordal", "strategy: later"))
     store = tmp_path / "s.duckdb"
     env = {"PYTHONPATH": str(tmp_path / "site"), "HARNESS_LOAD_PLUGINS": "later"}
@@ -218,7 +212,7 @@ def test_a_trial_whose_data_cannot_load_ends_its_run_failed(tmp_path):
     """`harness trial` with alignment data that fails inside the trial: one line, exit 2, and the
     run is recorded failed, not left running (issue 18 item 7)."""
     store = tmp_path / "s.duckdb"
-    out = harness("trial", "--encoder", "tiny:vit-p4", "--llm", "tiny:gpt2", "--task", "shapes:color",
+    out = invoke("trial", "--encoder", "tiny:vit-p4", "--llm", "tiny:gpt2", "--task", "shapes:color",
                   "--alignment", f"llava:{tmp_path / 'missing.json'}", "--store", store)
     assert out.returncode == 2 and "Traceback" not in out.stderr and "missing.json" in out.stderr, out.stderr
     con = duckdb.connect(str(store), read_only=True)
@@ -282,7 +276,7 @@ def test_leaderboard_says_what_each_score_is(tmp_path):
     """Eliminated places say eliminated, a place without a score is never `measured`, and the
     metric is named (issue 30 item 4)."""
     store = ranked_store(tmp_path / "s.duckdb")
-    out = harness("sql", "select * from leaderboard", "--store", store, "--format", "json")
+    out = invoke("sql", "select * from leaderboard", "--store", store, "--format", "json")
     assert out.returncode == 0, out.stderr
     board = {(r["task"], r["vision_encoder"], r["language_model"]): r for r in json.loads(out.stdout)}
     color = {(e, l): (r["measured_or_predicted"], r["score"], r["metric"], r["run_id"])
@@ -306,18 +300,18 @@ def test_leaderboard_says_what_each_score_is(tmp_path):
 def test_sql_table_rounds_floats_csv_and_json_keep_them(tmp_path):
     store = ranked_store(tmp_path / "s.duckdb")
     query = "select score, 1.5::double as whole, 1234.56789::double as big from leaderboard where score > 0.6"
-    table = harness("sql", query, "--store", store)
+    table = invoke("sql", query, "--store", store)
     assert table.returncode == 0, table.stderr
     assert "0.6123" in table.stdout and "0.61234567" not in table.stdout and "1234.5679" in table.stdout
-    assert "0.61234567" in harness("sql", query, "--store", store, "--format", "csv").stdout
-    assert json.loads(harness("sql", query, "--store", store, "--format", "json").stdout)[0]["score"] == 0.61234567
+    assert "0.61234567" in invoke("sql", query, "--store", store, "--format", "csv").stdout
+    assert json.loads(invoke("sql", query, "--store", store, "--format", "json").stdout)[0]["score"] == 0.61234567
 
 
 def test_sql_csv_ends_lines_with_newline_only(tmp_path):
     """`$(harness sql ... --format csv | tail -1)` carried a \\r (csv's default \\r\\n)."""
     store = fresh_store(tmp_path / "s.duckdb")
     out = subprocess.run([sys.executable, "-m", "harness.cli", "sql", "select 1 as a, 'x y' as b", "--store",
-                          str(store), "--format", "csv"], capture_output=True)  # bytes: no newline translation
+                          str(store), "--format", "csv"], capture_output=True, timeout=TIMEOUT)  # bytes
     assert out.returncode == 0, out.stderr
     assert out.stdout == b"a,b\n1,x y\n"
 
@@ -328,13 +322,12 @@ def test_sql_script_reads_standard_input_and_runs_the_examples(tmp_path):
     import ast
 
     store = ranked_store(tmp_path / "s.duckdb")
-    two = subprocess.run([sys.executable, "-m", "harness.cli", "sql", "--script", "-", "--store", str(store),
-                          "--format", "csv"], input="select 1 as a;\nselect 2 as b;\n", capture_output=True, text=True)
+    two = harness("sql", "--script", "-", "--store", store, "--format", "csv",
+                  input="select 1 as a;\nselect 2 as b;\n")
     assert two.returncode == 0, two.stderr
     assert two.stdout.split() == ["a", "1", "b", "2"]
     examples = (ROOT / "store" / "examples.sql").read_text()
-    out = subprocess.run([sys.executable, "-m", "harness.cli", "sql", "--script", "-", "--store", str(store),
-                          "--format", "csv"], input=examples, capture_output=True, text=True)
+    out = harness("sql", "--script", "-", "--store", store, "--format", "csv", input=examples)
     assert out.returncode == 0, out.stderr
     rows = list(csv.reader(io.StringIO(out.stdout)))
     header = rows.index(["level", "context", "cluster_id", "members", "medoid"])
@@ -343,14 +336,13 @@ def test_sql_script_reads_standard_input_and_runs_the_examples(tmp_path):
     for row in clusters:
         members = ast.literal_eval(row[3])
         assert len(members) == len(set(members)), row
-    empty = subprocess.run([sys.executable, "-m", "harness.cli", "sql", "-", "--store", str(store)],
-                           input="", capture_output=True, text=True)
+    empty = harness("sql", "-", "--store", store, input="")
     assert empty.returncode == 2 and empty.stderr.startswith("error: ") and "Traceback" not in empty.stderr
 
 
 def test_report_without_run_picks_the_latest_finished_run_and_says_so(tmp_path):
     store = ranked_store(tmp_path / "s.duckdb")
-    out = harness("report", "--store", store, "--out", tmp_path / "r")
+    out = invoke("report", "--store", store, "--out", tmp_path / "r")
     assert out.returncode == 0, out.stderr
     # the interrupted run started later; the latest finished one that ranked is picked
     assert "report of run 20260101-000003-both (the latest finished run)" in out.stderr
@@ -366,15 +358,16 @@ def test_errors_are_one_line_with_one_prefix(tmp_path):
                               (["no-such-command"], 2, "No such command"),
                               (["sql", "select * from nowhere", "--store", store], 1, "query failed"),
                               (["report", "--task", "x", "--store", store], 2, "--task goes with --history")):
-        out = harness(*args)
+        out = invoke(*args)
         lines = out.stderr.strip().splitlines()
         assert out.returncode == code, (args, out.stderr)
         assert len(lines) == 1 and lines[0].startswith("error: ") and words in lines[0], (args, out.stderr)
-    suite = harness("validate", ROOT / "tests" / "bad_suites" / "multiple_errors.yaml")  # one line per problem
+    suite = invoke("validate", BAD_SUITES / "multiple_errors.yaml")  # one line per problem
     lines = suite.stderr.strip().splitlines()
     assert suite.returncode == 2 and len(lines) >= 2 and all(line.startswith("error: ") for line in lines), suite.stderr
 
 
+@pytest.mark.long
 def test_a_stopped_command_says_how_to_go_on(tmp_path):
     """SIGTERM (as Ctrl-C) ends a run with exit 130 and one line saying that running it again
     resumes it."""
@@ -385,7 +378,7 @@ def test_a_stopped_command_says_how_to_go_on(tmp_path):
     assert INTERRUPTED == "interrupted: run again to resume"
     import threading
 
-    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", str(ROOT / "suites" / "quickstart.yaml"),
+    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", str(SUITES / "quickstart.yaml"),
                              "--store", str(tmp_path / "s.duckdb")], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     watchdog = threading.Timer(300, proc.kill)
@@ -414,7 +407,7 @@ def test_a_replayed_search_labels_its_places_and_its_clusters_list_each_member_o
 
     suite = tmp_path / "one.yaml"
     suite.write_text(re.sub(r"targets:\n(  - .*\n)+", "targets:\n  - {task: shapes:color, limit: 1000}\n",
-                            (ROOT / "suites" / "minizoo.yaml").read_text()))
+                            (SUITES / "minizoo.yaml").read_text()))
     store = tmp_path / "s.duckdb"
     out = harness("replay", "--table", ROOT / "benchmarks" / "tables" / "minizoo", "--suite", suite,
                   "--store", store, timeout=600)
@@ -426,9 +419,8 @@ def test_a_replayed_search_labels_its_places_and_its_clusters_list_each_member_o
     assert {r["metric"] for r in board} == {"exact_match"}
     assert all(r["score"] is not None for r in board if r["measured_or_predicted"] != "cluster")
     assert all(r["score"] is None for r in board if r["measured_or_predicted"] == "cluster")
-    examples = subprocess.run([sys.executable, "-m", "harness.cli", "sql", "--script", "-", "--store", str(store),
-                               "--format", "csv"], input=(ROOT / "store" / "examples.sql").read_text(),
-                              capture_output=True, text=True)
+    examples = harness("sql", "--script", "-", "--store", store, "--format", "csv",
+                       input=(ROOT / "store" / "examples.sql").read_text())
     assert examples.returncode == 0, examples.stderr
     rows = list(csv.reader(io.StringIO(examples.stdout)))
     start = rows.index(["level", "context", "cluster_id", "members", "medoid"]) + 1

@@ -4,8 +4,7 @@ features and warm-ups at their original price); new compute is reported apart.""
 import json
 
 import pytest
-from suitefiles import fetch
-from test_search import harness, last_run, write_suite
+from helpers import fetch, invoke, last_run, search_suite
 
 COST = "select samples, trial_samples, phase_samples, seconds, flops, eval_items, forward_passes," \
        " new_samples, new_seconds, trials, trials_trained from run_costs where run_id = ?"
@@ -16,15 +15,15 @@ def twice(tmp_path_factory):
     """A Mordal search run twice in one store, and a grid of the same zoo: (store, first, second, grid)."""
     folder = tmp_path_factory.mktemp("costs")
     store = folder / "s.duckdb"
-    suite = write_suite(folder, **{"search.clustering.warmup_steps": 2})
+    suite = search_suite(folder, **{"search.clustering.warmup_steps": 2})
     runs = []
     for _ in range(2):
-        out = harness("run", suite, "--store", store)
+        out = invoke("run", suite, "--store", store)
         assert out.returncode == 0, out.stderr
         runs.append(last_run(store)[0])
     assert "cost had nothing been stored" in out.stdout and "new compute this run: 0 samples" in out.stdout
-    grid = write_suite(folder, "grid.yaml", **{"search.strategy": "grid"})
-    assert harness("run", grid, "--store", store).returncode == 0
+    grid = search_suite(folder, "grid.yaml", **{"search.strategy": "grid"})
+    assert invoke("run", grid, "--store", store).returncode == 0
     return store, runs[0], runs[1], last_run(store)[0]
 
 
@@ -46,7 +45,7 @@ def test_a_search_costs_the_same_the_second_time_and_computes_nothing_new(twice)
 def test_compare_charges_the_warm_ups(twice):
     store, first, second, grid = twice
     for run in (first, second):
-        out = harness("compare", run, grid, "--store", store, "--json")
+        out = invoke("compare", run, grid, "--store", store, "--json")
         assert out.returncode == 0, out.stderr
         row = json.loads(out.stdout.splitlines()[0])
         trials = fetch(store, "select trial_samples, phase_samples from run_costs where run_id = ?",
@@ -56,16 +55,16 @@ def test_compare_charges_the_warm_ups(twice):
         assert row["speedup_samples"] == round(row["grid_samples"] / row["search_samples"], 3)
         assert row["speedup_flops"] is not None and row["speedup_flops"] > 0
         assert any(p.startswith("cluster-llms") for p in row["search_phases"])
-    text = harness("compare", second, grid, "--store", store).stdout
+    text = invoke("compare", second, grid, "--store", store).stdout
     assert "cost had nothing been stored" in text and "new compute this run" in text
 
 
 def test_failed_trials_are_charged(tmp_path):
     store = tmp_path / "s.duckdb"
     # lr so large the loss goes NaN: every trial fails, and every one is still paid for
-    grid = write_suite(tmp_path, "grid.yaml", **{"search.strategy": "grid", "vlm.optim.lr": 1e30,
+    grid = search_suite(tmp_path, "grid.yaml", **{"search.strategy": "grid", "vlm.optim.lr": 1e30,
                                                  "zoo.vision_encoders": ["tiny:vit-p4"]})
-    harness("run", grid, "--store", store)
+    invoke("run", grid, "--store", store)
     run_id = last_run(store)[0]
     failed, charged = fetch(store, "select trials_failed, seconds from run_costs where run_id = ?",
                             [run_id], one=True)
@@ -77,11 +76,11 @@ def test_a_grid_over_a_larger_zoo_is_judged_and_charged_over_the_searchs_candida
     """A shipped table's grid covers the whole zoo; a suite searching part of it is compared
     with the grid of its own candidates: cost and top-1 over those only."""
     store, _, _, grid = twice
-    sub = write_suite(tmp_path, "sub.yaml", **{"zoo.vision_encoders": ["tiny:vit-p4", "tiny:resnet"],
+    sub = search_suite(tmp_path, "sub.yaml", **{"zoo.vision_encoders": ["tiny:vit-p4", "tiny:resnet"],
                                               "search.clustering.warmup_steps": 2})
-    assert harness("run", sub, "--store", store).returncode == 0
+    assert invoke("run", sub, "--store", store).returncode == 0
     run = last_run(store)[0]
-    row = json.loads(harness("compare", run, grid, "--store", store, "--json").stdout.splitlines()[0])
+    row = json.loads(invoke("compare", run, grid, "--store", store, "--json").stdout.splitlines()[0])
     own = fetch(store, """
         select count(*), sum(t.samples_seen) from run_uses u join trials t on t.trial_key = u.key
         where u.run_id = ? and u.kind = 'trial' and t.encoder in ('tiny:vit-p4', 'tiny:resnet')""",

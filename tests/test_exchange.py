@@ -6,9 +6,8 @@ import json
 import shutil
 
 import pytest
-from suitefiles import fetch
+from helpers import fetch, invoke, last_run, search_suite, trials_of
 from test_replay import decisions
-from test_search import harness, last_run, trials_of, write_suite
 
 TABLES = ("runs", "components", "datasets", "trials", "scores", "run_uses", "clusters",
           "similarities", "embeddings", "rungs", "rankings", "scaling_points", "predictions")
@@ -23,8 +22,8 @@ def live(tmp_path_factory):
     """A real Mordal run on tiny models, in its own store: (folder, store, suite, run id)."""
     folder = tmp_path_factory.mktemp("live")
     store = folder / "s.duckdb"
-    suite = write_suite(folder)
-    out = harness("run", suite, "--store", store)
+    suite = search_suite(folder)
+    out = invoke("run", suite, "--store", store)
     assert out.returncode == 0, out.stderr
     return folder, store, suite, last_run(store)[0]
 
@@ -33,7 +32,7 @@ def live(tmp_path_factory):
 def exported(live, tmp_path_factory):
     folder, store, _, run_id = live
     out = tmp_path_factory.mktemp("export") / "table"
-    done = harness("store", "export", "--store", store, "--run", run_id, "--out", out)
+    done = invoke("store", "export", "--store", store, "--run", run_id, "--out", out)
     assert done.returncode == 0, done.stderr
     return out
 
@@ -45,7 +44,7 @@ def test_export_then_import_reproduces_every_row_and_twice_adds_nothing(live, ex
     assert manifest["source_store"]
     assert set(TABLES) <= set(manifest["tables"])
     fresh = tmp_path / "fresh.duckdb"
-    first = harness("store", "import", exported, "--store", fresh)
+    first = invoke("store", "import", exported, "--store", fresh)
     assert first.returncode == 0, first.stderr
     assert counts(fresh) == counts(store)  # the store held one run: every row travels
     for sql in ("select trial_key, status, wall_seconds, samples_seen, seed from trials order by 1",
@@ -62,7 +61,7 @@ def test_export_then_import_reproduces_every_row_and_twice_adds_nothing(live, ex
     assert fetch(fresh, "select count(*) from imported_rows where table_name = 'trials'",
                  one=True)[0] == n_trials
     before = counts(fresh)
-    again = harness("store", "import", exported, "--store", fresh)
+    again = invoke("store", "import", exported, "--store", fresh)
     assert again.returncode == 0 and "nothing new" in again.stdout
     assert counts(fresh) == before
 
@@ -112,36 +111,36 @@ def test_a_damaged_or_newer_export_is_refused_and_the_store_is_unchanged(live, e
     shutil.copy(store, target)  # a store with rows of its own
     before = counts(target)
     bad = _damaged(exported, tmp_path, how)
-    out = harness("store", "import", bad, "--store", target)
+    out = invoke("store", "import", bad, "--store", target)
     assert out.returncode != 0 and says in out.stderr, out.stderr
     assert "Traceback" not in out.stderr
     assert counts(target) == before
     fresh = tmp_path / "never.duckdb"
-    out = harness("store", "import", bad, "--store", fresh)
+    out = invoke("store", "import", bad, "--store", fresh)
     assert out.returncode != 0 and not fresh.exists()  # checked before a store is created
 
 
 def test_merge_goes_through_the_import_path_and_records_where_rows_came_from(live, tmp_path):
     _, store, _, _ = live
     fresh = tmp_path / "m.duckdb"
-    out = harness("store", "merge", store, "--store", fresh)
+    out = invoke("store", "merge", store, "--store", fresh)
     assert out.returncode == 0, out.stderr
     assert counts(fresh) == counts(store)
     assert fetch(fresh, "select kind, source_path from imports") == [("store", str(store))]
-    assert harness("store", "merge", store, "--store", fresh).stdout.strip() == "nothing new"
+    assert invoke("store", "merge", store, "--store", fresh).stdout.strip() == "nothing new"
 
 
 def test_replay_from_an_exported_table_decides_as_the_live_run(live, exported, tmp_path):
     _, store, suite, run_id = live
     mine = tmp_path / "mine.duckdb"
-    out = harness("replay", "--table", exported, "--suite", suite, "--store", mine)
+    out = invoke("replay", "--table", exported, "--suite", suite, "--store", mine)
     assert out.returncode == 0, out.stderr
     replay_run = last_run(mine)[0]
     trained, _ = trials_of(store, run_id)
     assert trials_of(mine, replay_run) == (0, trained)  # nothing trained
     assert decisions(store, run_id) == decisions(mine, replay_run)
     before = sorted(p.name for p in exported.iterdir())
-    mem = harness("replay", "--table", exported, "--suite", suite, "--store", ":memory:")
+    mem = invoke("replay", "--table", exported, "--suite", suite, "--store", ":memory:")
     assert mem.returncode == 0, mem.stderr
     assert "best VLM:" in mem.stdout and not (tmp_path / ":memory:").exists()
     assert sorted(p.name for p in exported.iterdir()) == before  # the table is only read
@@ -149,26 +148,26 @@ def test_replay_from_an_exported_table_decides_as_the_live_run(live, exported, t
 
 def test_export_needs_runs_or_all_and_names_an_unknown_run(live, tmp_path):
     _, store, _, _ = live
-    neither = harness("store", "export", "--store", store, "--out", tmp_path / "e")
+    neither = invoke("store", "export", "--store", store, "--out", tmp_path / "e")
     assert neither.returncode == 2 and "--all" in neither.stderr
-    unknown = harness("store", "export", "--store", store, "--run", "nope", "--out", tmp_path / "e")
+    unknown = invoke("store", "export", "--store", store, "--run", "nope", "--out", tmp_path / "e")
     assert unknown.returncode != 0 and "'nope'" in unknown.stderr and not (tmp_path / "e").exists()
-    everything = harness("store", "export", "--store", store, "--all", "--out", tmp_path / "e")
+    everything = invoke("store", "export", "--store", store, "--all", "--out", tmp_path / "e")
     assert everything.returncode == 0, everything.stderr
-    exists = harness("store", "export", "--store", store, "--all", "--out", tmp_path / "e")
+    exists = invoke("store", "export", "--store", store, "--all", "--out", tmp_path / "e")
     assert exists.returncode != 0 and "--force" in exists.stderr
 
 
 def test_a_table_without_raw_features_still_replays_the_clustering(live, tmp_path):
     _, store, suite, run_id = live
     out = tmp_path / "lean"
-    done = harness("store", "export", "--store", store, "--all", "--no-embeddings", "--out", out)
+    done = invoke("store", "export", "--store", store, "--all", "--no-embeddings", "--out", out)
     assert done.returncode == 0, done.stderr
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["tables"]["embeddings"]["rows"] == 0
     assert manifest["tables"]["similarities"]["rows"] == counts(store)["similarities"] > 0
     mine = tmp_path / "mine.duckdb"
-    replayed = harness("replay", "--table", out, "--suite", suite, "--store", mine)
+    replayed = invoke("replay", "--table", out, "--suite", suite, "--store", mine)
     assert replayed.returncode == 0, replayed.stderr
     assert decisions(store, run_id) == decisions(mine, last_run(mine)[0])
 
@@ -182,22 +181,14 @@ def test_a_default_suite_clusters_with_the_papers_minibatch_cka(live):
 
 # -- nothing lost: --force replaces only a harness export (issue 31) ------------------------------
 
-def _cli(*args):
-    from click.testing import CliRunner
-
-    from harness.cli import cli
-
-    return CliRunner().invoke(cli, [str(a) for a in args])
-
-
 def _one_line_refusal(out, *says):
     lines = [line for line in out.output.splitlines() if line.strip()]
-    assert out.exit_code == 2 and len(lines) == 1, out.output
+    assert out.returncode == 2 and len(lines) == 1, out.output
     assert lines[0].startswith("error: ") and all(s in lines[0] for s in says), lines[0]
 
 
 def test_force_never_replaces_a_folder_holding_the_store_or_other_files(tmp_path):
-    from storefiles import make_store, snapshot
+    from helpers import make_store, snapshot
 
     folder = tmp_path / "work"
     folder.mkdir()
@@ -205,13 +196,13 @@ def test_force_never_replaces_a_folder_holding_the_store_or_other_files(tmp_path
     (folder / "manifest.json").write_text("{}")
     (folder / "notes.txt").write_text("my notes")
     before = snapshot(folder)
-    out = _cli("store", "export", "--all", "--out", folder, "--force", "--store", folder / "s.duckdb")
+    out = invoke("store", "export", "--all", "--out", folder, "--force", "--store", folder / "s.duckdb")
     _one_line_refusal(out, "--force", "not a harness export folder")
     assert snapshot(folder) == before and len(before) >= 4
 
 
 def test_force_never_replaces_a_project_with_a_manifest_of_its_own(tmp_path):
-    from storefiles import make_store, snapshot
+    from helpers import make_store, snapshot
 
     make_store(tmp_path / "s.duckdb")
     project = tmp_path / "web"
@@ -219,46 +210,46 @@ def test_force_never_replaces_a_project_with_a_manifest_of_its_own(tmp_path):
     (project / "manifest.json").write_text(json.dumps({"name": "web", "version": "1.0"}))
     (project / "index.js").write_text("console.log('hi')\n")
     before = snapshot(project)
-    out = _cli("store", "export", "--all", "--out", project, "--force", "--store", tmp_path / "s.duckdb")
+    out = invoke("store", "export", "--all", "--out", project, "--force", "--store", tmp_path / "s.duckdb")
     _one_line_refusal(out, "harness-store-export manifest")
     assert snapshot(project) == before
 
 
 def test_force_replaces_an_export_only_when_it_holds_just_what_its_manifest_lists(tmp_path):
-    from storefiles import make_store, rewrite_manifest, snapshot
+    from helpers import make_store, rewrite_manifest, snapshot
 
     store = tmp_path / "s.duckdb"
     make_store(store)
     out = tmp_path / "exp"
-    assert _cli("store", "export", "--all", "--out", out, "--store", store).exit_code == 0
+    assert invoke("store", "export", "--all", "--out", out, "--store", store).returncode == 0
     (out / "extra.txt").write_text("mine")  # something the export did not write
     before = snapshot(out)
-    _one_line_refusal(_cli("store", "export", "--all", "--out", out, "--force", "--store", store),
+    _one_line_refusal(invoke("store", "export", "--all", "--out", out, "--force", "--store", store),
                       "'extra.txt'")
     assert snapshot(out) == before
     (out / "extra.txt").unlink()
     # a forged manifest that lists a file no export writes (here: a file named like the store)
     rewrite_manifest(out, lambda m: m["tables"].update(x={"file": "s.duckdb", "rows": 0, "sha256": ""}))
     (out / "s.duckdb").write_bytes(b"precious")
-    _one_line_refusal(_cli("store", "export", "--all", "--out", out, "--force", "--store", store),
+    _one_line_refusal(invoke("store", "export", "--all", "--out", out, "--force", "--store", store),
                       "not a harness-store-export manifest")
     assert (out / "s.duckdb").read_bytes() == b"precious"
     (out / "s.duckdb").unlink()
     rewrite_manifest(out, lambda m: m["tables"].pop("x"))
     for version in ("9", 9, None):
         rewrite_manifest(out, lambda m, v=version: m.update(format_version=v))
-        _one_line_refusal(_cli("store", "export", "--all", "--out", out, "--force", "--store", store),
+        _one_line_refusal(invoke("store", "export", "--all", "--out", out, "--force", "--store", store),
                           "manifest")
     rewrite_manifest(out, lambda m: m.update(format_version=1))
-    replaced = _cli("store", "export", "--all", "--out", out, "--force", "--store", store)
-    assert replaced.exit_code == 0, replaced.output
+    replaced = invoke("store", "export", "--all", "--out", out, "--force", "--store", store)
+    assert replaced.returncode == 0, replaced.output
     assert sorted(p.name for p in out.iterdir()) == sorted(
         ["manifest.json", *(e["file"] for e in json.loads((out / "manifest.json").read_text())["tables"].values())])
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".exp.")]  # no leftovers
 
 
 def test_force_never_replaces_the_folder_of_the_store_in_use(tmp_path):
-    from storefiles import make_store, snapshot
+    from helpers import make_store, snapshot
 
     store = tmp_path / "exp" / "s.duckdb"
     (tmp_path / "exp").mkdir()
@@ -266,7 +257,7 @@ def test_force_never_replaces_the_folder_of_the_store_in_use(tmp_path):
     (tmp_path / "exp" / "manifest.json").write_text(json.dumps(
         {"format": "harness-store-export", "format_version": 1, "tables": {}}))
     before = snapshot(tmp_path / "exp")
-    _one_line_refusal(_cli("store", "export", "--all", "--out", tmp_path / "exp", "--force", "--store", store),
+    _one_line_refusal(invoke("store", "export", "--all", "--out", tmp_path / "exp", "--force", "--store", store),
                       "store in use")
     assert snapshot(tmp_path / "exp") == before
 
@@ -281,20 +272,20 @@ def test_force_never_replaces_the_folder_of_the_store_in_use(tmp_path):
     (lambda m: m["tables"].update({"Bad Name": {}}), "keyed by table names"),
 ])
 def test_a_malformed_manifest_is_one_line_and_changes_nothing(tmp_path, change, says):
-    from storefiles import make_store, rewrite_manifest, snapshot
+    from helpers import make_store, rewrite_manifest, snapshot
 
     source = tmp_path / "src" / "s.duckdb"
     source.parent.mkdir()
     make_store(source)
     exp = tmp_path / "exp"
-    assert _cli("store", "export", "--all", "--out", exp, "--store", source).exit_code == 0
+    assert invoke("store", "export", "--all", "--out", exp, "--store", source).returncode == 0
     rewrite_manifest(exp, change)
     target = tmp_path / "t" / "t.duckdb"
     target.parent.mkdir()
     make_store(target, trials=1)
     before = snapshot(tmp_path)
-    out = _cli("store", "import", exp, "--store", target)
+    out = invoke("store", "import", exp, "--store", target)
     lines = [line for line in out.output.splitlines() if line.strip()]
-    assert out.exit_code == 1 and len(lines) == 1 and says in lines[0], out.output
-    assert out.exception is None or isinstance(out.exception, SystemExit)
+    assert out.returncode == 1 and len(lines) == 1 and says in lines[0], out.output
+    assert "Traceback" not in out.stderr, out.stderr  # no exception got out of the command
     assert snapshot(tmp_path) == before

@@ -9,7 +9,7 @@ import textwrap
 import uuid
 
 import pytest
-from suitefiles import fetch
+from helpers import fetch, harness
 
 from harness.errors import EnvironmentFault, environment_fault
 
@@ -23,11 +23,6 @@ targets: [{task: shapes:color, limit: 8}]
 search: {strategy: grid}
 device: cpu
 """
-
-
-def harness(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "harness.cli", *map(str, args)], capture_output=True,
-                          text=True, cwd=cwd, timeout=600)
 
 
 def test_the_classifier_takes_real_os_errors_and_library_texts_only():

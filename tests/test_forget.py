@@ -1,25 +1,12 @@
 """`harness store forget` and `harness run --refresh / --no-reuse` on a real store: what goes is
 computed again, nothing else changes, bad selectors change nothing."""
 
-import hashlib
-import subprocess
-import sys
+import helpers
+from helpers import digest, fetch, invoke
 
-import suitefiles
-from suitefiles import fetch
-
-SUITE = {**suitefiles.TINY_MORDAL, "name": "forget-test",
+SUITE = {**helpers.TINY_MORDAL, "name": "forget-test",
          "zoo": {"vision_encoders": ["tiny:vit-p4", "tiny:vit-p8"], "language_models": ["tiny:gpt2"]},
          "search": {"strategy": "grid"}}
-
-
-def harness(*args):
-    return subprocess.run([sys.executable, "-m", "harness.cli", *map(str, args)],
-                          capture_output=True, text=True, timeout=600)
-
-
-def digest(path):
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def trained_by_last_run(store):
@@ -30,8 +17,8 @@ def trained_by_last_run(store):
 
 def test_forget_a_component_then_refresh_and_no_reuse(tmp_path):
     store = tmp_path / "s.duckdb"
-    suite = suitefiles.write_suite(tmp_path, SUITE)
-    assert harness("run", suite, "--store", store).returncode == 0
+    suite = helpers.write_suite(tmp_path, SUITE)
+    assert invoke("run", suite, "--store", store).returncode == 0
     keys = dict(fetch(store, "select encoder, trial_key from trials"))
     ckpt = {e: tmp_path / "checkpoints" / k for e, k in keys.items()}
     assert all(p.is_dir() for p in ckpt.values())
@@ -41,33 +28,33 @@ def test_forget_a_component_then_refresh_and_no_reuse(tmp_path):
     for args, said in ((["--component", "tiny:nope"], "--component 'tiny:nope'"),
                        (["--key", "abc"], "at least 8 characters"),
                        (["--run", "no-such-run"], "--run 'no-such-run'"), ([], "say what to forget")):
-        out = harness("store", "forget", *args, "--store", store)
+        out = invoke("store", "forget", *args, "--store", store)
         assert out.returncode == 2 and said in out.stderr and "Traceback" not in out.stderr, out.stderr
-    dry = harness("store", "forget", "--component", "tiny:vit-p4", "--dry-run", "--store", store)
+    dry = invoke("store", "forget", "--component", "tiny:vit-p4", "--dry-run", "--store", store)
     assert dry.returncode == 0 and dry.stdout.startswith("would forget: trials 1, scores 1")
     assert digest(store) == before and ckpt["tiny:vit-p4"].is_dir()
 
-    out = harness("store", "forget", "--component", "tiny:vit-p4", "--store", store)
+    out = invoke("store", "forget", "--component", "tiny:vit-p4", "--store", store)
     assert out.returncode == 0 and "trials 1" in out.stdout
     assert [e for e, in fetch(store, "select encoder from trials")] == ["tiny:vit-p8"]
     assert not ckpt["tiny:vit-p4"].exists() and ckpt["tiny:vit-p8"].is_dir()
     assert fetch(store, "select count(*) from scores where trial_key = ?", [keys["tiny:vit-p4"]], one=True) == (0,)
     # the next run trains only what was forgotten, to the same scores (same seed)
-    assert harness("run", suite, "--store", store).returncode == 0
+    assert invoke("run", suite, "--store", store).returncode == 0
     assert trained_by_last_run(store) == [("tiny:vit-p4",)]
     assert dict(fetch(store, "select encoder, trial_key from trials")) == keys
 
-    refreshed = harness("run", suite, "--store", store, "--refresh", "tiny:vit-p8")
+    refreshed = invoke("run", suite, "--store", store, "--refresh", "tiny:vit-p8")
     assert refreshed.returncode == 0 and "forgot what the store held for tiny:vit-p8" in refreshed.stderr
     assert trained_by_last_run(store) == [("tiny:vit-p8",)]
-    assert harness("run", suite, "--store", store, "--refresh", "tiny:other").returncode == 2
-    assert harness("run", suite, "--store", store, "--no-reuse").returncode == 0
+    assert invoke("run", suite, "--store", store, "--refresh", "tiny:other").returncode == 2
+    assert invoke("run", suite, "--store", store, "--no-reuse").returncode == 0
     assert trained_by_last_run(store) == [("tiny:vit-p4",), ("tiny:vit-p8",)]
 
     # a run forgotten: its records go, the trials it only reused stay
     last = fetch(store, "select run_id from runs order by started_at desc limit 1", one=True)[0]
     runs = fetch(store, "select count(*) from runs", one=True)[0]
-    out = harness("store", "forget", "--run", last, "--store", store)
+    out = invoke("store", "forget", "--run", last, "--store", store)
     assert out.returncode == 0 and "runs 1" in out.stdout and "rankings" in out.stdout
     assert fetch(store, "select count(*) from runs", one=True)[0] == runs - 1
     assert fetch(store, "select count(*) from trials", one=True) == (0,)  # that run had trained both
@@ -104,16 +91,8 @@ def test_forgetting_a_trial_forgets_the_trials_continued_from_it(tmp_path):
 
 # -- a checkpoint path from a file deletes nothing (issue 31) --------------------------------------
 
-def _cli(*args):
-    from click.testing import CliRunner
-
-    from harness.cli import cli
-
-    return CliRunner().invoke(cli, [str(a) for a in args])
-
-
 def test_an_imported_trial_naming_another_trials_checkpoint_deletes_nothing_when_forgotten(tmp_path):
-    from storefiles import forge_parquet, key, make_store
+    from helpers import forge_parquet, key, make_store
 
     mine = tmp_path / "mine" / "s.duckdb"
     mine.parent.mkdir()
@@ -124,30 +103,30 @@ def test_an_imported_trial_naming_another_trials_checkpoint_deletes_nothing_when
     make_store(other, trials=1)
     fake = key(99)
     exp = tmp_path / "exp"
-    assert _cli("store", "export", "--all", "--out", exp, "--store", other).exit_code == 0
+    assert invoke("store", "export", "--all", "--out", exp, "--store", other).returncode == 0
     # a forged export: a trial of its own whose checkpoint_path names the victim's file
     forge_parquet(exp, "trials", f"SELECT * REPLACE ('{fake}' AS trial_key, "
                                  f"'checkpoints/{victim}/trainable.safetensors' AS checkpoint_path) FROM t")
-    imported = _cli("store", "import", exp, "--store", mine)
-    assert imported.exit_code == 0, imported.output
+    imported = invoke("store", "import", exp, "--store", mine)
+    assert imported.returncode == 0, imported.output
     assert fetch(mine, "select checkpoint_path from trials where trial_key = ?", [fake], one=True) == (None,)
-    dry = _cli("store", "forget", "--key", fake, "--dry-run", "--store", mine)
-    assert dry.exit_code == 0 and "would delete" not in dry.output, dry.output
-    out = _cli("store", "forget", "--key", fake, "--store", mine)
-    assert out.exit_code == 0 and "trials 1" in out.output, out.output
+    dry = invoke("store", "forget", "--key", fake, "--dry-run", "--store", mine)
+    assert dry.returncode == 0 and "would delete" not in dry.output, dry.output
+    out = invoke("store", "forget", "--key", fake, "--store", mine)
+    assert out.returncode == 0 and "trials 1" in out.output, out.output
     assert victim_ckpt.read_bytes() == b"weights of " + victim.encode()
     assert fetch(mine, "select count(*) from trials where trial_key = ?", [victim], one=True) == (1,)
 
 
 def test_a_merged_store_brings_only_checkpoint_paths_its_keys_derive(tmp_path):
-    from storefiles import key, make_store
+    from helpers import key, make_store
 
     victim_store = tmp_path / "s.duckdb"
     victim, _ = make_store(victim_store, trials=2)
     (tmp_path / "far").mkdir()
     far = make_store(tmp_path / "far" / "g.duckdb", trials=3,
                      checkpoint_paths={key(2): f"checkpoints/{victim}/trainable.safetensors"})
-    assert _cli("store", "merge", tmp_path / "far" / "g.duckdb", "--store", victim_store).exit_code == 0
+    assert invoke("store", "merge", tmp_path / "far" / "g.duckdb", "--store", victim_store).returncode == 0
     assert fetch(victim_store, "select checkpoint_path from trials where trial_key = ?", [far[2]], one=True) == (None,)
     assert fetch(victim_store, "select checkpoint_path from trials where trial_key = ?", [victim], one=True) == (
         f"checkpoints/{victim}/trainable.safetensors",)
@@ -155,7 +134,7 @@ def test_a_merged_store_brings_only_checkpoint_paths_its_keys_derive(tmp_path):
 
 def test_forget_deletes_only_the_forgotten_trials_own_folder_and_dry_run_lists_it(tmp_path):
     from harness.store import Store
-    from storefiles import make_store, snapshot
+    from helpers import make_store, snapshot
 
     store = tmp_path / "s.duckdb"
     victim, fake = make_store(store, checkpoint_paths={})
@@ -164,13 +143,13 @@ def test_forget_deletes_only_the_forgotten_trials_own_folder_and_dry_run_lists_i
         st.con.execute("UPDATE trials SET checkpoint_path = ? WHERE trial_key = ?",
                        [f"checkpoints/{victim}/trainable.safetensors", fake])
     (tmp_path / "notes.txt").write_text("mine")
-    dry = _cli("store", "forget", "--key", fake, "--dry-run", "--store", store)
+    dry = invoke("store", "forget", "--key", fake, "--dry-run", "--store", store)
     lines = dry.output.splitlines()
-    assert dry.exit_code == 0 and lines[0].startswith("would forget: trials 1, scores 1"), dry.output
+    assert dry.returncode == 0 and lines[0].startswith("would forget: trials 1, scores 1"), dry.output
     assert lines[1:] == [f"would delete {tmp_path / 'checkpoints' / fake / 'trainable.safetensors'}"]
     before = snapshot(tmp_path)
-    out = _cli("store", "forget", "--key", fake, "--store", store)
-    assert out.exit_code == 0, out.output
+    out = invoke("store", "forget", "--key", fake, "--store", store)
+    assert out.returncode == 0, out.output
     after = snapshot(tmp_path)
     gone = sorted(set(before) - set(after))
     assert gone == [f"checkpoints/{fake}/trainable.safetensors"]
@@ -182,7 +161,7 @@ def test_forget_deletes_only_the_forgotten_trials_own_folder_and_dry_run_lists_i
     with Store.open(second) as st:
         st.con.execute("UPDATE trials SET checkpoint_path = ? WHERE trial_key = ?",
                        [f"checkpoints/{forgotten}/trainable.safetensors", kept])
-    dry = _cli("store", "forget", "--key", forgotten, "--dry-run", "--store", second)
-    assert dry.exit_code == 0 and "would delete" not in dry.output, dry.output
-    assert _cli("store", "forget", "--key", forgotten, "--store", second).exit_code == 0
+    dry = invoke("store", "forget", "--key", forgotten, "--dry-run", "--store", second)
+    assert dry.returncode == 0 and "would delete" not in dry.output, dry.output
+    assert invoke("store", "forget", "--key", forgotten, "--store", second).returncode == 0
     assert (second.parent / "checkpoints" / forgotten / "trainable.safetensors").is_file()

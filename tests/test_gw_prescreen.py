@@ -6,7 +6,7 @@ import time
 import duckdb
 import numpy as np
 import pytest
-import suitefiles
+import helpers
 from harness.store import Store
 
 from harness.gromov import gw_distance
@@ -33,7 +33,7 @@ SUITE = {
 
 
 def write_suite(tmp_path, name="suite.yaml", **changes):
-    return suitefiles.write_suite(tmp_path, SUITE, name, **changes)
+    return helpers.write_suite(tmp_path, SUITE, name, **changes)
 
 
 def run_strategy(cls, suite, store):
@@ -158,7 +158,7 @@ def test_prescreen_ranks_every_candidate_by_gw_and_reuses_everything(tmp_path):
 @pytest.mark.slow
 def test_prescreen_end_to_end_trains_only_the_top_then_nothing(tmp_path):
     """Through the CLI: trains exactly train_top candidates; a rerun trains and embeds nothing."""
-    from test_search import harness, last_run, trials_of
+    from helpers import harness, last_run, trials_of
 
     store = tmp_path / "s.duckdb"
     suite = write_suite(tmp_path)

@@ -3,9 +3,8 @@
 import subprocess
 import sys
 import tomllib
-from pathlib import Path
 
-ROOT = Path(__file__).parents[1]
+from helpers import ROOT, TIMEOUT
 PACKAGE_DIRS = {"harness": "harness", "harness.plugins": "plugins", "harness.store": "store"}
 
 
@@ -27,12 +26,12 @@ def test_built_wheel_imports_every_package(tmp_path):
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
          "-w", str(wheels), str(ROOT)],
-        check=True, capture_output=True, cwd=tmp_path,
+        check=True, capture_output=True, cwd=tmp_path, timeout=TIMEOUT,
     )
     (wheel,) = wheels.glob("harness-*.whl")
     site = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target",
-                    str(site), str(wheel)], check=True, capture_output=True)
+                    str(site), str(wheel)], check=True, capture_output=True, timeout=TIMEOUT)
     assert not (site / "store").exists() and not (site / "plugins").exists()
     packages = _declared_packages()
     code = (
@@ -44,5 +43,5 @@ def test_built_wheel_imports_every_package(tmp_path):
         "assert 'cka' in get_components()['similarity_metric']\n"
         "import harness.store.migrations\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=TIMEOUT)
     assert proc.returncode == 0, proc.stderr

@@ -10,6 +10,9 @@ from pathlib import Path
 
 import pytest
 
+import helpers
+from helpers import ROOT, TIMEOUT, fetch, harness
+
 from harness import hookspecs
 from harness.hookspecs import hookimpl
 from harness.plugin_manager import (
@@ -26,7 +29,7 @@ from harness.registry import (
     UnknownComponent,
 )
 
-FIXTURE = Path(__file__).parent / "fixtures" / "harness-example-plugin"
+FIXTURE = ROOT / "tests" / "fixtures" / "harness-example-plugin"
 
 
 def test_every_hookspec_is_documented_and_takes_the_documented_args():
@@ -97,12 +100,6 @@ def test_lazy_targets_import_on_first_use_and_explain_failures():
         registry.get("ghost").load()
 
 
-def _run(args, env_extra=None, **kw):
-    env = {**os.environ, **(env_extra or {})}
-    return subprocess.run([sys.executable, "-m", "harness.cli", *args], capture_output=True,
-                          text=True, env=env, **kw)
-
-
 @pytest.mark.parametrize("args", [["--help"], ["plugins"], ["plugins", "--json"], ["store", "path"]])
 def test_light_commands_do_not_import_torch(args):
     code = (
@@ -113,7 +110,7 @@ def test_light_commands_do_not_import_torch(args):
         "heavy = [m for m in ('torch', 'lmms_eval', 'transformers', 'duckdb') if m in sys.modules]\n"
         "sys.stderr.write('HEAVY=' + ','.join(heavy))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=TIMEOUT)
     assert out.returncode == 0, out.stderr
     heavy = out.stderr.rsplit("HEAVY=", 1)[1].split(",")
     assert "torch" not in heavy and "lmms_eval" not in heavy and "transformers" not in heavy
@@ -127,7 +124,7 @@ def installed_fixture(tmp_path_factory):
     proc = subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
          "--no-index", "--target", str(site), str(FIXTURE)],
-        capture_output=True, text=True, cwd=build,
+        capture_output=True, text=True, cwd=build, timeout=TIMEOUT,
     )
     assert proc.returncode == 0, proc.stderr
     return site
@@ -156,7 +153,7 @@ def _install_module_plugin(tmp_path, name, source, version="1.0", suffix=""):
     site = tmp_path / f"site{suffix}"
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
                     "--no-index", "--target", str(site), str(pkg)], check=True, capture_output=True,
-                   cwd=tmp_path)
+                   cwd=tmp_path, timeout=TIMEOUT)
     return site
 
 
@@ -167,7 +164,7 @@ def _plugin_names(proc):
 
 def test_installed_plugin_is_listed_with_version_and_components(installed_fixture):
     env = _with_site(installed_fixture, allow="example")
-    plugins = _plugin_names(_run(["plugins", "--json"], env))
+    plugins = _plugin_names(harness("plugins", "--json", env=env))
     example = plugins["example"]
     assert example["version"] == "0.4.0"
     assert example["distribution"] == "harness-example-plugin"
@@ -179,47 +176,45 @@ def test_installed_plugin_is_listed_with_version_and_components(installed_fixtur
     import harness.hookspecs as specs  # the template implements every hook there is
 
     assert set(example["hooks"]) == {n for n, f in vars(specs).items() if n.startswith("register_") and callable(f)}
-    table = _run(["plugins"], env)
+    table = harness("plugins", env=env)
     assert "example" in table.stdout and "0.4.0" in table.stdout
-    hello = _run(["example-hello"], env)
+    hello = harness("example-hello", env=env)
     assert hello.returncode == 0 and "hello from harness-example-plugin" in hello.stdout
 
 
 def test_env_switch_allow_lists_or_disables_entry_points(installed_fixture, tmp_path):
-    assert "example" not in _plugin_names(_run(["plugins", "--json"], _with_site(installed_fixture)))
+    assert "example" not in _plugin_names(harness("plugins", "--json", env=_with_site(installed_fixture)))
     env = _with_site(installed_fixture, allow="some-other-plugin")
-    assert "example" not in _plugin_names(_run(["plugins", "--json"], env))
+    assert "example" not in _plugin_names(harness("plugins", "--json", env=env))
     by_dist = _with_site(installed_fixture, allow="harness-example-plugin")
-    assert "example" in _plugin_names(_run(["plugins", "--json"], by_dist))
+    assert "example" in _plugin_names(harness("plugins", "--json", env=by_dist))
     # the exclusion form: every plugin but the ones named (by entry point or distribution)
     for excluded in ("-example", "-harness-example-plugin"):
-        assert "example" not in _plugin_names(_run(["plugins", "--json"], _with_site(installed_fixture, allow=excluded)))
-    typo = _run(["plugins", "--json"], _with_site(installed_fixture, allow="-exampel"))
+        assert "example" not in _plugin_names(harness("plugins", "--json", env=_with_site(installed_fixture, allow=excluded)))
+    typo = harness("plugins", "--json", env=_with_site(installed_fixture, allow="-exampel"))
     assert "example" in _plugin_names(typo)
     assert "names 'exampel', which matches no installed plugin" in typo.stderr
     # a component the filtered-out plugin provides: the error says the filter left it out
     suite = tmp_path / "rv.yaml"
-    suite.write_text((Path(__file__).parents[1] / "suites" / "quickstart.yaml").read_text().replace(
+    suite.write_text((ROOT / "suites" / "quickstart.yaml").read_text().replace(
         "similarity: cka", "similarity: rv"))
-    proc = _run(["validate", str(suite)], _with_site(installed_fixture, allow="-example"))
+    proc = harness("validate", str(suite), env=_with_site(installed_fixture, allow="-example"))
     assert proc.returncode == 2, proc.stderr
     assert "not loaded because of HARNESS_LOAD_PLUGINS: example" in proc.stdout + proc.stderr
     everything = {k: v for k, v in _with_site(installed_fixture).items() if k == "PYTHONPATH"}
-    env = {k: v for k, v in os.environ.items() if k != "HARNESS_LOAD_PLUGINS"} | everything
-    proc = subprocess.run([sys.executable, "-m", "harness.cli", "plugins", "--json"],
-                          capture_output=True, text=True, env=env)
+    proc = harness("plugins", "--json", env={"HARNESS_LOAD_PLUGINS": None, **everything})
     assert "example" in _plugin_names(proc)
 
 
 def test_suite_can_name_the_plugin_components(installed_fixture, tmp_path):
-    quickstart = (Path(__file__).parents[1] / "suites" / "quickstart.yaml").read_text()
+    quickstart = (ROOT / "suites" / "quickstart.yaml").read_text()
     suite = tmp_path / "suite.yaml"
     text = quickstart.replace("similarity: cka", "similarity: rv").replace("policy: sha", "policy: median")
     assert "similarity: rv" in text and "policy: median" in text
     suite.write_text(text)
-    ok = _run(["validate", str(suite)], _with_site(installed_fixture, allow="example"))
+    ok = harness("validate", str(suite), env=_with_site(installed_fixture, allow="example"))
     assert ok.returncode == 0, ok.stderr
-    missing = _run(["validate", str(suite)], _with_site(installed_fixture))
+    missing = harness("validate", str(suite), env=_with_site(installed_fixture))
     assert missing.returncode == 2
     assert "search.similarity" in missing.stderr and "Unknown similarity metric 'rv'" in missing.stderr
     assert not (tmp_path / ".harness").exists()
@@ -229,23 +224,21 @@ def test_a_third_party_policy_takes_its_own_options_from_the_suite(installed_fix
     """The example plugin's ``median`` declares ``Options(ratio)``: the suite's inter.options
     are validated against it (a wrong value named with file:line) and reach the policy, whose
     one rung then trains at that ratio."""
-    import suitefiles
-    from suitefiles import fetch
 
     env = _with_site(installed_fixture, allow="example")
-    bad = suitefiles.write_suite(tmp_path, suitefiles.TINY_MORDAL, "bad.yaml", **{
+    bad = helpers.write_suite(tmp_path, helpers.TINY_MORDAL, "bad.yaml", **{
         "search.inter": {"policy": "median", "top_k": 2, "options": {"ratio": 2}}})
-    out = _run(["validate", str(bad)], env)
+    out = harness("validate", str(bad), env=env)
     assert out.returncode == 2 and "search.inter.options.ratio" in out.stdout + out.stderr
     assert "stopping policy 'median'" in out.stdout + out.stderr
-    good = suitefiles.write_suite(tmp_path, suitefiles.TINY_MORDAL, "good.yaml", **{
+    good = helpers.write_suite(tmp_path, helpers.TINY_MORDAL, "good.yaml", **{
         "zoo.vision_encoders": ["tiny:vit-p4", "tiny:vit-p8", "tiny:resnet"],
         "search.clustering.t_llm": 1.0,  # every LLM its own cluster: 6 clusters for median to cut
         "search.inter": {"policy": "median", "top_k": 2, "options": {"ratio": 0.25}},
         # and the predictor's: predictions clipped to [0, 0.001]
         "search.predictor": {"r0": 0.5, "points": 2, "options": {"clip": [0.0, 0.001]}}})
     store = tmp_path / "s.duckdb"
-    out = _run(["run", str(good), "--store", str(store)], env, timeout=900)
+    out = harness("run", str(good), "--store", str(store), env=env, timeout=900)
     assert out.returncode == 0, out.stderr[-2000:]
     ratios = fetch(store, "select distinct sample_ratio from rungs where phase = 'inter'")
     assert ratios == [(0.25,)]
@@ -258,15 +251,15 @@ def test_a_plugin_that_fails_to_import_is_named(tmp_path):
     env = _with_site(site, allow="broken")
     # reported in one line naming the plugin and its distribution, and skipped: the commands
     # that do not need it still work (issue 18)
-    for args in (["--help"], ["plugins"], ["validate", str(Path(__file__).parents[1] / "suites" / "quickstart.yaml")]):
-        proc = _run(args, env)
+    for args in (["--help"], ["plugins"], ["validate", str(ROOT / "suites" / "quickstart.yaml")]):
+        proc = harness(*args, env=env)
         assert proc.returncode == 0, (args, proc.stderr)
         assert "Traceback" not in proc.stderr
         lines = [line for line in proc.stderr.splitlines() if "broken" in line]
         assert lines and lines[0].startswith('warning: Error importing plugin "broken"'), proc.stderr
         assert "harness-broken 1.0" in lines[0] and "no_such_dependency_xyz" in lines[0]
     # a component it might have provided: the unknown-name error says it was skipped
-    proc = _run(["trial", "--encoder", "broken:x", "--llm", "tiny:gpt2", "--task", "shapes:color"], env)
+    proc = harness("trial", "--encoder", "broken:x", "--llm", "tiny:gpt2", "--task", "shapes:color", env=env)
     assert proc.returncode == 2 and "failed to import: broken" in proc.stderr
 
 
@@ -346,14 +339,12 @@ def test_a_new_plugin_release_is_not_served_stale_results_and_rows_name_their_pr
     """Issue 18 items 1 and 6: a plugin's components and metric are keyed by its release, so
     version 2.0 trains and measures again what 1.0 stored, while the built-ins' results are
     reused; each row names the plugin that made it (metric, policy, predictor, encoder)."""
-    import suitefiles
-    from suitefiles import fetch
 
     store = tmp_path / "s.duckdb"
-    suite = suitefiles.write_suite(tmp_path, suitefiles.TINY_MORDAL, **{
+    suite = helpers.write_suite(tmp_path, helpers.TINY_MORDAL, **{
         "zoo.vision_encoders": ["fp:vit-p4", "fp:vit-p8", "tiny:resnet"], "search.similarity": "cka2"})
     for version in ("1.0", "2.0"):
-        out = _run(["run", str(suite), "--store", str(store)], _install_fp(tmp_path, version))
+        out = harness("run", str(suite), "--store", str(store), env=_install_fp(tmp_path, version))
         assert out.returncode == 0, out.stderr
     runs = [r for r, in fetch(store, "select run_id from runs order by started_at")]
     uses = fetch(store, "select t.encoder, u.reused from run_uses u join trials t on t.trial_key = u.key"
@@ -471,12 +462,11 @@ def register_stopping_policies(register):
 '''
 
 
+@pytest.mark.long
 def test_faulty_plugin_outputs_are_refused_and_named_end_to_end(tmp_path):
     """Issue 18 item 3 on real runs: a metric returning NaN, a predictor returning NaN and a
     policy keeping a candidate it was not given are each named in one line (plugin, version);
     nothing non-finite is stored; the first two runs finish, the policy's fails."""
-    import suitefiles
-    from suitefiles import fetch
 
     site = _install_module_plugin(tmp_path, "faults", FAULTS)
     env = _with_site(site, allow="faults")
@@ -488,8 +478,8 @@ def test_faulty_plugin_outputs_are_refused_and_named_end_to_end(tmp_path):
              "raisepolicy": {"search.inter.policy": "raisepolicy", **one_llm}}
     for label, changes in cases.items():
         store = tmp_path / f"{label}.duckdb"
-        suite = suitefiles.write_suite(tmp_path, suitefiles.TINY_MORDAL, f"{label}.yaml", **changes)
-        out = _run(["run", str(suite), "--store", str(store)], env)
+        suite = helpers.write_suite(tmp_path, helpers.TINY_MORDAL, f"{label}.yaml", **changes)
+        out = harness("run", str(suite), "--store", str(store), env=env)
         said = " ".join((out.stdout + out.stderr).split())
         assert "Traceback" not in out.stderr, out.stderr
         status = fetch(store, "select status from runs", one=True)[0]
@@ -531,11 +521,11 @@ def test_a_plugin_whose_hook_raises_or_is_misspelt_is_named_and_skipped(tmp_path
     site = _install_module_plugin(tmp_path, name, "from harness.hookspecs import hookimpl\n\n" + code)
     env = _with_site(site, allow=name)
     for args in (["--help"], ["plugins", "--json"]):
-        proc = _run(args, env)
+        proc = harness(*args, env=env)
         assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
         lines = [line for line in proc.stderr.splitlines() if name in line]
         assert len(lines) == 1 and said in lines[0], proc.stderr
-    listed = {p["name"]: p for p in json.loads(_run(["plugins", "--json"], env).stdout)}
+    listed = {p["name"]: p for p in json.loads(harness("plugins", "--json", env=env).stdout)}
     assert "half" not in str(listed.get(name, {}).get("components", {}))  # what it registered went too
 
 
@@ -549,7 +539,7 @@ def test_a_component_of_the_wrong_kind_is_named_with_what_it_should_be(tmp_path)
         "    register('fortytwo', 42)\n\n\n@hookimpl\ndef register_stopping_policies(register):\n"
         "    register('nokeep', 'harness_wrong:NoKeep')\n")
     env = _with_site(site, allow="wrong")
-    proc = _run(["plugins", "--json"], env)
+    proc = harness("plugins", "--json", env=env)
     assert proc.returncode == 0 and "Traceback" not in proc.stderr
     assert ("registered similarity metric 'fortytwo' as int 42; it should be a callable metric"
             in proc.stderr), proc.stderr
@@ -606,20 +596,19 @@ def register_vision_encoders(register):
 '''
 
 
+@pytest.mark.long
 def test_ctrl_c_during_a_duckdb_statement_interrupts_the_run_instead_of_failing_a_candidate(tmp_path):
     """DuckDB turns a SIGINT that arrives during a statement into RuntimeError('Query
     interrupted'): the handlers that isolate one candidate's or one plugin's failure must not
     take it for one (the search then went on and ended 0); the run stops as on any Ctrl-C."""
-    import suitefiles
-    from suitefiles import fetch
 
     from harness.errors import interrupted
 
     site = _install_module_plugin(tmp_path, "ctrlc", CTRL_C)
-    suite = suitefiles.write_suite(tmp_path, suitefiles.TINY_MORDAL, "ctrlc.yaml",
+    suite = helpers.write_suite(tmp_path, helpers.TINY_MORDAL, "ctrlc.yaml",
                                    **{"zoo.vision_encoders": ["ctrlc:enc", "tiny:vit-p8"]})
     store = tmp_path / "s.duckdb"
-    out = _run(["run", str(suite), "--store", str(store)], _with_site(site, allow="ctrlc"), timeout=600)
+    out = harness("run", str(suite), "--store", str(store), env=_with_site(site, allow="ctrlc"), timeout=600)
     assert out.returncode == 130, out.stderr[-2000:]
     assert "interrupted" in out.stderr and "Traceback" not in out.stderr
     assert fetch(store, "select status from runs", one=True) == ("interrupted",)
@@ -631,19 +620,17 @@ def test_ctrl_c_during_a_duckdb_statement_interrupts_the_run_instead_of_failing_
 def test_a_third_party_executor_takes_its_own_options_from_the_suite(installed_fixture, tmp_path):
     """The example plugin's ``logged`` executor requires ``log``: a misspelt key is named with
     its file and line (and what it may have meant); given, every trial is logged."""
-    import suitefiles
-
     env = _with_site(installed_fixture, allow="example")
-    bad = suitefiles.write_suite(tmp_path, suitefiles.TINY_MORDAL, "bad.yaml", **{
+    bad = helpers.write_suite(tmp_path, helpers.TINY_MORDAL, "bad.yaml", **{
         "search.strategy": "grid", "executor": {"name": "logged", "options": {"lgo": "x"}}})
-    out = _run(["validate", str(bad)], env)
+    out = harness("validate", str(bad), env=env)
     assert out.returncode == 2 and "executor.options.lgo" in out.stdout + out.stderr, out.stderr
     assert "executor 'logged'" in out.stdout + out.stderr and "bad.yaml:" in out.stderr
     log = tmp_path / "trials.log"
-    good = suitefiles.write_suite(tmp_path, suitefiles.TINY_MORDAL, "good.yaml", **{
+    good = helpers.write_suite(tmp_path, helpers.TINY_MORDAL, "good.yaml", **{
         "search.strategy": "grid", "zoo.language_models": ["tiny:gpt2"],
         "executor": {"name": "logged", "options": {"log": str(log)}}})
-    out = _run(["run", str(good), "--store", str(tmp_path / "s.duckdb")], env, timeout=900)
+    out = harness("run", str(good), "--store", str(tmp_path / "s.duckdb"), env=env, timeout=900)
     assert out.returncode == 0, out.stderr[-2000:]
     assert len(log.read_text().splitlines()) == 3  # the grid of 3 encoders x 1 LLM, each logged
 
@@ -668,15 +655,13 @@ def register_language_models(register):
 
 
 def test_a_third_party_language_model_family_is_searched_like_a_built_in(tmp_path):
-    import suitefiles
-    from suitefiles import fetch
 
     site = _install_module_plugin(tmp_path, "mylm", LM_FAMILY)
-    suite = suitefiles.write_suite(tmp_path, suitefiles.TINY_MORDAL, "lm.yaml", **{
+    suite = helpers.write_suite(tmp_path, helpers.TINY_MORDAL, "lm.yaml", **{
         "search.strategy": "grid", "zoo.vision_encoders": ["tiny:vit-p8"],
         "zoo.language_models": ["mylm:small", "tiny:gpt2"]})
     store = tmp_path / "s.duckdb"
-    out = _run(["run", str(suite), "--store", str(store)], _with_site(site, allow="mylm"), timeout=900)
+    out = harness("run", str(suite), "--store", str(store), env=_with_site(site, allow="mylm"), timeout=900)
     assert out.returncode == 0, out.stderr[-2000:]
     rows = dict(fetch(store, "select llm, status from trials"))
     assert rows == {"mylm:small": "done", "tiny:gpt2": "done"}
@@ -691,18 +676,16 @@ def test_the_example_plugin_searches_with_its_own_component_of_every_kind(instal
     its train split, scored on its test split by the default exact-match task), its metric,
     policy (with options) and predictor in a Mordal search; then its strategy (with options) on
     its executor (with options). Every row says the plugin made it."""
-    import suitefiles
-    from suitefiles import fetch
 
     env = _with_site(installed_fixture, allow="example")
     zoo = {"zoo.vision_encoders": ["exenc:small", "tiny:vit-p4"], "zoo.language_models": ["exlm:small", "tiny:gpt2"],
            "alignment": {"dataset": "squares:colors", "samples": 32},
            "targets": [{"task": "squares:colors", "limit": 8}]}
-    suite = suitefiles.write_suite(tmp_path, suitefiles.TINY_MORDAL, "mordal.yaml", **zoo, **{
+    suite = helpers.write_suite(tmp_path, helpers.TINY_MORDAL, "mordal.yaml", **zoo, **{
         "search.similarity": "rv", "search.inter": {"policy": "median", "options": {"ratio": 0.5}, "top_k": 1},
         "search.predictor.name": "last"})
     store = tmp_path / "s.duckdb"
-    out = _run(["run", str(suite), "--store", str(store)], env, timeout=900)
+    out = harness("run", str(suite), "--store", str(store), env=env, timeout=900)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "come from the alignment data" not in out.stderr  # clustered on its own train split
     assert set(fetch(store, "select task, n_items from scores")) == {("squares:colors", 8)}
@@ -713,24 +696,24 @@ def test_the_example_plugin_searches_with_its_own_component_of_every_kind(instal
     assert {r[0] for r in fetch(store, "select distinct plugin from predictions")} == {"example"}
 
     log = tmp_path / "trials.log"
-    suite = suitefiles.write_suite(tmp_path, suitefiles.TINY_MORDAL, "sampled.yaml", **zoo, **{
+    suite = helpers.write_suite(tmp_path, helpers.TINY_MORDAL, "sampled.yaml", **zoo, **{
         "search": {"strategy": "sampled", "options": {"k": 2, "ratio": 0.5}},
         "executor": {"name": "logged", "log": str(log)}})
-    out = _run(["run", str(suite), "--store", str(tmp_path / "t.duckdb")], env, timeout=900)
+    out = harness("run", str(suite), "--store", str(tmp_path / "t.duckdb"), env=env, timeout=900)
     assert out.returncode == 0, out.stderr[-2000:]
     assert [line.split()[-1] for line in log.read_text().splitlines()] == ["0.5", "0.5"]
     ranked = fetch(tmp_path / "t.duckdb", "select basis, sample_ratio from rankings order by rank")
     assert [b for b, _ in ranked] == ["measured", "measured", "cluster", "cluster"]
 
     # a suite is held to each family's declared capabilities when it is validated
-    bad = suitefiles.write_suite(tmp_path, suitefiles.TINY_MORDAL, "bad.yaml",
+    bad = helpers.write_suite(tmp_path, helpers.TINY_MORDAL, "bad.yaml",
                                  targets=[{"task": "llava:elsewhere/data.json"}])
-    out = _run(["validate", str(bad)], env)
+    out = harness("validate", str(bad), env=env)
     assert out.returncode == 2 and "bad.yaml:" in out.stderr and "targets[0].task" in out.stderr
     assert "cannot be a target" in out.stderr and "squares" in out.stderr.split("cannot be a target")[1]
-    bad = suitefiles.write_suite(tmp_path, suitefiles.TINY_MORDAL, "bad2.yaml",
+    bad = helpers.write_suite(tmp_path, helpers.TINY_MORDAL, "bad2.yaml",
                                  alignment={"dataset": "lmms:mmmu_val"})
-    out = _run(["validate", str(bad)], env)
+    out = harness("validate", str(bad), env=env)
     assert out.returncode == 2 and "alignment.dataset" in out.stderr and "cannot be an alignment set" in out.stderr
 
 
@@ -739,7 +722,7 @@ def test_every_hook_has_docs_and_a_third_party_plugin_test():
     README.md) and implemented by a plugin some test installs (tests/ or its fixtures)."""
     import harness.hookspecs as specs
 
-    root = Path(__file__).parents[1]
+    root = ROOT
     docs = (root / "CONTRIBUTING.md").read_text() + (root / "README.md").read_text()
     sources = "".join(p.read_text() for p in (root / "tests").rglob("*.py") if p.name != "test_plugins.py")
     sources += Path(__file__).read_text().split("def test_every_hook_has_docs_and_a_third_party_plugin_test")[0]

@@ -10,20 +10,15 @@ import time
 from pathlib import Path
 
 import pytest
-import suitefiles
-from suitefiles import fetch
+import helpers
+from helpers import fetch, invoke
 
 pytest.importorskip("ray", reason="the ray extra is not installed: pip install -e \".[ray]\"")
 
-SUITE = {**suitefiles.TINY_MORDAL, "name": "ray-test",
+SUITE = {**helpers.TINY_MORDAL, "name": "ray-test",
          "zoo": {"vision_encoders": ["tiny:vit-p8", "tiny:resnet"],
                  "language_models": ["tiny:gpt2", "tiny:mistral"]}}
 RAY = {"name": "ray", "address": "local", "num_cpus": 2, "retries": 2}
-
-
-def harness(*args, **kw):
-    return subprocess.run([sys.executable, "-m", "harness.cli", *map(str, args)],
-                          capture_output=True, text=True, timeout=900, **kw)
 
 
 @pytest.fixture(scope="module")
@@ -56,13 +51,14 @@ def ranking(store, strategy):
 ASHA_2 = {"search.intra.policy": "asha", "search.intra.options": {"workers": 2}}
 
 
+@pytest.mark.long
 @pytest.mark.parametrize("strategy, changes", [("grid", {}), ("mordal", {}), ("mordal", ASHA_2)],
                          ids=["grid", "mordal", "mordal-asha-2-workers"])
 def test_ray_ranks_exactly_like_local_for_grid_and_mordal(tmp_path, ray_cluster, strategy, changes):
     stores = {}
     for executor in ("local", RAY):
         name = "local" if executor == "local" else "ray"
-        suite = suitefiles.write_suite(tmp_path, SUITE, f"{strategy}-{name}.yaml",
+        suite = helpers.write_suite(tmp_path, SUITE, f"{strategy}-{name}.yaml",
                                        **{"search.strategy": strategy, "executor": executor, **changes})
         stores[name] = tmp_path / f"{strategy}-{name}.duckdb"
         assert run_in_process(suite, stores[name]) == 0
@@ -92,8 +88,9 @@ def _trial_workers():
     return pids
 
 
+@pytest.mark.long
 def test_a_killed_worker_is_retried_and_the_search_finishes(tmp_path, ray_cluster, capfd):
-    suite = suitefiles.write_suite(tmp_path, SUITE, "grid.yaml",
+    suite = helpers.write_suite(tmp_path, SUITE, "grid.yaml",
                                    **{"search.strategy": "grid", "executor": RAY})
     store = tmp_path / "s.duckdb"
     killed = []
@@ -117,10 +114,11 @@ def test_a_killed_worker_is_retried_and_the_search_finishes(tmp_path, ray_cluste
     assert fetch(store, "select count(*) filter (where status = 'done'), count(*) from trials", one=True) == (4, 4)
 
 
+@pytest.mark.long
 def test_a_rerun_after_the_driver_is_killed_trains_nothing_already_finished(tmp_path, ray_cluster):
     # the driver is a process of its own that joins the running instance by its address
     address = ray_cluster.get_runtime_context().gcs_address
-    suite = suitefiles.write_suite(tmp_path, SUITE, "grid.yaml", **{
+    suite = helpers.write_suite(tmp_path, SUITE, "grid.yaml", **{
         "search.strategy": "grid", "executor": {**RAY, "address": address, "max_concurrent": 1}})
     store = tmp_path / "s.duckdb"
     proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", str(suite), "--store", str(store)],
@@ -149,17 +147,17 @@ def test_a_rerun_after_the_driver_is_killed_trains_nothing_already_finished(tmp_
 
 
 def test_suite_with_ray_fields_validates_and_bad_fields_are_named(tmp_path):
-    good = suitefiles.write_suite(tmp_path, SUITE, "good.yaml",
+    good = helpers.write_suite(tmp_path, SUITE, "good.yaml",
                                   **{"executor": {"name": "ray", "address": "auto", "gpus_per_trial": 1,
                                                   "cpus_per_trial": 2, "max_concurrent": 4, "retries": 1}})
-    assert harness("validate", good).returncode == 0
-    bad = suitefiles.write_suite(tmp_path, SUITE, "bad.yaml",
+    assert invoke("validate", good).returncode == 0
+    bad = helpers.write_suite(tmp_path, SUITE, "bad.yaml",
                                  **{"executor": {"name": "ray", "retries": -1, "gpus": 1}})
-    out = harness("validate", bad)  # the misspelt key first, with what it may have meant
+    out = invoke("validate", bad)  # the misspelt key first, with what it may have meant
     assert out.returncode == 2 and "executor.gpus" in out.stderr and "gpus_per_trial" in out.stderr
-    bad = suitefiles.write_suite(tmp_path, SUITE, "bad.yaml",
+    bad = helpers.write_suite(tmp_path, SUITE, "bad.yaml",
                                  executor={"name": "ray", "options": {"retries": -1}})
-    out = harness("validate", bad)  # the Ray options are RayExecutor's Options, wherever written
+    out = invoke("validate", bad)  # the Ray options are RayExecutor's Options, wherever written
     assert out.returncode == 2 and "executor.options.retries" in out.stderr
     assert "bad.yaml:" in out.stderr and "greater than or equal to 0" in out.stderr
 
@@ -168,10 +166,11 @@ def test_suite_with_ray_fields_validates_and_bad_fields_are_named(tmp_path):
 # was DuckDB turning a Ctrl-C during a statement into RuntimeError('Query interrupted'), which the
 # per-candidate handlers took for a candidate's failure (fixed: harness.errors.interrupted);
 # 8 of 8 runs passed after the fix, under load
+@pytest.mark.long
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_interrupting_the_driver_cancels_tasks_and_leaves_the_store_consistent(tmp_path, ray_cluster, sig):
     address = ray_cluster.get_runtime_context().gcs_address
-    suite = suitefiles.write_suite(tmp_path, SUITE, "grid.yaml", **{
+    suite = helpers.write_suite(tmp_path, SUITE, "grid.yaml", **{
         "search.strategy": "grid", "executor": {**RAY, "address": address, "max_concurrent": 1}})
     store = tmp_path / "s.duckdb"
     proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", str(suite), "--store", str(store)],
@@ -189,6 +188,7 @@ def test_interrupting_the_driver_cancels_tasks_and_leaves_the_store_consistent(t
     assert not list(tmp_path.glob(".ray-shard-*"))
 
 
+@pytest.mark.long
 def test_a_continued_trial_on_a_worker_resumes_the_parent_it_is_sent(tmp_path, ray_cluster):
     """The worker's scratch store starts empty: the driver sends the parent's row and checkpoint
     files, so the worker trains only the extra samples and sends back only its own files."""
@@ -220,6 +220,7 @@ def test_a_continued_trial_on_a_worker_resumes_the_parent_it_is_sent(tmp_path, r
     assert rows[1][1] == half.key and 0 < rows[1][2] < 2 * half.samples_seen
 
 
+@pytest.mark.long
 def test_submitted_trials_run_while_the_driver_waits_for_one_and_close_cancels_the_rest(tmp_path, ray_cluster):
     """``submit`` returns at once (nothing is in the store yet); ``run`` of one submitted trial
     waits for that one and merges it; ``close`` cancels what was submitted and never asked for,

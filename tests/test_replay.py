@@ -1,8 +1,7 @@
 """Replay: a strategy re-driven from stored trials trains nothing and decides exactly as live."""
 
 import duckdb
-from suitefiles import fetch
-from test_search import harness, last_run, trials_of, write_suite
+from helpers import fetch, invoke, last_run, search_suite, trials_of
 
 DECISIONS = {
     "rungs": "select phase, rung, encoder, llm, sample_ratio, score, kept from rungs where run_id = ?"
@@ -23,13 +22,13 @@ def decisions(store, run_id):
 
 def test_replaying_a_live_mordal_run_makes_exactly_the_same_decisions(tmp_path):
     store = tmp_path / "s.duckdb"
-    suite = write_suite(tmp_path)
-    live = harness("run", suite, "--store", store)
+    suite = search_suite(tmp_path)
+    live = invoke("run", suite, "--store", store)
     assert live.returncode == 0, live.stderr
     live_run = last_run(store)[0]
     trained, _ = trials_of(store, live_run)
 
-    out = harness("replay", "--from", live_run, "--suite", suite, "--store", store)
+    out = invoke("replay", "--from", live_run, "--suite", suite, "--store", store)
     assert out.returncode == 0, out.stderr
     replay_run, status = last_run(store)
     assert status == "done" and replay_run != live_run
@@ -44,8 +43,8 @@ def test_replaying_a_live_mordal_run_makes_exactly_the_same_decisions(tmp_path):
 
 def test_replay_computes_missing_embeddings_only_when_asked_and_still_trains_nothing(tmp_path):
     store = tmp_path / "s.duckdb"
-    suite = write_suite(tmp_path)
-    assert harness("run", suite, "--store", store).returncode == 0
+    suite = search_suite(tmp_path)
+    assert invoke("run", suite, "--store", store).returncode == 0
     live_run = last_run(store)[0]
     trained, _ = trials_of(store, live_run)
     con = duckdb.connect(str(store))  # similarities but no raw features (a shipped table's shape)
@@ -53,17 +52,17 @@ def test_replay_computes_missing_embeddings_only_when_asked_and_still_trains_not
     con.execute("delete from embeddings")
     con.close()
     assert dropped > 0
-    enough = harness("replay", "--from", live_run, "--suite", suite, "--store", store)
+    enough = invoke("replay", "--from", live_run, "--suite", suite, "--store", store)
     assert enough.returncode == 0, enough.stderr  # every similarity stored: no feature is needed
     assert decisions(store, live_run) == decisions(store, last_run(store)[0])
     con = duckdb.connect(str(store))  # now neither: the trials alone
     con.execute("delete from similarities")
     con.close()
 
-    stopped = harness("replay", "--from", live_run, "--suite", suite, "--store", store)
+    stopped = invoke("replay", "--from", live_run, "--suite", suite, "--store", store)
     assert stopped.returncode == 2
     assert "features of component" in stopped.stderr and "--fill-embeddings" in stopped.stderr
-    filled = harness("replay", "--from", live_run, "--suite", suite, "--store", store, "--fill-embeddings")
+    filled = invoke("replay", "--from", live_run, "--suite", suite, "--store", store, "--fill-embeddings")
     assert filled.returncode == 0, filled.stderr
     replay_run = last_run(store)[0]
     assert trials_of(store, replay_run) == (0, trained)  # features recomputed, no trial trained
@@ -73,20 +72,20 @@ def test_replay_computes_missing_embeddings_only_when_asked_and_still_trains_not
 
 def test_replay_names_a_missing_trial_and_stops_or_fills_it(tmp_path):
     store = tmp_path / "s.duckdb"
-    grid = write_suite(tmp_path, "grid.yaml", **{"search.strategy": "grid",
+    grid = search_suite(tmp_path, "grid.yaml", **{"search.strategy": "grid",
                                                  "zoo.vision_encoders": ["tiny:vit-p4"]})
-    assert harness("run", grid, "--store", store).returncode == 0
+    assert invoke("run", grid, "--store", store).returncode == 0
     grid_run = last_run(store)[0]
-    bigger = write_suite(tmp_path, "bigger.yaml", **{
+    bigger = search_suite(tmp_path, "bigger.yaml", **{
         "search.strategy": "grid", "zoo.vision_encoders": ["tiny:vit-p4", "tiny:resnet"]})
 
-    stopped = harness("replay", "--from", grid_run, "--suite", bigger, "--store", store)
+    stopped = invoke("replay", "--from", grid_run, "--suite", bigger, "--store", store)
     assert stopped.returncode == 2
     assert "tiny:resnet + tiny:gpt2 at r=1" in stopped.stderr and "--fill" in stopped.stderr
     run_id, status = last_run(store)
     assert status == "failed" and trials_of(store, run_id)[0] == 0  # it trained nothing
 
-    filled = harness("replay", "--from", grid_run, "--suite", bigger, "--store", store, "--fill")
+    filled = invoke("replay", "--from", grid_run, "--suite", bigger, "--store", store, "--fill")
     assert filled.returncode == 0, filled.stderr
     assert trials_of(store, last_run(store)[0]) == (2, 2)  # the 2 missing trained, 2 looked up
     assert "2 filled" in filled.stdout and "vs grid" in filled.stdout
@@ -94,12 +93,12 @@ def test_replay_names_a_missing_trial_and_stops_or_fills_it(tmp_path):
 
 def test_replay_of_an_unknown_run_leaves_the_store_as_it_was(tmp_path):
     store = tmp_path / "s.duckdb"
-    grid = write_suite(tmp_path, "grid.yaml", **{"search.strategy": "grid",
+    grid = search_suite(tmp_path, "grid.yaml", **{"search.strategy": "grid",
                                                  "zoo.vision_encoders": ["tiny:vit-p4"]})
-    assert harness("run", grid, "--store", store).returncode == 0
+    assert invoke("run", grid, "--store", store).returncode == 0
     before = fetch(store, "select count(*) from runs", one=True)[0]
-    out = harness("replay", "--from", "no-such-run", "--suite", grid, "--store", store)
+    out = invoke("replay", "--from", "no-such-run", "--suite", grid, "--store", store)
     assert out.returncode == 2 and "no run 'no-such-run'" in out.stderr
     assert fetch(store, "select count(*) from runs", one=True)[0] == before
-    out = harness("replay", "--from", "x", "--suite", grid, "--store", store, "--strategy", "gridd")
+    out = invoke("replay", "--from", "x", "--suite", grid, "--store", store, "--strategy", "gridd")
     assert out.returncode == 2 and "Did you mean 'grid'" in out.stderr

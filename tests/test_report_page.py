@@ -5,19 +5,16 @@ import base64
 import io
 import shutil
 import subprocess
-import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
 import pytest
-import suitefiles
+import helpers
 from PIL import Image
-from suitefiles import fetch
+from helpers import ROOT, fetch, harness, invoke
 
-ROOT = Path(__file__).parents[1]
-
-SUITE = {**suitefiles.TINY_MORDAL, "name": "report-test"}
+SUITE = {**helpers.TINY_MORDAL, "name": "report-test"}
 
 # what a Mordal run's page shows, in its order: the answer first, the similarity heatmaps last;
 # a grid run's page has no clusters, rungs or fits
@@ -25,11 +22,6 @@ MORDAL_ORDER = ["answer", "header", "grid", "rungs", "fits", "cost", "compare", 
                 "llm-similarity"]
 MORDAL_SECTIONS = set(MORDAL_ORDER)
 HINT = "no grid of these candidates is in the store"
-
-
-def harness(*args):
-    return subprocess.run([sys.executable, "-m", "harness.cli", *map(str, args)],
-                          capture_output=True, text=True, timeout=600)
 
 
 class Page(HTMLParser):
@@ -64,14 +56,14 @@ def runs(tmp_path_factory):
     """(store, mordal run, grid run, page printed by `harness run --report`)."""
     tmp = tmp_path_factory.mktemp("report")
     store = tmp / "s.duckdb"
-    mordal = suitefiles.write_suite(tmp, SUITE, "mordal.yaml")
-    grid = suitefiles.write_suite(tmp, SUITE, "grid.yaml", **{"search.strategy": "grid"})
-    first = harness("run", mordal, "--store", store, "--report")
+    mordal = helpers.write_suite(tmp, SUITE, "mordal.yaml")
+    grid = helpers.write_suite(tmp, SUITE, "grid.yaml", **{"search.strategy": "grid"})
+    first = invoke("run", mordal, "--store", store, "--report")
     assert first.returncode == 0, first.stderr
     printed = [line for line in first.stdout.splitlines() if line.startswith("report: ")]
     assert len(printed) == 1, first.stdout
     mordal_run = fetch(store, "select run_id from runs where strategy = 'mordal'", one=True)[0]
-    second = harness("run", grid, "--store", store)
+    second = invoke("run", grid, "--store", store)
     assert second.returncode == 0, second.stderr
     grid_run = fetch(store, "select run_id from runs where strategy = 'grid'", one=True)[0]
     return store, mordal_run, grid_run, Path(printed[0].split(": ", 1)[1])
@@ -87,7 +79,7 @@ def test_run_report_flag_writes_the_page_beside_the_store(runs):
 def test_report_has_every_section_with_decodable_images_and_no_external_url(runs, tmp_path):
     store, mordal_run, grid_run, _ = runs
     before = fetch(store, "select count(*) from runs", one=True)
-    out = harness("report", mordal_run, "--store", store, "--out", tmp_path / "r")
+    out = invoke("report", mordal_run, "--store", store, "--out", tmp_path / "r")
     assert out.returncode == 0, out.stderr
     page = Path(out.stdout.strip())
     assert page == tmp_path / "r" / "report.html"
@@ -125,7 +117,7 @@ def test_report_figures_match_the_store(runs, tmp_path):
     from harness.store import Store
 
     store, mordal_run, grid_run, _ = runs
-    page = Path(harness("report", mordal_run, "--store", store, "--out", tmp_path).stdout.strip())
+    page = Path(invoke("report", mordal_run, "--store", store, "--out", tmp_path).stdout.strip())
     text = page.read_text()
     with Store.open(store, read_only=True) as st:
         row = compare(st, mordal_run, grid_run)[0]
@@ -143,10 +135,10 @@ def test_report_figures_match_the_store(runs, tmp_path):
 
 def test_grid_report_and_history(runs, tmp_path):
     store, mordal_run, grid_run, _ = runs
-    out = harness("report", grid_run, "--store", store, "--out", tmp_path / "g")
+    out = invoke("report", grid_run, "--store", store, "--out", tmp_path / "g")
     assert out.returncode == 0, out.stderr
     assert parse(Path(out.stdout.strip())).sections == ["answer", "header", "grid", "cost"]
-    out = harness("report", "--history", "--store", store, "--out", tmp_path / "h")
+    out = invoke("report", "--history", "--store", store, "--out", tmp_path / "h")
     assert out.returncode == 0, out.stderr
     page = Path(out.stdout.strip())
     parsed = parse(page)
@@ -157,9 +149,9 @@ def test_grid_report_and_history(runs, tmp_path):
 def test_report_of_another_strategy_shows_what_it_has(runs, tmp_path):
     """A gw-prescreen run (no clusters, rungs or fits) gets the sections it has data for."""
     store, _, grid_run, _ = runs
-    suite = suitefiles.write_suite(tmp_path, SUITE, "gw.yaml", **{
+    suite = helpers.write_suite(tmp_path, SUITE, "gw.yaml", **{
         "search": {"strategy": "gw-prescreen", "options": {"samples": 16, "train_top": 1}}})
-    out = harness("run", suite, "--store", store, "--report")
+    out = invoke("run", suite, "--store", store, "--report")
     assert out.returncode == 0, out.stderr
     page = Path(out.stdout.strip().splitlines()[-1].split(": ", 1)[1])
     parsed = parse(page)
@@ -173,9 +165,9 @@ def test_report_bad_input_is_a_clean_error(runs, tmp_path):
                         ([mordal_run, "--compare", mordal_run], "that run is not a grid"),
                         (["--history", "--task", "shapes:nope"], "no run ranked task 'shapes:nope'"),
                         (["--task", "shapes:color"], "--task goes with --history")):
-        out = harness("report", *args, "--store", store, "--out", tmp_path / "x")
+        out = invoke("report", *args, "--store", store, "--out", tmp_path / "x")
         assert out.returncode == 2 and words in out.stderr and "Traceback" not in out.stderr, out.stderr
-    empty = harness("report", "--store", tmp_path / "none.duckdb")
+    empty = invoke("report", "--store", tmp_path / "none.duckdb")
     assert empty.returncode != 0 and "no store at" in empty.stderr and "Traceback" not in empty.stderr
 
 
@@ -203,7 +195,7 @@ def test_the_answer_leads_and_the_similarity_heatmaps_come_last(runs, tmp_path):
     from harness.store import Store
 
     store, mordal_run, grid_run, _ = runs
-    page = Path(harness("report", mordal_run, "--store", store, "--out", tmp_path).stdout.strip())
+    page = Path(invoke("report", mordal_run, "--store", store, "--out", tmp_path).stdout.strip())
     text = page.read_text()
     assert parse(page).sections == MORDAL_ORDER
     assert text.index('<section id="answer">') < text.index("<img")
@@ -352,7 +344,7 @@ def test_report_renders_in_a_real_browser(runs, tmp_path):
         pytest.skip("no Chromium on this machine (.ci/run installs Debian's `chromium` with apt; "
                     "install it to run this test)")
     store, mordal_run, _, _ = runs
-    page = Path(harness("report", mordal_run, "--store", store, "--out", tmp_path).stdout.strip())
+    page = Path(invoke("report", mordal_run, "--store", store, "--out", tmp_path).stdout.strip())
     shot = tmp_path / "shot.png"
     out = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
                           f"--screenshot={shot}", "--window-size=1200,2000", page.as_uri()],

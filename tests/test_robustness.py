@@ -3,16 +3,14 @@ data file, store and SQL statement there gets a one-line error, exit != 0, no tr
 hang, and leaves every file as it was. Then the controls: good inputs still pass."""
 
 import json
-import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+from helpers import ROOT, invoke
 
-ROOT = Path(__file__).parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-import robustness
+import robustness  # noqa: E402
 
 CASES = robustness.cases()
 
@@ -23,16 +21,12 @@ def test_the_battery_has_at_least_250_inputs_of_every_kind():
     assert len({c.name for c in CASES}) == len(CASES)  # each case named once
 
 
+@pytest.mark.long
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_bad_input_is_refused_cleanly(case, tmp_path):
     row = robustness.run_case(case, tmp_path / "case", timeout=60)
     assert row["verdict"] == "clean", row
     assert row["store_changed"] == [], row
-
-
-def harness(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "harness.cli", *map(str, args)], capture_output=True,
-                          text=True, cwd=cwd)
 
 
 def test_good_llava_data_validates_and_outside_images_need_the_option(tmp_path):
@@ -41,22 +35,22 @@ def test_good_llava_data_validates_and_outside_images_need_the_option(tmp_path):
     data.write_text(json.dumps([robustness.GOOD]))
     suite = tmp_path / "suite.yaml"
     suite.write_text(robustness.suite_text(align=f"llava:{data}"))
-    ok = harness("validate", suite)
+    ok = invoke("validate", suite)
     assert ok.returncode == 0, ok.stderr
     # an image outside the folder: refused, unless the ref says outside=1
     (tmp_path / "elsewhere.png").write_bytes((tmp_path / "img" / "a.png").read_bytes())
     data.write_text(json.dumps([{**robustness.GOOD, "image": str(tmp_path / "elsewhere.png")}]))
-    refused = harness("validate", suite)
+    refused = invoke("validate", suite)
     assert refused.returncode == 2 and "outside the image folder" in refused.stderr
     suite.write_text(robustness.suite_text(align=f"llava:{data}?outside=1"))
-    allowed = harness("validate", suite)
+    allowed = invoke("validate", suite)
     assert allowed.returncode == 0, allowed.stderr
 
 
 def test_bounds_name_the_field_and_the_limit(tmp_path):
     suite = tmp_path / "suite.yaml"
     suite.write_text(robustness.suite_text(**{"batch_size: 16": "batch_size: 1000000000000"}))
-    out = harness("validate", suite)
+    out = invoke("validate", suite)
     assert out.returncode == 2 and "vlm.optim.batch_size" in out.stderr and "65536" in out.stderr
 
 
@@ -85,19 +79,15 @@ def test_the_battery_covers_issue_31():
 def test_a_replay_seed_out_of_range_is_one_line_before_the_store_is_touched(tmp_path, seed):
     """It used to train for a minute, then fail with a ValueError (or DuckDB's
     ConversionException) and leave a `failed` run behind."""
-    from click.testing import CliRunner
-    from storefiles import make_store, snapshot
-
-    from harness.cli import cli
+    from helpers import make_store, snapshot
 
     store = tmp_path / "s.duckdb"
     make_store(store)
     suite = tmp_path / "suite.yaml"
     suite.write_text(robustness.suite_text())
     before = snapshot(tmp_path)
-    out = CliRunner().invoke(cli, ["replay", "--from", "nope", "--suite", str(suite), "--seed", seed,
-                                   "--store", str(store)])
+    out = invoke("replay", "--from", "nope", "--suite", suite, "--seed", seed, "--store", store)
     lines = [line for line in out.output.splitlines() if line.strip()]
-    assert out.exit_code == 2 and len(lines) == 1, out.output
+    assert out.returncode == 2 and len(lines) == 1, out.output
     assert lines[0] == f"error: --seed {seed}: a seed is an integer from 0 to {2**63 - 1} (2^63 - 1)"
     assert snapshot(tmp_path) == before

@@ -9,35 +9,16 @@ from pathlib import Path
 
 import duckdb
 import pytest
-import suitefiles
-from suitefiles import fetch
+import helpers
+from helpers import fetch, harness, invoke, last_run, search_suite, trials_of
 
-SUITE = {**suitefiles.TINY_MORDAL, "name": "search-test"}
-
-
-def write_suite(tmp_path, name="suite.yaml", **changes):
-    return suitefiles.write_suite(tmp_path, SUITE, name, **changes)
-
-
-def harness(*args, **kw):
-    return subprocess.run([sys.executable, "-m", "harness.cli", *map(str, args)],
-                          capture_output=True, text=True, **kw)
-
-
-def trials_of(store, run_id=None):
-    return fetch(store, "select count(*) filter (where not u.reused), count(*) filter (where u.reused)"
-                 " from run_uses u where u.kind = 'trial' and (? is null or u.run_id = ?)",
-                 (run_id, run_id), one=True)
-
-
-def last_run(store):
-    return fetch(store, "select run_id, status from runs order by started_at desc limit 1", one=True)
+ENCODERS = helpers.TINY_MORDAL["zoo"]["vision_encoders"]
 
 
 def test_mordal_runs_end_to_end_then_reuses_everything(tmp_path):
     store = tmp_path / "s.duckdb"
-    suite = write_suite(tmp_path)
-    first = harness("run", suite, "--store", store)
+    suite = search_suite(tmp_path)
+    first = invoke("run", suite, "--store", store)
     assert first.returncode == 0, first.stderr
     assert "best VLM:" in first.stdout and "mordal ranking" in first.stdout
     assert "Postprocessing" not in first.stderr  # lmms-eval's own bars stay quiet
@@ -83,7 +64,7 @@ def test_mordal_runs_end_to_end_then_reuses_everything(tmp_path):
     con.close()
 
     start = time.perf_counter()
-    again = harness("run", suite, "--store", store)
+    again = invoke("run", suite, "--store", store)
     assert again.returncode == 0, again.stderr
     run_2, _ = last_run(store)
     assert trials_of(store, run_2) == (0, trained + reused)
@@ -101,12 +82,12 @@ def test_representatives_confirmation_and_estimated_ranking_end_to_end(tmp_path)
     member; two survivors, confirmed at r = 1 where their intervals overlap; the rest by
     estimated full-data score."""
     store = tmp_path / "s.duckdb"
-    suite = write_suite(tmp_path, **{
+    suite = search_suite(tmp_path, **{
         "search.clustering.t_ve": 0.0, "search.clustering.t_llm": 1.0,
         "search.clustering.representatives": 2,
         "search.inter.top_k": 1, "search.intra.top_k": 2,
         "search.predictor.confirm": 2, "search.rank_below": "estimate"})
-    out = harness("run", suite, "--store", store)
+    out = invoke("run", suite, "--store", store)
     assert out.returncode == 0, out.stderr
     run_id = last_run(store)[0]
     assert fetch(store, "select count(distinct member) from clusters where run_id = ? and level = 'encoder'",
@@ -163,11 +144,11 @@ def test_a_component_that_cannot_load_fails_its_candidates_and_the_search_goes_o
     model.save_pretrained(nan)
     ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(nan)
     store = tmp_path / "s.duckdb"
-    suite = write_suite(tmp_path, **{"zoo.vision_encoders": SUITE["zoo"]["vision_encoders"][:2]
+    suite = search_suite(tmp_path, **{"zoo.vision_encoders": ENCODERS[:2]
                                      + [f"hf:{broken}", "timm:no_such_model_anywhere", f"hf:{nan}"],
                                      "search.clustering.t_ve": 0.0})
-    assert harness("validate", suite).returncode == 0  # nothing validation can see
-    out = harness("run", suite, "--store", store)
+    assert invoke("validate", suite).returncode == 0  # nothing validation can see
+    out = invoke("run", suite, "--store", store)
     assert out.returncode == 0, out.stderr
     assert "best VLM: tiny:" in out.stdout
     assert f"failed: hf:{broken} + " in out.stdout and "failed: timm:no_such_model_anywhere + " in out.stdout
@@ -187,13 +168,13 @@ def test_a_component_that_cannot_load_fails_its_candidates_and_the_search_goes_o
 
 def test_one_more_encoder_trains_only_what_it_requires(tmp_path):
     store = tmp_path / "s.duckdb"
-    grid = write_suite(tmp_path, "grid.yaml", **{"search.strategy": "grid"})
-    assert harness("run", grid, "--store", store).returncode == 0
+    grid = search_suite(tmp_path, "grid.yaml", **{"search.strategy": "grid"})
+    assert invoke("run", grid, "--store", store).returncode == 0
     assert trials_of(store, last_run(store)[0]) == (6, 0)
-    bigger = write_suite(tmp_path, "grid2.yaml", **{
+    bigger = search_suite(tmp_path, "grid2.yaml", **{
         "search.strategy": "grid",
-        "zoo.vision_encoders": SUITE["zoo"]["vision_encoders"] + ["tiny:convnext"]})
-    out = harness("run", bigger, "--store", store)
+        "zoo.vision_encoders": ENCODERS + ["tiny:convnext"]})
+    out = invoke("run", bigger, "--store", store)
     assert out.returncode == 0, out.stderr
     assert trials_of(store, last_run(store)[0]) == (2, 6)  # convnext x 2 LLMs only
 
@@ -202,9 +183,9 @@ def test_failed_candidate_is_recorded_and_the_search_goes_on(tmp_path):
     store = tmp_path / "s.duckdb"
     # lr 1e30 with no clipping: every candidate's loss goes non-finite, every one fails, and the
     # search still ranks them all (failures last) instead of crashing
-    suite = write_suite(tmp_path, **{"search.strategy": "grid", "vlm.optim.lr": 1e30,
+    suite = search_suite(tmp_path, **{"search.strategy": "grid", "vlm.optim.lr": 1e30,
                                      "zoo.vision_encoders": ["tiny:vit-p4"]})
-    out = harness("run", suite, "--store", store)
+    out = invoke("run", suite, "--store", store)
     # every trial failed: the run is failed, exit 5, one line why, and every failure is recorded
     assert out.returncode == 5, out.stderr
     assert "error: every trial failed (2)" in out.stderr and "Traceback" not in out.stderr
@@ -218,11 +199,11 @@ def test_failed_candidate_is_recorded_and_the_search_goes_on(tmp_path):
 
 def test_ablation_switches_change_the_plan(tmp_path):
     store = tmp_path / "s.duckdb"
-    suite = write_suite(tmp_path, **{"search.clustering.enabled": False,
+    suite = search_suite(tmp_path, **{"search.clustering.enabled": False,
                                      "search.predictor.enabled": False,
                                      "search.early_stopping": False,
                                      "zoo.vision_encoders": ["tiny:vit-p4", "tiny:resnet"]})
-    out = harness("run", suite, "--store", store)
+    out = invoke("run", suite, "--store", store)
     assert out.returncode == 0, out.stderr
     run_id = last_run(store)[0]
     con = duckdb.connect(str(store), read_only=True)
@@ -238,12 +219,12 @@ def test_ablation_switches_change_the_plan(tmp_path):
 
 def test_compare_against_the_grid(tmp_path):
     store = tmp_path / "s.duckdb"
-    assert harness("run", write_suite(tmp_path, "g.yaml", **{"search.strategy": "grid"}),
+    assert invoke("run", search_suite(tmp_path, "g.yaml", **{"search.strategy": "grid"}),
                    "--store", store).returncode == 0
     grid_run = last_run(store)[0]
-    assert harness("run", write_suite(tmp_path), "--store", store).returncode == 0
+    assert invoke("run", search_suite(tmp_path), "--store", store).returncode == 0
     mordal_run = last_run(store)[0]
-    out = harness("compare", mordal_run, grid_run, "--store", store, "--json")
+    out = invoke("compare", mordal_run, grid_run, "--store", store, "--json")
     assert out.returncode == 0, out.stderr
     import json
 
@@ -252,13 +233,14 @@ def test_compare_against_the_grid(tmp_path):
     assert row["speedup"] > 0 and 0 <= row["ndcg_at_5"] <= 1
     tau = row["weighted_tau_top10"]
     assert tau != tau or -1 <= tau <= 1  # NaN when the tiny grid ties everywhere
-    bad = harness("compare", mordal_run, mordal_run, "--store", store)
+    bad = invoke("compare", mordal_run, mordal_run, "--store", store)
     assert bad.returncode != 0 and "grid" in bad.stderr
 
 
+@pytest.mark.long
 def test_killed_run_resumes_without_repeating_finished_trials(tmp_path):
     store = tmp_path / "s.duckdb"
-    suite = write_suite(tmp_path, **{"search.strategy": "grid"})
+    suite = search_suite(tmp_path, **{"search.strategy": "grid"})
     proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", str(suite), "--store", str(store)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
@@ -274,7 +256,7 @@ def test_killed_run_resumes_without_repeating_finished_trials(tmp_path):
     finished = {r[0] for r in con.execute("select trial_key from trials where status = 'done'").fetchall()}
     con.close()
     assert len(finished) >= 1
-    out = harness("run", suite, "--store", store)
+    out = invoke("run", suite, "--store", store)
     assert out.returncode == 0, out.stderr
     con = duckdb.connect(str(store), read_only=True)
     run_id = con.execute("select run_id from runs order by started_at desc limit 1").fetchone()[0]
@@ -285,12 +267,13 @@ def test_killed_run_resumes_without_repeating_finished_trials(tmp_path):
     assert statuses.get("interrupted") == 1 and statuses.get("done") == 1
 
 
+@pytest.mark.long
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_a_stopped_run_exits_130_and_marks_its_trial(tmp_path, sig):
     """Ctrl-C (SIGINT) and SIGTERM stop a local run the same way: exit 130, the run
     `interrupted`, the trial it was training `failed` (never left `running`), no traceback."""
     store = tmp_path / "s.duckdb"
-    suite = write_suite(tmp_path, **{"search.strategy": "grid", "alignment.samples": 128,
+    suite = search_suite(tmp_path, **{"search.strategy": "grid", "alignment.samples": 128,
                                      "vlm.optim.epochs": 2})
     proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", str(suite), "--store", str(store)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -312,11 +295,12 @@ def test_a_stopped_run_exits_130_and_marks_its_trial(tmp_path, sig):
     assert len(interrupted) <= 1 and all("interrupted by the user" in e for (e,) in interrupted)
 
 
+@pytest.mark.long
 def test_grid_in_worker_processes_matches_the_local_grid(tmp_path):
     local, parallel = tmp_path / "local" / "s.duckdb", tmp_path / "par" / "s.duckdb"
     small = {"search.strategy": "grid", "zoo.vision_encoders": ["tiny:vit-p4", "tiny:resnet"]}
-    assert harness("run", write_suite(tmp_path, "a.yaml", **small), "--store", local).returncode == 0
-    out = harness("run", write_suite(tmp_path, "b.yaml", executor="processes", **small),
+    assert harness("run", search_suite(tmp_path, "a.yaml", **small), "--store", local).returncode == 0
+    out = harness("run", search_suite(tmp_path, "b.yaml", executor="processes", **small),
                   "--store", parallel, env={**os.environ, "HARNESS_WORKERS": "2"})
     assert out.returncode == 0, out.stderr
     rows = []
@@ -333,7 +317,7 @@ def test_grid_in_worker_processes_matches_the_local_grid(tmp_path):
 def test_quickstart_twice_trains_nothing_the_second_time(tmp_path):
     """The README's quickstart, for real (minutes on 2 cores): run it, run it again."""
     store = tmp_path / "s.duckdb"
-    quickstart = Path(__file__).parents[1] / "suites" / "quickstart.yaml"
+    quickstart = helpers.SUITES / "quickstart.yaml"
     start = time.perf_counter()
     first = harness("run", quickstart, "--store", store)
     first_seconds = time.perf_counter() - start
@@ -370,9 +354,9 @@ def test_continuation_resumes_survivors_and_charges_each_rung_once(tmp_path):
     rerun reuses everything and ranks the same."""
     constant = {"vlm.optim.schedule": "constant", "vlm.optim.warmup": 0.0}
     cont, fresh = tmp_path / "c.duckdb", tmp_path / "f.duckdb"
-    suite = write_suite(tmp_path, "c.yaml", **constant, **{"search.continuation": True})
-    assert harness("run", write_suite(tmp_path, "f.yaml", **constant), "--store", fresh).returncode == 0
-    out = harness("run", suite, "--store", cont)
+    suite = search_suite(tmp_path, "c.yaml", **constant, **{"search.continuation": True})
+    assert invoke("run", search_suite(tmp_path, "f.yaml", **constant), "--store", fresh).returncode == 0
+    out = invoke("run", suite, "--store", cont)
     assert out.returncode == 0, out.stderr
     run_id = last_run(cont)[0]
     rows = fetch(cont, "select t.encoder, t.llm, t.sample_ratio, t.trial_key, t.continued_from,"
@@ -390,7 +374,7 @@ def test_continuation_resumes_survivors_and_charges_each_rung_once(tmp_path):
     # the same decisions, fewer samples: a continued trial pays only what its ratio adds
     samples = {s: fetch(s, "select samples from run_costs", one=True)[0] for s in (cont, fresh)}
     assert samples[cont] < samples[fresh]
-    again = harness("run", suite, "--store", cont)
+    again = invoke("run", suite, "--store", cont)
     assert again.returncode == 0 and "0 trained" in again.stdout
     ranked = [fetch(cont, "select encoder, llm from rankings where run_id = ? order by rank", [r])
               for r in (run_id, last_run(cont)[0])]
@@ -443,7 +427,7 @@ def test_an_lmms_target_is_clustered_on_its_validation_images_and_scored_end_to_
     small = {"zoo.vision_encoders": ["tiny:vit-p4", "tiny:vit-p8"], "zoo.language_models": ["tiny:gpt2"],
              "targets": [{"task": f"lmms:{task}", "limit": 8}]}
     store = tmp_path / "s.duckdb"
-    out = harness("run", write_suite(tmp_path, **small), "--store", store)
+    out = harness("run", search_suite(tmp_path, **small), "--store", store)
     assert out.returncode == 0, out.stderr
     said = "".join((out.stdout + out.stderr).split())  # (rich wraps the long path)
     assert f"clusteringfeaturesoflmms:{task}:16imagesofitsvalidationsplit" in said

@@ -18,6 +18,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pytest
+from helpers import ROOT, invoke
 from harness.store import (
     MIGRATIONS,
     Store,
@@ -35,7 +36,7 @@ from harness.store import (
 )
 from harness.store.migrations import applied_migrations, example_queries
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = ROOT
 ALL = [m.__name__ for m in MIGRATIONS]
 PROV = {"plugin": "test", "plugin_version": "0.0"}
 
@@ -576,30 +577,22 @@ def test_merge_reports_scores_that_conflict_and_keeps_its_own(tmp_path):
 
 # -- issue 31: one line, nothing changed ------------------------------------------------------------
 
-def _cli(*args):
-    from click.testing import CliRunner
-
-    from harness.cli import cli
-
-    return CliRunner().invoke(cli, [str(a) for a in args])
-
-
 def _one_line(out, code, *says):
     lines = [line for line in out.output.splitlines() if line.strip()]
-    assert out.exit_code == code and len(lines) == 1, out.output
+    assert out.returncode == code and len(lines) == 1, out.output
     assert lines[0].startswith("error: ") and all(s in lines[0] for s in says), lines[0]
-    assert out.exception is None or isinstance(out.exception, SystemExit), out.exception
+    assert "Traceback" not in out.stderr, out.stderr  # no exception got out of the command
 
 
 def test_backup_of_a_store_whose_name_needs_quoting(tmp_path):
-    from storefiles import make_store
+    from helpers import make_store
 
     for name in ('we"ird.duckdb', "it's.duckdb", 'a "b" \'c\'.duckdb'):
         src = tmp_path / name
         make_store(src)
         dest = tmp_path / f"copy-{len(name)}.duckdb"
-        out = _cli("store", "backup", dest, "--store", src)
-        assert out.exit_code == 0, out.output
+        out = invoke("store", "backup", dest, "--store", src)
+        assert out.returncode == 0, out.output
         with Store.open(dest, read_only=True) as st:
             assert st.query("select count(*) as n from trials")[0]["n"] == 2
 
@@ -616,36 +609,36 @@ def test_backup_of_a_store_whose_name_needs_quoting(tmp_path):
     (["store", "info", "--store", "/dev/null"], "not a regular file"),
 ])
 def test_out_folders_and_stores_that_are_no_place_to_write(tmp_path, args, says):
-    from storefiles import make_store, snapshot
+    from helpers import make_store, snapshot
 
     make_store(tmp_path / "s.duckdb")
     before = snapshot(tmp_path)
     args = [a.replace("{dir}", str(tmp_path)) for a in args]
     if "--store" not in args:
         args += ["--store", str(tmp_path / "s.duckdb")]
-    out = _cli(*args)
+    out = invoke(*args)
     _one_line(out, 2 if args[0] != "sql" and args[1] != "info" else 1, says)
     assert snapshot(tmp_path) == before
 
 
 def test_sql_runs_under_a_memory_and_a_time_limit(tmp_path):
-    from storefiles import make_store
+    from helpers import make_store
 
     store = tmp_path / "s.duckdb"
     make_store(store)
     start = time.monotonic()
-    out = _cli("sql", "SELECT length(repeat('x', 3000000000))", "--store", store)
+    out = invoke("sql", "SELECT length(repeat('x', 3000000000))", "--store", store)
     _one_line(out, 1, "memory limit of harness sql")
-    out = _cli("sql", "SELECT count(*) FROM range(100000000000)", "--store", store, "--timeout", "1")
+    out = invoke("sql", "SELECT count(*) FROM range(100000000000)", "--store", store, "--timeout", "1")
     _one_line(out, 1, "after 1 s", "--timeout")
     assert time.monotonic() - start < 30
-    ok = _cli("sql", "select count(*) as n from trials", "--store", store, "--format", "csv")
-    assert ok.exit_code == 0 and ok.output.splitlines() == ["n", "2"], ok.output
+    ok = invoke("sql", "select count(*) as n from trials", "--store", store, "--format", "csv")
+    assert ok.returncode == 0 and ok.output.splitlines() == ["n", "2"], ok.output
 
 
 def _damaged_wal(folder: Path) -> Path:
     """A store whose last committed rows are only in its .wal, and that .wal damaged."""
-    from storefiles import make_store
+    from helpers import make_store
 
     store = folder / "w.duckdb"
     make_store(store)
@@ -668,25 +661,25 @@ def _damaged_wal(folder: Path) -> Path:
 
 
 def test_a_damaged_wal_names_the_recovery_step_and_backup_copies_the_main_file(tmp_path):
-    from storefiles import snapshot
+    from helpers import snapshot
 
     store = _damaged_wal(tmp_path)
     before = snapshot(tmp_path)
     for args in (["store", "info"], ["sql", "select 1"], ["store", "check"]):
-        out = _cli(*args, "--store", store)
+        out = invoke(*args, "--store", store)
         _one_line(out, 1, "write-ahead log", "main file is intact", "mv ")
-    backup = _cli("store", "backup", tmp_path / "b.duckdb", "--store", store)
-    assert backup.exit_code == 0 and "without the changes since its last checkpoint" in backup.output
+    backup = invoke("store", "backup", tmp_path / "b.duckdb", "--store", store)
+    assert backup.returncode == 0 and "without the changes since its last checkpoint" in backup.output
     assert {k: v for k, v in snapshot(tmp_path).items() if k != "b.duckdb"} == before
     with Store.open(tmp_path / "b.duckdb", read_only=True) as st:
         assert [r["suite_name"] for r in st.query("select suite_name from runs")] == ["made"]
     # the step it names works: the store opens, as of its last checkpoint
     Path(str(store) + ".wal").rename(str(store) + ".wal.damaged")
-    assert _cli("store", "check", "--store", store).exit_code == 0
+    assert invoke("store", "check", "--store", store).returncode == 0
 
 
 def test_store_check_reads_every_table_and_names_the_damaged_ones(tmp_path):
-    from storefiles import make_store
+    from helpers import make_store
 
     store = tmp_path / "s.duckdb"
     make_store(store, trials=1)
@@ -695,8 +688,8 @@ def test_store_check_reads_every_table_and_names_the_damaged_ones(tmp_path):
             st.put_embedding(f"e{i}", np.random.default_rng(i).random((300, 300), dtype=np.float32),
                              component_fingerprint="c", dataset_fingerprint="d", layer=0, run_id="r",
                              plugin="p", plugin_version="0")
-    ok = _cli("store", "check", "--store", store)
-    assert ok.exit_code == 0 and "ok: all" in ok.output, ok.output
+    ok = invoke("store", "check", "--store", store)
+    assert ok.returncode == 0 and "ok: all" in ok.output, ok.output
     # damage one data block of the embeddings' payload: the store opens and counts its rows
     # (count(*) reads metadata), only a full read finds it
     from harness.store.check import check_store
@@ -714,8 +707,8 @@ def test_store_check_reads_every_table_and_names_the_damaged_ones(tmp_path):
             continue
     else:
         pytest.fail("no block of the embeddings' payload found")
-    assert _cli("store", "info", "--store", store).exit_code == 0
-    out = _cli("store", "check", "--store", store)
-    assert out.exit_code == 1 and out.output.startswith("damaged: table embeddings: "), out.output
+    assert invoke("store", "info", "--store", store).returncode == 0
+    out = invoke("store", "check", "--store", store)
+    assert out.returncode == 1 and out.output.startswith("damaged: table embeddings: "), out.output
     last = out.output.splitlines()[-1]
     assert last.startswith("error: ") and "tables are damaged (embeddings)" in last, out.output

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers import BAD_SUITES, ROOT, TIMEOUT
 from pydantic import ValidationError
 
 import harness.suite
@@ -21,8 +22,7 @@ from harness.suite import (
     validate_file,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
-BAD = Path(__file__).parent / "bad_suites"
+BAD = BAD_SUITES
 QUICKSTART = ROOT / "suites" / "quickstart.yaml"
 PAPER = ROOT / "suites" / "mordal-paper.yaml"
 
@@ -335,7 +335,7 @@ PINNED_MINIMAL_FINGERPRINT = "4237f437c35ff638e41de33653660847209261dbf0bb734f3e
 def test_fingerprint_is_stable_across_processes(tmp_path):
     path = write(tmp_path, MINIMAL)
     code = f"from harness.suite import load_suite; print(load_suite({str(path)!r}).fingerprint())"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=TIMEOUT)
     assert out.stdout.strip() == load_suite(path).fingerprint()
 
 
@@ -424,7 +424,7 @@ def test_validation_touches_no_store_and_imports_no_torch(tmp_path):
         """)
     env = {**os.environ, "HARNESS_STORE": str(store)}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, env=env, cwd=tmp_path)
+                         check=True, env=env, cwd=tmp_path, timeout=TIMEOUT)
     assert out.stdout.strip() == "[]"
     assert list(tmp_path.iterdir()) == []  # no store, no .harness/, nothing
 
@@ -434,7 +434,7 @@ def test_executor_ray_without_ray_installed_names_the_install_command(tmp_path, 
 
     monkeypatch.setattr(harness.ray_executor, "ray_available", lambda: False)
     path = tmp_path / "s.yaml"
-    text = (Path(__file__).parents[1] / "suites" / "quickstart.yaml").read_text()
+    text = (ROOT / "suites" / "quickstart.yaml").read_text()
     path.write_text(text.replace("executor: local", "executor: {name: ray, address: auto}"))
     with pytest.raises(BadInput) as err:
         harness.suite.load_suite(path)

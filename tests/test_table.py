@@ -1,14 +1,12 @@
 """The shipped benchmark of record (benchmarks/tables/minizoo): intact, and holding what it says."""
 
-from pathlib import Path
-
 import duckdb
 import pytest
 
 from harness.store.exchange import read_export
 from harness.suite import load_suite
+from helpers import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 TABLE = ROOT / "benchmarks" / "tables" / "minizoo"
 TASKS = {f"shapes:{t}" for t in ("color", "shape", "count", "spatial", "digits", "chart")}
 SEEDS = (0, 1, 2)

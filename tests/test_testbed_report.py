@@ -2,11 +2,11 @@
 
 import math
 import sys
-from pathlib import Path
 
 import pytest
+from helpers import ROOT
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from testbed_report import flips, grid_specs, top1_gaps
 
@@ -52,6 +52,6 @@ def test_flips_flag_a_candidate_that_learns_on_some_seeds_only():
 def test_grid_specs_empty_candidate_list_means_none():
     from harness.suite import load_suite
 
-    suite = load_suite(Path(__file__).parents[1] / "suites" / "quickstart.yaml")
+    suite = load_suite(ROOT / "suites" / "quickstart.yaml")
     assert len(grid_specs(suite, 0)) == len(suite.candidates())
     assert grid_specs(suite, 0, 0.5, []) == []

@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+from helpers import TIMEOUT
+
 from harness import threads
 
 
@@ -16,7 +18,7 @@ def test_each_live_harness_process_takes_its_share_and_dead_ones_are_forgotten(t
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                              capture_output=True, text=True).stdout.strip()
+                              capture_output=True, text=True, timeout=TIMEOUT).stdout.strip()
         (tmp_path / str(sleeper.pid)).write_text("")
         (tmp_path / dead).write_text("")  # a process that ended without removing its file
         (tmp_path / "not-a-pid").write_text("")
@@ -39,13 +41,13 @@ def test_a_second_process_halves_torch_threads(tmp_path):
             "with threads.registered():\n    print(torch.get_num_threads(), threads.usable_cores())")
     env = {**os.environ, "HARNESS_ACTIVE_DIR": str(tmp_path)}
     env.pop("HARNESS_THREADS", None)
-    alone = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    alone = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=TIMEOUT)
     n_alone, cores = map(int, alone.stdout.split())
     assert n_alone == cores
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         (tmp_path / str(sleeper.pid)).write_text("")
-        shared = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+        shared = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=TIMEOUT)
         assert int(shared.stdout.split()[0]) == max(1, cores // 2)
     finally:
         sleeper.kill()

@@ -1,12 +1,10 @@
 """Trials for real: tiny models train with torch, score through lmms-eval, land in a DuckDB file."""
 
-import os
-import subprocess
-import sys
 import time
 
 import pytest
 import torch
+from helpers import invoke
 from harness.store import Store
 
 from harness.scoring import Target
@@ -32,6 +30,7 @@ def _accuracy(vlm, dataset, pixels):
     return sum(a == item.answer for a, item in zip(answers, dataset)) / len(dataset)
 
 
+@pytest.mark.long
 def test_color_trial_learns_from_the_image_in_under_a_minute(store):
     from harness.plugins.shapes import load_dataset
 
@@ -149,17 +148,17 @@ def test_nested_subsets_feed_smaller_ratios(store):
 
 
 def test_trial_command_trains_then_reuses(tmp_path):
-    args = [sys.executable, "-m", "harness.cli", "trial", "--encoder", "tiny:resnet", "--llm", "tiny:qwen2",
+    args = ["trial", "--encoder", "tiny:resnet", "--llm", "tiny:qwen2",
             "--task", "shapes:count", "--samples", "48", "--limit", "8",
-            "--store", str(tmp_path / "s.duckdb"), "--device", "cpu"]  # the recipe: a suite's defaults
-    first = subprocess.run(args, capture_output=True, text=True, env=os.environ)
+            "--store", tmp_path / "s.duckdb", "--device", "cpu"]  # the recipe: a suite's defaults
+    first = invoke(*args)
     assert first.returncode == 0, first.stderr
     assert "trained in" in first.stdout and "shapes:count" in first.stdout
-    second = subprocess.run(args, capture_output=True, text=True)
+    second = invoke(*args)
     assert second.returncode == 0 and "reused from the store" in second.stdout
     value = [line for line in first.stdout.splitlines() if "shapes:count" in line]
     assert value == [line for line in second.stdout.splitlines() if "shapes:count" in line]
-    bad = subprocess.run([*args[:5], "tiny:vit-p9", *args[6:]], capture_output=True, text=True)
+    bad = invoke(*args[:2], "tiny:vit-p9", *args[3:])
     assert bad.returncode == 2 and "Did you mean 'tiny:vit-p8'" in bad.stderr
 
     # its recipe is the suite schema's defaults (issue 32): a suite with the same settings and
@@ -173,11 +172,10 @@ def test_trial_command_trains_then_reuses(tmp_path):
         "alignment": {"dataset": "shapes:align", "samples": 48},
         "targets": [{"task": "shapes:count", "limit": 8}],
         "search": {"strategy": "grid"}, "device": "cpu"}))
-    run = subprocess.run([sys.executable, "-m", "harness.cli", "run", str(suite), "--store",
-                          str(tmp_path / "s.duckdb")], capture_output=True, text=True)
+    run = invoke("run", suite, "--store", tmp_path / "s.duckdb")
     assert run.returncode == 0, run.stderr
     assert "trials: 0 trained, 1 reused" in run.stdout, run.stdout
-    worse = subprocess.run([*args, "--batch-size", "100000000"], capture_output=True, text=True)
+    worse = invoke(*args, "--batch-size", "100000000")
     assert worse.returncode == 2 and "Traceback" not in worse.stderr and "batch_size" in worse.stderr, worse.stderr
 
 

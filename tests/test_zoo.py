@@ -1,14 +1,12 @@
 """The miniature pretrained zoo: shipped weights load, match their recipes, and rebuild."""
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
+from helpers import invoke
 from harness.plugins.zoo import recipes as zoo
 from harness.plugins.zoo import train as zoo_train
 from PIL import Image
@@ -233,26 +231,21 @@ def test_corpus_kinds():
     assert all(set(tokenize(x.lower())) <= words for x in chat + mixed)
 
 
-def _harness(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "harness.cli", *args], capture_output=True,
-                          text=True, timeout=120, env={**os.environ, **(env or {})}, check=False)
-
-
 def test_cli_list_and_cached_build(tmp_path):
-    out = _harness("zoo", "list")
+    out = invoke("zoo", "list")
     assert out.returncode == 0, out.stderr
     for name in zoo.RECIPES:
         assert f"mini:{name}" in out.stdout
     assert "package" in out.stdout and "missing" not in out.stdout
-    rows = [json.loads(line) for line in _harness("zoo", "list", "--json").stdout.splitlines()]
+    rows = [json.loads(line) for line in invoke("zoo", "list", "--json").stdout.splitlines()]
     assert {row["ref"] for row in rows} == {f"mini:{n}" for n in zoo.RECIPES}
 
-    built = _harness("zoo", "build", "--only", "random-vit", "--out", str(tmp_path))
+    built = invoke("zoo", "build", "--only", "random-vit", "--out", str(tmp_path))
     assert built.returncode == 0, built.stderr
     assert json.loads(built.stdout)["cached"] is False and "built in" in built.stderr
-    again = _harness("zoo", "build", "--only", "random-vit", "--out", str(tmp_path))
+    again = invoke("zoo", "build", "--only", "random-vit", "--out", str(tmp_path))
     assert json.loads(again.stdout)["cached"] is True and "up to date" in again.stderr
-    bad = _harness("zoo", "build", "--only", "nope")
+    bad = invoke("zoo", "build", "--only", "nope")
     assert bad.returncode != 0 and "Unknown mini component" in bad.stderr
 
 
