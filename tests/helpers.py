@@ -178,6 +178,25 @@ def trials_of(store, run_id=None):
                  (run_id, run_id), one=True)
 
 
+DECISIONS = {
+    "rungs": "select phase, rung, encoder, llm, sample_ratio, score, kept from rungs where run_id = ?"
+             " order by all",
+    "rankings": "select rank, task, encoder, llm, score, measured_or_predicted, sample_ratio, stage"
+                " from rankings where run_id = ? order by rank",
+    "clusters": "select level, context, cluster_id, member, is_medoid from clusters where run_id = ?"
+                " order by all",
+    "scaling_points": "select encoder, llm, sample_ratio, score from scaling_points where run_id = ?"
+                      " order by all",
+    "predictions": "select encoder, llm, predicted_score from predictions where run_id = ? order by all",
+}
+
+
+def decisions(store, run_id):
+    """What a run decided (rungs, rankings, clusters, scaling points, predictions): equal for a
+    live run and its replay."""
+    return {name: fetch(store, sql, [run_id]) for name, sql in DECISIONS.items()}
+
+
 def key(n: int) -> str:
     return hashlib.sha256(f"trial {n}".encode()).hexdigest()
 

@@ -6,8 +6,7 @@ import json
 import shutil
 
 import pytest
-from helpers import fetch, invoke, last_run, search_suite, trials_of
-from test_replay import decisions
+from helpers import decisions, fetch, invoke, last_run, search_suite, trials_of
 
 TABLES = ("runs", "components", "datasets", "trials", "scores", "run_uses", "clusters",
           "similarities", "embeddings", "rungs", "rankings", "scaling_points", "predictions")

@@ -1,23 +1,7 @@
 """Replay: a strategy re-driven from stored trials trains nothing and decides exactly as live."""
 
 import duckdb
-from helpers import fetch, invoke, last_run, search_suite, trials_of
-
-DECISIONS = {
-    "rungs": "select phase, rung, encoder, llm, sample_ratio, score, kept from rungs where run_id = ?"
-             " order by all",
-    "rankings": "select rank, task, encoder, llm, score, measured_or_predicted, sample_ratio, stage"
-                " from rankings where run_id = ? order by rank",
-    "clusters": "select level, context, cluster_id, member, is_medoid from clusters where run_id = ?"
-                " order by all",
-    "scaling_points": "select encoder, llm, sample_ratio, score from scaling_points where run_id = ?"
-                      " order by all",
-    "predictions": "select encoder, llm, predicted_score from predictions where run_id = ? order by all",
-}
-
-
-def decisions(store, run_id):
-    return {name: fetch(store, sql, [run_id]) for name, sql in DECISIONS.items()}
+from helpers import decisions, fetch, invoke, last_run, search_suite, trials_of
 
 
 def test_replaying_a_live_mordal_run_makes_exactly_the_same_decisions(tmp_path):
