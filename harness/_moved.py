@@ -6,8 +6,11 @@ the old paths (third-party plugins, notebooks, pickles) keeps working: importing
 gives the very same module object as the new one (``sys.modules`` holds it under both), so a
 class is the same class and a monkeypatch reaches the code that runs.
 
-``MOVED`` is the one list: old module -> new module. README.md and CONTRIBUTING.md say where
-things live now.
+``MOVED`` is the one list of moved modules: old module -> new module. ``MOVED_NAMES`` lists the
+names that left a module which stayed (the engine kept ``harness.policies.drive``, the built-in
+``SuccessiveHalving`` went to ``harness.plugins.policies``): the old module serves them through
+:func:`names_moved_from`, so the engine module itself never imports a plugin. README.md and
+CONTRIBUTING.md say where things live now.
 """
 
 from __future__ import annotations
@@ -31,6 +34,37 @@ MOVED: dict[str, str] = {
     "harness.parallel": "harness.plugins.executors.processes",
     "harness.ray_executor": "harness.plugins.executors.ray",
 }
+
+
+# module that stayed -> (module the names went to, the names)
+MOVED_NAMES: dict[str, tuple[str, frozenset[str]]] = {
+    "harness.policies": ("harness.plugins.policies", frozenset({
+        "SuccessiveHalving", "NoStopping", "AsynchronousSuccessiveHalving", "Hyperband", "noisy_keep",
+        "_check_options", "rank", "top", "by_height"})),
+    "harness.predictors": ("harness.plugins.predictors", frozenset({
+        "LogLinear", "PowerLaw", "Rectified", "ClipOptions", "r_squared", "_points", "BETA_BOUNDS",
+        "DEFAULT_ALPHA", "PRE_POWER_SLOPE_FRACTION"})),
+    "harness.executors": ("harness.plugins.executors.local", frozenset({"LocalExecutor"})),
+    "harness.vision": ("harness.plugins.encoders.families", frozenset({
+        "HFVisionEncoder", "OpenClipVisionEncoder", "TimmVisionEncoder", "load_hf", "load_open_clip",
+        "load_timm", "load_tiny"})),
+    "harness.language": ("harness.plugins.language_models.families", frozenset({
+        "build_word_tokenizer", "load_hf", "load_tiny"})),
+    # registry lookups: they need the plugin manager, which registers the dataset families
+    "harness.datasets": ("harness.plugin_manager", frozenset({"family_of", "families_that", "family_entry"})),
+}
+
+
+def names_moved_from(module: str):
+    """A module ``__getattr__`` serving the names that moved out of ``module`` (MOVED_NAMES)."""
+    home, names = MOVED_NAMES[module]
+
+    def __getattr__(name: str):
+        if name in names:
+            return getattr(importlib.import_module(home), name)
+        raise AttributeError(f"module {module!r} has no attribute {name!r}")
+
+    return __getattr__
 
 
 class _OldPath(importlib.abc.MetaPathFinder, importlib.abc.Loader):

@@ -330,7 +330,7 @@ def trial(encoder, llm, tasks, ratio, alignment, samples, mode, projector, epoch
     harness trial --encoder mini:clip-vit-s --llm mini:llama-mixed --task shapes:color \\
         --task shapes:count --ratio 0.25 --seed 1
     """
-    from harness.datasets import family_of
+    from harness.plugin_manager import family_of
     from harness.plugin_manager import get_components
     from harness.scoring import Target
     from harness.store import Store

@@ -46,6 +46,31 @@ class Rung(NamedTuple):
 STAGE_SETTINGS = ("eta", "min_ratio", "tie_z", "uninformative")
 
 
+def check_plan_args(n_candidates: int, top_k: int) -> None:
+    if n_candidates < 0:
+        raise ValueError(f"n_candidates must be >= 0, got {n_candidates}")
+    if top_k < 1:
+        raise ValueError(f"top_k must be >= 1, got {top_k}")
+
+
+@dataclass(frozen=True)
+class RungResult:
+    rung: Rung
+    candidates: tuple  # trained at this rung, in the order they were evaluated
+    scores: Mapping
+    kept: tuple  # best first
+    why: str = ""  # what widened a noise-aware cut beyond n_keep ("" for a plain cut)
+
+
+@dataclass(frozen=True)
+class StageResult:
+    rungs: tuple[RungResult, ...]
+    survivors: tuple  # best first when any rung ran; the input order otherwise
+    # candidates no rung evaluated although a decision was made (Hyperband with a pool larger
+    # than its brackets draw): neither survivors nor eliminated, so a ranking puts them last
+    untried: tuple = ()
+
+
 class StoppingPolicy:
     """Which candidates to train at which data-sample ratio, and whom to keep (``sha``, ``asha``...).
 

@@ -24,6 +24,7 @@ from typing import Any, ClassVar, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 
+from harness._moved import names_moved_from
 from harness.errors import BadInput
 
 IMAGE_TOKEN = "<image>"
@@ -482,38 +483,6 @@ class DatasetFamily:
         cannot read (a missing file)."""
 
 
-def family_of(ref: str) -> tuple[DatasetFamily, str]:
-    """(family, name) of a dataset ref ``family:name``, through the registry (unknown names fail
-    with the available ones)."""
-    _, family, name = family_entry(ref)
-    return family, name
-
-
-def families_that(capability: str) -> list[str]:
-    """The registered families whose class declares ``capability`` (``alignment_data``,
-    ``scoring``, or a split name such as ``"train"``), for messages; a family whose plugin
-    cannot be imported here is left out."""
-    from harness.plugin_manager import get_components
-
-    out = []
-    for entry in get_components()["dataset"]:
-        try:
-            family = entry.load()
-        except Exception:  # noqa: BLE001, S112 - named by its own errors where it is used
-            continue
-        if capability in getattr(family, "splits", ()) or getattr(family, capability, False) is True:
-            out.append(entry.name)
-    return sorted(out)
-
-
-def family_entry(ref: str):
-    """(registry entry, family, name) of a dataset ref: the entry says which plugin made it."""
-    from harness.plugin_manager import get_components
-
-    entry, name = get_components()["dataset"].resolve(ref)
-    return entry, entry.load()(entry.name), name
-
-
 def local_task_dir(dataset: Dataset, cache_dir: Path | None = None) -> tuple[Path, str]:
     """Write (once) an lmms-eval exact-match task for ``dataset``'s items (question, image,
     answer) beside its disk copy; returns (folder, task name). The name carries the
@@ -570,3 +539,6 @@ metric_list:
 metadata:
   version: {version}
 """
+
+
+__getattr__ = names_moved_from(__name__)  # family_of & co., by their home before they moved

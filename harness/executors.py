@@ -11,6 +11,7 @@ Strategies see every executor through :class:`Executor`, so none of them asks wh
 
 from __future__ import annotations
 
+from harness._moved import names_moved_from
 from harness.contracts import TrialExecutor
 
 
@@ -69,10 +70,4 @@ def run_guarded(run_trial, spec, *args, **kwargs):
         raise fault from exc
 
 
-def __getattr__(name: str):
-    """``LocalExecutor``, importable from here as before it moved to harness.plugins.executors.local."""
-    if name == "LocalExecutor":
-        from harness.plugins.executors.local import LocalExecutor
-
-        return LocalExecutor
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = names_moved_from(__name__)  # LocalExecutor, by its name before it moved

@@ -272,3 +272,34 @@ def get_components() -> Components:
 
 def reset() -> None:
     get_components.cache_clear()
+
+
+# -- dataset families, through the process's registries --------------------------------------------
+
+
+def family_of(ref: str) -> tuple:
+    """(family, name) of a dataset ref ``family:name``, through the registry (unknown names fail
+    with the available ones)."""
+    _, family, name = family_entry(ref)
+    return family, name
+
+
+def families_that(capability: str) -> list[str]:
+    """The registered families whose class declares ``capability`` (``alignment_data``,
+    ``scoring``, or a split name such as ``"train"``), for messages; a family whose plugin
+    cannot be imported here is left out."""
+    out = []
+    for entry in get_components()["dataset"]:
+        try:
+            family = entry.load()
+        except Exception:  # noqa: BLE001, S112 - named by its own errors where it is used
+            continue
+        if capability in getattr(family, "splits", ()) or getattr(family, capability, False) is True:
+            out.append(entry.name)
+    return sorted(out)
+
+
+def family_entry(ref: str):
+    """(registry entry, family, name) of a dataset ref: the entry says which plugin made it."""
+    entry, name = get_components()["dataset"].resolve(ref)
+    return entry, entry.load()(entry.name), name

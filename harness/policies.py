@@ -28,60 +28,14 @@ module is the engine's side: :func:`drive`, the results it returns, and the chec
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Hashable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 
-from harness.contracts import Evaluate, Rung, StoppingPolicy
+from harness._moved import names_moved_from
+from harness.contracts import Evaluate, Rung, RungResult, StageResult, StoppingPolicy, check_plan_args
 from harness.errors import HarnessError, stop_if_interrupted
 
-__all__ = ["Rung", "StoppingPolicy", "RungResult", "StageResult", "PolicyFault", "drive", "rank", "top",
-           "by_height", "check_plan_args", "describe"]
-
-
-def rank(scores: Mapping[Hashable, float]) -> list:
-    """Names by score, highest first; ties by ``str(name)``; NaN (a failed trial) last."""
-
-    def key(name):
-        s = float(scores[name])
-        return (math.isnan(s), -s if not math.isnan(s) else 0.0, str(name))
-
-    return sorted(scores, key=key)
-
-
-def top(scores: Mapping[Hashable, float], n_keep: int) -> list:
-    """The best ``n_keep`` names of :func:`rank`."""
-    if n_keep < 0:
-        raise ValueError(f"n_keep must be >= 0, got {n_keep}")
-    return rank(scores)[:n_keep]
-
-
-def check_plan_args(n_candidates: int, top_k: int) -> None:
-    if n_candidates < 0:
-        raise ValueError(f"n_candidates must be >= 0, got {n_candidates}")
-    if top_k < 1:
-        raise ValueError(f"top_k must be >= 1, got {top_k}")
-
-
-
-@dataclass(frozen=True)
-class RungResult:
-    rung: Rung
-    candidates: tuple  # trained at this rung, in the order they were evaluated
-    scores: Mapping
-    kept: tuple  # best first
-    why: str = ""  # what widened a noise-aware cut beyond n_keep ("" for a plain cut)
-
-
-@dataclass(frozen=True)
-class StageResult:
-    rungs: tuple[RungResult, ...]
-    survivors: tuple  # best first when any rung ran; the input order otherwise
-    # candidates no rung evaluated although a decision was made (Hyperband with a pool larger
-    # than its brackets draw): neither survivors nor eliminated, so a ranking puts them last
-    untried: tuple = ()
-
-
+__all__ = ["Rung", "StoppingPolicy", "RungResult", "StageResult", "PolicyFault", "drive", "check_plan_args",
+           "describe"]
 
 
 def drive(
@@ -219,32 +173,7 @@ def _check_stage(policy, result: StageResult, candidates: tuple, top_k: int, eva
 
 
 
-def by_height(heights: Sequence[tuple[float, Mapping]]) -> list:
-    """Every scored candidate, judged at the highest rung it reached: higher rungs first, then by
-    score there; a candidate whose last trial failed (NaN) comes after every finite one."""
-    last: dict = {}
-    for height, scores in heights:
-        for c, s in scores.items():
-            if c not in last or height > last[c][0]:
-                last[c] = (height, s)
-
-    def key(c):
-        height, s = last[c]
-        return (math.isnan(s), -height, -s if not math.isnan(s) else 0.0, str(c))
-
-    return sorted(last, key=key)
+_check_plan_args = check_plan_args  # its name before the built-ins moved out
 
 
-
-_check_plan_args = check_plan_args  # the names before the built-ins moved out
-_by_height = by_height
-
-
-def __getattr__(name: str):
-    """The built-in policies, importable from here as before they moved to harness.plugins.policies."""
-    if name in {"SuccessiveHalving", "NoStopping", "AsynchronousSuccessiveHalving", "Hyperband",
-                "noisy_keep", "_check_options"}:
-        from harness.plugins import policies
-
-        return getattr(policies, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = names_moved_from(__name__)  # the built-ins, by their names before they moved

@@ -28,6 +28,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from harness._moved import names_moved_from
 from harness.contracts import Predictor, ScalingFit, fit_with
 
 __all__ = ["Predictor", "ScalingFit", "fit_points", "prediction_interval", "scaling_ratios",
@@ -122,10 +123,4 @@ def fit_until_loglinear(predictor, points: list[tuple[float, float]], evaluate, 
     return fit, points, extra
 
 
-def __getattr__(name: str):
-    """The built-in laws, importable from here as before they moved to harness.plugins.predictors."""
-    from harness.plugins import predictors
-
-    if name != "__path__" and hasattr(predictors, name) and not name.startswith("__"):
-        return getattr(predictors, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = names_moved_from(__name__)  # the built-in laws, by their names before they moved

@@ -58,7 +58,7 @@ def preflight(suite) -> None:
     suite names must be readable here (:meth:`harness.datasets.DatasetFamily.preflight`: a LLaVA
     json must exist). Validation checks the files it can reach and lets a missing relative path
     pass, so a suite written for another machine still validates."""
-    from harness.datasets import family_of
+    from harness.plugin_manager import family_of
 
     refs = [suite.alignment.dataset] + [t.task for t in suite.targets]
     for ref in dict.fromkeys(refs):

@@ -120,7 +120,7 @@ def load_language_model(ref: str):
 def load_alignment(ref: str, samples: int | None, seed: int):
     """(registry entry, dataset): the alignment data named by ``ref``, capped at ``samples`` items
     (None: all of it; a generated family: its own default size), from its dataset family."""
-    from harness.datasets import families_that, family_entry
+    from harness.plugin_manager import families_that, family_entry
 
     entry, family, name = family_entry(ref)
     if not family.alignment_data:
@@ -289,7 +289,7 @@ def stored_outcome(spec: TrialSpec, key: str, store, run_id: str,
 
 
 def _expected_items(target: Target, default_limit: int) -> int | None:
-    from harness.datasets import family_of
+    from harness.plugin_manager import family_of
 
     return family_of(target.task)[0].scored_items(target, default_limit)
 

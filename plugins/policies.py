@@ -9,15 +9,47 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from harness.contracts import Rung, StoppingPolicy
+from harness.contracts import Rung, RungResult, StageResult, StoppingPolicy, check_plan_args
 from harness.hookspecs import hookimpl
-from harness.policies import RungResult, StageResult, by_height, check_plan_args, rank, top
+
+
+def rank(scores: Mapping[Hashable, float]) -> list:
+    """Names by score, highest first; ties by ``str(name)``; NaN (a failed trial) last."""
+
+    def key(name):
+        s = float(scores[name])
+        return (math.isnan(s), -s if not math.isnan(s) else 0.0, str(name))
+
+    return sorted(scores, key=key)
+
+
+def top(scores: Mapping[Hashable, float], n_keep: int) -> list:
+    """The best ``n_keep`` names of :func:`rank`."""
+    if n_keep < 0:
+        raise ValueError(f"n_keep must be >= 0, got {n_keep}")
+    return rank(scores)[:n_keep]
+
+
+def by_height(heights: Sequence[tuple[float, Mapping]]) -> list:
+    """Every scored candidate, judged at the highest rung it reached: higher rungs first, then by
+    score there; a candidate whose last trial failed (NaN) comes after every finite one."""
+    last: dict = {}
+    for height, scores in heights:
+        for c, s in scores.items():
+            if c not in last or height > last[c][0]:
+                last[c] = (height, s)
+
+    def key(c):
+        height, s = last[c]
+        return (math.isnan(s), -height, -s if not math.isnan(s) else 0.0, str(c))
+
+    return sorted(last, key=key)
 
 
 def _check_options(eta, min_ratio, max_ratio) -> None:

@@ -180,7 +180,7 @@ class DCDSearch(SearchStrategy):
     def task_examples(self, task: str):
         """(dataset, items): ``transfer.examples`` train items of ``task`` with images and answers."""
         if task not in self._datasets:
-            from harness.datasets import families_that, family_of
+            from harness.plugin_manager import families_that, family_of
 
             n = self.options.examples
             family, name = family_of(task)
@@ -224,8 +224,7 @@ class DCDSearch(SearchStrategy):
                                                       compute, n)
                 all_reused &= reused
                 out[(ref, task)] = (key, profile)
-                if self._progress is not None:
-                    self._progress.advance(self._task)
+                self.progress.advance()
         return out, all_reused
 
     def divergences(self, encoders: Sequence[str], sources: Sequence[str], target: str,
@@ -263,7 +262,7 @@ class DCDSearch(SearchStrategy):
 
 def _probeable(task: str) -> bool:
     """Whether ``task``'s dataset family has a train split to probe the encoders on."""
-    from harness.datasets import family_of
+    from harness.plugin_manager import family_of
     from harness.registry import RegistryError
 
     try:

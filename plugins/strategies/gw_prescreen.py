@@ -198,5 +198,4 @@ class GWPrescreen(SearchStrategy):
         return values
 
     def _advance(self) -> None:
-        if self._progress is not None:
-            self._progress.advance(self._task)
+        self.progress.advance()

@@ -494,8 +494,7 @@ class MordalSearch(SearchStrategy):
             keys[ref], feats[ref] = self._lazy_features(
                 fps[ref], dataset, ENCODER_LAYER, lambda encoder=encoder: encoder_token_features(encoder, items),
                 self.plan.search.clustering.samples, producer=entry)
-            if self._progress is not None:
-                self._progress.advance(self._task)
+            self.progress.advance()
         return self._cluster_and_record("encoder", [e for e in encoders if e not in broken], feats,
                                         keys, fps, self.plan.search.clustering.distance_cut("encoder"),
                                         "cluster-encoders", start, 0, all_reused, alone=broken)
@@ -576,8 +575,7 @@ class MordalSearch(SearchStrategy):
             keys[ref], feats[ref] = self._lazy_features(fp, dataset, "llm-last-hidden", compute,
                                                         self.plan.search.clustering.samples,
                                                         producer=self.components["language_model"].resolve(ref)[0])
-            if self._progress is not None:
-                self._progress.advance(self._task)
+            self.progress.advance()
         try:
             return self._cluster_and_record("llm", [m for m in llms if m not in broken], feats, keys, fps,
                                             self.plan.search.clustering.distance_cut("llm"),

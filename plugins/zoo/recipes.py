@@ -25,8 +25,8 @@ module, which imports this one). The recipe's content hash names the result: a b
 skipped when the output folder already holds that hash, and the loaders only accept weights whose hash matches
 the current recipe. Each result is one folder in its library's own format (timm
 ``save_for_hf``; transformers ``save_pretrained`` + processor / tokenizer) in float16, loaded
-through :func:`harness.vision.load_timm` / :func:`harness.vision.load_hf` /
-:func:`harness.language.load_hf`; ``manifest.json`` beside the folders maps each name to its
+through :func:`harness.plugins.encoders.families.load_timm` / :func:`...load_hf` /
+:func:`harness.plugins.language_models.families.load_hf`; ``manifest.json`` beside the folders maps each name to its
 recipe hash, parameter count, build seconds and final loss.
 
 Where weights are looked for, first match wins: ``$HARNESS_ZOO``, the build folder next to the

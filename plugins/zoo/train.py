@@ -282,7 +282,7 @@ class Clip(Objective):
         import transformers
         from harness.plugins.shapes import caption, vocabulary
 
-        from harness.language import build_word_tokenizer
+        from harness.plugins.language_models.families import build_word_tokenizer
 
         tok = build_word_tokenizer(vocabulary())
         text_args = dict(r.options["text"])
@@ -388,7 +388,8 @@ def new_llm(r: Recipe):
     from harness.plugins.shapes import vocabulary
     from transformers import AutoModelForCausalLM
 
-    from harness.language import MAX_POSITIONS, LanguageModel, build_word_tokenizer
+    from harness.language import MAX_POSITIONS, LanguageModel
+    from harness.plugins.language_models.families import build_word_tokenizer
 
     tok = build_word_tokenizer(vocabulary())
     extra = {} if r.arch == "GPT2Config" else {"max_position_embeddings": MAX_POSITIONS}

@@ -14,13 +14,13 @@ def load_tiny(name: str, **options):
     world's words) unless ``vocabulary`` is given."""
     from harness.plugins.shapes import vocabulary
 
-    from harness.language import load_tiny as load
+    from harness.plugins.language_models.families import load_tiny as load
 
     return load(name, **{"vocabulary": vocabulary(), **options})
 
 
 @hookimpl
 def register_language_models(register):
-    register("hf", "harness.language:load_hf", doc="AutoModelForCausalLM + AutoTokenizer by hub id or local path")
+    register("hf", "harness.plugins.language_models.families:load_hf", doc="AutoModelForCausalLM + AutoTokenizer by hub id or local path")
     register("tiny", "harness.plugins.language_models:load_tiny", names=TINY_LLMS, doc="random-init small causal LMs with a locally built tokenizer")
     register("mini", "harness.plugins.zoo.recipes:load_mini_llm", names=MINI_LLMS, doc="miniature causal LMs pretrained on templated shapes text (captions, QA, chat), word-level tokenizer")
