@@ -92,11 +92,12 @@ def main() -> None:
     prescreen = {**suite.search.options, **{
         k: v for k, v in {"samples": args.samples, "epsilon": args.epsilon,
                           "entropic": False if args.exact else None}.items() if v is not None}}
+    options = GWPrescreen.Options.model_validate(prescreen)  # the options the strategy reads
     results = []
     with Store.open(args.work_store or args.store, wait=60) as store:
         run_id = store.start_run(suite_name="gw-correlation", strategy="gw-prescreen",
                                  seed=suite.seed, config={"grid_run": grid_run, "tasks": tasks,
-                                                          **GWPrescreen.Options.model_validate(prescreen).model_dump(mode="json")},
+                                                          **options.model_dump(mode="json")},
                                  plugin="benchmarks.gw_correlation", plugin_version="1")
         try:
             for task in tasks:
@@ -108,8 +109,8 @@ def main() -> None:
                 start = time.perf_counter()
                 gw = {tuple(c): v for c, v in strategy.gw_values(task).items()}
                 row = {"task": task, "grid_run": grid_run, **agreement(grid[task], gw),
-                       "samples": prescreen.samples, "entropic": prescreen.entropic,
-                       "epsilon": prescreen.epsilon if prescreen.entropic else None,
+                       "samples": options.samples, "entropic": options.entropic,
+                       "epsilon": options.epsilon if options.entropic else None,
                        "seconds": round(time.perf_counter() - start, 1)}
                 results.append(row)
                 print(json.dumps(row), flush=True)
