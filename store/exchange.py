@@ -32,9 +32,12 @@ from typing import Any
 
 import duckdb
 
+from harness import __version__
 from harness.errors import BadInput
+from harness.paths import check_out_folder
 
 from .errors import StoreError
+from .files import check_store_file, damaged
 from .migrations import MIGRATIONS, _sql_str, applied_migrations
 
 FORMAT = "harness-store-export"
@@ -129,9 +132,6 @@ def export_store(store, out: str | os.PathLike, runs: Sequence[str] | None = Non
     never sees half an export; ``force`` replaces an existing export. ``embeddings=False`` leaves
     the raw features out (megabytes per component and task) and keeps the similarities computed
     from them, which is all a clustering replay reads."""
-    from harness import __version__
-    from harness.paths import check_out_folder
-
     con = store.con
     out = check_out_folder(out)
     if out.is_symlink() or out.exists():
@@ -497,16 +497,12 @@ def merge_store(store, other: str | os.PathLike, *, record: bool = True) -> dict
         raise StoreError(f"no store at {other}")
     if store.path is not None and Path(store.path).exists() and os.path.samefile(other, store.path):
         raise StoreError(f"{other} is this store ({store.path}): a store cannot be merged into itself")
-    from .connection import check_store_file
-
     check_store_file(other)
     con = store.con
     alias = "harness_merge_" + os.urandom(4).hex()
     try:
         con.execute(f"ATTACH {_sql_str(str(other))} AS {alias} (READ_ONLY)")
     except duckdb.Error as e:
-        from .connection import damaged
-
         raise damaged(other, e) from None
     try:
         theirs = [t for t in tables(con, alias) if t not in _NOT_EXPORTED]

@@ -31,6 +31,8 @@ from typing import Any
 
 from harness.errors import BadInput
 
+from .exchange import tables
+
 MIN_PREFIX = 8
 KEY = re.compile(r"[0-9A-Za-z_-]{8,128}")  # a content key: a folder name, never a path
 CACHE_TABLES = ("trials", "scores", "embeddings", "feature_costs", "similarities")
@@ -102,8 +104,6 @@ def plan(store, *, components=(), plugins=(), runs=(), keys=()) -> dict[str, Any
 def forget(store, *, components=(), plugins=(), runs=(), keys=(), dry_run: bool = False) -> dict[str, int]:
     """Remove what :func:`plan` selects, in one transaction (checkpoint folders after it);
     returns the rows per table (what would go, with ``dry_run``)."""
-    from harness.store.exchange import tables
-
     if not (components or plugins or runs or keys):
         raise BadInput("say what to forget: --component, --plugin, --run or --key (repeatable)")
     chosen = plan(store, components=components, plugins=plugins, runs=runs, keys=keys)
