@@ -14,6 +14,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from harness.store.reads import judging_grid, judging_grids  # noqa: F401  (their home since issue 32)
+
 SEPARATION_Z = 2.0  # a gap above this many standard errors of the difference separates two scores
 
 
@@ -88,47 +90,6 @@ def describe(row: dict) -> str:
         if (row.get("stage") or "").startswith("eliminated"):
             where += ", then eliminated"
     return f"{row['score']:.4f}" + (f" +- {se:.4f}" if se else "") + f" ({where})"
-
-
-def judging_grids(store, run: dict, sources: list[str] | None = None) -> list[str]:
-    """The finished grid runs that judge ``run`` (one rule for ``harness report``, ``harness
-    run``'s answer and ``harness replay``): grid (ground-truth) runs that ranked a task ``run``
-    ranked, among ``sources`` when given (a replay's source runs); of those, the best tier of
-    same suite and same seed, else same suite, else same seed, else any; latest first. A grid
-    run is its own ground truth: none judges it, except in a replay (a grid replayed from a
-    smaller grid is compared with its source)."""
-    if run.get("ground_truth") and sources is None:
-        return []
-    tasks = [r["task"] for r in store.query("select distinct task from rankings where run_id = ?",
-                                            [run["run_id"]])]
-    if not tasks:
-        return []
-    marks = ", ".join("?" for _ in tasks)
-    params = list(tasks)
-    among = ""
-    if sources is not None:
-        if not sources:
-            return []
-        among = f" and r.run_id in ({', '.join('?' for _ in sources)})"
-        params += list(sources)
-    grids = store.query(
-        "select r.run_id, r.suite_name, r.seed from runs r where r.ground_truth and r.status = 'done'"
-        f" and r.run_id <> ? and exists (select 1 from rankings k where k.run_id = r.run_id"
-        f" and k.task in ({marks})){among} order by r.started_at desc, r.run_id desc",
-        [run["run_id"], *params])
-    suite, seed = run.get("suite_name"), run.get("seed")
-    for tier in (lambda g: g["suite_name"] == suite and g["seed"] == seed,
-                 lambda g: g["suite_name"] == suite, lambda g: g["seed"] == seed, lambda g: True):
-        chosen = [g["run_id"] for g in grids if tier(g)]
-        if chosen:
-            return chosen
-    return []
-
-
-def judging_grid(store, run: dict, sources: list[str] | None = None) -> str | None:
-    """The grid run that judges ``run``: the first of :func:`judging_grids`."""
-    grids = judging_grids(store, run, sources)
-    return grids[0] if grids else None
 
 
 def grid_equivalent(store, run: dict, ranking: list[dict], grid_id: str | None) -> dict | None:
