@@ -17,7 +17,10 @@ def benchmarks() -> dict[str, str]:
     out = {}
     for path in sorted(HERE.glob("*.py")):
         if path.stem not in LIBRARY:
-            doc = ast.get_docstring(ast.parse(path.read_text())) or ""
+            try:
+                doc = ast.get_docstring(ast.parse(path.read_text())) or ""
+            except SyntaxError:
+                doc = "(does not parse)"
             out[path.stem] = doc.splitlines()[0] if doc else ""
     return out
 
