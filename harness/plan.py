@@ -34,7 +34,6 @@ class Plan:
     @classmethod
     def of(cls, suite) -> Plan:
         """The plan of a validated suite."""
-        from harness.scoring import Target
         from harness.training import config_from_suite
 
         return cls(
@@ -43,6 +42,6 @@ class Plan:
             candidates=tuple(suite.candidates()),
             alignment=suite.alignment.dataset, samples=suite.alignment.samples,
             train=config_from_suite(suite.vlm),
-            targets=tuple(Target(t.task, limit=t.limit, metric=t.metric) for t in suite.targets),
+            targets=tuple(suite.targets),
             search=suite.search, executor=suite.executor.name,
             executor_options=dict(suite.executor.kwargs()))

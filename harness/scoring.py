@@ -21,8 +21,12 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harness.errors import HarnessError
+
+if TYPE_CHECKING:
+    from harness.suite import Target
 
 
 # test items a target is scored on when the suite gives it no ``limit`` (and its family draws
@@ -43,14 +47,15 @@ class TaskScore:
     samples: list[dict] = field(default_factory=list, repr=False)
 
 
-@dataclass(frozen=True)
-class Target:
-    """One target task of a suite: a dataset ref (``family:name``) whose family can score it."""
+def __getattr__(name: str):
+    # ``Target`` is the suite schema's model (harness.suite.Target: one target type for a suite,
+    # a plan, a trial and scoring), loaded on first use so that importing this module (the CLI
+    # reads DEFAULT_TEST_ITEMS at start-up) does not load the schema
+    if name == "Target":
+        from harness.suite import Target
 
-    task: str
-    limit: int | None = None
-    metric: str | None = None
-    dataset: str | None = None  # local parquet override for an lmms-eval built-in task
+        return Target
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _import_lmms():

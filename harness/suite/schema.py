@@ -215,11 +215,38 @@ class VLMConfig(_Model):
 
 
 class Target(_Model):
-    """A task the candidates are scored on (through lmms-eval, or a bundled task)."""
+    """A task the candidates are scored on (through lmms-eval, or a bundled task).
+
+    The one target type: a suite's ``targets`` are these, and so is what a plan, a trial,
+    scoring and a dataset family receive (``harness.scoring.Target`` is this class). In code,
+    ``Target("shapes:color", limit=300)``: checked like a suite's target except against the
+    plugin registries, which a suite's targets meet when the suite is validated.
+    """
 
     task: DatasetRef
     metric: Text | None = None  # None: the task's own primary metric
     limit: Annotated[Int, Field(gt=0, le=MAX_ITEMS)] | None = None  # None: every test item
+    # a local parquet file standing in for an lmms-eval built-in task's data
+    # (``Target("lmms:ai2d", dataset=path)``): set in code only, never written in a suite, so it
+    # is not a field (not a suite key, not in the suite's fingerprint)
+    _dataset: str | None = PrivateAttr(default=None)
+
+    def __init__(self, task: str | None = None, /, *, dataset: str | None = None, **fields: Any):
+        if task is not None:
+            fields["task"] = task
+        self.__pydantic_validator__.validate_python(fields, self_instance=self,
+                                                    context={"check_components": False})
+        self._dataset = dataset
+
+    # validating a suite (``model_validate``) keeps pydantic's own __init__ path, so this one
+    # neither sees a suite's context nor accepts ``dataset`` from a file; pydantic's RootModel
+    # marks its positional __init__ the same way
+    __init__.__pydantic_base_init__ = True  # type: ignore[attr-defined]
+
+    @property
+    def dataset(self) -> str | None:
+        """The local parquet override of an lmms-eval task's data (None: the task's own)."""
+        return self._dataset
 
     @model_validator(mode="after")
     def _family_fits(self, info: ValidationInfo):
