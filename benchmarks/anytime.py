@@ -1,0 +1,402 @@
+"""Anytime regret of every strategy on the shipped table, simulated in memory (issue 33).
+
+Each (task, seed) case is a world: the table's score of every (encoder, llm) at every ratio for
+that seed; the ground truth is the mean over the three seeds at r = 1. A strategy spends
+training samples (in full-data trials: a trial at ratio r costs r, a grid costs one per
+candidate) and holds a pick after every step; its normalised regret at a budget is
+(best - truth[pick]) / (best - worst) for the pick it holds when that budget is spent (before any
+score: the mean regret of a random pick, unless history gives it one).
+
+Strategies: the oracle; the grid in random order (on a finite pool this is random search too);
+the top-k at the lowest ratio (all at 1/16, then the top 3 at r = 1); plain successive halving
+from 1/16 (eta 4) and Hyperband (the real ``harness.plugins.policies`` classes driven by
+``harness.policies.drive``); the portfolio from history (candidates by their mean standardised
+score on the other tasks, trained at r = 1 in that order; before the first, its top is the pick);
+``learned`` with history and without (``plugins/strategies/learned.LearnedCore``, the decisions
+the live strategy makes). With ``--mordal`` the paper's Mordal and today's default replay through
+``harness replay`` (the live code path; one point each, slow).
+
+Held out: anything using history sees the other five tasks only (every seed of the held-out task
+removed), leave-one-task-out. ``--sequence N`` runs the six tasks in N random orders per seed, the
+history being only what the earlier searches of the order trained (their trials are free to
+score on a later task), and reports the total new training against one grid.
+
+    python -m benchmarks.anytime                 # 18 cases of suites/minizoo.yaml, figure + table
+    python -m benchmarks.anytime --subsets 100   # random zoo subsets of 12-40 candidates
+    python -m benchmarks.anytime --sequence 10   # the six-task sequence protocol
+    python -m benchmarks.anytime --timing        # one surrogate update for 48 and 500 candidates
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+if __package__ in (None, ""):  # python benchmarks/anytime.py
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.common import RATIOS, ROOT, TABLE, TASKS, arg_parser, table_views  # noqa: E402
+
+BUDGETS = (1 / 20, 1 / 10, 1 / 5, 1 / 2)
+
+
+# -- the world --------------------------------------------------------------------------------------
+
+
+def load_world(table: Path = TABLE) -> dict:
+    """{(task, seed): {(encoder, llm, ratio): score}} of the table's trials from scratch."""
+    con, _ = table_views(table)
+    rows = con.execute("""select s.task, t.seed, t.encoder, t.llm, t.sample_ratio, s.value
+                          from trials t join scores s using (trial_key)
+                          where t.status = 'done' and t.continued_from is null""").fetchall()
+    world: dict = {}
+    for task, seed, e, l, r, v in rows:
+        world.setdefault((task, int(seed)), {})[(e, l, round(float(r), 6))] = float(v)
+    return world
+
+
+def truth_of(world: dict, task: str, candidates) -> dict:
+    seeds = sorted({s for (t, s) in world if t == task})
+    return {c: float(np.mean([world[(task, s)][(*c, 1.0)] for s in seeds])) for c in candidates}
+
+
+def regret(truth: dict, pick) -> float:
+    best, worst = max(truth.values()), min(truth.values())
+    return 0.0 if best == worst else (best - truth[pick]) / (best - worst)
+
+
+def random_regret(truth: dict) -> float:
+    return float(np.mean([regret(truth, c) for c in truth]))
+
+
+# -- strategies: each returns a trace [(spent, pick)] in full-data trials --------------------------
+
+
+def s_oracle(case, cands, observe, hist, rng):
+    truth = case["truth"]
+    return [(0.0, max(cands, key=lambda c: truth[c]))]
+
+
+def s_grid_random(case, cands, observe, hist, rng):
+    order = list(cands)
+    rng.shuffle(order)
+    best, trace, spent = None, [], 0.0
+    for c in order:
+        s = observe(c, 1.0)
+        spent += 1.0
+        if best is None or s > best[1]:
+            best = (c, s)
+        trace.append((spent, best[0]))
+    return trace
+
+
+def s_lowest_topk(case, cands, observe, hist, rng, k: int = 3):
+    r0 = RATIOS[0]
+    low = {c: observe(c, r0) for c in cands}
+    spent = r0 * len(cands)
+    top = sorted(cands, key=lambda c: (-low[c], str(c)))[:k]
+    trace = [(spent, top[0])]
+    best = None
+    for c in top:
+        s = observe(c, 1.0)
+        spent += 1.0
+        if best is None or s > best[1]:
+            best = (c, s)
+        trace.append((spent, best[0]))
+    return trace
+
+
+def _policy_trace(policy, cands, observe):
+    from harness.policies import drive
+
+    log = []
+
+    def evaluate(c, r):
+        s = observe(c, r)
+        log.append((c, r, s))
+        return s
+
+    drive(policy, list(cands), 1, evaluate)
+    trace, spent, best = [], 0.0, {}
+    for c, r, s in log:
+        spent += r
+        best[c] = (r, s)  # a candidate judged at the highest ratio it reached
+        pick = max(best, key=lambda x: (best[x][0], best[x][1]))
+        trace.append((spent, pick))
+    return trace
+
+
+def s_sha(case, cands, observe, hist, rng):
+    from harness.plugins.policies import SuccessiveHalving
+
+    return _policy_trace(SuccessiveHalving(eta=4, min_ratio=RATIOS[0]), cands, observe)
+
+
+def s_hyperband(case, cands, observe, hist, rng):
+    from harness.plugins.policies import Hyperband
+
+    return _policy_trace(Hyperband(eta=4, min_ratio=RATIOS[0]), cands, observe)
+
+
+def s_portfolio(case, cands, observe, hist, rng):
+    from harness.surrogate import history_prior
+
+    prior = history_prior(hist["full"]) if hist["full"] else {}
+    order = sorted(cands, key=lambda c: (-prior.get(c, 0.0), str(c)))
+    trace, spent, best = [(0.0, order[0])], 0.0, None
+    for c in order:
+        s = observe(c, 1.0)
+        spent += 1.0
+        if best is None or s > best[1]:
+            best = (c, s)
+        trace.append((spent, best[0]))
+    return trace
+
+
+def _learned(case, cands, observe, hist, rng, *, use_history: bool, confidence=None, budget=None):
+    from harness.surrogate import Hyper, fit_hyperparameters, history_prior
+    from harness.plugins.strategies.learned import LearnedCore
+
+    full, low = (hist["full"], hist["low"]) if use_history else ({}, {})
+    hyper = fit_hyperparameters(full, low) if full else Hyper()
+    prior = history_prior(full) if full else None
+    confidence = case.get("confidence", 0.999) if confidence is None else confidence
+    budget = case.get("budget") if budget is None else budget
+    core = LearnedCore(cands, ratios=RATIOS, hyper=hyper, prior=prior, confidence=confidence,
+                       budget=len(cands) if budget is None else budget, seed=case["seed"], n_items=1000,
+                       draws=500)
+    for c, r in hist.get("free", ()):  # trained by an earlier search: scored for free
+        if c in core.surrogate.index:
+            s = observe(c, r, free=True)
+            core.measured[(c, r)] = s
+            core.surrogate.observe(c, r, s, core._se(s))
+    mean, _ = core.surrogate.mean_sd()
+    first = cands[int(np.argmax(mean))] if (prior or core.measured) else None
+    result = core.run(lambda c, r: observe(c, r))
+    trace = [(0.0, first)] if first is not None else []
+    trace += [(st.spent, st.pick) for st in result.steps]
+    key = "learned" if use_history else "learned-flat"
+    case.setdefault("stops", {})[key] = (result.spent, result.order[0], result.stopped)
+    case.setdefault("measured", {})[key] = dict(core.measured)
+    return trace
+
+
+def s_learned(case, cands, observe, hist, rng):
+    return _learned(case, cands, observe, hist, rng, use_history=True)
+
+
+def s_learned_flat(case, cands, observe, hist, rng):
+    return _learned(case, cands, observe, hist, rng, use_history=False)
+
+
+STRATEGIES: dict[str, Callable] = {
+    "oracle": s_oracle, "grid (random order)": s_grid_random, "top-3 at 1/16": s_lowest_topk,
+    "SHA 1/16 eta 4": s_sha, "Hyperband eta 4": s_hyperband, "portfolio (history)": s_portfolio,
+    "learned (no history)": s_learned_flat, "learned (history)": s_learned,
+}
+
+
+# -- cases ------------------------------------------------------------------------------------------
+
+
+def history_for(world: dict, task: str, cands, tasks=TASKS) -> dict:
+    """The other tasks' scores of ``cands`` (every seed of ``task`` removed): full-data scores
+    averaged over seeds, and low-ratio scores, as the live strategy reads them from a store."""
+    full, low = {}, {}
+    for t in tasks:
+        if t == task:
+            continue
+        seeds = sorted({s for (tt, s) in world if tt == t})
+        full[t] = {c: float(np.mean([world[(t, s)][(*c, 1.0)] for s in seeds])) for c in cands}
+        low[t] = {(c, r): float(np.mean([world[(t, s)][(*c, r)] for s in seeds]))
+                  for c in cands for r in RATIOS if r < 1}
+    return {"full": full, "low": low}
+
+
+def run_case(world, task, seed, cands, names, hist=None, spend_log=None, **settings):
+    truth = truth_of(world, task, cands)
+    case = {"task": task, "seed": seed, "truth": truth, **settings}
+    hist = history_for(world, task, cands) if hist is None else hist
+    assert task not in hist["full"] and task not in hist["low"], "history leaks the held-out task"
+    out = {}
+    for name in names:
+        rng = random.Random(f"{task}-{seed}-{name}")
+        spent = {"train": 0.0}
+
+        def observe(c, r, free=False, _s=spent):
+            if not free:
+                _s["train"] += r
+            return world[(task, seed)][(*c, round(r, 6))]
+
+        trace = STRATEGIES[name](case, list(cands), observe, hist, rng)
+        out[name] = trace
+        if spend_log is not None:
+            spend_log[name] = spent["train"]
+    case["traces"] = out
+    return case
+
+
+def regret_at(case, name, budget_trials) -> float:
+    pick = None
+    for spent, p in case["traces"][name]:
+        if spent <= budget_trials + 1e-9:
+            pick = p
+        else:
+            break
+    return random_regret(case["truth"]) if pick is None else regret(case["truth"], pick)
+
+
+def bootstrap(values, reps=1000, seed=0):
+    rng = np.random.default_rng(seed)
+    v = np.asarray(values, dtype=float)
+    means = v[rng.integers(len(v), size=(reps, len(v)))].mean(axis=1)
+    return float(v.mean()), float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+
+
+def summarise(cases, names, n_cands_of, label: str, figure: Path | None):
+    xs = np.geomspace(1 / 50, 1, 40)
+    print(f"\n{label}: {len(cases)} cases; mean normalised regret [95% bootstrap] and top-1 at budgets "
+          "(fraction of the grid's training samples)")
+    head = f"{'strategy':24s}" + "".join(f"  {'1/' + str(round(1 / b)):>22s}" for b in BUDGETS) + "  top-1 @1/10"
+    print(head)
+    curves = {}
+    for name in names:
+        row = f"{name:24s}"
+        for b in BUDGETS:
+            vals = [regret_at(c, name, b * n_cands_of(c)) for c in cases]
+            m, lo, hi = bootstrap(vals)
+            row += f"  {m:6.3f} [{lo:5.3f}, {hi:5.3f}]"
+        top = sum(regret_at(c, name, 0.1 * n_cands_of(c)) == 0 for c in cases)
+        row += f"  {top:3d}/{len(cases)}"
+        print(row)
+        curves[name] = [bootstrap([regret_at(c, name, x * n_cands_of(c)) for c in cases]) for x in xs]
+    if figure is not None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(8, 5))
+        for name, pts in curves.items():
+            m = [p[0] for p in pts]
+            ax.plot(xs, m, label=name)
+            ax.fill_between(xs, [p[1] for p in pts], [p[2] for p in pts], alpha=0.15)
+        ax.set_xscale("log")
+        ax.set_xlabel("training samples spent (fraction of the grid's)")
+        ax.set_ylabel("mean normalised regret")
+        ax.set_title(label)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(figure, dpi=110)
+        print(f"figure: {figure}")
+    return curves
+
+
+def main(argv=None) -> int:
+    p = arg_parser(__doc__)
+    p.add_argument("--subsets", type=int, default=0, help="also run this many random zoo subsets (12-40 candidates)")
+    p.add_argument("--sequence", type=int, default=0, help="run the six tasks as a sequence in this many orders per seed")
+    p.add_argument("--timing", action="store_true", help="time one surrogate update for 48 and 500 candidates")
+    p.add_argument("--figure", type=Path, default=ROOT / "docs" / "anytime.png", help="where the PNG goes")
+    p.add_argument("--strategies", default=",".join(STRATEGIES), help="comma-separated subset of: " + ", ".join(STRATEGIES))
+    args = p.parse_args(argv)
+    names = [n.strip() for n in args.strategies.split(",") if n.strip()]
+    if args.timing:
+        return timing()
+    start = time.perf_counter()
+    world = load_world()
+    from harness.suite import load_suite
+
+    suite = load_suite(ROOT / "suites" / "minizoo.yaml")
+    cands = [(c.vision_encoder, c.language_model) for c in suite.candidates()]
+    cases = [run_case(world, t, s, cands, names) for t in TASKS for s in (0, 1, 2)]
+    summarise(cases, names, lambda c: len(c["truth"]), f"minizoo suite ({len(cands)} candidates)", args.figure)
+    stops = [c["stops"]["learned"] for c in cases if "learned" in c.get("stops", {})]
+    if stops:
+        print(f"learned (history) run to a confidence of 0.999: spent {np.mean([s[0] for s in stops]) / len(cands):.3f} "
+              f"of the grid on average")
+    if args.subsets:
+        rng = random.Random(33)
+        encs = sorted({c[0] for (_, _), w in [(k, v) for k, v in world.items()] for c in [(e, l) for (e, l, _) in w]})
+        llms = sorted({l for w in world.values() for (_, l, _) in w})
+        sub_cases = []
+        for i in range(args.subsets):
+            while True:
+                e = rng.sample(encs, rng.randint(3, len(encs)))
+                l = rng.sample(llms, rng.randint(3, len(llms)))
+                if 12 <= len(e) * len(l) <= 40:
+                    break
+            sc = [(a, b) for a in sorted(e) for b in sorted(l)]
+            sub_cases.append(run_case(world, rng.choice(TASKS), rng.randint(0, 2), sc, names))
+        summarise(sub_cases, names, lambda c: len(c["truth"]), f"{args.subsets} random zoo subsets",
+                  args.figure.with_name(args.figure.stem + "-subsets.png"))
+    if args.sequence:
+        sequence(world, cands, args.sequence)
+    print(f"\n({time.perf_counter() - start:.0f}s)")
+    return 0
+
+
+def sequence(world, cands, orders: int) -> None:
+    """Six tasks in a row: history is what the earlier searches of the order trained; their
+    trials are free to score on later tasks; total new training against one grid."""
+    totals, regrets = [], []
+    for seed in (0, 1, 2):
+        rng = random.Random(f"sequence-{seed}")
+        for _ in range(orders):
+            order = TASKS[:]
+            rng.shuffle(order)
+            trained: set = set()
+            full: dict = {}
+            low: dict = {}
+            total = 0.0
+            for task in order:
+                hist = {"full": {t: v for t, v in full.items()}, "low": dict(low),
+                        "free": sorted(trained, key=str)}
+                log: dict = {}
+                case = run_case(world, task, seed, cands, ["learned (history)"], hist=hist, spend_log=log,
+                                confidence=0.9, budget=0.25 * len(cands))
+                case_stop = case["stops"]["learned"]
+                total += log["learned (history)"]
+                regrets.append(regret(case["truth"], case_stop[1]))
+                # what this search trained becomes history (its scores on this task) and is free
+                # to score on the later tasks of the order
+                for (c, r), value in case["measured"]["learned"].items():
+                    trained.add((c, r))
+                    if r >= 1.0:
+                        full.setdefault(task, {})[c] = value
+                    else:
+                        low.setdefault(task, {})[(c, r)] = value
+            totals.append(total / len(cands))
+    print(f"\nsequence: {len(totals)} orders; new training for six tasks = {np.mean(totals):.2f} of one grid "
+          f"(min {np.min(totals):.2f}, max {np.max(totals):.2f}); mean regret {np.mean(regrets):.3f}")
+
+
+def timing() -> int:
+    from harness.surrogate import Surrogate
+
+    for n_enc, n_llm in ((8, 6), (25, 20)):
+        cands = [(f"e{i}", f"l{j}") for i in range(n_enc) for j in range(n_llm)]
+        s = Surrogate(cands)
+        rng = np.random.default_rng(0)
+        for k in range(min(60, len(cands))):
+            s.observe(cands[k * 7 % len(cands)], RATIOS[k % 5], float(rng.random()), 0.01)
+        t0 = time.perf_counter()
+        s._posterior = None
+        s.posterior()
+        t1 = time.perf_counter()
+        s.p_best(2000)
+        t2 = time.perf_counter()
+        s.information(RATIOS, np.ones(len(cands)), {})
+        t3 = time.perf_counter()
+        print(f"{len(cands):4d} candidates, 60 observations: posterior {1e3 * (t1 - t0):.1f} ms, "
+              f"P(best) (2000 draws) {1e3 * (t2 - t1):.1f} ms, information {1e3 * (t3 - t2):.1f} ms")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

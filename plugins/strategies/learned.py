@@ -1,0 +1,287 @@
+"""``strategy: learned``: a model-based, cost-aware search with a prior from the store's history.
+
+The decisions are :class:`LearnedCore`'s, a pure loop over an ``observe(candidate, ratio)``
+callback, so the live strategy (:class:`LearnedSearch`, trials through the executor), a replay
+(trials answered by the store) and the research simulator (``benchmarks/anytime.py``, trials
+answered from a table in memory) make the same decisions from the same scores.
+
+Each step: the surrogate (:mod:`harness.surrogate`) gives every candidate's full-data score a
+posterior; P(best) comes from samples of it. If the pick's P(best) has reached ``confidence``,
+or the budget is spent, the search stops. Otherwise it trains the (candidate, ratio) with the
+most information per training sample: the reduction of the P(best)-weighted posterior variance
+that one measurement would bring, divided by the samples it costs (ratio x alignment samples).
+With ``workers`` W > 1 it picks W at once (each next pick as if the earlier ones had come back at
+their posterior mean, the "kriging believer"), so a batching executor trains them together.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Annotated, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from harness.errors import BadInput
+from harness.strategy import RankedCandidate, SearchStrategy
+from harness.surrogate import Hyper, Surrogate, fit_hyperparameters, history_prior
+
+DEFAULT_RATIOS = (0.0625, 0.125, 0.25, 0.5, 1.0)
+
+
+@dataclass
+class Step:
+    """One decision: what was trained, what it cost, and the pick after it."""
+
+    candidate: object
+    ratio: float
+    score: float
+    spent: float  # training samples so far, in units of one full-data trial
+    pick: object
+    p_best: float
+
+
+@dataclass
+class LearnedResult:
+    order: list  # candidates, best posterior mean first
+    mean: np.ndarray
+    sd: np.ndarray
+    p_best: np.ndarray
+    spent: float  # in full-data trials
+    steps: list[Step] = field(default_factory=list)
+    stopped: str = ""  # why: confidence | budget | exhausted
+
+
+class LearnedCore:
+    """The learned search's decisions over ``candidates`` ((encoder, llm) pairs).
+
+    :param budget: the most training to spend, in full-data trials (a grid costs
+        ``len(candidates)``).
+    :param confidence: stop once the pick's P(best) reaches it.
+    :param n_items: test items behind a score (its binomial standard error); None: unknown.
+    """
+
+    def __init__(self, candidates: Sequence, *, ratios: Sequence[float] = DEFAULT_RATIOS,
+                 hyper: Hyper | None = None, prior: Mapping | None = None, confidence: float = 0.9,
+                 budget: float | None = None, workers: int = 1, seed: int = 0,
+                 n_items: int | None = None, draws: int = 2000):
+        self.candidates = list(candidates)
+        self.ratios = sorted(float(r) for r in ratios)
+        self.surrogate = Surrogate(self.candidates, hyper, prior, ratios=self.ratios)
+        self.confidence = confidence
+        self.budget = float(len(self.candidates)) if budget is None else float(budget)
+        self.workers = max(1, int(workers))
+        self.seed = seed
+        self.n_items = n_items
+        self.draws = draws
+        self.measured: dict = {}  # (candidate, ratio) -> score
+        self.spent = 0.0
+        self.steps: list[Step] = []
+
+    def _se(self, score: float) -> float:
+        if not self.n_items or not math.isfinite(score):
+            return 0.0
+        p = min(max(score, 0.0), 1.0)
+        return math.sqrt(p * (1 - p) / self.n_items)
+
+    def _open(self) -> np.ndarray:
+        """[n, ratios]: which (candidate, ratio) may still be trained: not yet, and not below a
+        ratio the candidate already has (a smaller ratio after a larger one tells nothing new)."""
+        ok = np.ones((len(self.candidates), len(self.ratios)), dtype=bool)
+        for (c, r) in self.measured:
+            i = self.surrogate.index[c]
+            for k, rr in enumerate(self.ratios):
+                if rr <= r + 1e-12:
+                    ok[i, k] = False
+        return ok
+
+    def choose(self) -> list[tuple]:
+        """The next (candidate, ratio) pairs to train (empty: nothing affordable is left)."""
+        left = self.budget - self.spent
+        p = self.surrogate.p_best(self.draws, seed=self.seed + len(self.steps))
+        weights = p + 1.0 / (10 * len(self.candidates))  # a floor: every candidate counts a little
+        se = {r: self._se(float(np.max(self.surrogate.mean_sd()[0]))) for r in self.ratios}
+        picks: list[tuple] = []
+        fantasy = self.surrogate
+        taken = self._open()
+        for _ in range(self.workers):
+            info = fantasy.information(self.ratios, weights, se)
+            cost = np.array(self.ratios)[None, :]
+            value = np.where(taken & (cost <= left + 1e-9), info / cost, -np.inf)
+            if not np.isfinite(value).any():
+                break
+            i, k = np.unravel_index(int(np.argmax(value)), value.shape)  # ties: first in order
+            c, r = self.candidates[i], self.ratios[k]
+            picks.append((c, r))
+            left -= r
+            taken[i, : k + 1] = False
+            if self.workers > 1:  # the next pick as if this one came back at its posterior mean
+                import copy
+
+                m, _ = fantasy._posterior()
+                H, _ = fantasy._rows(round(r, 6), np.array([i]))
+                clone = copy.copy(fantasy)
+                clone.observations = [*fantasy.observations, (i, round(r, 6), float((H @ m)[0]), se[r])]
+                clone._post = None
+                fantasy = clone
+        return picks
+
+    def run(self, observe: Callable[[object, float], float],
+            prefetch: Callable[[list], None] | None = None) -> LearnedResult:
+        """Search until confident, out of budget, or out of trials; ``observe(candidate, ratio)``
+        trains (or looks up) one trial and returns its score (NaN: failed)."""
+        stopped = "exhausted"
+        while True:
+            mean, _ = self.surrogate.mean_sd()
+            if self.steps or self.measured:
+                p = self.surrogate.p_best(self.draws, seed=self.seed + len(self.steps))
+                if p.max() >= self.confidence:
+                    stopped = "confidence"
+                    break
+            if self.spent >= self.budget - 1e-9:
+                stopped = "budget"
+                break
+            picks = self.choose()
+            if not picks:
+                stopped = "budget" if self.spent > 0 else "exhausted"
+                break
+            if prefetch is not None and len(picks) > 1:
+                prefetch(picks)
+            for c, r in picks:
+                score = float(observe(c, r))
+                self.measured[(c, r)] = score
+                self.spent += r
+                self.surrogate.observe(c, r, score, self._se(score))
+                mean, _ = self.surrogate.mean_sd()
+                best = int(np.argmax(mean))
+                self.steps.append(Step(c, r, score, self.spent, self.candidates[best], float("nan")))
+        mean, sd = self.surrogate.mean_sd()
+        p = self.surrogate.p_best(self.draws, seed=self.seed + len(self.steps))
+        order = [self.candidates[i] for i in sorted(range(len(mean)), key=lambda i: (-mean[i], str(self.candidates[i])))]
+        return LearnedResult(order, mean, sd, p, self.spent, self.steps, stopped)
+
+
+# -- the harness strategy --------------------------------------------------------------------------
+
+
+class HistoryTasks(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    tasks: list[str] = Field(min_length=1)
+
+
+class HistoryRuns(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    runs: list[str] = Field(min_length=1)
+
+
+class LearnedOptions(BaseModel):
+    """``search.options`` of ``strategy: learned``."""
+
+    model_config = ConfigDict(extra="forbid")
+    confidence: Annotated[float, Field(gt=0, lt=1)] = 0.9  # stop when P(pick is best) reaches it
+    # the most training to spend: a fraction of the grid's samples (<= 1), or samples (> 1)
+    budget: Annotated[float, Field(gt=0)] = 0.25
+    # what the prior may use: every task in the store trained with the same recipe (auto),
+    # nothing, or the tasks / runs named
+    history: Literal["auto", "none"] | HistoryTasks | HistoryRuns = "auto"
+    ratios: list[Annotated[float, Field(gt=0, le=1)]] = Field(default_factory=lambda: list(DEFAULT_RATIOS),
+                                                                min_length=1)
+    workers: Annotated[int, Field(ge=1, le=1024)] = 1  # trials chosen at once (batching executors)
+
+
+class LearnedSearch(SearchStrategy):
+    """A model-based search: surrogate over every candidate, cost-aware choice of the next
+    (candidate, ratio), a prior from the store's other tasks; see the module docstring."""
+
+    name = "learned"
+    Options = LearnedOptions
+
+    def history(self) -> tuple[dict, dict, list[str]]:
+        """(full-data scores by task, low-ratio scores by task, the runs they came from) of the
+        suite's candidates on other tasks, trained with this suite's recipe and seed-agnostic
+        (scores averaged over seeds), as ``search.history`` allows."""
+        opt = self.options.history
+        targets = {t.task for t in self.targets}
+        if opt == "none" or (opt == "auto" and getattr(self.executor, "replay", False)):
+            return {}, {}, []  # a replay's table is the simulated world, not history
+        if isinstance(opt, HistoryTasks):
+            clash = sorted(set(opt.tasks) & targets)
+            if clash:
+                raise BadInput(f"search.options.history.tasks names {', '.join(clash)}, a target of this "
+                               "suite: history must not hold the task being searched (a held-out replay "
+                               "would leak); remove it")
+        config = self.train_config.as_dict() if self.train_config is not None else None
+        refs = {(c.vision_encoder, c.language_model) for c in self.plan.candidates}
+        rows = self.store.query(
+            "select t.encoder, t.llm, t.sample_ratio, t.train_config, t.run_id, s.task, s.value "
+            "from trials t join scores s on s.trial_key = t.trial_key where t.status = 'done'")
+        import json
+
+        full: dict = {}
+        low: dict = {}
+        runs: set = set()
+        for r in rows:
+            if r["task"] in targets or (r["encoder"], r["llm"]) not in refs:
+                continue
+            if isinstance(opt, HistoryTasks) and r["task"] not in opt.tasks:
+                continue
+            if isinstance(opt, HistoryRuns) and r["run_id"] not in opt.runs:
+                continue
+            stored = r["train_config"]
+            stored = json.loads(stored) if isinstance(stored, str) else stored
+            if config is not None and stored != json.loads(json.dumps(config)):
+                continue
+            key = (r["encoder"], r["llm"])
+            bucket = full if r["sample_ratio"] >= 1 - 1e-12 else low
+            inner = bucket.setdefault(r["task"], {})
+            k = key if bucket is full else (key, round(float(r["sample_ratio"]), 6))
+            inner.setdefault(k, []).append(float(r["value"]))
+            runs.add(r["run_id"])
+        mean = lambda d: {t: {k: float(np.mean(v)) for k, v in x.items()} for t, x in d.items()}  # noqa: E731
+        return mean(full), mean(low), sorted(runs)
+
+    def search(self) -> list[RankedCandidate]:
+        from harness.suite import Candidate
+
+        opt = self.options
+        candidates = [(c.vision_encoder, c.language_model) for c in self.plan.candidates]
+        full, low, runs = self.history()
+        hyper = fit_hyperparameters(full, low) if full else Hyper()
+        prior = history_prior(full) if full else None
+        if full:
+            self.say(f"learned: prior from {len(full)} task(s) of {len(runs)} run(s): "
+                     f"{', '.join(sorted(full))}", always=True)
+        else:
+            self.say("learned: no history; the prior is flat", always=True)
+        budget = opt.budget * len(candidates) if opt.budget <= 1 else opt.budget / max(self.plan.samples, 1)
+        n_items = self.targets[0].limit if len(self.targets) == 1 else None
+        core = LearnedCore(candidates, ratios=opt.ratios, hyper=hyper, prior=prior,
+                           confidence=opt.confidence, budget=budget, workers=opt.workers,
+                           seed=self.plan.seed, n_items=n_items or 1000)
+        self.phase("learned search", total=None)
+        result = core.run(lambda c, r: self.evaluate(Candidate(*c), r),
+                          prefetch=lambda pairs: self.prefetch([(Candidate(*c), r) for c, r in pairs]))
+        pick = result.order[0]
+        i = core.surrogate.index[pick]
+        self.say(f"learned: stopped ({result.stopped}) after {len(result.steps)} trial(s), "
+                 f"{result.spent:.2f} full-data trials of {len(candidates)}; P(pick is best) = "
+                 f"{result.p_best[i]:.2f}", always=True)
+        ranked = []
+        for c in result.order:
+            k = core.surrogate.index[c]
+            cand = Candidate(*c)
+            measured_at = max((r for (cc, r) in core.measured if cc == c and math.isfinite(core.measured[(cc, r)])),
+                              default=None)
+            outcome = self._outcomes.get((cand, measured_at)) if measured_at is not None else None
+            if measured_at is not None and measured_at >= 1 - 1e-12:
+                ranked.append(RankedCandidate(cand, core.measured[(c, measured_at)], "measured",
+                                              outcome.key if outcome else None, sample_ratio=1.0,
+                                              stage="survivor"))
+            else:
+                m, s = float(result.mean[k]), float(result.sd[k])
+                ranked.append(RankedCandidate(cand, m, "predicted", outcome.key if outcome else None,
+                                              sample_ratio=measured_at, stage="survivor",
+                                              lower=m - 1.96 * s, upper=m + 1.96 * s))
+        return ranked
