@@ -699,6 +699,36 @@ def m014_leaderboard_says_what_each_score_is(con: duckdb.DuckDBPyConnection) -> 
         con.execute(f"COMMENT ON COLUMN leaderboard.{column} IS " + _sql_str(doc))
 
 
+@migration
+def m015_search_steps_and_history(con: duckdb.DuckDBPyConnection) -> None:
+    _create(con, "search_steps",
+            "One decision of a model-based search (strategy learned): the (candidate, ratio) it chose "
+            "to train, in order, what it scored, and the pick after it. A replay of the run makes the "
+            "same rows.", [
+        ("step", "INTEGER NOT NULL", "0, 1, 2, ... in the order the decisions were made"),
+        ("task", "VARCHAR NOT NULL", "the objective (a target task, or the mean over targets)"),
+        ("encoder", "VARCHAR NOT NULL", "the candidate trained (its vision encoder ref)"),
+        ("llm", "VARCHAR NOT NULL", "the candidate trained (its language model ref)"),
+        ("sample_ratio", "DOUBLE NOT NULL", "the ratio it was trained at"),
+        ("score", "DOUBLE", "its score there (NULL: the trial failed)"),
+        ("trial_key", "VARCHAR", "the trial (trials.trial_key)"),
+        ("spent", "DOUBLE NOT NULL", "training spent so far, in full-data trials (a grid costs one per "
+         "candidate)"),
+        ("pick_encoder", "VARCHAR NOT NULL", "the pick after this step (highest posterior mean)"),
+        ("pick_llm", "VARCHAR NOT NULL", "the pick after this step"),
+        ("free", "BOOLEAN NOT NULL DEFAULT false", "a stored trial scored on this target: its training "
+         "was not charged"),
+        *_provenance("decision"),
+    ], ["PRIMARY KEY (run_id, step)"])
+    _create(con, "search_history",
+            "What informed a model-based search's prior: one row per (run, task) of the store whose "
+            "scores it used (search.history), so a result can be traced to the history it learned from.", [
+        ("task", "VARCHAR NOT NULL", "a task of the history"),
+        ("source_run", "VARCHAR NOT NULL", "a run whose trials were scored on it (runs.run_id)"),
+        *_provenance("history use"),
+    ], ["PRIMARY KEY (run_id, task, source_run)"])
+
+
 # ---------------------------------------------------------------------------------------------
 # Generated documentation
 

@@ -77,6 +77,7 @@ class LearnedCore:
         self.n_items = n_items
         self.draws = draws
         self.measured: dict = {}  # (candidate, ratio) -> score
+        self.on_step = None  # called with the steps of each decision, as they are made
         self.spent = 0.0
         self.steps: list[Step] = []
 
@@ -128,6 +129,19 @@ class LearnedCore:
                 fantasy = clone
         return picks
 
+    def free(self, pairs, observe: Callable[[object, float], float]) -> list[Step]:
+        """Trials already trained (stored by an earlier search with the same recipe): scored on
+        this target first, their training not charged. Returns their steps."""
+        steps = []
+        for c, r in pairs:
+            if c in self.surrogate.index and (c, r) not in self.measured:
+                score = float(observe(c, r))
+                self.measured[(c, r)] = score
+                self.surrogate.observe(c, r, score, self._se(score))
+                mean, _ = self.surrogate.mean_sd()
+                steps.append(Step(c, r, score, self.spent, self.candidates[int(np.argmax(mean))], float("nan")))
+        return steps
+
     def run(self, observe: Callable[[object, float], float],
             prefetch: Callable[[list], None] | None = None) -> LearnedResult:
         """Search until confident, out of budget, or out of trials; ``observe(candidate, ratio)``
@@ -157,6 +171,8 @@ class LearnedCore:
                 mean, _ = self.surrogate.mean_sd()
                 best = int(np.argmax(mean))
                 self.steps.append(Step(c, r, score, self.spent, self.candidates[best], float("nan")))
+            if self.on_step is not None:
+                self.on_step(self.steps[-len(picks):])
         mean, sd = self.surrogate.mean_sd()
         p = self.surrogate.p_best(self.draws, seed=self.seed + len(self.steps))
         order = [self.candidates[i] for i in sorted(range(len(mean)), key=lambda i: (-mean[i], str(self.candidates[i])))]
@@ -201,7 +217,7 @@ class LearnedSearch(SearchStrategy):
     def history(self) -> tuple[dict, dict, list[str]]:
         """(full-data scores by task, low-ratio scores by task, the runs they came from) of the
         suite's candidates on other tasks, trained with this suite's recipe and seed-agnostic
-        (scores averaged over seeds), as ``search.history`` allows."""
+        (scores averaged over seeds), as ``search.history`` allows; the runs as (task, run)."""
         opt = self.options.history
         targets = {t.task for t in self.targets}
         if opt == "none" or (opt == "auto" and getattr(self.executor, "replay", False)):
@@ -238,9 +254,31 @@ class LearnedSearch(SearchStrategy):
             inner = bucket.setdefault(r["task"], {})
             k = key if bucket is full else (key, round(float(r["sample_ratio"]), 6))
             inner.setdefault(k, []).append(float(r["value"]))
-            runs.add(r["run_id"])
+            runs.add((r["task"], r["run_id"]))
         mean = lambda d: {t: {k: float(np.mean(v)) for k, v in x.items()} for t, x in d.items()}  # noqa: E731
         return mean(full), mean(low), sorted(runs)
+
+    def stored_pairs(self, ratios) -> list[tuple]:
+        """(candidate, ratio) of this suite's candidates that the store holds finished trials of,
+        with this suite's recipe and seed: scoring them on this target costs evaluation only
+        (the executor reuses them by content key). None in a replay (the table is the world)."""
+        if getattr(self.executor, "replay", False):
+            return []
+        import json
+
+        config = json.loads(json.dumps(self.train_config.as_dict())) if self.train_config is not None else None
+        refs = {(c.vision_encoder, c.language_model) for c in self.plan.candidates}
+        wanted = {round(float(r), 6) for r in ratios}
+        out = set()
+        for r in self.store.query("select encoder, llm, sample_ratio, train_config from trials "
+                                  "where status = 'done' and seed = ? and continued_from is null",
+                                  [self.plan.seed]):
+            stored = r["train_config"]
+            stored = json.loads(stored) if isinstance(stored, str) else stored
+            ratio = round(float(r["sample_ratio"]), 6)
+            if (r["encoder"], r["llm"]) in refs and ratio in wanted and (config is None or stored == config):
+                out.add(((r["encoder"], r["llm"]), ratio))
+        return sorted(out, key=lambda p: (str(p[0]), p[1]))
 
     def search(self) -> list[RankedCandidate]:
         from harness.suite import Candidate
@@ -251,8 +289,9 @@ class LearnedSearch(SearchStrategy):
         hyper = fit_hyperparameters(full, low) if full else Hyper()
         prior = history_prior(full) if full else None
         if full:
-            self.say(f"learned: prior from {len(full)} task(s) of {len(runs)} run(s): "
+            self.say(f"learned: prior from {len(full)} task(s) of {len({r for _, r in runs})} run(s): "
                      f"{', '.join(sorted(full))}", always=True)
+            self.insert("search_history", [{"task": t, "source_run": r} for t, r in runs])
         else:
             self.say("learned: no history; the prior is flat", always=True)
         budget = opt.budget * len(candidates) if opt.budget <= 1 else opt.budget / max(self.plan.samples, 1)
@@ -261,6 +300,27 @@ class LearnedSearch(SearchStrategy):
                            confidence=opt.confidence, budget=budget, workers=opt.workers,
                            seed=self.plan.seed, n_items=n_items or 1000)
         self.phase("learned search", total=None)
+        step_no = [0]
+
+        def record(steps, free=False):
+            rows = []
+            for st in steps:
+                cand = Candidate(*st.candidate)
+                outcome = self._outcomes.get((cand, st.ratio))
+                rows.append({"step": step_no[0], "task": self.objective, "encoder": cand.vision_encoder,
+                             "llm": cand.language_model, "sample_ratio": st.ratio,
+                             "score": st.score if math.isfinite(st.score) else None,
+                             "trial_key": outcome.key if outcome else None, "spent": st.spent,
+                             "pick_encoder": st.pick[0], "pick_llm": st.pick[1], "free": free})
+                step_no[0] += 1
+            self.insert("search_steps", rows)
+
+        free = self.stored_pairs(opt.ratios)
+        if free:
+            self.say(f"learned: {len(free)} trial(s) of these candidates are stored: scored first, "
+                     "their training not charged", always=True)
+            record(core.free(free, lambda c, r: self.evaluate(Candidate(*c), r)), free=True)
+        core.on_step = record
         result = core.run(lambda c, r: self.evaluate(Candidate(*c), r),
                           prefetch=lambda pairs: self.prefetch([(Candidate(*c), r) for c, r in pairs]))
         pick = result.order[0]

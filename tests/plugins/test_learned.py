@@ -1,0 +1,167 @@
+"""strategy: learned (issue 33): the surrogate, the cost-aware loop, history without leaks, and a
+live run that its replay decides exactly as."""
+
+import math
+
+import numpy as np
+import pytest
+from helpers import decisions, fetch, invoke, last_run, search_suite, trials_of
+
+from harness.plugins.strategies.learned import LearnedCore
+from harness.surrogate import Hyper, Surrogate, fit_hyperparameters, history_prior
+
+
+def additive_grid(seed, n_enc=6, n_llm=5, s_enc=0.1, s_llm=0.06, s_pair=0.02):
+    rng = np.random.default_rng(seed)
+    a, b = rng.normal(0, s_enc, n_enc), rng.normal(0, s_llm, n_llm)
+    return {(f"e{i}", f"l{j}"): 0.5 + a[i] + b[j] + rng.normal(0, s_pair)
+            for i in range(n_enc) for j in range(n_llm)}
+
+
+def test_the_surrogate_recovers_the_best_of_an_additive_grid_with_calibrated_intervals():
+    """Every candidate measured once with noise: pooling through the encoder and LLM effects
+    picks better than the raw scores do, and the 95% intervals cover the true scores about 95%
+    of the time (measured over 30 grids)."""
+    hits, raw_hits, covered, total = 0, 0, 0, 0
+    for seed in range(30):
+        truth = additive_grid(seed)
+        rng = np.random.default_rng(100 + seed)
+        s = Surrogate(list(truth), Hyper(mean=0.5, s_mean=0.1, s_enc=0.1, s_llm=0.06, s_pair=0.02))
+        measured = {c: v + rng.normal(0, 0.03) for c, v in truth.items()}
+        for c, v in measured.items():
+            s.observe(c, 1.0, v, 0.03)
+        mean, sd = s.mean_sd()
+        cands = list(truth)
+        hits += cands[int(np.argmax(mean))] == max(truth, key=truth.get)
+        raw_hits += max(measured, key=measured.get) == max(truth, key=truth.get)
+        for k, c in enumerate(cands):
+            covered += abs(truth[c] - mean[k]) <= 1.96 * sd[k]
+            total += 1
+    assert hits > raw_hits and hits >= 15, (hits, raw_hits)  # noise 0.03 > pair effects 0.02
+    assert 0.88 <= covered / total <= 0.99, covered / total
+
+
+def test_main_effects_let_one_measurement_inform_every_pair_sharing_a_component():
+    cands = [(e, l) for e in ("e0", "e1") for l in ("l0", "l1", "l2")]
+    s = Surrogate(cands, Hyper(s_enc=0.1, s_llm=0.1, s_pair=0.01))
+    before = s.mean_sd()[1]
+    s.observe(("e0", "l0"), 1.0, 0.9, 0.01)
+    mean, after = s.mean_sd()
+    i = {c: k for k, c in enumerate(cands)}
+    assert after[i[("e0", "l1")]] < before[i[("e0", "l1")]]  # shares the encoder
+    assert mean[i[("e0", "l1")]] > mean[i[("e1", "l1")]]  # the good encoder lifts its other pairs
+
+
+def test_low_ratios_are_worth_what_history_says_they_tell():
+    """The cost-aware choice follows rho: where small ratios track full-data scores (rho 1) the
+    first trial is cheap; where they sit at a floor (rho ~ 0) it trains a full-data trial."""
+    cands = [(f"e{i}", f"l{j}") for i in range(4) for j in range(3)]
+    ratios = (0.0625, 0.25, 1.0)
+    tracking = Hyper(rho={0.0625: 1.0, 0.25: 1.0}, d_enc={0.0625: 0.01, 0.25: 0.01},
+                     d_llm={0.0625: 0.01, 0.25: 0.01}, d_pair={0.0625: 0.01, 0.25: 0.01})
+    floored = Hyper(rho={0.0625: 0.02, 0.25: 0.05}, d_enc={0.0625: 0.05, 0.25: 0.05},
+                    d_llm={0.0625: 0.05, 0.25: 0.05}, d_pair={0.0625: 0.05, 0.25: 0.05})
+    assert LearnedCore(cands, ratios=ratios, hyper=tracking).choose()[0][1] == 0.0625
+    assert LearnedCore(cands, ratios=ratios, hyper=floored).choose()[0][1] == 1.0
+
+
+def _world(seed):
+    truth = additive_grid(seed, 5, 4)
+    rng = np.random.default_rng(seed)
+    return truth, {(c, r): v * (0.5 + 0.5 * r) + rng.normal(0, 0.01) for c, v in truth.items()
+                   for r in (0.0625, 0.25, 1.0)}
+
+
+def test_the_loop_is_deterministic_stops_at_its_budget_and_never_retrains():
+    truth, world = _world(3)
+    runs = []
+    for _ in range(2):
+        core = LearnedCore(list(truth), ratios=(0.0625, 0.25, 1.0), confidence=0.999, budget=4.0, seed=7)
+        seen = []
+
+        def observe(c, r, seen=seen):
+            seen.append((c, r))
+            return world[(c, r)]
+
+        result = core.run(observe)
+        runs.append((seen, result.order, result.stopped))
+        assert result.spent <= 4.0 + 1e-9 and len(set(seen)) == len(seen)
+        assert result.stopped in ("budget", "confidence")
+    assert runs[0] == runs[1]
+
+
+def test_the_loop_stops_once_confident():
+    truth, world = _world(5)
+    core = LearnedCore(list(truth), ratios=(1.0,), confidence=0.6, seed=0, n_items=100_000)
+    result = core.run(lambda c, r: world[(c, r)])
+    assert result.stopped == "confidence" and result.p_best.max() >= 0.6
+    assert result.spent < len(truth)  # it did not need the grid
+    best = max(truth.values())
+    assert best - truth[result.order[0]] < 0.05  # confident at 0.6: the best or a near-tie
+
+
+def test_history_prior_and_hyperparameters_come_from_other_tasks_only():
+    a, b = additive_grid(1), additive_grid(2)
+    prior = history_prior({"t1": a, "t2": b})
+    assert set(prior) == set(a) and abs(np.mean(list(prior.values()))) < 1e-9
+    hyper = fit_hyperparameters({"t1": a, "t2": b})
+    assert hyper.s_enc > hyper.s_pair and 0 < hyper.mean < 1 and hyper.hist_weight != 0
+
+
+def test_the_anytime_benchmark_history_never_holds_the_held_out_task():
+    """A test that fails if history leaks: every case's history is built without its task, and
+    run_case refuses a history that holds it."""
+    from benchmarks.anytime import history_for, run_case
+
+    cands = [(f"e{i}", f"l{j}") for i in range(3) for j in range(2)]
+    world = {}
+    for t in ("a", "b", "c"):
+        for seed in (0, 1):
+            world[(t, seed)] = {(e, l, r): 0.1 + 0.1 * int(e[1]) + 0.01 * seed + 0.05 * r
+                                for (e, l) in cands for r in (0.0625, 0.125, 0.25, 0.5, 1.0)}
+    hist = history_for(world, "a", cands, tasks=("a", "b", "c"))
+    assert set(hist["full"]) == {"b", "c"} and set(hist["low"]) == {"b", "c"}
+    leaky = history_for(world, "b", cands, tasks=("a", "b", "c"))  # holds "a"
+    with pytest.raises(AssertionError, match="leaks"):
+        run_case(world, "a", 0, cands, ["oracle"], hist=leaky)
+
+
+LEARNED = {"search.strategy": "learned",
+           "search.options": {"confidence": 0.95, "budget": 0.5, "ratios": [0.5, 1.0]}}
+
+
+@pytest.mark.long
+def test_a_live_learned_run_and_its_replay_decide_the_same(tmp_path):
+    store = tmp_path / "s.duckdb"
+    suite = search_suite(tmp_path, **LEARNED)
+    live = invoke("run", suite, "--store", store)
+    assert live.returncode == 0, live.stderr
+    assert "learned: no history; the prior is flat" in live.stderr
+    live_run, status = last_run(store)
+    assert status == "done"
+    made = fetch(store, "select count(*), sum(sample_ratio) from search_steps where run_id = ?",
+                 [live_run], one=True)
+    assert made[0] >= 1 and made[1] <= 0.5 * 6 + 1e-9  # within the budget: half the grid's samples
+    out = invoke("replay", "--from", live_run, "--suite", suite, "--store", store)
+    assert out.returncode == 0, out.stderr
+    replay_run = last_run(store)[0]
+    assert trials_of(store, replay_run)[0] == 0
+    a, b = decisions(store, live_run), decisions(store, replay_run)
+    steps = "select step, encoder, llm, sample_ratio, score, spent, pick_encoder, pick_llm from search_steps" \
+            " where run_id = ? order by step"
+    assert a["rankings"] and a == b and fetch(store, steps, [live_run]) == fetch(store, steps, [replay_run])
+    # a target named as history is refused: the search would see the task it searches
+    bad = search_suite(tmp_path, name="bad.yaml", **{**LEARNED, "search.options": {
+        "history": {"tasks": ["shapes:color"]}}})
+    refused = invoke("run", bad, "--store", store)
+    assert refused.returncode == 2 and "history must not hold the task being searched" in refused.stderr
+    # the store's trials are free for a second search with the same recipe: scored first, not
+    # charged to its budget
+    again = invoke("run", suite, "--store", store)
+    assert again.returncode == 0, again.stderr
+    assert "scored first" in again.stderr
+    free, charged = fetch(store, "select count(*) filter (where free), coalesce(sum(sample_ratio) filter "
+                          "(where not free), 0) from search_steps where run_id = ?", [last_run(store)[0]], one=True)
+    assert free >= made[0] and charged <= 0.5 * 6 + 1e-9
+    assert not math.isnan(fetch(store, "select score from rankings where run_id = ? and rank = 1",
+                                [last_run(store)[0]], one=True)[0])
