@@ -128,6 +128,8 @@ def validate_file(path: str | Path) -> tuple[Suite | None, list[str]]:
     text, error = _read_text(path, label)
     if error:
         return None, [error]
+    # _Loader read here, from the package: setting harness.suite._Loader switches between
+    # libyaml and pure-Python PyYAML (the tests check every bad suite under both)
     root, data, problems = _parse(text, label, _Loader)
     if root is None:
         return None, [message for _, message in problems]
