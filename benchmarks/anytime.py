@@ -53,7 +53,8 @@ def load_world(table: Path = TABLE) -> dict:
     con, _ = table_views(table)
     rows = con.execute("""select s.task, t.seed, t.encoder, t.llm, t.sample_ratio, s.value
                           from trials t join scores s using (trial_key)
-                          where t.status = 'done' and t.continued_from is null""").fetchall()
+                          where t.status = 'done' and t.continued_from is null
+                          order by s.task, t.seed, t.encoder, t.llm, t.sample_ratio""").fetchall()
     world: dict = {}
     for task, seed, e, l, r, v in rows:
         world.setdefault((task, int(seed)), {})[(e, l, round(float(r), 6))] = float(v)
@@ -170,11 +171,7 @@ def _learned(case, cands, observe, hist, rng, *, use_history: bool, confidence=N
     core = LearnedCore(cands, ratios=RATIOS, hyper=hyper, prior=prior, confidence=confidence,
                        budget=len(cands) if budget is None else budget, seed=case["seed"], n_items=1000,
                        draws=500)
-    for c, r in hist.get("free", ()):  # trained by an earlier search: scored for free
-        if c in core.surrogate.index:
-            s = observe(c, r, free=True)
-            core.measured[(c, r)] = s
-            core.surrogate.observe(c, r, s, core._se(s))
+    core.free([(c, r) for c, r in hist.get("free", ())], lambda c, r: observe(c, r, free=True))
     mean, _ = core.surrogate.mean_sd()
     first = cands[int(np.argmax(mean))] if (prior or core.measured) else None
     result = core.run(lambda c, r: observe(c, r))

@@ -169,6 +169,20 @@ class Surrogate:
             self._post = (m, P)
         return self._post
 
+    def log_evidence(self) -> float:
+        """log p(observations) under this model (its hyperparameters' marginal likelihood)."""
+        if not self.observations:
+            return 0.0
+        m, P = self._prior()
+        H = np.vstack([self._rows(r, np.array([i]))[0] for i, r, _, _ in self.observations])
+        noise = np.array([self._rows(r, np.array([i]))[1][0] + se ** 2 + 1e-8
+                          for i, r, _, se in self.observations])
+        y = np.array([s for _, _, s, _ in self.observations])
+        S = H @ P @ H.T + np.diag(noise)
+        L = np.linalg.cholesky(S)
+        z = np.linalg.solve(L, y - H @ m)
+        return float(-0.5 * z @ z - np.log(np.diag(L)).sum() - 0.5 * len(y) * math.log(2 * math.pi))
+
     def posterior(self) -> tuple[np.ndarray, np.ndarray]:
         """(mean [n], covariance [n, n]) of the full-data scores given every observation."""
         m, P = self._posterior()
@@ -211,7 +225,7 @@ class Surrogate:
 
 def standardised(scores: Mapping) -> dict:
     """Each value as a z-score within ``scores`` (0 when they do not vary)."""
-    vals = np.array([float(v) for v in scores.values()], dtype=float)
+    vals = np.array([float(scores[k]) for k in sorted(scores, key=str)], dtype=float)
     if len(vals) < 2 or not np.isfinite(vals).all() or vals.std() == 0:
         return {k: 0.0 for k in scores}
     mu, sd = vals.mean(), vals.std()
@@ -221,7 +235,7 @@ def standardised(scores: Mapping) -> dict:
 def history_prior(full_by_task: Mapping[str, Mapping]) -> dict:
     """candidate -> mean standardised full-data score over the history tasks it was scored on."""
     sums: dict = {}
-    for scores in full_by_task.values():
+    for _, scores in sorted(full_by_task.items()):
         for c, z in standardised(scores).items():
             s, k = sums.get(c, (0.0, 0))
             sums[c] = (s + z, k + 1)
@@ -238,8 +252,8 @@ def fit_hyperparameters(full_by_task: Mapping[str, Mapping], low_by_task: Mappin
     score}."""
     base = base or Hyper()
     enc_v, llm_v, res_v, means, sds = [], [], [], [], []
-    for scores in full_by_task.values():
-        cands = list(scores)
+    for _, scores in sorted(full_by_task.items()):
+        cands = sorted(scores, key=str)
         encs = sorted({c[0] for c in cands}, key=str)
         llms = sorted({c[1] for c in cands}, key=str)
         if len(encs) < 2 or len(llms) < 2:
@@ -257,12 +271,12 @@ def fit_hyperparameters(full_by_task: Mapping[str, Mapping], low_by_task: Mappin
     # how far history predicts a task: the slope of each history task's scores on the prior made
     # from the other history tasks (leave-one-out), averaged; its spread is the weight's sd
     slopes = []
-    for task, scores in full_by_task.items():
+    for task, scores in sorted(full_by_task.items()):
         others = {t: v for t, v in full_by_task.items() if t != task}
         if not others:
             continue
         h = history_prior(others)
-        cands = [c for c in scores if c in h]
+        cands = [c for c in sorted(scores, key=str) if c in h]
         x = np.array([h[c] for c in cands])
         y = np.array([float(scores[c]) for c in cands])
         if len(cands) >= 3 and x.std() > 0:
@@ -272,14 +286,14 @@ def fit_hyperparameters(full_by_task: Mapping[str, Mapping], low_by_task: Mappin
     rho, d_enc, d_llm, d_pair = {}, {}, {}, {}
     if low_by_task:
         per_r: dict = {}
-        for task, low in low_by_task.items():
+        for task, low in sorted(low_by_task.items()):
             full = full_by_task.get(task, {})
             by_r: dict = {}
-            for (c, r), v in low.items():
+            for (c, r), v in sorted(low.items(), key=str):
                 if c in full and r < 1.0 - 1e-12:
                     by_r.setdefault(round(r, 6), {})[c] = float(v)
-            for r, at in by_r.items():
-                cands = list(at)
+            for r, at in sorted(by_r.items()):
+                cands = sorted(at, key=str)
                 if len(cands) < 4:
                     continue
                 x = np.array([float(full[c]) for c in cands])
@@ -288,7 +302,7 @@ def fit_hyperparameters(full_by_task: Mapping[str, Mapping], low_by_task: Mappin
                 resid = dict(zip(cands, y - y.mean() - slope * (x - x.mean())))
                 ev, lv, pv = _components(resid)
                 per_r.setdefault(r, []).append((slope, ev, lv, pv))
-        for r, vals in per_r.items():
+        for r, vals in sorted(per_r.items()):
             v = np.array(vals)
             rho[r] = float(np.mean(v[:, 0]))
             d_enc[r], d_llm[r], d_pair[r] = (math.sqrt(float(np.mean(v[:, k]))) + 1e-3 for k in (1, 2, 3))
@@ -301,10 +315,11 @@ def fit_hyperparameters(full_by_task: Mapping[str, Mapping], low_by_task: Mappin
 
 def _components(values: Mapping) -> tuple[float, float, float]:
     """Variance of encoder main effects, LLM main effects and the rest, of {(enc, llm): value}."""
-    cands = list(values)
+    cands = sorted(values, key=str)
     y = np.array([float(values[c]) for c in cands])
     mu = y.mean()
-    ea = {e: np.mean([float(values[c]) for c in cands if c[0] == e]) - mu for e in {c[0] for c in cands}}
-    la = {l: np.mean([float(values[c]) for c in cands if c[1] == l]) - mu for l in {c[1] for c in cands}}
+    # sorted, so the sums (and every decision made from them) do not depend on hash order
+    ea = {e: np.mean([float(values[c]) for c in cands if c[0] == e]) - mu for e in sorted({c[0] for c in cands}, key=str)}
+    la = {l: np.mean([float(values[c]) for c in cands if c[1] == l]) - mu for l in sorted({c[1] for c in cands}, key=str)}
     res = np.array([float(values[c]) - mu - ea[c[0]] - la[c[1]] for c in cands])
     return float(np.var(list(ea.values()))), float(np.var(list(la.values()))), float(np.var(res))

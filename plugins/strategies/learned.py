@@ -16,6 +16,7 @@ their posterior mean, the "kriging believer"), so a batching executor trains the
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -69,7 +70,14 @@ class LearnedCore:
                  n_items: int | None = None, draws: int = 2000):
         self.candidates = list(candidates)
         self.ratios = sorted(float(r) for r in ratios)
-        self.surrogate = Surrogate(self.candidates, hyper, prior, ratios=self.ratios)
+        self.prior = prior
+        # without history, how far low ratios track full-data scores is unknown: a few
+        # candidate values of rho, the one the data make most likely used at each step
+        # (empirical Bayes); with history, its own estimate
+        self.variants = [hyper] if hyper is not None and hyper.rho else [
+            dataclasses.replace(hyper or Hyper(), rho_default=rho, d_default=d)
+            for rho, d in ((1.0, 0.03), (0.5, 0.05), (0.2, 0.05), (0.05, 0.05))]
+        self.surrogate = Surrogate(self.candidates, self.variants[0], prior, ratios=self.ratios)
         self.confidence = confidence
         self.budget = float(len(self.candidates)) if budget is None else float(budget)
         self.workers = max(1, int(workers))
@@ -97,6 +105,21 @@ class LearnedCore:
                 if rr <= r + 1e-12:
                     ok[i, k] = False
         return ok
+
+    def _refit(self) -> None:
+        """With several hyperparameter variants: the surrogate of the one with the highest
+        marginal likelihood of the scores so far (ties: the first, rho 1)."""
+        if len(self.variants) < 2 or not self.surrogate.observations:
+            return
+        best, best_ev = self.surrogate, None
+        for hyper in self.variants:
+            model = Surrogate(self.candidates, hyper, self.prior, ratios=self.ratios)
+            model.observations = list(self.surrogate.observations)
+            model.low = list(self.surrogate.low)
+            ev = model.log_evidence()
+            if best_ev is None or ev > best_ev + 1e-9:
+                best, best_ev = model, ev
+        self.surrogate = best
 
     def choose(self) -> list[tuple]:
         """The next (candidate, ratio) pairs to train (empty: nothing affordable is left)."""
@@ -138,6 +161,7 @@ class LearnedCore:
                 score = float(observe(c, r))
                 self.measured[(c, r)] = score
                 self.surrogate.observe(c, r, score, self._se(score))
+                self._refit()
                 mean, _ = self.surrogate.mean_sd()
                 steps.append(Step(c, r, score, self.spent, self.candidates[int(np.argmax(mean))], float("nan")))
         return steps
@@ -168,6 +192,7 @@ class LearnedCore:
                 self.measured[(c, r)] = score
                 self.spent += r
                 self.surrogate.observe(c, r, score, self._se(score))
+                self._refit()
                 mean, _ = self.surrogate.mean_sd()
                 best = int(np.argmax(mean))
                 self.steps.append(Step(c, r, score, self.spent, self.candidates[best], float("nan")))
@@ -232,7 +257,8 @@ class LearnedSearch(SearchStrategy):
         refs = {(c.vision_encoder, c.language_model) for c in self.plan.candidates}
         rows = self.store.query(
             "select t.encoder, t.llm, t.sample_ratio, t.train_config, t.run_id, s.task, s.value "
-            "from trials t join scores s on s.trial_key = t.trial_key where t.status = 'done'")
+            "from trials t join scores s on s.trial_key = t.trial_key where t.status = 'done' "
+            "order by s.task, t.encoder, t.llm, t.sample_ratio, t.run_id, t.trial_key")
         import json
 
         full: dict = {}

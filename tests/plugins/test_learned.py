@@ -165,3 +165,13 @@ def test_a_live_learned_run_and_its_replay_decide_the_same(tmp_path):
     assert free >= made[0] and charged <= 0.5 * 6 + 1e-9
     assert not math.isnan(fetch(store, "select score from rankings where run_id = ? and rank = 1",
                                 [last_run(store)[0]], one=True)[0])
+
+
+def test_hyperparameters_do_not_depend_on_the_order_history_arrives_in():
+    """Same store, same decisions: a history read in another row order (or under another hash
+    seed) gives the same model, to the last bit."""
+    a, b, c = additive_grid(1), additive_grid(2), additive_grid(3)
+    forward = fit_hyperparameters({"t1": a, "t2": b, "t3": c})
+    shuffled = {t: dict(reversed(list(v.items()))) for t, v in (("t3", c), ("t1", a), ("t2", b))}
+    assert fit_hyperparameters(shuffled) == forward
+    assert history_prior(shuffled) == history_prior({"t1": a, "t2": b, "t3": c})
