@@ -10,7 +10,6 @@ built-in or not: the bundled ones are in ``harness.plugins``).
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import math
@@ -39,22 +38,9 @@ def content_hash(obj: Any) -> str:
     """Stable short hash (16 hex digits of sha256) of a JSON-serialisable object: the store's
     content key in its lenient form, cut short. Dataset, component and zoo-recipe fingerprints
     are made here and sit inside stored trial and embedding keys, so every value is frozen."""
-    return _content_key(obj, lenient=True)[:16]
+    from harness.store.keys import content_key
 
-
-def _content_key(obj: Any, *, lenient: bool = False) -> str:
-    """:func:`harness.store.keys.content_key` with the ``lenient`` option it lacks (issue 32): the
-    canonical form changes these fingerprints (it writes 1.0 as 1, keeps non-ASCII text unescaped
-    and refuses NaN and types it does not know), so the lenient form hashes the text they always
-    hashed: keys sorted, no spaces, ASCII, floats as Python writes them, other types as ``str()``.
-    Once store/keys.py has ``content_key(obj, *, lenient=False)``, this function is replaced by
-    ``from harness.store.keys import content_key as _content_key``."""
-    if not lenient:
-        from harness.store.keys import content_key
-
-        return content_key(obj)
-    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return content_key(obj, lenient=True)[:16]
 
 
 @dataclass(frozen=True, eq=False)

@@ -90,8 +90,17 @@ def canonical_json(obj: Any) -> str:
     )
 
 
-def content_key(obj: Any) -> str:
-    """sha256 (64 hex chars) of the canonical JSON of obj."""
+def content_key(obj: Any, *, lenient: bool = False) -> str:
+    """sha256 (64 hex chars) of the canonical JSON of obj: the one content-hash function.
+
+    ``lenient``: the older form dataset, component and zoo-recipe fingerprints were made with
+    (``harness.datasets.content_hash``, 16 hex of it): keys sorted, no spaces, ASCII, floats as
+    Python writes them, any other type as ``str()``. Those fingerprints sit inside stored trial
+    and embedding keys (and the shipped table), so that form is frozen; new keys use the
+    canonical one, which refuses NaN and types without a canonical form."""
+    if lenient:
+        text = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()
     return hashlib.sha256(canonical_json(obj).encode("utf-8")).hexdigest()
 
 
