@@ -299,7 +299,7 @@ def _latest_finished_run(st) -> str:
               help="Alignment samples at r = 1 (default: the whole alignment set, as in a suite).")
 @click.option("--mode", type=click.Choice(["frozen", "lora", "full"]), default=None,
               help="How the LLM trains (the projector always does); default: a suite's vlm.llm "
-                   "default (harness/suite.py), like every recipe option here.")
+                   "default (harness/suite/schema.py), like every recipe option here.")
 @click.option("--projector", default=None,
               help="Projector between encoder and LLM (as vlm.projector in a suite): linear, "
                    "mlp<N>x_gelu or ln_mlp<N>x_gelu; default: a suite's vlm.projector default.")
