@@ -121,10 +121,12 @@ class LearnedCore:
                 best, best_ev = model, ev
         self.surrogate = best
 
-    def choose(self) -> list[tuple]:
-        """The next (candidate, ratio) pairs to train (empty: nothing affordable is left)."""
+    def choose(self, p: np.ndarray | None = None) -> list[tuple]:
+        """The next (candidate, ratio) pairs to train (empty: nothing affordable is left); ``p``:
+        P(best) of the current posterior when the caller has it."""
         left = self.budget - self.spent
-        p = self.surrogate.p_best(self.draws, seed=self.seed + len(self.steps))
+        if p is None:
+            p = self.surrogate.p_best(self.draws, seed=self.seed + len(self.steps))
         weights = p + 1.0 / (10 * len(self.candidates))  # a floor: every candidate counts a little
         se = {r: self._se(float(np.max(self.surrogate.mean_sd()[0]))) for r in self.ratios}
         picks: list[tuple] = []
@@ -172,16 +174,14 @@ class LearnedCore:
         trains (or looks up) one trial and returns its score (NaN: failed)."""
         stopped = "exhausted"
         while True:
-            mean, _ = self.surrogate.mean_sd()
-            if self.steps or self.measured:
-                p = self.surrogate.p_best(self.draws, seed=self.seed + len(self.steps))
-                if p.max() >= self.confidence:
-                    stopped = "confidence"
-                    break
+            p = self.surrogate.p_best(self.draws, seed=self.seed + len(self.steps))
+            if (self.steps or self.measured) and p.max() >= self.confidence:
+                stopped = "confidence"
+                break
             if self.spent >= self.budget - 1e-9:
                 stopped = "budget"
                 break
-            picks = self.choose()
+            picks = self.choose(p)
             if not picks:
                 stopped = "budget" if self.spent > 0 else "exhausted"
                 break
