@@ -464,7 +464,10 @@ class Suite(_Model):
     vlm: VLMConfig = VLMConfig()
     targets: Annotated[list[Target], Field(min_length=1, max_length=MAX_TARGETS)]
     search: Search = Search()
-    executor: Annotated[Executor, BeforeValidator(_executor)] = Executor()
+    # the default built without validation: validating it looks "local" up in the registries,
+    # which would load every plugin while harness.suite is still being imported (a plugin that
+    # imports harness.suite then fails to import: a circle)
+    executor: Annotated[Executor, BeforeValidator(_executor)] = Executor.model_construct(name="local", options={})
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
     _source: Path | None = PrivateAttr(default=None)
