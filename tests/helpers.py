@@ -82,11 +82,12 @@ def invoke(*args, env: dict | None = None, cwd=None, input: str | None = None) -
 
     Warnings print on stderr with Python's default filters (pytest's own capture is set aside),
     an exception the command lets out is a traceback on stderr and exit 1, and what the command
-    changes in this process (the environment, signal handlers, sys.argv, the working directory)
-    is put back afterwards."""
+    changes in this process (the environment, signal handlers, sys.argv, the working directory,
+    the warnings' format) is put back afterwards."""
     from click.testing import CliRunner
 
     saved_env, saved_argv, saved_cwd = dict(os.environ), sys.argv, os.getcwd()
+    saved_format = warnings.formatwarning  # main() wraps it (harness's warnings on one line)
     saved_signals = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         if cwd is not None:
@@ -102,6 +103,7 @@ def invoke(*args, env: dict | None = None, cwd=None, input: str | None = None) -
     finally:
         os.chdir(saved_cwd)
         sys.argv = saved_argv
+        warnings.formatwarning = saved_format
         os.environ.clear()
         os.environ.update(saved_env)
         for sig, handler in saved_signals.items():

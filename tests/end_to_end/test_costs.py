@@ -11,20 +11,15 @@ COST = "select samples, trial_samples, phase_samples, seconds, flops, eval_items
 
 
 @pytest.fixture(scope="module")
-def twice(tmp_path_factory):
-    """A Mordal search run twice in one store, and a grid of the same zoo: (store, first, second, grid)."""
-    folder = tmp_path_factory.mktemp("costs")
-    store = folder / "s.duckdb"
-    suite = search_suite(folder, **{"search.clustering.warmup_steps": 2})
-    runs = []
-    for _ in range(2):
-        out = invoke("run", suite, "--store", store)
-        assert out.returncode == 0, out.stderr
-        runs.append(last_run(store)[0])
+def twice(searched_once, tmp_path_factory):
+    """A Mordal search run twice in one store with the grid of the same zoo between them:
+    (store, first, second, grid). This module's copy of the session's search and grid
+    (tests/conftest.py: two warm-up steps), then the search again."""
+    store = searched_once.copy(tmp_path_factory.mktemp("costs") / "searched")
+    out = invoke("run", store.parent / "suite.yaml", "--store", store)
+    assert out.returncode == 0, out.stderr
     assert "cost had nothing been stored" in out.stdout and "new compute this run: 0 samples" in out.stdout
-    grid = search_suite(folder, "grid.yaml", **{"search.strategy": "grid"})
-    assert invoke("run", grid, "--store", store).returncode == 0
-    return store, runs[0], runs[1], last_run(store)[0]
+    return store, searched_once.mordal_run, last_run(store)[0], searched_once.grid_run
 
 
 def test_a_search_costs_the_same_the_second_time_and_computes_nothing_new(twice):

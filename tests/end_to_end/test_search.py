@@ -15,10 +15,12 @@ from helpers import fetch, harness, invoke, last_run, search_suite, trials_of
 ENCODERS = helpers.TINY_MORDAL["zoo"]["vision_encoders"]
 
 
-def test_mordal_runs_end_to_end_then_reuses_everything(tmp_path):
-    store = tmp_path / "s.duckdb"
-    suite = search_suite(tmp_path)
-    first = invoke("run", suite, "--store", store)
+def test_mordal_runs_end_to_end_then_reuses_everything(searched_once, tmp_path):
+    # the session's search (tests/conftest.py): `harness run` in a fresh store, what it said, and
+    # a copy of its store as that run left it
+    first = searched_once.first
+    store = searched_once.copy(tmp_path / "searched", mordal_only=True)
+    suite = store.parent / "suite.yaml"
     assert first.returncode == 0, first.stderr
     assert "best VLM:" in first.stdout and "mordal ranking" in first.stdout
     assert "Postprocessing" not in first.stderr  # lmms-eval's own bars stay quiet
@@ -217,13 +219,8 @@ def test_ablation_switches_change_the_plan(tmp_path):
                        " = 'predicted'", [run_id]).fetchone()[0] == 0
 
 
-def test_compare_against_the_grid(tmp_path):
-    store = tmp_path / "s.duckdb"
-    assert invoke("run", search_suite(tmp_path, "g.yaml", **{"search.strategy": "grid"}),
-                   "--store", store).returncode == 0
-    grid_run = last_run(store)[0]
-    assert invoke("run", search_suite(tmp_path), "--store", store).returncode == 0
-    mordal_run = last_run(store)[0]
+def test_compare_against_the_grid(searched):
+    store, _, mordal_run, _, grid_run = searched  # a Mordal search, then the grid of its candidates
     out = invoke("compare", mordal_run, grid_run, "--store", store, "--json")
     assert out.returncode == 0, out.stderr
     import json
@@ -427,7 +424,7 @@ def test_an_lmms_target_is_clustered_on_its_validation_images_and_scored_end_to_
     small = {"zoo.vision_encoders": ["tiny:vit-p4", "tiny:vit-p8"], "zoo.language_models": ["tiny:gpt2"],
              "targets": [{"task": f"lmms:{task}", "limit": 8}]}
     store = tmp_path / "s.duckdb"
-    out = harness("run", search_suite(tmp_path, **small), "--store", store)
+    out = invoke("run", search_suite(tmp_path, **small), "--store", store)
     assert out.returncode == 0, out.stderr
     said = "".join((out.stdout + out.stderr).split())  # (rich wraps the long path)
     assert f"clusteringfeaturesoflmms:{task}:16imagesofitsvalidationsplit" in said

@@ -5,6 +5,7 @@ import sys
 import tomllib
 
 from helpers import ROOT, TIMEOUT
+
 PACKAGE_DIRS = {"harness": "harness", "harness.plugins": "plugins", "harness.store": "store"}
 
 

@@ -335,6 +335,7 @@ def _install_fp(tmp_path, version):
     return _with_site(site, allow="fp")
 
 
+@pytest.mark.long
 def test_a_new_plugin_release_is_not_served_stale_results_and_rows_name_their_producer(tmp_path):
     """Issue 18 items 1 and 6: a plugin's components and metric are keyed by its release, so
     version 2.0 trains and measures again what 1.0 stored, while the built-ins' results are

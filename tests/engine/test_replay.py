@@ -4,13 +4,10 @@ import duckdb
 from helpers import decisions, fetch, invoke, last_run, search_suite, trials_of
 
 
-def test_replaying_a_live_mordal_run_makes_exactly_the_same_decisions(tmp_path):
-    store = tmp_path / "s.duckdb"
-    suite = search_suite(tmp_path)
-    live = invoke("run", suite, "--store", store)
-    assert live.returncode == 0, live.stderr
-    live_run = last_run(store)[0]
-    trained, _ = trials_of(store, live_run)
+def test_replaying_a_live_mordal_run_makes_exactly_the_same_decisions(searched):
+    store, suite, live_run, _, _ = searched  # a live Mordal run that trained every trial it used
+    trained, reused = trials_of(store, live_run)
+    assert trained > 0 and reused == 0
 
     out = invoke("replay", "--from", live_run, "--suite", suite, "--store", store)
     assert out.returncode == 0, out.stderr
@@ -25,12 +22,10 @@ def test_replaying_a_live_mordal_run_makes_exactly_the_same_decisions(tmp_path):
     assert live_run in config and '"fill": false' in config
 
 
-def test_replay_computes_missing_embeddings_only_when_asked_and_still_trains_nothing(tmp_path):
-    store = tmp_path / "s.duckdb"
-    suite = search_suite(tmp_path)
-    assert invoke("run", suite, "--store", store).returncode == 0
-    live_run = last_run(store)[0]
-    trained, _ = trials_of(store, live_run)
+def test_replay_computes_missing_embeddings_only_when_asked_and_still_trains_nothing(searched):
+    store, suite, live_run, _, _ = searched
+    trained, reused = trials_of(store, live_run)
+    assert trained > 0 and reused == 0
     con = duckdb.connect(str(store))  # similarities but no raw features (a shipped table's shape)
     dropped = con.execute("select count(*) from embeddings").fetchone()[0]
     con.execute("delete from embeddings")

@@ -52,21 +52,12 @@ def parse(page: Path) -> Page:
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    """(store, mordal run, grid run, page printed by `harness run --report`)."""
-    tmp = tmp_path_factory.mktemp("report")
-    store = tmp / "s.duckdb"
-    mordal = helpers.write_suite(tmp, SUITE, "mordal.yaml")
-    grid = helpers.write_suite(tmp, SUITE, "grid.yaml", **{"search.strategy": "grid"})
-    first = invoke("run", mordal, "--store", store, "--report")
-    assert first.returncode == 0, first.stderr
-    printed = [line for line in first.stdout.splitlines() if line.startswith("report: ")]
-    assert len(printed) == 1, first.stdout
-    mordal_run = fetch(store, "select run_id from runs where strategy = 'mordal'", one=True)[0]
-    second = invoke("run", grid, "--store", store)
-    assert second.returncode == 0, second.stderr
-    grid_run = fetch(store, "select run_id from runs where strategy = 'grid'", one=True)[0]
-    return store, mordal_run, grid_run, Path(printed[0].split(": ", 1)[1])
+def runs(searched_once, tmp_path_factory):
+    """(store, mordal run, grid run, page printed by `harness run --report`): this module's copy
+    of the session's searched store (tests/conftest.py): a Mordal run with --report, then a grid
+    run of the same candidates."""
+    store = searched_once.copy(tmp_path_factory.mktemp("report") / "searched")
+    return store, searched_once.mordal_run, searched_once.grid_run, store.parent / searched_once.page
 
 
 def test_run_report_flag_writes_the_page_beside_the_store(runs):

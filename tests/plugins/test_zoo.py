@@ -159,6 +159,7 @@ def _tensors(folder):
     return load_file(str(path))
 
 
+@pytest.mark.long
 def test_rebuilding_the_cheapest_recipe_reproduces_the_shipped_weights(tmp_path):
     """Full rebuild of the cheapest pretrained recipe (a few seconds on one thread)."""
     cheapest = min((r for r in zoo.RECIPES.values() if r.steps), key=lambda r: r.steps * r.batch

@@ -6,7 +6,7 @@ import json
 import shutil
 
 import pytest
-from helpers import decisions, fetch, invoke, last_run, search_suite, trials_of
+from helpers import decisions, fetch, invoke, last_run, trials_of
 
 TABLES = ("runs", "components", "datasets", "trials", "scores", "run_uses", "clusters",
           "similarities", "embeddings", "rungs", "rankings", "scaling_points", "predictions")
@@ -17,14 +17,12 @@ def counts(store):
 
 
 @pytest.fixture(scope="module")
-def live(tmp_path_factory):
-    """A real Mordal run on tiny models, in its own store: (folder, store, suite, run id)."""
-    folder = tmp_path_factory.mktemp("live")
-    store = folder / "s.duckdb"
-    suite = search_suite(folder)
-    out = invoke("run", suite, "--store", store)
-    assert out.returncode == 0, out.stderr
-    return folder, store, suite, last_run(store)[0]
+def live(searched_once, tmp_path_factory):
+    """A real Mordal run on tiny models, alone in its own store: (folder, store, suite, run id);
+    this module's copy of the session's search (tests/conftest.py) taken before its grid ran."""
+    store = searched_once.copy(tmp_path_factory.mktemp("live") / "searched", mordal_only=True)
+    assert fetch(store, "select count(*) from runs", one=True) == (1,)
+    return store.parent, store, store.parent / "suite.yaml", searched_once.mordal_run
 
 
 @pytest.fixture(scope="module")
