@@ -46,10 +46,9 @@ MOVED_NAMES: dict[str, tuple[str, frozenset[str]]] = {
         "DEFAULT_ALPHA", "PRE_POWER_SLOPE_FRACTION"})),
     "harness.executors": ("harness.plugins.executors.local", frozenset({"LocalExecutor"})),
     "harness.vision": ("harness.plugins.encoders.families", frozenset({
-        "HFVisionEncoder", "OpenClipVisionEncoder", "TimmVisionEncoder", "load_hf", "load_open_clip",
-        "load_timm", "load_tiny"})),
+        "HFVisionEncoder", "OpenClipVisionEncoder", "TINY_ENCODERS", "TimmVisionEncoder", "load_hf", "load_open_clip", "load_timm", "load_tiny"})),
     "harness.language": ("harness.plugins.language_models.families", frozenset({
-        "build_word_tokenizer", "load_hf", "load_tiny"})),
+        "TINY_LLMS", "build_word_tokenizer", "load_hf", "load_tiny"})),
     # registry lookups: they need the plugin manager, which registers the dataset families
     "harness.datasets": ("harness.plugin_manager", frozenset({"family_of", "families_that", "family_entry"})),
 }

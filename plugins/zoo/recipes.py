@@ -283,7 +283,7 @@ def load_mini_encoder(name: str, *, layer: int | None = None, grid: Any = _DEFAU
 
     ``grid`` defaults to the recipe's (4: 16 tokens); ``grid=None`` returns every token.
     """
-    from harness import vision
+    from harness.plugins.encoders import families as vision
 
     r = recipe(name)
     if r.kind != "vision_encoder":
@@ -302,7 +302,7 @@ def load_mini_encoder(name: str, *, layer: int | None = None, grid: Any = _DEFAU
 def load_mini_llm(name: str, *, dtype=None, attn_implementation: str | None = None,
                   device: str | None = None):
     """A pretrained miniature causal LM (word-level tokenizer) from the zoo, via ``hf``."""
-    from harness import language
+    from harness.plugins.language_models import families as language
 
     r = recipe(name)
     if r.kind != "language_model":

@@ -76,6 +76,7 @@ def fit(params: list, step_loss: Callable[[int], torch.Tensor], r: Recipe,
 def new_encoder(r: Recipe):
     """The recipe's encoder at random init (call under a seed), wrapped as a VisionEncoder."""
     from harness import vision
+    from harness.plugins.encoders import families
 
     extra = {"mini": r.name}
     if r.library == "timm":
@@ -87,14 +88,14 @@ def new_encoder(r: Recipe):
                        interpolation="bicubic", **data)
         model = timm.create_model(r.arch, pretrained=False, num_classes=0,
                                   pretrained_cfg_overlay=overlay, **dict(r.arch_args))
-        return vision._wrap_timm(model, ref=r.ref, name=r.name, layer=None, grid=r.grid,
+        return families._wrap_timm(model, ref=r.ref, name=r.name, layer=None, grid=r.grid,
                                  weights_id=None, extra=extra)
     import transformers
 
     config = getattr(transformers, r.arch)(**dict(r.arch_args))
     model = transformers.CLIPVisionModel(config)
-    processor = vision._default_processor(config.model_type, config.image_size)
-    return vision._wrap_hf(model, processor, ref=r.ref, name=r.name, layer=-2, grid=r.grid,
+    processor = families._default_processor(config.model_type, config.image_size)
+    return families._wrap_hf(model, processor, ref=r.ref, name=r.name, layer=-2, grid=r.grid,
                            weights_id=None, extra=extra)
 
 
