@@ -16,7 +16,7 @@ taking the machine), and is judged:
   store, ``may_change``, and every other file must survive).
 
 Prints one line per case, then the counts; exits 1 unless every case is clean and no store
-changed. ``tests/test_robustness.py`` runs the same cases (``CASES``) in the default test run.
+changed. ``tests/end_to_end/test_robustness.py`` runs the same cases (``CASES``), marked ``long`` (CI runs them).
 """
 
 from __future__ import annotations

@@ -340,7 +340,7 @@ class Prescreen(_Model):
     samples: Annotated[Int, Field(gt=3, le=MAX_FEATURE_ITEMS)] = 256  # target images (and their paired texts) embedded
     # exact conditional-gradient GW by default: on CPU at 256 points it is as fast as the entropic
     # solver, and at epsilon 0.05 the entropic plan is so smeared that identical inputs score
-    # about as far apart as unrelated ones (measured in tests/test_gromov.py's cases)
+    # about as far apart as unrelated ones (measured in tests/plugins/test_gromov.py's cases)
     entropic: Bool = False
     epsilon: Annotated[Number, Field(gt=0)] = 0.05  # entropic regularisation, on distances scaled to [0, 1]
 
