@@ -4,22 +4,32 @@ features and warm-ups at their original price); new compute is reported apart.""
 import json
 
 import pytest
-from helpers import fetch, invoke, last_run, search_suite
+from helpers import fetch, harness, invoke, last_run, search_suite
 
 COST = "select samples, trial_samples, phase_samples, seconds, flops, eval_items, forward_passes," \
        " new_samples, new_seconds, trials, trials_trained from run_costs where run_id = ?"
 
 
 @pytest.fixture(scope="module")
-def twice(searched_once, tmp_path_factory):
-    """A Mordal search run twice in one store with the grid of the same zoo between them:
-    (store, first, second, grid). This module's copy of the session's search and grid
-    (tests/conftest.py: two warm-up steps), then the search again."""
-    store = searched_once.copy(tmp_path_factory.mktemp("costs") / "searched")
-    out = invoke("run", store.parent / "suite.yaml", "--store", store)
-    assert out.returncode == 0, out.stderr
+def twice(tmp_path_factory):
+    """A Mordal search run twice in one store, and a grid of the same zoo: (store, first, second,
+    grid). Both searches run in their own process, as a user's runs do: a run's seconds include
+    loading its components and libraries, which a process that already did it would skip (the
+    session's shared search runs in-process, so it cannot be one of the two)."""
+    from conftest import SHARED_SEARCH
+
+    folder = tmp_path_factory.mktemp("costs")
+    store = folder / "s.duckdb"
+    suite = search_suite(folder, **SHARED_SEARCH)
+    runs = []
+    for _ in range(2):
+        out = harness("run", suite, "--store", store)
+        assert out.returncode == 0, out.stderr
+        runs.append(last_run(store)[0])
     assert "cost had nothing been stored" in out.stdout and "new compute this run: 0 samples" in out.stdout
-    return store, searched_once.mordal_run, last_run(store)[0], searched_once.grid_run
+    grid = search_suite(folder, "grid.yaml", **SHARED_SEARCH, **{"search.strategy": "grid"})
+    assert invoke("run", grid, "--store", store).returncode == 0
+    return store, runs[0], runs[1], last_run(store)[0]
 
 
 def test_a_search_costs_the_same_the_second_time_and_computes_nothing_new(twice):
