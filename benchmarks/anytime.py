@@ -83,10 +83,9 @@ def s_oracle(case, cands, observe, hist, rng):
     return [(0.0, max(cands, key=lambda c: truth[c]))]
 
 
-def s_grid_random(case, cands, observe, hist, rng):
-    order = list(cands)
-    rng.shuffle(order)
-    best, trace, spent = None, [], 0.0
+def _full_data_in_order(order, observe, spent: float = 0.0) -> list:
+    """Train ``order`` at r = 1 one after another; the pick is the best measured so far."""
+    best, trace = None, []
     for c in order:
         s = observe(c, 1.0)
         spent += 1.0
@@ -96,20 +95,18 @@ def s_grid_random(case, cands, observe, hist, rng):
     return trace
 
 
+def s_grid_random(case, cands, observe, hist, rng):
+    order = list(cands)
+    rng.shuffle(order)
+    return _full_data_in_order(order, observe)
+
+
 def s_lowest_topk(case, cands, observe, hist, rng, k: int = 3):
     r0 = RATIOS[0]
     low = {c: observe(c, r0) for c in cands}
     spent = r0 * len(cands)
     top = sorted(cands, key=lambda c: (-low[c], str(c)))[:k]
-    trace = [(spent, top[0])]
-    best = None
-    for c in top:
-        s = observe(c, 1.0)
-        spent += 1.0
-        if best is None or s > best[1]:
-            best = (c, s)
-        trace.append((spent, best[0]))
-    return trace
+    return [(spent, top[0])] + _full_data_in_order(top, observe, spent)
 
 
 def _policy_trace(policy, cands, observe):
@@ -149,14 +146,7 @@ def s_portfolio(case, cands, observe, hist, rng):
 
     prior = history_prior(hist["full"]) if hist["full"] else {}
     order = sorted(cands, key=lambda c: (-prior.get(c, 0.0), str(c)))
-    trace, spent, best = [(0.0, order[0])], 0.0, None
-    for c in order:
-        s = observe(c, 1.0)
-        spent += 1.0
-        if best is None or s > best[1]:
-            best = (c, s)
-        trace.append((spent, best[0]))
-    return trace
+    return [(0.0, order[0])] + _full_data_in_order(order, observe)
 
 
 def _learned(case, cands, observe, hist, rng, *, use_history: bool, confidence=None, budget=None):
