@@ -289,6 +289,9 @@ def main(argv=None) -> int:
     p.add_argument("--subsets", type=int, default=0, help="also run this many random zoo subsets (12-40 candidates)")
     p.add_argument("--sequence", type=int, default=0, help="run the six tasks as a sequence in this many orders per seed")
     p.add_argument("--timing", action="store_true", help="time one surrogate update for 48 and 500 candidates")
+    p.add_argument("--mordal", action="store_true",
+                   help="also replay the default Mordal through harness replay (the live code path; ~4 min) "
+                        "for its operating point on the same cases")
     p.add_argument("--figure", type=Path, default=ROOT / "docs" / "anytime.png", help="where the PNG goes")
     p.add_argument("--strategies", default=",".join(STRATEGIES), help="comma-separated subset of: " + ", ".join(STRATEGIES))
     args = p.parse_args(argv)
@@ -303,6 +306,7 @@ def main(argv=None) -> int:
     cands = [(c.vision_encoder, c.language_model) for c in suite.candidates()]
     cases = [run_case(world, t, s, cands, names) for t in TASKS for s in (0, 1, 2)]
     summarise(cases, names, lambda c: len(c["truth"]), f"minizoo suite ({len(cands)} candidates)", args.figure)
+    operating_points(world, cands, suite, args.mordal)
     stops = [c["stops"]["learned"] for c in cases if "learned" in c.get("stops", {})]
     if stops:
         print(f"learned (history) run to a confidence of 0.999: spent {np.mean([s[0] for s in stops]) / len(cands):.3f} "
@@ -326,6 +330,44 @@ def main(argv=None) -> int:
         sequence(world, cands, args.sequence)
     print(f"\n({time.perf_counter() - start:.0f}s)")
     return 0
+
+
+def operating_points(world, cands, suite, mordal: bool) -> None:
+    """Each search at its defaults on the 18 cases: mean regret, worst, top-1, and the mean
+    fraction of the grid's training samples it spent. ``learned`` stops at confidence 0.9 or a
+    budget of 0.25; Mordal (with ``mordal``) is replayed through ``harness replay``."""
+    rows = []
+    for name, key in (("learned (history)", "learned"), ("learned (no history)", "learned-flat")):
+        regs, spent = [], []
+        for task in TASKS:
+            for seed in (0, 1, 2):
+                case = run_case(world, task, seed, cands, [name], confidence=0.9, budget=0.25 * len(cands))
+                sp, pick, _ = case["stops"][key]
+                regs.append(regret(case["truth"], pick))
+                spent.append(sp / len(cands))
+        rows.append((f"{name}, defaults", regs, spent))
+    if mordal:
+        from benchmarks.common import Bench
+
+        bench = Bench(TABLE, None, suite)
+        try:
+            regs, spent = [], []
+            for task in TASKS:
+                for seed in (0, 1, 2):
+                    row = bench.replay(suite, ROOT / "suites" / "minizoo.yaml", {}, task, seed, fill=False)
+                    if "error" in row:
+                        raise SystemExit(f"Mordal replay of {task} seed {seed}: {row['error']}")
+                    pick = tuple(row["best"])
+                    regs.append(regret(truth_of(world, task, cands), pick))
+                    spent.append(row["samples"] / row["grid_samples"])
+            rows.append(("Mordal default (harness replay)", regs, spent))
+        finally:
+            bench.close()
+    print("\noperating points (18 cases): mean regret [95% bootstrap], worst, top-1, mean share of the grid's samples")
+    for name, regs, spent in rows:
+        m, lo, hi = bootstrap(regs)
+        print(f"{name:34s} {m:.3f} [{lo:.3f}, {hi:.3f}]  worst {max(regs):.3f}  top-1 "
+              f"{sum(r == 0 for r in regs)}/{len(regs)}  spent {np.mean(spent):.3f}")
 
 
 def sequence(world, cands, orders: int) -> None:
