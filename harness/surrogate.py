@@ -152,14 +152,20 @@ class Surrogate:
 
     # -- the posterior ------------------------------------------------------------------------
 
+    def _observed(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(H, noise, y) of every observation: its row of the latent vector, its variance (the
+        unexplained part at its ratio plus its own SE squared) and its score."""
+        rows = [self._rows(r, np.array([i])) for i, r, _, _ in self.observations]
+        H = np.vstack([h for h, _ in rows])
+        noise = np.array([extra[0] + se ** 2 + 1e-8 for (_, extra), (_, _, _, se) in zip(rows, self.observations)])
+        y = np.array([s for _, _, s, _ in self.observations])
+        return H, noise, y
+
     def _posterior(self):
         if self._post is None:
             m, P = self._prior()
             if self.observations:
-                H = np.vstack([self._rows(r, np.array([i]))[0] for i, r, _, _ in self.observations])
-                noise = np.array([self._rows(r, np.array([i]))[1][0] + se ** 2 + 1e-8
-                                  for i, r, _, se in self.observations])
-                y = np.array([s for _, _, s, _ in self.observations])
+                H, noise, y = self._observed()
                 PH = P @ H.T
                 S = H @ PH + np.diag(noise)
                 L = np.linalg.cholesky(S)
@@ -174,10 +180,7 @@ class Surrogate:
         if not self.observations:
             return 0.0
         m, P = self._prior()
-        H = np.vstack([self._rows(r, np.array([i]))[0] for i, r, _, _ in self.observations])
-        noise = np.array([self._rows(r, np.array([i]))[1][0] + se ** 2 + 1e-8
-                          for i, r, _, se in self.observations])
-        y = np.array([s for _, _, s, _ in self.observations])
+        H, noise, y = self._observed()
         S = H @ P @ H.T + np.diag(noise)
         L = np.linalg.cholesky(S)
         z = np.linalg.solve(L, y - H @ m)

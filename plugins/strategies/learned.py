@@ -17,6 +17,8 @@ their posterior mean, the "kriging believer"), so a batching executor trains the
 from __future__ import annotations
 
 import dataclasses
+import functools
+import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -41,7 +43,6 @@ class Step:
     score: float
     spent: float  # training samples so far, in units of one full-data trial
     pick: object
-    p_best: float
 
 
 @dataclass
@@ -128,7 +129,8 @@ class LearnedCore:
         if p is None:
             p = self.surrogate.p_best(self.draws, seed=self.seed + len(self.steps))
         weights = p + 1.0 / (10 * len(self.candidates))  # a floor: every candidate counts a little
-        se = {r: self._se(float(np.max(self.surrogate.mean_sd()[0]))) for r in self.ratios}
+        se_top = self._se(float(np.max(self.surrogate.mean_sd()[0])))  # a contender's score's SE
+        se = dict.fromkeys(self.ratios, se_top)
         picks: list[tuple] = []
         fantasy = self.surrogate
         taken = self._open()
@@ -157,16 +159,16 @@ class LearnedCore:
     def free(self, pairs, observe: Callable[[object, float], float]) -> list[Step]:
         """Trials already trained (stored by an earlier search with the same recipe): scored on
         this target first, their training not charged. Returns their steps."""
-        steps = []
-        for c, r in pairs:
-            if c in self.surrogate.index and (c, r) not in self.measured:
-                score = float(observe(c, r))
-                self.measured[(c, r)] = score
-                self.surrogate.observe(c, r, score, self._se(score))
-                self._refit()
-                mean, _ = self.surrogate.mean_sd()
-                steps.append(Step(c, r, score, self.spent, self.candidates[int(np.argmax(mean))], float("nan")))
-        return steps
+        return [self._take(c, r, float(observe(c, r))) for c, r in pairs
+                if c in self.surrogate.index and (c, r) not in self.measured]
+
+    def _take(self, candidate, ratio: float, score: float) -> Step:
+        """A score into the model: recorded, observed, hyperparameters refitted; its step."""
+        self.measured[(candidate, ratio)] = score
+        self.surrogate.observe(candidate, ratio, score, self._se(score))
+        self._refit()
+        mean, _ = self.surrogate.mean_sd()
+        return Step(candidate, ratio, score, self.spent, self.candidates[int(np.argmax(mean))])
 
     def run(self, observe: Callable[[object, float], float],
             prefetch: Callable[[list], None] | None = None) -> LearnedResult:
@@ -189,13 +191,8 @@ class LearnedCore:
                 prefetch(picks)
             for c, r in picks:
                 score = float(observe(c, r))
-                self.measured[(c, r)] = score
                 self.spent += r
-                self.surrogate.observe(c, r, score, self._se(score))
-                self._refit()
-                mean, _ = self.surrogate.mean_sd()
-                best = int(np.argmax(mean))
-                self.steps.append(Step(c, r, score, self.spent, self.candidates[best], float("nan")))
+                self.steps.append(self._take(c, r, score))
             if self.on_step is not None:
                 self.on_step(self.steps[-len(picks):])
         mean, sd = self.surrogate.mean_sd()
@@ -239,6 +236,16 @@ class LearnedSearch(SearchStrategy):
     name = "learned"
     Options = LearnedOptions
 
+    @functools.cached_property
+    def _recipe(self) -> dict | None:
+        """This suite's training recipe as a trials row stores it (JSON)."""
+        return None if self.train_config is None else json.loads(json.dumps(self.train_config.as_dict()))
+
+    def same_recipe(self, stored) -> bool:
+        """Whether a trials row's ``train_config`` (JSON text or a mapping) is this suite's recipe."""
+        stored = json.loads(stored) if isinstance(stored, str) else stored
+        return self._recipe is None or stored == self._recipe
+
     def history(self) -> tuple[dict, dict, list[str]]:
         """(full-data scores by task, low-ratio scores by task, the runs they came from) of the
         suite's candidates on other tasks, trained with this suite's recipe and seed-agnostic
@@ -253,14 +260,11 @@ class LearnedSearch(SearchStrategy):
                 raise BadInput(f"search.options.history.tasks names {', '.join(clash)}, a target of this "
                                "suite: history must not hold the task being searched (a held-out replay "
                                "would leak); remove it")
-        config = self.train_config.as_dict() if self.train_config is not None else None
         refs = {(c.vision_encoder, c.language_model) for c in self.plan.candidates}
         rows = self.store.query(
             "select t.encoder, t.llm, t.sample_ratio, t.train_config, t.run_id, s.task, s.value "
             "from trials t join scores s on s.trial_key = t.trial_key where t.status = 'done' "
             "order by s.task, t.encoder, t.llm, t.sample_ratio, t.run_id, t.trial_key")
-        import json
-
         full: dict = {}
         low: dict = {}
         runs: set = set()
@@ -271,9 +275,7 @@ class LearnedSearch(SearchStrategy):
                 continue
             if isinstance(opt, HistoryRuns) and r["run_id"] not in opt.runs:
                 continue
-            stored = r["train_config"]
-            stored = json.loads(stored) if isinstance(stored, str) else stored
-            if config is not None and stored != json.loads(json.dumps(config)):
+            if not self.same_recipe(r["train_config"]):
                 continue
             key = (r["encoder"], r["llm"])
             bucket = full if r["sample_ratio"] >= 1 - 1e-12 else low
@@ -290,19 +292,14 @@ class LearnedSearch(SearchStrategy):
         (the executor reuses them by content key). None in a replay (the table is the world)."""
         if getattr(self.executor, "replay", False):
             return []
-        import json
-
-        config = json.loads(json.dumps(self.train_config.as_dict())) if self.train_config is not None else None
         refs = {(c.vision_encoder, c.language_model) for c in self.plan.candidates}
         wanted = {round(float(r), 6) for r in ratios}
         out = set()
         for r in self.store.query("select encoder, llm, sample_ratio, train_config from trials "
                                   "where status = 'done' and seed = ? and continued_from is null",
                                   [self.plan.seed]):
-            stored = r["train_config"]
-            stored = json.loads(stored) if isinstance(stored, str) else stored
             ratio = round(float(r["sample_ratio"]), 6)
-            if (r["encoder"], r["llm"]) in refs and ratio in wanted and (config is None or stored == config):
+            if (r["encoder"], r["llm"]) in refs and ratio in wanted and self.same_recipe(r["train_config"]):
                 out.add(((r["encoder"], r["llm"]), ratio))
         return sorted(out, key=lambda p: (str(p[0]), p[1]))
 
