@@ -90,6 +90,12 @@ class SearchStrategy:
         """The task name rankings are stored under: the target, or the mean over targets."""
         return objective_name([t.task for t in self.targets])
 
+    @classmethod
+    def check_suite(cls, suite) -> None:
+        """Called when a suite naming this strategy is validated, before any run starts: raise
+        ``ValueError`` for what this strategy cannot do with that suite (the message is reported
+        at ``search.options`` with the file and line). Nothing by default."""
+
     @functools.cached_property
     def options(self):
         """The suite's ``search.options`` read by this strategy's ``Options`` model (its defaults

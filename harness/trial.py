@@ -25,7 +25,6 @@ from harness.errors import (
     stop_if_interrupted,
 )
 from harness.scoring import DEFAULT_TEST_ITEMS, Target, TaskScore
-from harness.store.errors import StoreWarning
 
 PLUGIN = "harness.trial"
 
@@ -389,6 +388,10 @@ def run_trial(spec: TrialSpec, store, run_id: str, *, default_limit: int = DEFAU
     ``stored_only`` nothing trains: a trial missing from the store returns None. With
     ``need_state`` (a continuation needs it) a stored trial whose checkpoint or optimiser
     state is missing is trained again."""
+    # here, not at the top: a strategy module that imports this one (for ComponentFailed) is
+    # loaded when a suite is validated, which must not import the store
+    from harness.store.errors import StoreWarning
+
     from harness.datasets import subset
     from harness.scoring import score
     from harness.training import TrainConfig, continuable, resolve_device, train

@@ -37,6 +37,7 @@ from harness.suite.checks import (
     SimilarityRef,
     StrategyRef,
     VisionEncoderRef,
+    _component_class,
     _dataset_fits,
     _executor_available,
     _options_for,
@@ -520,6 +521,18 @@ class Suite(_Model):
                            "decayed the learning rate to 0 by the end of each ratio's training, so a "
                            "continued trial would not follow the recipe of a fresh one",
                            ("search", "continuation"))
+        return self
+
+    @model_validator(mode="after")
+    def _the_strategy_can_search_it(self, info: ValidationInfo):
+        """The strategy's own check of the whole suite (``SearchStrategy.check_suite``), so what it
+        refuses is refused here, before a run starts and writes anything."""
+        check = getattr(_component_class("search_strategy", self.search.strategy, info), "check_suite", None)
+        if check is not None:
+            try:
+                check(self)
+            except ValueError as exc:
+                raise _Located(str(exc), ("search", "options")) from None
         return self
 
     @property

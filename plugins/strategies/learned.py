@@ -229,6 +229,17 @@ class LearnedOptions(BaseModel):
     workers: Annotated[int, Field(ge=1, le=1024)] = 1  # trials chosen at once (batching executors)
 
 
+def history_leak_check(history, targets) -> None:
+    """A history that names a task being searched is refused: the search would see its own
+    answer (a held-out replay would leak)."""
+    if isinstance(history, HistoryTasks):
+        clash = sorted(set(history.tasks) & set(targets))
+        if clash:
+            raise BadInput(f"history.tasks names {', '.join(clash)}, a target of this suite: history "
+                           "must not hold the task being searched (a held-out replay would leak); "
+                           "remove it")
+
+
 class LearnedSearch(SearchStrategy):
     """A model-based search: surrogate over every candidate, cost-aware choice of the next
     (candidate, ratio), a prior from the store's other tasks; see the module docstring."""
@@ -246,6 +257,17 @@ class LearnedSearch(SearchStrategy):
         stored = json.loads(stored) if isinstance(stored, str) else stored
         return self._recipe is None or stored == self._recipe
 
+    @classmethod
+    def check_suite(cls, suite) -> None:
+        try:
+            history = LearnedOptions.model_validate(suite.search.options).history
+        except ValueError:
+            return  # the options' own errors are reported where they are written
+        try:
+            history_leak_check(history, {t.task for t in suite.targets})
+        except BadInput as exc:
+            raise ValueError(str(exc)) from None
+
     def history(self) -> tuple[dict, dict, list[str]]:
         """(full-data scores by task, low-ratio scores by task, the runs they came from) of the
         suite's candidates on other tasks, trained with this suite's recipe and seed-agnostic
@@ -254,12 +276,7 @@ class LearnedSearch(SearchStrategy):
         targets = {t.task for t in self.targets}
         if opt == "none" or (opt == "auto" and getattr(self.executor, "replay", False)):
             return {}, {}, []  # a replay's table is the simulated world, not history
-        if isinstance(opt, HistoryTasks):
-            clash = sorted(set(opt.tasks) & targets)
-            if clash:
-                raise BadInput(f"search.options.history.tasks names {', '.join(clash)}, a target of this "
-                               "suite: history must not hold the task being searched (a held-out replay "
-                               "would leak); remove it")
+        history_leak_check(opt, targets)  # (validated with the suite; a suite built in code too)
         refs = {(c.vision_encoder, c.language_model) for c in self.plan.candidates}
         rows = self.store.query(
             "select t.encoder, t.llm, t.sample_ratio, t.train_config, t.run_id, s.task, s.value "

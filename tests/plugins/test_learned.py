@@ -153,8 +153,12 @@ def test_a_live_learned_run_and_its_replay_decide_the_same(tmp_path):
     # a target named as history is refused: the search would see the task it searches
     bad = search_suite(tmp_path, name="bad.yaml", **{**LEARNED, "search.options": {
         "history": {"tasks": ["shapes:color"]}}})
+    runs = fetch(store, "select count(*) from runs", one=True)
     refused = invoke("run", bad, "--store", store)
     assert refused.returncode == 2 and "history must not hold the task being searched" in refused.stderr
+    assert "search.options" in refused.stderr and "bad.yaml" in refused.stderr  # where, in which file
+    assert fetch(store, "select count(*) from runs", one=True) == runs  # refused before a run starts
+    assert invoke("validate", bad).returncode == 2
     # the store's trials are free for a second search with the same recipe: scored first, not
     # charged to its budget
     again = invoke("run", suite, "--store", store)
