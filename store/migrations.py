@@ -729,6 +729,31 @@ def m015_search_steps_and_history(con: duckdb.DuckDBPyConnection) -> None:
     ], ["PRIMARY KEY (run_id, task, source_run)"])
 
 
+
+@migration
+def m016_search_prior(con: duckdb.DuckDBPyConnection) -> None:
+    _create(con, "search_prior",
+            "What a model-based search (strategy learned) believed of each candidate before its own "
+            "data and after: the history prior beside the task's own scores and the posterior, one row "
+            "per (run, objective, candidate), written when the search ends.", [
+        ("task", "VARCHAR NOT NULL", "the objective (a target task, or the mean over targets)"),
+        ("encoder", "VARCHAR NOT NULL", "the candidate (its vision encoder ref)"),
+        ("llm", "VARCHAR NOT NULL", "the candidate (its language model ref)"),
+        ("history_z", "DOUBLE", "its mean standardised full-data score on the history tasks (NULL: no "
+         "history scored it)"),
+        ("prior_mean", "DOUBLE NOT NULL", "the surrogate's full-data score before any of this task's data"),
+        ("prior_sd", "DOUBLE NOT NULL", "the uncertainty of prior_mean (one sd)"),
+        ("prior_rank", "INTEGER NOT NULL", "its rank by prior_mean (1 = history's pick)"),
+        ("own_score", "DOUBLE", "its score on this task at the highest ratio this search measured it "
+         "(NULL: not measured)"),
+        ("own_ratio", "DOUBLE", "the ratio of own_score"),
+        ("posterior_mean", "DOUBLE NOT NULL", "the full-data score after every measurement"),
+        ("posterior_sd", "DOUBLE NOT NULL", "the uncertainty of posterior_mean (one sd)"),
+        ("posterior_rank", "INTEGER NOT NULL", "its rank by posterior_mean (1 = the pick)"),
+        ("p_best", "DOUBLE NOT NULL", "the posterior probability that it is the best candidate"),
+        *_provenance("belief"),
+    ], ["PRIMARY KEY (run_id, task, encoder, llm)"])
+
 # ---------------------------------------------------------------------------------------------
 # Generated documentation
 

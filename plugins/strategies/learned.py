@@ -320,6 +320,25 @@ class LearnedSearch(SearchStrategy):
                 out.add(((r["encoder"], r["llm"]), ratio))
         return sorted(out, key=lambda p: (str(p[0]), p[1]))
 
+    def record_beliefs(self, core: LearnedCore, result: LearnedResult, prior: Mapping | None) -> None:
+        """``search_prior`` rows: each candidate's history prior beside this task's own scores
+        and the posterior, so a report can show what history said and what the data said."""
+        before = Surrogate(core.candidates, core.surrogate.hyper, prior)
+        m0, sd0 = before.m0, np.sqrt(np.clip(np.diag(before.K), 0.0, None))
+        prior_rank = {i: k + 1 for k, i in enumerate(sorted(range(len(m0)), key=lambda i: (-m0[i], str(core.candidates[i]))))}
+        post_rank = {core.surrogate.index[c]: k + 1 for k, c in enumerate(result.order)}
+        rows = []
+        for i, c in enumerate(core.candidates):
+            own = [(r, v) for (cc, r), v in core.measured.items() if cc == c and math.isfinite(v)]
+            own_ratio, own_score = max(own) if own else (None, None)
+            rows.append({"task": self.objective, "encoder": c[0], "llm": c[1],
+                         "history_z": None if prior is None or c not in prior else float(prior[c]),
+                         "prior_mean": float(m0[i]), "prior_sd": float(sd0[i]), "prior_rank": prior_rank[i],
+                         "own_score": own_score, "own_ratio": own_ratio,
+                         "posterior_mean": float(result.mean[i]), "posterior_sd": float(result.sd[i]),
+                         "posterior_rank": post_rank[i], "p_best": float(result.p_best[i])})
+        self.insert("search_prior", rows)
+
     def search(self) -> list[RankedCandidate]:
         from harness.suite import Candidate
 
@@ -368,6 +387,7 @@ class LearnedSearch(SearchStrategy):
         self.say(f"learned: stopped ({result.stopped}) after {len(result.steps)} trial(s), "
                  f"{result.spent:.2f} full-data trials of {len(candidates)}; P(pick is best) = "
                  f"{result.p_best[i]:.2f}", always=True)
+        self.record_beliefs(core, result, prior)
         ranked = []
         for c in result.order:
             k = core.surrogate.index[c]

@@ -142,6 +142,12 @@ def test_a_live_learned_run_and_its_replay_decide_the_same(tmp_path):
     made = fetch(store, "select count(*), sum(sample_ratio) from search_steps where run_id = ?",
                  [live_run], one=True)
     assert made[0] >= 1 and made[1] <= 0.5 * 6 + 1e-9  # within the budget: half the grid's samples
+    # what it believed of each candidate before this task's data and after: one row each
+    beliefs = fetch(store, "select count(*), count(distinct prior_rank), min(prior_rank), max(posterior_rank), "
+                    "count(own_score), sum(p_best) from search_prior where run_id = ?", [live_run], one=True)
+    assert beliefs[:4] == (6, 6, 1, 6) and 1 <= beliefs[4] <= 6 and abs(beliefs[5] - 1) < 1e-6
+    top = fetch(store, "select encoder, llm from search_prior where run_id = ? and posterior_rank = 1", [live_run])
+    assert top == fetch(store, "select encoder, llm from rankings where run_id = ? and rank = 1", [live_run])
     out = invoke("replay", "--from", live_run, "--suite", suite, "--store", store)
     assert out.returncode == 0, out.stderr
     replay_run = last_run(store)[0]
