@@ -1,7 +1,8 @@
 """The answer a user sees, read back from the store: the pick, the runner-up, how sure the run
-is of the pick, what it cost against the grid-equivalent, and how to get a search-vs-grid
-comparison when the store holds no grid. One owner for these sentences: ``harness run`` prints
-them, ``harness report`` leads with them.
+is of the pick, what it cost against the grid-equivalent, how to get a search-vs-grid
+comparison when the store holds no grid, and, for a search with a prior from history (strategy
+learned), whether the task's own data agreed with history. One owner for these sentences:
+``harness run`` prints them, ``harness report`` leads with them.
 
 How sure: the gap between the pick's and the runner-up's full-data estimates over the standard
 error of the difference (a measured score's SE is binomial over its test items; a prediction's
@@ -159,6 +160,12 @@ def answer_of(store, run_id: str, suite_path=None, grid_run: str | None = None) 
             else:
                 line += f": {out.verdict}"
             out.lines.append(line)
+    if ranking:
+        from harness.report import prior_vs_data
+
+        # a model-based search with a prior (strategy learned): did the task's own data agree
+        # with history? (its table is in `harness report`)
+        out.lines += [v.lead for v in prior_vs_data(store, run_id) if v.task == out.task]
     if not run.get("ground_truth") and ranking:
         grid_id = grid_run or judging_grid(store, run)
         out.grid = grid_equivalent(store, run, ranking, grid_id)

@@ -1,9 +1,12 @@
-"""Per-run figures read back from the store: compute spent, and a search's ranking against a
-grid's (speedup, top-1, Kendall tau, weighted tau, NDCG@5)."""
+"""Per-run figures read back from the store: compute spent, a search's ranking against a
+grid's (speedup, top-1, Kendall tau, weighted tau, NDCG@5), and what a model-based search's
+prior from history said beside what the task's own data said."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+import math
+from dataclasses import dataclass, field
 
 from harness.errors import BadInput
 from harness.measures import kendall_tau, ndcg_at, top1_match, weighted_tau
@@ -172,3 +175,130 @@ def compare(store, run_a: str, run_b: str) -> list[dict]:
             "ndcg_at_5": round(ndcg_at(scores, order, 5), 4),
         })
     return out
+
+
+# -- prior vs data (strategy learned, issue 33) ---------------------------------------------------
+
+MOVERS_SHOWN = 3  # at most this many candidates are shown for a large move between prior and posterior
+
+
+@dataclass
+class PriorView:
+    """What a model-based search (``search_prior`` rows) believed of its candidates on one
+    objective before its own data and after, with the history that informed the prior."""
+
+    run_id: str
+    task: str
+    rows: list[dict]  # the rows shown (search_prior, each with "roles"), posterior rank first
+    history: dict[str, list[str]]  # history task -> the runs whose scores informed the prior
+    flat: bool  # no history, or a prior that did not tell the candidates apart
+    lead: str  # one sentence: did the task's own data agree with history?
+    candidates: int = 0
+    moved: int = 0  # a rank change of at least this much is shown as a move
+    unscored: int = 0  # candidates history had no score of (their prior is history's average)
+    history_option: object = "auto"  # the run's search.options.history
+    against_history: bool = False  # the prior orders candidates opposite to their history z-scores
+    all_rows: list[dict] = field(default_factory=list)
+
+
+def _has_table(store, table: str) -> bool:
+    return bool(store.query("select 1 from duckdb_tables() where table_name = ?"
+                            " and database_name = current_database()", [table]))
+
+
+def candidate_name(row: dict) -> str:
+    return f"{row['encoder']} + {row['llm']}"
+
+
+def p_text(p: float) -> str:
+    """A probability to two decimals, never rounded to a certainty it is not (``>0.99``)."""
+    if 0 < p < 0.005:
+        return "<0.01"
+    if 0.995 <= p < 1:
+        return ">0.99"
+    return f"{p:.2f}"
+
+
+def prior_vs_data(store, run_id: str) -> list[PriorView]:
+    """One :class:`PriorView` per objective of ``run_id``'s ``search_prior`` rows; empty for a
+    run that wrote none (any strategy but learned, or a store older than migration m016)."""
+    if not _has_table(store, "search_prior"):
+        return []
+    rows = store.query("select * from search_prior where run_id = ? order by task, posterior_rank, encoder, llm",
+                       [run_id])
+    if not rows:
+        return []
+    history: dict[str, list[str]] = {}
+    if _has_table(store, "search_history"):
+        for r in store.query("select task, source_run from search_history where run_id = ?"
+                             " order by task, source_run", [run_id]):
+            history.setdefault(r["task"], []).append(r["source_run"])
+    config = (store.query("select config from runs where run_id = ?", [run_id]) or [{}])[0].get("config")
+    config = json.loads(config) if isinstance(config, str) else (config or {})
+    option = ((config.get("search") or {}).get("options") or {}).get("history", "auto")
+    ranked = store.query("select task, rank, encoder, llm from rankings where run_id = ? and rank <= 2"
+                         " order by task, rank", [run_id])
+    return [_prior_view(run_id, task, [r for r in rows if r["task"] == task], history, option,
+                        [(r["encoder"], r["llm"]) for r in ranked if r["task"] == task])
+            for task in dict.fromkeys(r["task"] for r in rows)]
+
+
+def _prior_view(run_id: str, task: str, rows: list[dict], history: dict, option, top: list) -> PriorView:
+    """``top``: the run's pick and runner-up on ``task`` (its rankings); the posterior's first
+    two where the run ranked none."""
+    n = len(rows)
+    means = [float(r["prior_mean"]) for r in rows]
+    flat = not history or max(means) - min(means) <= 1e-12
+    by_post = sorted(rows, key=lambda r: r["posterior_rank"])
+    index = {(r["encoder"], r["llm"]): r for r in rows}
+    top = [index[c] for c in top if c in index] or by_post[:2]
+    pick, runner = top[0], (top[1] if len(top) > 1 else None)
+    hist_pick = min(rows, key=lambda r: r["prior_rank"])
+    moved = max(2, math.ceil(n / 4))
+    roles: dict[tuple, list[str]] = {}
+
+    def role(r, label):
+        roles.setdefault((r["encoder"], r["llm"]), []).append(label)
+
+    role(pick, "pick")
+    if runner is not None:
+        role(runner, "runner-up")
+    # the ranking sorts a score measured at r = 1 as measured (harness.evidence), so its pick can
+    # differ from the posterior's top: both are shown
+    post_top = by_post[0]
+    if post_top is not pick:
+        role(post_top, "posterior's top")
+    if not flat:
+        role(hist_pick, "history's pick")
+        movers = [r for r in rows if abs(r["prior_rank"] - r["posterior_rank"]) >= moved
+                  and (r["encoder"], r["llm"]) not in roles]
+        movers.sort(key=lambda r: (-abs(r["prior_rank"] - r["posterior_rank"]), r["posterior_rank"]))
+        for r in movers[:MOVERS_SHOWN]:
+            shift = r["prior_rank"] - r["posterior_rank"]
+            role(r, f"moved {'up' if shift > 0 else 'down'} {abs(shift)}")
+    shown = [{**r, "roles": roles[(r["encoder"], r["llm"])]} for r in by_post if (r["encoder"], r["llm"]) in roles]
+    p = p_text(float(pick["p_best"]))
+    p = p if p[0] in "<>" else f"={p}"  # P(best)=0.93, P(best)>0.99
+    if not history:
+        lead = (f"no history: the prior was flat; the task's own data put {candidate_name(pick)} "
+                f"at the top (P(best){p})")
+    elif flat:
+        lead = (f"history ({', '.join(history)}) did not tell the candidates apart: the prior was flat; "
+                f"the task's own data put {candidate_name(pick)} at the top (P(best){p})")
+    elif (hist_pick["encoder"], hist_pick["llm"]) == (pick["encoder"], pick["llm"]):
+        lead = (f"the task's data agreed with history: history's pick {candidate_name(pick)} (prior rank 1) "
+                f"stayed at the top (P(best){p})")
+    else:
+        lead = (f"history's pick was {candidate_name(hist_pick)} (prior rank 1, posterior rank "
+                f"{hist_pick['posterior_rank']}); the task's own data moved {candidate_name(pick)} from prior "
+                f"rank {pick['prior_rank']} to the top (P(best){p})")
+    if post_top is not pick:
+        lead += (f"; the posterior mean ranks {candidate_name(post_top)} first ({post_top['posterior_mean']:.4f} "
+                 f"against {pick['posterior_mean']:.4f})")
+    unscored = sum(r["history_z"] is None for r in rows) if history else 0
+    # the prior is linear in history z (the surrogate's mean + weight x z): a prior mean that
+    # falls as z rises is a negative weight
+    scored = sorted((float(r["history_z"]), float(r["prior_mean"])) for r in rows if r["history_z"] is not None)
+    against = (not flat and len(scored) > 1 and scored[-1][0] > scored[0][0] + 1e-12
+               and scored[-1][1] < scored[0][1] - 1e-12)
+    return PriorView(run_id, task, shown, history, flat, lead, n, moved, unscored, option, against, by_post)

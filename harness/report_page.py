@@ -786,6 +786,8 @@ def build_report(store, run_id: str | None = None, *, out: str | Path | None = N
             for r in ranking]
         sections.append(s)
 
+    sections += _prior_sections(store, run_id)
+
     rungs = _rungs(store, run_id)
     if rungs:
         targets = [type("T", (), t) for t in config.get("targets", [])]
@@ -914,6 +916,63 @@ def _answer_section(run: dict, answer) -> Section:
                      + _times(answer.grid["samples"], answer.samples)])
     s.table = rows
     return s
+
+
+def _runs_text(runs: list[str], shown: int = 4) -> str:
+    head = ", ".join(runs[:shown]) + (f" and {len(runs) - shown} more" if len(runs) > shown else "")
+    return f"run{'s' if len(runs) > 1 else ''} {head}"
+
+
+def _prior_sections(store, run_id: str) -> list[Section]:
+    """A model-based search's prior from history beside what the task's own data said
+    (``search_prior``, ``search_history``): nothing for a run that wrote no such rows."""
+    from harness.report import candidate_name, p_text, prior_vs_data
+
+    out = []
+    views = prior_vs_data(store, run_id)
+    for k, v in enumerate(views):
+        title = "Prior from history vs the task's own data" + (f" ({v.task})" if len(views) > 1 else "")
+        s = Section("prior" if k == 0 else f"prior-{k}", title)
+        s.text = f"<p class=\"lead\"><b>{html.escape(v.lead)}</b></p>"
+        if v.history:
+            groups: dict[tuple, list[str]] = {}  # tasks scored by the same runs, named once
+            for t, runs in v.history.items():
+                groups.setdefault(tuple(runs), []).append(t)
+            tasks = "; ".join(f"{', '.join(ts)} ({_runs_text(list(runs))})" for runs, ts in groups.items())
+            option = v.history_option if isinstance(v.history_option, str) else json.dumps(v.history_option)
+            s.text += (f"<p>The prior came from {len(v.history)} history task{'s' if len(v.history) > 1 else ''} "
+                       f"(search.history: {html.escape(option)}): {html.escape(tasks)}."
+                       + (f" {v.unscored} of {v.candidates} candidates had no score there: their prior sits at "
+                          "history's average." if v.unscored else "")
+                       + (" The prior runs against the history z-scores (a negative weight on history, fitted "
+                          "from the history tasks themselves: their scores ran against each other), so it "
+                          "favours the candidates the history tasks scored low." if v.against_history else "")
+                       + "</p>")
+        else:
+            s.text += ("<p>No history: " + ("search.history is none" if v.history_option == "none" else
+                                            "the store held no other task trained with this suite's recipe")
+                       + ", so every candidate started from the same prior.</p>")
+        shown = ["the pick", "the runner-up"]
+        if any("posterior's top" in r["roles"] for r in v.rows):
+            shown.append("the posterior's top (the ranking sorts a score measured at r = 1 by that score)")
+        if not v.flat:
+            shown += ["history's pick", f"any candidate whose rank moved by {v.moved} or more"]
+        s.text += ("<p>Per candidate: its standardised score on the history tasks (z), the prior (rank, and "
+                   "full-data mean &plusmn; sd before any of this task's data), the task's own score at the "
+                   "highest ratio the search measured it, and the posterior after every measurement (mean "
+                   "&plusmn; sd, rank, P(best)). Shown: " + ", ".join(shown) + f"; all {v.candidates} are in " + _code(f"`harness sql \"select * from search_prior where "
+                                                          f"run_id = '{run_id}'\"`") + ".</p>")
+        s.table = [["", "candidate", "history z", "prior rank", "prior mean ± sd", "own score",
+                    "posterior mean ± sd", "posterior rank", "P(best)"]] + [
+            [", ".join(r["roles"]), candidate_name(r),
+             "-" if r["history_z"] is None else f"{r['history_z']:+.3f}",
+             "-" if v.flat else str(r["prior_rank"]),
+             f"{r['prior_mean']:.4f} ± {r['prior_sd']:.4f}",
+             "not measured" if r["own_score"] is None else f"{r['own_score']:.4f} at r={r['own_ratio']:g}",
+             f"{r['posterior_mean']:.4f} ± {r['posterior_sd']:.4f}", str(r["posterior_rank"]),
+             p_text(float(r["p_best"]))] for r in v.rows]
+        out.append(s)
+    return out
 
 
 def _similarity_sections(store, run_id: str, folder: Path) -> list[Section]:
