@@ -9,12 +9,14 @@ score: the mean regret of a random pick, unless history gives it one).
 
 Strategies: the oracle; the grid in random order (on a finite pool this is random search too);
 the top-k at the lowest ratio (all at 1/16, then the top 3 at r = 1); plain successive halving
-from 1/16 (eta 4) and Hyperband (the real ``harness.plugins.policies`` classes driven by
+from 1/16 (eta 4), ASHA and Hyperband (the real ``harness.plugins.policies`` classes driven by
 ``harness.policies.drive``); the portfolio from history (candidates by their mean standardised
 score on the other tasks, trained at r = 1 in that order; before the first, its top is the pick);
 ``learned`` with history and without (``plugins/strategies/learned.LearnedCore``, the decisions
-the live strategy makes). With ``--mordal`` the paper's Mordal and today's default replay through
-``harness replay`` (the live code path; one point each, slow).
+the live strategy makes; ``--acquisitions`` adds its other acquisition functions). With
+``--mordal`` the paper's Mordal (plain cuts) and today's default replay through ``harness
+replay`` (the live code path): Mordal returns one pick at the end, so each is one operating point
+(its mean cost, its mean regret), drawn on the figure beside the curves.
 
 Held out: anything using history sees the other five tasks only (every seed of the held-out task
 removed), leave-one-task-out. ``--sequence N`` runs the six tasks in N random orders per seed, the
@@ -141,6 +143,12 @@ def s_hyperband(case, cands, observe, hist, rng):
     return _policy_trace(Hyperband(eta=4, min_ratio=RATIOS[0]), cands, observe)
 
 
+def s_asha(case, cands, observe, hist, rng):
+    from harness.plugins.policies import AsynchronousSuccessiveHalving
+
+    return _policy_trace(AsynchronousSuccessiveHalving(eta=4, min_ratio=RATIOS[0]), cands, observe)
+
+
 def s_portfolio(case, cands, observe, hist, rng):
     from harness.surrogate import history_prior
 
@@ -149,7 +157,8 @@ def s_portfolio(case, cands, observe, hist, rng):
     return [(0.0, order[0])] + _full_data_in_order(order, observe)
 
 
-def _learned(case, cands, observe, hist, rng, *, use_history: bool, confidence=None, budget=None):
+def _learned(case, cands, observe, hist, rng, *, use_history: bool, confidence=None, budget=None,
+             acquisition=None):
     from harness.surrogate import Hyper, fit_hyperparameters, history_prior
     from harness.plugins.strategies.learned import LearnedCore
 
@@ -160,7 +169,7 @@ def _learned(case, cands, observe, hist, rng, *, use_history: bool, confidence=N
     budget = case.get("budget") if budget is None else budget
     core = LearnedCore(cands, ratios=RATIOS, hyper=hyper, prior=prior, confidence=confidence,
                        budget=len(cands) if budget is None else budget, seed=case["seed"], n_items=1000,
-                       draws=500)
+                       draws=500, acquisition=acquisition or case.get("acquisition", "info"))
     core.free([(c, r) for c, r in hist.get("free", ())], lambda c, r: observe(c, r, free=True))
     mean, _ = core.surrogate.mean_sd()
     first = cands[int(np.argmax(mean))] if (prior or core.measured) else None
@@ -181,11 +190,24 @@ def s_learned_flat(case, cands, observe, hist, rng):
     return _learned(case, cands, observe, hist, rng, use_history=False)
 
 
+def _variant(acq, use_history):
+    return lambda case, cands, observe, hist, rng: _learned(case, cands, observe, hist, rng,
+                                                           use_history=use_history, acquisition=acq)
+
+
 STRATEGIES: dict[str, Callable] = {
     "oracle": s_oracle, "grid (random order)": s_grid_random, "top-3 at 1/16": s_lowest_topk,
-    "SHA 1/16 eta 4": s_sha, "Hyperband eta 4": s_hyperband, "portfolio (history)": s_portfolio,
-    "learned (no history)": s_learned_flat, "learned (history)": s_learned,
+    "SHA 1/16 eta 4": s_sha, "ASHA 1/16 eta 4": s_asha, "Hyperband eta 4": s_hyperband,
+    "portfolio (history)": s_portfolio, "learned (no history)": s_learned_flat, "learned (history)": s_learned,
 }
+# learned with its other acquisition functions (``--acquisitions``): what a measurement is worth
+# per training sample, measured rather than guessed
+ACQUISITIONS: dict[str, Callable] = {
+    **{f"learned {a} (history)": _variant(a, True) for a in ("kg", "ei", "thompson")},
+    **{f"learned {a} (no history)": _variant(a, False) for a in ("kg", "ei", "thompson")},
+}
+STRATEGIES.update(ACQUISITIONS)
+DEFAULT = [n for n in STRATEGIES if n not in ACQUISITIONS]
 
 
 # -- cases ------------------------------------------------------------------------------------------
@@ -205,10 +227,20 @@ def history_for(world: dict, task: str, cands, tasks=TASKS) -> dict:
     return {"full": full, "low": low}
 
 
+def tasks_of(world: dict) -> list[str]:
+    """The world's tasks: the shipped table's in ``TASKS`` order, any other's sorted."""
+    tasks = {t for t, _ in world}
+    return list(TASKS) if tasks == set(TASKS) else sorted(tasks)
+
+
+def seeds_of(world: dict) -> list[int]:
+    return sorted({s for _, s in world})
+
+
 def run_case(world, task, seed, cands, names, hist=None, spend_log=None, **settings):
     truth = truth_of(world, task, cands)
     case = {"task": task, "seed": seed, "truth": truth, **settings}
-    hist = history_for(world, task, cands) if hist is None else hist
+    hist = history_for(world, task, cands, tasks_of(world)) if hist is None else hist
     assert task not in hist["full"] and task not in hist["low"], "history leaks the held-out task"
     out = {}
     for name in names:
@@ -245,7 +277,10 @@ def bootstrap(values, reps=1000, seed=0):
     return float(v.mean()), float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
 
 
-def summarise(cases, names, n_cands_of, label: str, figure: Path | None):
+def summarise(cases, names, n_cands_of, label: str, figure: Path | None, points: dict | None = None):
+    """The table of figures at ``BUDGETS`` and the anytime figure; ``points``: name -> (regrets,
+    shares of the grid spent) of searches that return one pick at the end (Mordal), drawn as
+    operating points (mean share, mean regret with its 95% bootstrap interval)."""
     xs = np.geomspace(1 / 50, 1, 40)
     print(f"\n{label}: {len(cases)} cases; mean normalised regret [95% bootstrap] and top-1 at budgets "
           "(fraction of the grid's training samples)")
@@ -273,6 +308,10 @@ def summarise(cases, names, n_cands_of, label: str, figure: Path | None):
             m = [p[0] for p in pts]
             ax.plot(xs, m, label=name)
             ax.fill_between(xs, [p[1] for p in pts], [p[2] for p in pts], alpha=0.15)
+        for k, (name, (regs, spent)) in enumerate(sorted((points or {}).items())):
+            m, lo, hi = bootstrap(regs)
+            ax.errorbar([float(np.mean(spent))], [m], yerr=[[m - lo], [hi - m]], fmt="os^"[k % 3], color="black",
+                        capsize=3, label=f"{name} (one pick, at its cost)")
         ax.set_xscale("log")
         ax.set_xlabel("training samples spent (fraction of the grid's)")
         ax.set_ylabel("mean normalised regret")
@@ -290,23 +329,44 @@ def main(argv=None) -> int:
     p.add_argument("--sequence", type=int, default=0, help="run the six tasks as a sequence in this many orders per seed")
     p.add_argument("--timing", action="store_true", help="time one surrogate update for 48 and 500 candidates")
     p.add_argument("--mordal", action="store_true",
-                   help="also replay the default Mordal through harness replay (the live code path; ~4 min) "
-                        "for its operating point on the same cases")
+                   help="also replay Mordal (today's default and the paper's plain cuts) through harness replay "
+                        "(the live code path; a few minutes) for their operating points on the same cases")
     p.add_argument("--figure", type=Path, default=ROOT / "docs" / "anytime.png", help="where the PNG goes")
-    p.add_argument("--strategies", default=",".join(STRATEGIES), help="comma-separated subset of: " + ", ".join(STRATEGIES))
+    p.add_argument("--table", type=Path, default=TABLE,
+                   help="an exported table to simulate (default the shipped minizoo table; a synthetic one from "
+                        "python -m benchmarks.synthetic, with its suite DIR.yaml beside it for --mordal)")
+    p.add_argument("--strategies", default=",".join(DEFAULT), help="comma-separated subset of: " + ", ".join(STRATEGIES))
+    p.add_argument("--acquisitions", action="store_true",
+                   help="also run learned with each other acquisition function (kg, ei, thompson), with and "
+                        "without history")
     args = p.parse_args(argv)
     names = [n.strip() for n in args.strategies.split(",") if n.strip()]
+    unknown = [n for n in names if n not in STRATEGIES]
+    if unknown:
+        p.error(f"--strategies: unknown {', '.join(map(repr, unknown))}; choose from: {', '.join(STRATEGIES)}")
+    if args.acquisitions:
+        names += [n for n in ACQUISITIONS if n not in names]
     if args.timing:
         return timing()
     start = time.perf_counter()
-    world = load_world()
+    world = load_world(args.table)
     from harness.suite import load_suite
 
-    suite = load_suite(ROOT / "suites" / "minizoo.yaml")
-    cands = [(c.vision_encoder, c.language_model) for c in suite.candidates()]
-    cases = [run_case(world, t, s, cands, names) for t in TASKS for s in (0, 1, 2)]
-    summarise(cases, names, lambda c: len(c["truth"]), f"minizoo suite ({len(cands)} candidates)", args.figure)
-    operating_points(world, cands, suite, args.mordal)
+    suite_path = ROOT / "suites" / "minizoo.yaml" if args.table == TABLE else args.table.with_suffix(".yaml")
+    suite = load_suite(suite_path) if suite_path.exists() else None
+    if args.table == TABLE:
+        cands = [(c.vision_encoder, c.language_model) for c in suite.candidates()]
+    else:  # every candidate the table's world holds
+        cands = sorted({(e, l) for w in world.values() for (e, l, _) in w})
+    if args.mordal and suite is None:
+        p.error(f"--mordal: no suite {suite_path} beside the table to replay it with")
+    tasks, seeds = tasks_of(world), seeds_of(world)
+    cases = [run_case(world, t, s, cands, names) for t in tasks for s in seeds]
+    mordal = replay_mordal(world, cands, suite, args.table, suite_path) if args.mordal else {}
+    label = f"minizoo suite ({len(cands)} candidates)" if args.table == TABLE else \
+        f"{args.table.name} ({len(cands)} candidates)"
+    summarise(cases, names, lambda c: len(c["truth"]), label, args.figure, points=mordal)
+    operating_points(world, cands, mordal)
     stops = [c["stops"]["learned"] for c in cases if "learned" in c.get("stops", {})]
     if stops:
         print(f"learned (history) run to a confidence of 0.999: spent {np.mean([s[0] for s in stops]) / len(cands):.3f} "
@@ -323,7 +383,7 @@ def main(argv=None) -> int:
                 if 12 <= len(e) * len(l) <= 40:
                     break
             sc = [(a, b) for a in sorted(e) for b in sorted(l)]
-            sub_cases.append(run_case(world, rng.choice(TASKS), rng.randint(0, 2), sc, names))
+            sub_cases.append(run_case(world, rng.choice(tasks), rng.choice(seeds), sc, names))
         summarise(sub_cases, names, lambda c: len(c["truth"]), f"{args.subsets} random zoo subsets",
                   args.figure.with_name(args.figure.stem + "-subsets.png"))
     if args.sequence:
@@ -332,41 +392,50 @@ def main(argv=None) -> int:
     return 0
 
 
-def operating_points(world, cands, suite, mordal: bool) -> None:
+def replay_mordal(world, cands, suite, table: Path = TABLE, suite_path: Path = ROOT / "suites" / "minizoo.yaml") -> dict:
+    """Mordal, which returns one pick at the end (not an anytime search), at today's default and
+    with the paper's plain cuts, replayed through ``harness replay`` (the live code path) on the
+    18 cases: name -> (normalised regrets, shares of the grid's training samples spent)."""
+    from benchmarks.common import Bench
+    from benchmarks.mordal_sweep import PLAIN
+
+    bench = Bench(table, None, suite)
+    out = {}
+    try:
+        for name, changes in (("Mordal default", {}), ("Mordal, the paper's plain cuts", PLAIN)):
+            regs, spent = [], []
+            for task in tasks_of(world):
+                for seed in seeds_of(world):
+                    row = bench.replay(suite, suite_path, changes, task, seed, fill=False)
+                    if "error" in row:
+                        raise SystemExit(f"{name} replay of {task} seed {seed}: {row['error']}")
+                    regs.append(regret(truth_of(world, task, cands), tuple(row["best"])))
+                    spent.append(row["samples"] / row["grid_samples"])
+            out[name] = (regs, spent)
+    finally:
+        bench.close()
+    return out
+
+
+def operating_points(world, cands, mordal: dict) -> None:
     """Each search at its defaults on the 18 cases: mean regret, worst, top-1, and the mean
     fraction of the grid's training samples it spent. ``learned`` stops at confidence 0.9 or a
-    budget of 0.25; Mordal (with ``mordal``) is replayed through ``harness replay``."""
+    budget of 0.25; ``mordal``: :func:`replay_mordal`'s."""
     rows = []
     for name, key in (("learned (history)", "learned"), ("learned (no history)", "learned-flat")):
         regs, spent = [], []
-        for task in TASKS:
-            for seed in (0, 1, 2):
+        for task in tasks_of(world):
+            for seed in seeds_of(world):
                 case = run_case(world, task, seed, cands, [name], confidence=0.9, budget=0.25 * len(cands))
                 sp, pick, _ = case["stops"][key]
                 regs.append(regret(case["truth"], pick))
                 spent.append(sp / len(cands))
         rows.append((f"{name}, defaults", regs, spent))
-    if mordal:
-        from benchmarks.common import Bench
-
-        bench = Bench(TABLE, None, suite)
-        try:
-            regs, spent = [], []
-            for task in TASKS:
-                for seed in (0, 1, 2):
-                    row = bench.replay(suite, ROOT / "suites" / "minizoo.yaml", {}, task, seed, fill=False)
-                    if "error" in row:
-                        raise SystemExit(f"Mordal replay of {task} seed {seed}: {row['error']}")
-                    pick = tuple(row["best"])
-                    regs.append(regret(truth_of(world, task, cands), pick))
-                    spent.append(row["samples"] / row["grid_samples"])
-            rows.append(("Mordal default (harness replay)", regs, spent))
-        finally:
-            bench.close()
+    rows += [(f"{name} (harness replay)", regs, spent) for name, (regs, spent) in mordal.items()]
     print("\noperating points (18 cases): mean regret [95% bootstrap], worst, top-1, mean share of the grid's samples")
     for name, regs, spent in rows:
         m, lo, hi = bootstrap(regs)
-        print(f"{name:34s} {m:.3f} [{lo:.3f}, {hi:.3f}]  worst {max(regs):.3f}  top-1 "
+        print(f"{name:40s} {m:.3f} [{lo:.3f}, {hi:.3f}]  worst {max(regs):.3f}  top-1 "
               f"{sum(r == 0 for r in regs)}/{len(regs)}  spent {np.mean(spent):.3f}")
 
 
@@ -374,10 +443,10 @@ def sequence(world, cands, orders: int) -> None:
     """Six tasks in a row: history is what the earlier searches of the order trained; their
     trials are free to score on later tasks; total new training against one grid."""
     totals, regrets = [], []
-    for seed in (0, 1, 2):
+    for seed in seeds_of(world):
         rng = random.Random(f"sequence-{seed}")
         for _ in range(orders):
-            order = TASKS[:]
+            order = tasks_of(world)
             rng.shuffle(order)
             trained: set = set()
             full: dict = {}
@@ -415,15 +484,18 @@ def timing() -> int:
         for k in range(min(60, len(cands))):
             s.observe(cands[k * 7 % len(cands)], RATIOS[k % 5], float(rng.random()), 0.01)
         t0 = time.perf_counter()
-        s._posterior = None
+        s._post = None
         s.posterior()
         t1 = time.perf_counter()
         s.p_best(2000)
         t2 = time.perf_counter()
         s.information(RATIOS, np.ones(len(cands)), {})
         t3 = time.perf_counter()
+        s.knowledge_gradient(RATIOS, {})
+        t4 = time.perf_counter()
         print(f"{len(cands):4d} candidates, 60 observations: posterior {1e3 * (t1 - t0):.1f} ms, "
-              f"P(best) (2000 draws) {1e3 * (t2 - t1):.1f} ms, information {1e3 * (t3 - t2):.1f} ms")
+              f"P(best) (2000 draws) {1e3 * (t2 - t1):.1f} ms, information {1e3 * (t3 - t2):.1f} ms, "
+              f"knowledge gradient {1e3 * (t4 - t3):.1f} ms")
     return 0
 
 

@@ -207,23 +207,74 @@ class Surrogate:
         wins = np.bincount(np.argmax(samples, axis=1), minlength=len(mean))
         return wins / draws
 
-    def information(self, ratios: Sequence[float], weights: np.ndarray, se: Mapping[float, float]
-                    ) -> np.ndarray:
-        """[n, len(ratios)]: how much measuring candidate i at ratio r would shrink the
-        ``weights``-weighted variance of the full-data scores (closed form for one Gaussian
-        observation: sum_j w_j cov(f_j, y)^2 / var(y))."""
+    def lookahead(self, ratios: Sequence[float], se: Mapping[float, float]) -> tuple[np.ndarray, np.ndarray]:
+        """What one more measurement would tell, for every candidate i at every ratio r:
+        (cov [n_j, n_i, len(ratios)]: cov(f_j, y_ir), var [n_i, len(ratios)]: var(y_ir)), with
+        ``se[r]`` the measurement's own standard error."""
         m, P = self._posterior()
         n = len(self.candidates)
-        out = np.zeros((n, len(ratios)))
+        cov = np.zeros((n, n, len(ratios)))
+        var = np.zeros((n, len(ratios)))
         every = np.arange(n)
         for k, r in enumerate(ratios):
             r = round(float(r), 6)
             H, noise = self._rows(r, every)
             PH = P @ H.T  # [dim, i]
-            var_y = np.einsum("id,di->i", H, PH) + noise + se.get(r, 0.0) ** 2 + 1e-12
-            cov_f = PH[:n, :]  # [j, i]: cov(f_j, y_i)
-            out[:, k] = (weights[:, None] * cov_f ** 2).sum(axis=0) / var_y
-        return out
+            var[:, k] = np.einsum("id,di->i", H, PH) + noise + se.get(r, 0.0) ** 2 + 1e-12
+            cov[:, :, k] = PH[:n, :]
+        return cov, var
+
+    def information(self, ratios: Sequence[float], weights: np.ndarray, se: Mapping[float, float]
+                    ) -> np.ndarray:
+        """[n, len(ratios)]: how much measuring candidate i at ratio r would shrink the
+        ``weights``-weighted variance of the full-data scores (closed form for one Gaussian
+        observation: sum_j w_j cov(f_j, y)^2 / var(y))."""
+        cov, var = self.lookahead(ratios, se)
+        return np.einsum("j,jik->ik", weights, cov ** 2) / var
+
+    def knowledge_gradient(self, ratios: Sequence[float], se: Mapping[float, float], nodes: int = 48
+                           ) -> np.ndarray:
+        """[n, len(ratios)]: the knowledge gradient of measuring candidate i at ratio r, the
+        expected rise of the best posterior mean, E[max_j mu'_j] - max_j mu_j, where after the
+        measurement mu'_j = mu_j + cov(f_j, y) / sd(y) * Z, Z ~ N(0, 1) (correlated beliefs,
+        Frazier, Powell & Dayanik 2009); the expectation by Gauss-Hermite quadrature."""
+        mean, _ = self.posterior()
+        cov, var = self.lookahead(ratios, se)
+        slope = cov / np.sqrt(var)[None, :, :]  # [j, i, k]
+        z, w = np.polynomial.hermite_e.hermegauss(nodes)
+        w = w / w.sum()
+        best = float(mean.max())
+        n = len(mean)
+        out = np.zeros(slope.shape[1:])
+        block = max(1, 4_000_000 // (n * slope.shape[2] * nodes))  # bounded memory for large grids
+        for a in range(0, n, block):
+            # [i, k, node]: max over j of mean_j + slope_jik * z
+            top = (mean[:, None, None, None] + slope[:, a:a + block, :, None] * z).max(axis=0)
+            out[a:a + block] = top @ w - best
+        return np.clip(out, 0.0, None)
+
+    def expected_improvement(self, ratios: Sequence[float], se: Mapping[float, float]) -> np.ndarray:
+        """[n, len(ratios)]: multi-fidelity expected improvement (Huang et al. 2006): candidate
+        i's EI over the best posterior mean, times the correlation between its full-data score
+        and a measurement of it at ratio r."""
+        from scipy.stats import norm
+
+        mean, sd = self.mean_sd()
+        cov, var = self.lookahead(ratios, se)
+        n = len(mean)
+        gap = mean - mean.max()
+        safe = np.maximum(sd, 1e-12)
+        ei = np.where(sd > 1e-12, gap * norm.cdf(gap / safe) + sd * norm.pdf(gap / safe), 0.0)
+        own = cov[np.arange(n), np.arange(n), :]  # cov(f_i, y_ir)
+        corr = own / (safe[:, None] * np.sqrt(var))
+        return ei[:, None] * np.clip(corr, 0.0, 1.0)
+
+    def sample(self, seed: int) -> np.ndarray:
+        """One draw of the full-data scores from the posterior (seeded)."""
+        mean, cov = self.posterior()
+        w, V = np.linalg.eigh(cov)
+        root = V * np.sqrt(np.clip(w, 0.0, None))
+        return mean + root @ np.random.default_rng(seed).standard_normal(len(mean))
 
 
 def standardised(scores: Mapping) -> dict:
@@ -284,7 +335,10 @@ def fit_hyperparameters(full_by_task: Mapping[str, Mapping], low_by_task: Mappin
         y = np.array([float(scores[c]) for c in cands])
         if len(cands) >= 3 and x.std() > 0:
             slopes.append(float(np.cov(x, y, bias=True)[0, 1] / x.var()))
-    hist_weight = float(np.mean(slopes)) if slopes else 0.0
+    # never below 0: history that disagrees with itself is worth nothing, never read backwards
+    # (with two history tasks whose scores run against each other the leave-one-out slope is
+    # negative, and the prior's pick would be history's worst)
+    hist_weight = max(float(np.mean(slopes)), 0.0) if slopes else 0.0
     s_hist = max(float(np.std(slopes)), 0.25 * abs(hist_weight), 0.01) if slopes else float(np.mean(sds))
     rho, d_enc, d_llm, d_pair = {}, {}, {}, {}
     if low_by_task:

@@ -10,8 +10,8 @@ posterior; P(best) comes from samples of it. If the pick's P(best) has reached `
 or the budget is spent, the search stops. Otherwise it trains the (candidate, ratio) with the
 most information per training sample: the reduction of the P(best)-weighted posterior variance
 that one measurement would bring, divided by the samples it costs (ratio x alignment samples).
-With ``workers`` W > 1 it picks W at once (each next pick as if the earlier ones had come back at
-their posterior mean, the "kriging believer"), so a batching executor trains them together.
+With ``workers`` W > 1 it keeps W trials in flight, ASHA-style: the next is chosen as soon as the
+oldest comes back, the others taken at their posterior mean (the "kriging believer").
 """
 
 from __future__ import annotations
@@ -63,12 +63,15 @@ class LearnedCore:
         ``len(candidates)``).
     :param confidence: stop once the pick's P(best) reaches it.
     :param n_items: test items behind a score (its binomial standard error); None: unknown.
+    :param acquisition: what a measurement is worth before its cost: ``info`` (the reduction of
+        the P(best)-weighted variance of full-data scores), ``kg`` (knowledge gradient), ``ei``
+        (multi-fidelity expected improvement) or ``thompson`` (the best of one posterior draw).
     """
 
     def __init__(self, candidates: Sequence, *, ratios: Sequence[float] = DEFAULT_RATIOS,
                  hyper: Hyper | None = None, prior: Mapping | None = None, confidence: float = 0.9,
                  budget: float | None = None, workers: int = 1, seed: int = 0,
-                 n_items: int | None = None, draws: int = 2000):
+                 n_items: int | None = None, draws: int = 2000, acquisition: str = "info"):
         self.candidates = list(candidates)
         self.ratios = sorted(float(r) for r in ratios)
         self.prior = prior
@@ -85,6 +88,7 @@ class LearnedCore:
         self.seed = seed
         self.n_items = n_items
         self.draws = draws
+        self.acquisition = acquisition
         self.measured: dict = {}  # (candidate, ratio) -> score
         self.on_step = None  # called with the steps of each decision, as they are made
         self.spent = 0.0
@@ -122,39 +126,61 @@ class LearnedCore:
                 best, best_ev = model, ev
         self.surrogate = best
 
-    def choose(self, p: np.ndarray | None = None) -> list[tuple]:
-        """The next (candidate, ratio) pairs to train (empty: nothing affordable is left); ``p``:
-        P(best) of the current posterior when the caller has it."""
-        left = self.budget - self.spent
+    def choose(self, p: np.ndarray | None = None, pending: Sequence[tuple] = ()) -> tuple | None:
+        """The next (candidate, ratio) to train (None: nothing affordable is left); ``p``: P(best)
+        of the current posterior when the caller has it; ``pending``: pairs chosen and still in
+        flight, charged to the budget, closed, and taken as if they came back at their
+        posterior mean (the "kriging believer"), so a busy worker's trial is not chosen twice."""
+        left = self.budget - self.spent - sum(r for _, r in pending)
         if p is None:
             p = self.surrogate.p_best(self.draws, seed=self.seed + len(self.steps))
         weights = p + 1.0 / (10 * len(self.candidates))  # a floor: every candidate counts a little
         se_top = self._se(float(np.max(self.surrogate.mean_sd()[0])))  # a contender's score's SE
         se = dict.fromkeys(self.ratios, se_top)
-        picks: list[tuple] = []
-        fantasy = self.surrogate
         taken = self._open()
-        for _ in range(self.workers):
-            info = fantasy.information(self.ratios, weights, se)
-            cost = np.array(self.ratios)[None, :]
-            value = np.where(taken & (cost <= left + 1e-9), info / cost, -np.inf)
-            if not np.isfinite(value).any():
-                break
-            i, k = np.unravel_index(int(np.argmax(value)), value.shape)  # ties: first in order
-            c, r = self.candidates[i], self.ratios[k]
-            picks.append((c, r))
-            left -= r
-            taken[i, : k + 1] = False
-            if self.workers > 1:  # the next pick as if this one came back at its posterior mean
-                import copy
+        model = self.surrogate
+        if pending:
+            import copy
 
-                m, _ = fantasy._posterior()
-                H, _ = fantasy._rows(round(r, 6), np.array([i]))
-                clone = copy.copy(fantasy)
-                clone.observations = [*fantasy.observations, (i, round(r, 6), float((H @ m)[0]), se[r])]
-                clone._post = None
-                fantasy = clone
-        return picks
+            m, _ = model._posterior()
+            model = copy.copy(model)
+            model.observations = list(model.observations)
+            for c, r in pending:
+                i = self.surrogate.index[c]
+                taken[i, : self.ratios.index(r) + 1] = False
+                H, _ = self.surrogate._rows(round(r, 6), np.array([i]))
+                model.observations.append((i, round(r, 6), float((H @ m)[0]), se[r]))
+            model._post = None
+        cost = np.array(self.ratios)[None, :]
+        ok = taken & (cost <= left + 1e-9)
+        info = self._value(model, weights, se, len(pending), ok)
+        if not (np.where(ok, info, 0.0) > 1e-12).any():  # nothing worth anything by this rule
+            info = model.information(self.ratios, weights, se)
+        value = np.where(ok, info / cost, -np.inf)
+        if not np.isfinite(value).any():
+            return None
+        i, k = np.unravel_index(int(np.argmax(value)), value.shape)  # ties: first in order
+        return self.candidates[i], self.ratios[k]
+
+    def _value(self, model: Surrogate, weights: np.ndarray, se: Mapping, k: int, ok: np.ndarray) -> np.ndarray:
+        """[n, ratios]: what measuring each (candidate, ratio) is worth, by ``acquisition``, before
+        dividing by its cost."""
+        if self.acquisition == "kg":
+            return model.knowledge_gradient(self.ratios, se)
+        if self.acquisition == "ei":
+            return model.expected_improvement(self.ratios, se)
+        if self.acquisition == "thompson":
+            # the candidate a posterior draw says is best; its ratio by how much a measurement
+            # there shrinks that candidate's own variance per sample
+            draw = model.sample(self.seed * 7919 + 104729 * len(self.steps) + k)
+            out = np.zeros((len(self.candidates), len(self.ratios)))
+            open_ = [i for i in np.argsort(-draw, kind="stable") if ok[i].any()]
+            if open_:
+                i = int(open_[0])
+                cov, var = model.lookahead(self.ratios, se)
+                out[i] = cov[i, i, :] ** 2 / var[i]
+            return out
+        return model.information(self.ratios, weights, se)
 
     def free(self, pairs, observe: Callable[[object, float], float]) -> list[Step]:
         """Trials already trained (stored by an earlier search with the same recipe): scored on
@@ -167,38 +193,64 @@ class LearnedCore:
         self.measured[(candidate, ratio)] = score
         self.surrogate.observe(candidate, ratio, score, self._se(score))
         self._refit()
+        return Step(candidate, ratio, score, self.spent, self.order()[0])
+
+    def order(self) -> list:
+        """The candidates best first, by the rule every ranking follows (``harness.evidence``):
+        a candidate measured at full data by the larger of its measurement and its posterior
+        mean, any other by its posterior mean; ties by name. So the pick is never below another
+        candidate's full-data measurement, and the pick the search reports, stops on and
+        stores is the one the ranking shows."""
         mean, _ = self.surrogate.mean_sd()
-        return Step(candidate, ratio, score, self.spent, self.candidates[int(np.argmax(mean))])
+        key = mean.copy()
+        for (c, r), v in self.measured.items():
+            if r >= 1.0 - 1e-12 and math.isfinite(v):
+                i = self.surrogate.index[c]
+                key[i] = max(key[i], v)
+        return [self.candidates[i] for i in sorted(range(len(key)), key=lambda i: (-key[i], str(self.candidates[i])))]
 
     def run(self, observe: Callable[[object, float], float],
-            prefetch: Callable[[list], None] | None = None) -> LearnedResult:
+            dispatch: Callable[[list], None] | None = None) -> LearnedResult:
         """Search until confident, out of budget, or out of trials; ``observe(candidate, ratio)``
-        trains (or looks up) one trial and returns its score (NaN: failed)."""
+        trains (or looks up) one trial and returns its score (NaN: failed).
+
+        With ``workers`` W > 1 the search is asynchronous, as ASHA is: up to W trials are in
+        flight, and the next is chosen as soon as the oldest comes back, with the others still
+        in flight taken at their posterior mean. Results are taken in the order the trials were
+        chosen, never in the order they finish, so the decisions are a pure function of the
+        scores and W, on any executor. ``dispatch(in_flight)`` is called before each wait with
+        every pair chosen and not yet observed, oldest first, so the executor can have them all
+        running (a streaming executor starts the new ones; a batching one trains them together)."""
         stopped = "exhausted"
+        pending: list[tuple] = []
+        deciding = True
         while True:
-            p = self.surrogate.p_best(self.draws, seed=self.seed + len(self.steps))
-            if (self.steps or self.measured) and p.max() >= self.confidence:
-                stopped = "confidence"
+            while deciding and len(pending) < self.workers:
+                p = self.surrogate.p_best(self.draws, seed=self.seed + len(self.steps))
+                if (self.steps or self.measured) and p[self.surrogate.index[self.order()[0]]] >= self.confidence:
+                    stopped, deciding = "confidence", False
+                elif self.spent + sum(r for _, r in pending) >= self.budget - 1e-9:
+                    stopped, deciding = "budget", False
+                else:
+                    pick = self.choose(p, pending)
+                    if pick is None:
+                        stopped = "budget" if self.spent + sum(r for _, r in pending) > 0 else "exhausted"
+                        deciding = False
+                    else:
+                        pending.append(pick)
+            if not pending:
                 break
-            if self.spent >= self.budget - 1e-9:
-                stopped = "budget"
-                break
-            picks = self.choose(p)
-            if not picks:
-                stopped = "budget" if self.spent > 0 else "exhausted"
-                break
-            if prefetch is not None and len(picks) > 1:
-                prefetch(picks)
-            for c, r in picks:
-                score = float(observe(c, r))
-                self.spent += r
-                self.steps.append(self._take(c, r, score))
+            if dispatch is not None:
+                dispatch(list(pending))
+            c, r = pending.pop(0)  # the oldest: results in the order they were chosen
+            score = float(observe(c, r))
+            self.spent += r
+            self.steps.append(self._take(c, r, score))
             if self.on_step is not None:
-                self.on_step(self.steps[-len(picks):])
+                self.on_step(self.steps[-1:])
         mean, sd = self.surrogate.mean_sd()
         p = self.surrogate.p_best(self.draws, seed=self.seed + len(self.steps))
-        order = [self.candidates[i] for i in sorted(range(len(mean)), key=lambda i: (-mean[i], str(self.candidates[i])))]
-        return LearnedResult(order, mean, sd, p, self.spent, self.steps, stopped)
+        return LearnedResult(self.order(), mean, sd, p, self.spent, self.steps, stopped)
 
 
 # -- the harness strategy --------------------------------------------------------------------------
@@ -227,6 +279,9 @@ class LearnedOptions(BaseModel):
     ratios: list[Annotated[float, Field(gt=0, le=1)]] = Field(default_factory=lambda: list(DEFAULT_RATIOS),
                                                                 min_length=1)
     workers: Annotated[int, Field(ge=1, le=1024)] = 1  # trials chosen at once (batching executors)
+    # what a measurement is worth per training sample; info measured best on the shipped table
+    # (benchmarks/anytime.py --acquisitions)
+    acquisition: Literal["info", "kg", "ei", "thompson"] = "info"
 
 
 def history_leak_check(history, targets) -> None:
@@ -339,6 +394,22 @@ class LearnedSearch(SearchStrategy):
                          "posterior_rank": post_rank[i], "p_best": float(result.p_best[i])})
         self.insert("search_prior", rows)
 
+    def _dispatch(self, in_flight: list[tuple]) -> None:
+        """Hand the trials in flight to the executor: a streaming one (ray) starts each once, as
+        it is chosen, and keeps W workers busy; a batching one (processes) trains together
+        those not yet trained; with ``local`` each trains when its result is asked for."""
+        from harness.suite import Candidate
+
+        pairs = [(Candidate(*c), r) for c, r in in_flight]
+        if self.executor.streams:
+            handed = self.__dict__.setdefault("_handed", set())
+            new = [p for p in pairs if p not in handed and p not in self._outcomes]
+            handed.update(new)
+            if new:
+                self.prefetch(new)
+        elif len(pairs) > 1:
+            self.prefetch(pairs)
+
     def search(self) -> list[RankedCandidate]:
         from harness.suite import Candidate
 
@@ -357,7 +428,7 @@ class LearnedSearch(SearchStrategy):
         n_items = self.targets[0].limit if len(self.targets) == 1 else None
         core = LearnedCore(candidates, ratios=opt.ratios, hyper=hyper, prior=prior,
                            confidence=opt.confidence, budget=budget, workers=opt.workers,
-                           seed=self.plan.seed, n_items=n_items or 1000)
+                           seed=self.plan.seed, n_items=n_items or 1000, acquisition=opt.acquisition)
         self.phase("learned search", total=None)
         step_no = [0]
 
@@ -380,8 +451,7 @@ class LearnedSearch(SearchStrategy):
                      "their training not charged", always=True)
             record(core.free(free, lambda c, r: self.evaluate(Candidate(*c), r)), free=True)
         core.on_step = record
-        result = core.run(lambda c, r: self.evaluate(Candidate(*c), r),
-                          prefetch=lambda pairs: self.prefetch([(Candidate(*c), r) for c, r in pairs]))
+        result = core.run(lambda c, r: self.evaluate(Candidate(*c), r), dispatch=self._dispatch)
         pick = result.order[0]
         i = core.surrogate.index[pick]
         self.say(f"learned: stopped ({result.stopped}) after {len(result.steps)} trial(s), "
@@ -396,9 +466,10 @@ class LearnedSearch(SearchStrategy):
                               default=None)
             outcome = self._outcomes.get((cand, measured_at)) if measured_at is not None else None
             if measured_at is not None and measured_at >= 1 - 1e-12:
+                # the posterior mean as its estimate: the ranking's order is the search's (order())
                 ranked.append(RankedCandidate(cand, core.measured[(c, measured_at)], "measured",
                                               outcome.key if outcome else None, sample_ratio=1.0,
-                                              stage="survivor"))
+                                              stage="survivor", estimate=float(result.mean[k])))
             else:
                 m, s = float(result.mean[k]), float(result.sd[k])
                 ranked.append(RankedCandidate(cand, m, "predicted", outcome.key if outcome else None,

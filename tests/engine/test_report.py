@@ -19,7 +19,10 @@ BASE = {
             "language_models": ["mini:llama-qa", "mini:gpt2-mixed"]},
     "alignment": {"dataset": "shapes:align", "samples": 32},
     "vlm": {"llm": "full", "optim": {"lr": 1e-3, "batch_size": 16, "epochs": 1}},
-    "targets": [{"task": "shapes:color", "limit": 16}, {"task": "shapes:shape", "limit": 16}],
+    # two history tasks that agree on these six candidates (a positive leave-one-out weight: a
+    # prior that is not flat); color and shape run against each other here, and history read
+    # backwards is ignored (harness.surrogate.fit_hyperparameters)
+    "targets": [{"task": "shapes:shape", "limit": 16}, {"task": "shapes:spatial", "limit": 16}],
     "search": {"strategy": "grid"},
     "device": "cpu",
 }
@@ -179,12 +182,12 @@ def test_the_report_puts_the_prior_from_history_beside_the_tasks_own_data(search
     rows = beliefs(store, run_id)
     assert len(rows) == 6
     history = fetch(store, "select task, source_run from search_history where run_id = ? order by all", [run_id])
-    assert history == [("shapes:color", grid_run), ("shapes:shape", grid_run)]
+    assert history == [("shapes:shape", grid_run), ("shapes:spatial", grid_run)]
     page = report(store, run_id, tmp_path / "r")
     assert page.order.index("prior") == page.order.index("grid") + 1  # under the ranking it explains
     text = " ".join(unescape(page.text["prior"]).split())
     # which history informed the prior: every task, and the run its scores came from
-    assert f"2 history tasks (search.history: auto): shapes:color, shapes:shape (run {grid_run})" in text
+    assert f"2 history tasks (search.history: auto): shapes:shape, shapes:spatial (run {grid_run})" in text
     # one sentence: history's pick (prior rank 1) against the run's pick, with its P(best)
     lead, roles = expected(rows, ranked(store, run_id), history=True)
     assert text.startswith(f"Prior from history vs the task's own data {lead} ")
