@@ -101,6 +101,14 @@ class Surrogate:
         self.observations: list[tuple[int, float, float, float]] = []  # (i, ratio, score, se)
         self._post = None
 
+    def with_hyper(self, hyper: Hyper) -> "Surrogate":
+        """The same candidates, prior and observations under other hyperparameters (to compare
+        their :meth:`log_evidence`, or to refit as data arrive)."""
+        model = Surrogate(self.candidates, hyper, {c: h for c, h in zip(self.candidates, self.prior_h)},
+                          ratios=self.low)
+        model.observations = list(self.observations)
+        return model
+
     # -- data ---------------------------------------------------------------------------------
 
     def observe(self, candidate, ratio: float, score: float, se: float = 0.0) -> None:

@@ -118,9 +118,7 @@ class LearnedCore:
             return
         best, best_ev = self.surrogate, None
         for hyper in self.variants:
-            model = Surrogate(self.candidates, hyper, self.prior, ratios=self.ratios)
-            model.observations = list(self.surrogate.observations)
-            model.low = list(self.surrogate.low)
+            model = self.surrogate.with_hyper(hyper)
             ev = model.log_evidence()
             if best_ev is None or ev > best_ev + 1e-9:
                 best, best_ev = model, ev

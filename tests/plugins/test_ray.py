@@ -51,9 +51,14 @@ def ranking(store, strategy):
 ASHA_2 = {"search.intra.policy": "asha", "search.intra.options": {"workers": 2}}
 
 
+# the learned search with two trials in flight: each next one chosen while the other trains
+LEARNED_2 = {"search.options": {"workers": 2, "confidence": 0.95, "budget": 0.75, "ratios": [0.5, 1.0]}}
+
+
 @pytest.mark.long
-@pytest.mark.parametrize("strategy, changes", [("grid", {}), ("mordal", {}), ("mordal", ASHA_2)],
-                         ids=["grid", "mordal", "mordal-asha-2-workers"])
+@pytest.mark.parametrize("strategy, changes", [("grid", {}), ("mordal", {}), ("mordal", ASHA_2),
+                                               ("learned", LEARNED_2)],
+                         ids=["grid", "mordal", "mordal-asha-2-workers", "learned-2-workers"])
 def test_ray_ranks_exactly_like_local_for_grid_and_mordal(tmp_path, ray_cluster, strategy, changes):
     stores = {}
     for executor in ("local", RAY):
@@ -63,6 +68,9 @@ def test_ray_ranks_exactly_like_local_for_grid_and_mordal(tmp_path, ray_cluster,
         stores[name] = tmp_path / f"{strategy}-{name}.duckdb"
         assert run_in_process(suite, stores[name]) == 0
     assert ranking(stores["ray"], strategy) == ranking(stores["local"], strategy)
+    steps = "select step, encoder, llm, sample_ratio, score, pick_encoder, pick_llm from search_steps order by step"
+    assert fetch(stores["ray"], steps) == fetch(stores["local"], steps)  # learned's decisions (else none)
+    assert strategy != "learned" or len(fetch(stores["local"], steps)) >= 3  # more than one window
     # the driver wrote every row: trials record the node that ran them, no shard is left
     nodes = fetch(stores["ray"], "select count(*), count(node) from trials where status = 'done'", one=True)
     assert nodes[0] > 0 and nodes[0] == nodes[1]
