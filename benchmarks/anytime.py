@@ -169,7 +169,8 @@ def _learned(case, cands, observe, hist, rng, *, use_history: bool, confidence=N
     budget = case.get("budget") if budget is None else budget
     core = LearnedCore(cands, ratios=RATIOS, hyper=hyper, prior=prior, confidence=confidence,
                        budget=len(cands) if budget is None else budget, seed=case["seed"], n_items=1000,
-                       draws=500, acquisition=acquisition or case.get("acquisition", "info"))
+                       draws=500, acquisition=acquisition or case.get("acquisition", "info"),
+                       tolerance=case.get("tolerance"))  # None: auto, the live default
     core.free([(c, r) for c, r in hist.get("free", ())], lambda c, r: observe(c, r, free=True))
     mean, _ = core.surrogate.mean_sd()
     first = cands[int(np.argmax(mean))] if (prior or core.measured) else None

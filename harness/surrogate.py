@@ -204,16 +204,28 @@ class Surrogate:
         mean, cov = self.posterior()
         return mean, np.sqrt(np.clip(np.diag(cov), 0.0, None))
 
-    def p_best(self, draws: int = 4000, seed: int = 0) -> np.ndarray:
-        """P(candidate i has the highest full-data score), by sampling the posterior (seeded:
-        the same data give the same probabilities)."""
+    def draws(self, draws: int = 4000, seed: int = 0) -> np.ndarray:
+        """[draws, n] samples of the full-data scores from the posterior (seeded: the same data
+        give the same samples)."""
         mean, cov = self.posterior()
         rng = np.random.default_rng(seed)
         w, V = np.linalg.eigh(cov)
         root = V * np.sqrt(np.clip(w, 0.0, None))
-        samples = mean + rng.standard_normal((draws, len(mean))) @ root.T
-        wins = np.bincount(np.argmax(samples, axis=1), minlength=len(mean))
+        return mean + rng.standard_normal((draws, len(mean))) @ root.T
+
+    def p_best(self, draws: int = 4000, seed: int = 0) -> np.ndarray:
+        """P(candidate i has the highest full-data score), by sampling the posterior (seeded:
+        the same data give the same probabilities)."""
+        samples = self.draws(draws, seed)
+        wins = np.bincount(np.argmax(samples, axis=1), minlength=samples.shape[1])
         return wins / draws
+
+    def p_within(self, tolerance: float, draws: int = 4000, seed: int = 0) -> np.ndarray:
+        """P(candidate i's full-data score is within ``tolerance`` of the highest): with
+        tolerance 0, :meth:`p_best`; above it, candidates tied within noise count together (the
+        probabilities then sum to more than 1)."""
+        samples = self.draws(draws, seed)
+        return (samples >= samples.max(axis=1, keepdims=True) - tolerance).mean(axis=0)
 
     def lookahead(self, ratios: Sequence[float], se: Mapping[float, float]) -> tuple[np.ndarray, np.ndarray]:
         """What one more measurement would tell, for every candidate i at every ratio r:

@@ -54,6 +54,8 @@ class LearnedResult:
     spent: float  # in full-data trials
     steps: list[Step] = field(default_factory=list)
     stopped: str = ""  # why: confidence | budget | exhausted
+    tolerance: float = 0.0  # what "within noise of the best" meant, in score units
+    p_within: float = math.nan  # P(the pick is the best or within tolerance of it)
 
 
 class LearnedCore:
@@ -71,7 +73,8 @@ class LearnedCore:
     def __init__(self, candidates: Sequence, *, ratios: Sequence[float] = DEFAULT_RATIOS,
                  hyper: Hyper | None = None, prior: Mapping | None = None, confidence: float = 0.9,
                  budget: float | None = None, workers: int = 1, seed: int = 0,
-                 n_items: int | None = None, draws: int = 2000, acquisition: str = "info"):
+                 n_items: int | None = None, draws: int = 2000, acquisition: str = "info",
+                 tolerance: float | None = 0.0):
         self.candidates = list(candidates)
         self.ratios = sorted(float(r) for r in ratios)
         self.prior = prior
@@ -89,6 +92,7 @@ class LearnedCore:
         self.n_items = n_items
         self.draws = draws
         self.acquisition = acquisition
+        self.tolerance = None if tolerance is None else float(tolerance)
         self.measured: dict = {}  # (candidate, ratio) -> score
         self.on_step = None  # called with the steps of each decision, as they are made
         self.spent = 0.0
@@ -123,6 +127,22 @@ class LearnedCore:
             if best_ev is None or ev > best_ev + 1e-9:
                 best, best_ev = model, ev
         self.surrogate = best
+
+    def _sure(self, p: np.ndarray) -> bool:
+        """Whether P(the pick is the best, or within ``tolerance`` of it) has reached
+        ``confidence``."""
+        return self._p_pick(p)[1] >= self.confidence
+
+    def _p_pick(self, p: np.ndarray) -> tuple[float, float]:
+        """(tolerance, P(the pick is the best or within tolerance of it)); ``p``: P(best)."""
+        i = self.surrogate.index[self.order()[0]]
+        tolerance = self.tolerance
+        if tolerance is None:  # auto: the standard error of a difference of two scores at the pick's level
+            tolerance = math.sqrt(2) * self._se(float(self.surrogate.mean_sd()[0][i]))
+        if tolerance <= 0:
+            return 0.0, float(p[i])
+        within = self.surrogate.p_within(tolerance, self.draws, seed=self.seed + len(self.steps))
+        return tolerance, float(within[i])
 
     def choose(self, p: np.ndarray | None = None, pending: Sequence[tuple] = ()) -> tuple | None:
         """The next (candidate, ratio) to train (None: nothing affordable is left); ``p``: P(best)
@@ -225,7 +245,7 @@ class LearnedCore:
         while True:
             while deciding and len(pending) < self.workers:
                 p = self.surrogate.p_best(self.draws, seed=self.seed + len(self.steps))
-                if (self.steps or self.measured) and p[self.surrogate.index[self.order()[0]]] >= self.confidence:
+                if (self.steps or self.measured) and self._sure(p):
                     stopped, deciding = "confidence", False
                 elif self.spent + sum(r for _, r in pending) >= self.budget - 1e-9:
                     stopped, deciding = "budget", False
@@ -248,7 +268,8 @@ class LearnedCore:
                 self.on_step(self.steps[-1:])
         mean, sd = self.surrogate.mean_sd()
         p = self.surrogate.p_best(self.draws, seed=self.seed + len(self.steps))
-        return LearnedResult(self.order(), mean, sd, p, self.spent, self.steps, stopped)
+        tolerance, within = self._p_pick(p)
+        return LearnedResult(self.order(), mean, sd, p, self.spent, self.steps, stopped, tolerance, within)
 
 
 # -- the harness strategy --------------------------------------------------------------------------
@@ -268,7 +289,8 @@ class LearnedOptions(BaseModel):
     """``search.options`` of ``strategy: learned``."""
 
     model_config = ConfigDict(extra="forbid")
-    confidence: Annotated[float, Field(gt=0, lt=1)] = 0.9  # stop when P(pick is best) reaches it
+    # stop when P(the pick is the best, or within tolerance of it) reaches it
+    confidence: Annotated[float, Field(gt=0, lt=1)] = 0.9
     # the most training to spend: a fraction of the grid's samples (<= 1), or samples (> 1)
     budget: Annotated[float, Field(gt=0)] = 0.25
     # what the prior may use: every task in the store trained with the same recipe (auto),
@@ -280,6 +302,14 @@ class LearnedOptions(BaseModel):
     # what a measurement is worth per training sample; info measured best on the shipped table
     # (benchmarks/anytime.py --acquisitions)
     acquisition: Literal["info", "kg", "ei", "thompson"] = "info"
+    # confidence is P(the pick is the best, or within this much of it, in score units); auto: the
+    # standard error of a difference of two scores at the pick's level (binomial over the test
+    # items), so candidates tied within noise count as one; 0: P(the pick is the best) literally
+    tolerance: Literal["auto"] | Annotated[float, Field(ge=0, lt=1)] = "auto"
+    # with several targets: also the best candidate of each target (its ranking stored under its
+    # task), searched after the mean, one target after another, every trial shared, all within
+    # the one budget
+    per_target: bool = False
 
 
 def history_leak_check(history, targets) -> None:
@@ -373,7 +403,8 @@ class LearnedSearch(SearchStrategy):
                 out.add(((r["encoder"], r["llm"]), ratio))
         return sorted(out, key=lambda p: (str(p[0]), p[1]))
 
-    def record_beliefs(self, core: LearnedCore, result: LearnedResult, prior: Mapping | None) -> None:
+    def record_beliefs(self, core: LearnedCore, result: LearnedResult, prior: Mapping | None,
+                       objective: str | None = None) -> None:
         """``search_prior`` rows: each candidate's history prior beside this task's own scores
         and the posterior, so a report can show what history said and what the data said."""
         before = Surrogate(core.candidates, core.surrogate.hyper, prior)
@@ -384,7 +415,7 @@ class LearnedSearch(SearchStrategy):
         for i, c in enumerate(core.candidates):
             own = [(r, v) for (cc, r), v in core.measured.items() if cc == c and math.isfinite(v)]
             own_ratio, own_score = max(own) if own else (None, None)
-            rows.append({"task": self.objective, "encoder": c[0], "llm": c[1],
+            rows.append({"task": objective or self.objective, "encoder": c[0], "llm": c[1],
                          "history_z": None if prior is None or c not in prior else float(prior[c]),
                          "prior_mean": float(m0[i]), "prior_sd": float(sd0[i]), "prior_rank": prior_rank[i],
                          "own_score": own_score, "own_ratio": own_ratio,
@@ -412,7 +443,6 @@ class LearnedSearch(SearchStrategy):
         from harness.suite import Candidate
 
         opt = self.options
-        candidates = [(c.vision_encoder, c.language_model) for c in self.plan.candidates]
         full, low, runs = self.history()
         hyper = fit_hyperparameters(full, low) if full else Hyper()
         prior = history_prior(full) if full else None
@@ -422,40 +452,99 @@ class LearnedSearch(SearchStrategy):
             self.insert("search_history", [{"task": t, "source_run": r} for t, r in runs])
         else:
             self.say("learned: no history; the prior is flat", always=True)
-        budget = opt.budget * len(candidates) if opt.budget <= 1 else opt.budget / max(self.plan.samples, 1)
-        n_items = self.targets[0].limit if len(self.targets) == 1 else None
-        core = LearnedCore(candidates, ratios=opt.ratios, hyper=hyper, prior=prior,
-                           confidence=opt.confidence, budget=budget, workers=opt.workers,
-                           seed=self.plan.seed, n_items=n_items or 1000, acquisition=opt.acquisition)
         self.phase("learned search", total=None)
-        step_no = [0]
+        self._step_no = 0
+        n_items = self.targets[0].limit if len(self.targets) == 1 else None
+        free = self.stored_pairs(opt.ratios)
+        if free:
+            self.say(f"learned: {len(free)} trial(s) of these candidates are stored: scored first, "
+                     "their training not charged", always=True)
+        candidates = self.plan.candidates
+        self._left = opt.budget * len(candidates) if opt.budget <= 1 else opt.budget / max(self.plan.samples, 1)
+        ranked = self._search_one(self.objective, lambda c, r: self.evaluate(Candidate(*c), r), hyper, prior,
+                                  n_items, free)
+        if opt.per_target and len(self.targets) > 1:
+            self._per_target(hyper, prior, free)
+        return ranked
+
+    def _per_target(self, hyper, prior, stored) -> None:
+        """The best candidate of each target, searched one target after another: every trial of
+        this run (and every stored one) is scored on the target first, free (a trial scores
+        every target at once), then the target's own search trains what it still needs, within
+        what is left of the run's one budget. Each target's ranking is stored under its task."""
+        from harness.evidence import order_by_evidence
+        from harness.trials import binomial_error
+        from harness.suite import Candidate
+
+        for target in self.targets:
+            task = target.task
+
+            def observe(c, r, task=task):
+                outcome = self.trial(Candidate(*c), r)
+                if outcome.status != "done":
+                    return math.nan
+                return next((s.value for s in outcome.scores if s.task == task), math.nan)
+
+            done = sorted({((c.vision_encoder, c.language_model), r) for (c, r), o in self._outcomes.items()
+                           if o.status == "done"} | set(stored), key=lambda p: (str(p[0]), p[1]))
+            self.say(f"learned: the best on {task}: {len(done)} trial(s) of this run and the store scored "
+                     "first", always=True)
+            ranked = self._search_one(task, observe, hyper, prior, target.limit, done)
+            measured: dict = {}
+            for (c, r), o in self._outcomes.items():
+                if o.status == "done":
+                    v = next((s.value for s in o.scores if s.task == task), None)
+                    if v is not None:
+                        measured.setdefault(c, {})[r] = (v, o.key)
+
+            def error_of(row, task=task):
+                o = self._outcomes.get((row.candidate, row.sample_ratio))
+                if row.measured_or_predicted != "measured" or o is None or o.status != "done":
+                    return None
+                return binomial_error([(s.value, s.n_items) for s in o.scores if s.task == task])
+
+            self.records.ranking(order_by_evidence(ranked, measured), task, 1, error_of)
+
+    def _search_one(self, objective: str, observe, hyper, prior, n_items, free) -> list[RankedCandidate]:
+        """One learned search of ``objective`` (``observe(candidate, ratio)``: its score); the
+        ``free`` pairs scored first, uncharged. Its steps and beliefs are stored under
+        ``objective``; returns its ranking."""
+        from harness.suite import Candidate
+
+        opt = self.options
+        candidates = [(c.vision_encoder, c.language_model) for c in self.plan.candidates]
+        core = LearnedCore(candidates, ratios=opt.ratios, hyper=hyper, prior=prior,
+                           confidence=opt.confidence, budget=max(self._left, 0.0), workers=opt.workers,
+                           seed=self.plan.seed, n_items=n_items or 1000, acquisition=opt.acquisition,
+                           tolerance=None if opt.tolerance == "auto" else opt.tolerance)
 
         def record(steps, free=False):
             rows = []
             for st in steps:
                 cand = Candidate(*st.candidate)
                 outcome = self._outcomes.get((cand, st.ratio))
-                rows.append({"step": step_no[0], "task": self.objective, "encoder": cand.vision_encoder,
+                rows.append({"step": self._step_no, "task": objective, "encoder": cand.vision_encoder,
                              "llm": cand.language_model, "sample_ratio": st.ratio,
                              "score": st.score if math.isfinite(st.score) else None,
                              "trial_key": outcome.key if outcome else None, "spent": st.spent,
                              "pick_encoder": st.pick[0], "pick_llm": st.pick[1], "free": free})
-                step_no[0] += 1
+                self._step_no += 1
             self.insert("search_steps", rows)
 
-        free = self.stored_pairs(opt.ratios)
         if free:
-            self.say(f"learned: {len(free)} trial(s) of these candidates are stored: scored first, "
-                     "their training not charged", always=True)
-            record(core.free(free, lambda c, r: self.evaluate(Candidate(*c), r)), free=True)
+            record(core.free(free, observe), free=True)
         core.on_step = record
-        result = core.run(lambda c, r: self.evaluate(Candidate(*c), r), dispatch=self._dispatch)
+        result = core.run(observe, dispatch=self._dispatch)
+        self._left -= result.spent  # one budget for the run: the mean's search and every target's
         pick = result.order[0]
         i = core.surrogate.index[pick]
-        self.say(f"learned: stopped ({result.stopped}) after {len(result.steps)} trial(s), "
+        where = "" if objective == self.objective else f" on {objective}"
+        self.say(f"learned{where}: stopped ({result.stopped}) after {len(result.steps)} trial(s), "
                  f"{result.spent:.2f} full-data trials of {len(candidates)}; P(pick is best) = "
-                 f"{result.p_best[i]:.2f}", always=True)
-        self.record_beliefs(core, result, prior)
+                 f"{result.p_best[i]:.2f}" + (f", P(pick within {result.tolerance:.3g} of the best) = "
+                                              f"{result.p_within:.2f}" if result.tolerance > 0 else ""),
+                 always=True)
+        self.record_beliefs(core, result, prior, objective)
         ranked = []
         for c in result.order:
             k = core.surrogate.index[c]

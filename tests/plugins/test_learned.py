@@ -242,3 +242,69 @@ def test_history_that_runs_against_itself_is_ignored_never_read_backwards():
     assert np.ptp(model.m0) == 0.0
     same = fit_hyperparameters({"t1": a, "t2": {c: v + 0.01 for c, v in a.items()}})
     assert same.hist_weight > 0  # history that agrees with itself does count
+
+
+def test_a_tolerance_counts_candidates_tied_within_noise_as_one():
+    """confidence is P(the pick is the best or within tolerance of it): with two near-twins at
+    the top, P(best) stays near 1/2 however much is measured, P(within noise) does not."""
+    cands = [(f"e{i}", f"l{j}") for i in range(3) for j in range(3)]
+    truth = {c: 0.3 + 0.1 * (c[0] == "e0") + 0.05 * (c[1] == "l0") for c in cands}
+    truth[("e0", "l1")] = truth[("e0", "l0")] - 0.002  # a twin of the best, within noise
+    model = Surrogate(cands)
+    for c, v in truth.items():
+        model.observe(c, 1.0, v, 0.01)
+    p = model.p_best(2000, seed=1)
+    assert np.array_equal(model.p_within(0.0, 2000, seed=1), p)
+    wide = model.p_within(0.03, 2000, seed=1)
+    assert (wide >= p).all() and wide.sum() > 1.0
+    i, j = model.index[("e0", "l0")], model.index[("e0", "l1")]
+    assert p[i] < 0.8 and wide[i] > 0.9 and wide[j] > 0.9
+
+    def search(tolerance):
+        core = LearnedCore(cands, ratios=(1.0,), confidence=0.9, seed=0, n_items=2000, tolerance=tolerance)
+        return core.run(lambda c, r: truth[c])
+
+    literal, tied = search(0.0), search(0.03)
+    assert tied.stopped == "confidence" and tied.p_within >= 0.9 and tied.tolerance == 0.03
+    assert tied.spent < literal.spent  # the literal rule trains on to split the twins
+    assert tied.order[0] in (("e0", "l0"), ("e0", "l1"))
+    auto = search(None)  # auto: the SE of a difference of two scores at the pick's level
+    assert abs(auto.tolerance - math.sqrt(2 * 0.45 * 0.55 / 2000)) < 0.005
+
+
+@pytest.mark.long
+def test_a_multi_target_suite_gets_the_best_of_each_target_sharing_every_trial(tmp_path):
+    store = tmp_path / "s.duckdb"
+    suite = search_suite(tmp_path, **{**LEARNED, "targets": [{"task": "shapes:color", "limit": 8},
+                                                            {"task": "shapes:shape", "limit": 8}],
+                                      "search.options": {**LEARNED["search.options"], "per_target": True}})
+    out = invoke("run", suite, "--store", store)
+    assert out.returncode == 0, out.stderr
+    run_id = last_run(store)[0]
+    tasks = fetch(store, "select task, count(*) from rankings where run_id = ? group by task order by task", [run_id])
+    assert tasks == [("mean(shapes:color,shapes:shape)", 6), ("shapes:color", 6), ("shapes:shape", 6)]
+    for task in ("shapes:color", "shapes:shape"):
+        pick = fetch(store, "select encoder, llm, score, measured_or_predicted, trial_key from rankings "
+                     "where run_id = ? and task = ? and rank = 1", [run_id, task], one=True)
+        assert f"best on {task}: {pick[0]} + {pick[1]}" in out.stdout + out.stderr
+        if pick[3] == "measured":  # its score is its trial's score on this target, not the mean
+            assert fetch(store, "select value from scores where trial_key = ? and task = ?", [pick[4], task],
+                         one=True)[0] == pick[2]
+        # every trial of the mean's search was scored on the target first, free
+        main = fetch(store, "select count(*) from search_steps where run_id = ? and task like 'mean(%'",
+                     [run_id], one=True)[0]
+        free = fetch(store, "select count(*) from search_steps where run_id = ? and task = ? and free",
+                     [run_id, task], one=True)[0]
+        assert free >= main > 0
+        assert fetch(store, "select count(*) from search_prior where run_id = ? and task = ?", [run_id, task],
+                     one=True)[0] == 6
+    # a trial trains once however many searches use it
+    steps = fetch(store, "select count(*), count(distinct (encoder, llm, sample_ratio)) from search_steps "
+                  "where run_id = ? and not free", [run_id], one=True)
+    assert steps[0] == steps[1] == trials_of(store, run_id)[0]
+    # one budget for the run (half the grid's samples): the per-target searches share it
+    assert fetch(store, "select sum(sample_ratio) from search_steps where run_id = ? and not free", [run_id],
+                 one=True)[0] <= 0.5 * 6 + 1e-9
+    replay = invoke("replay", "--from", run_id, "--suite", suite, "--store", store)
+    assert replay.returncode == 0, replay.stderr
+    assert decisions(store, run_id) == decisions(store, last_run(store)[0])
