@@ -392,7 +392,7 @@ def main(argv=None) -> int:
         rng = random.Random(33)
         encs = sorted({c[0] for (_, _), w in [(k, v) for k, v in world.items()] for c in [(e, l) for (e, l, _) in w]})
         llms = sorted({l for w in world.values() for (_, l, _) in w})
-        sub_cases = []
+        sub_cases, specs = [], []
         for i in range(args.subsets):
             while True:
                 e = rng.sample(encs, rng.randint(3, len(encs)))
@@ -400,9 +400,12 @@ def main(argv=None) -> int:
                 if 12 <= len(e) * len(l) <= 40:
                     break
             sc = [(a, b) for a in sorted(e) for b in sorted(l)]
-            sub_cases.append(run_case(world, rng.choice(tasks), rng.choice(seeds), sc, names))
+            spec = (rng.choice(tasks), rng.choice(seeds), sc)
+            specs.append(spec)
+            sub_cases.append(run_case(world, *spec, names))
         summarise(sub_cases, names, lambda c: len(c["truth"]), f"{args.subsets} random zoo subsets",
                   args.figure.with_name(args.figure.stem + "-subsets.png"))
+        operating_points(world, cands, {}, specs, f"{args.subsets} random zoo subsets")
     if args.sequence:
         sequence(world, cands, args.sequence)
     print(f"\n({time.perf_counter() - start:.0f}s)")
@@ -434,22 +437,32 @@ def replay_mordal(world, cands, suite, table: Path = TABLE, suite_path: Path = R
     return out
 
 
-def operating_points(world, cands, mordal: dict) -> None:
-    """Each search at its defaults on the 18 cases: mean regret, worst, top-1, and the mean
-    fraction of the grid's training samples it spent. ``learned`` stops at confidence 0.9 or a
-    budget of 0.25; ``mordal``: :func:`replay_mordal`'s."""
+def learned_defaults(n_candidates: int) -> dict:
+    """``strategy: learned``'s default confidence and budget (``LearnedOptions``), the budget in
+    full-data trials of ``n_candidates``."""
+    from harness.plugins.strategies.learned import LearnedOptions
+
+    opt = LearnedOptions()
+    return {"confidence": opt.confidence, "budget": opt.budget * n_candidates}
+
+
+def operating_points(world, cands, mordal: dict, specs=None, label: str = "18 cases") -> None:
+    """Each search at its defaults: mean regret, worst, top-1, and the mean fraction of the
+    grid's training samples it spent, on every (task, seed) with ``cands`` or on ``specs``
+    ((task, seed, candidates) triples: the subsets). ``learned`` stops at confidence 0.9 or a
+    budget of 0.5 (its defaults, ``LearnedOptions``); ``mordal``: :func:`replay_mordal`'s."""
+    specs = specs or [(t, s, cands) for t in tasks_of(world) for s in seeds_of(world)]
     rows = []
     for name, key in (("learned (history)", "learned"), ("learned (no history)", "learned-flat")):
         regs, spent = [], []
-        for task in tasks_of(world):
-            for seed in seeds_of(world):
-                case = run_case(world, task, seed, cands, [name], confidence=0.9, budget=0.25 * len(cands))
-                sp, pick, _ = case["stops"][key]
-                regs.append(regret(case["truth"], pick))
-                spent.append(sp / len(cands))
+        for task, seed, cs in specs:
+            case = run_case(world, task, seed, cs, [name], **learned_defaults(len(cs)))
+            sp, pick, _ = case["stops"][key]
+            regs.append(regret(case["truth"], pick))
+            spent.append(sp / len(cs))
         rows.append((f"{name}, defaults", regs, spent))
     rows += [(f"{name} (harness replay)", regs, spent) for name, (regs, spent) in mordal.items()]
-    print("\noperating points (18 cases): mean regret [95% bootstrap], worst, top-1, mean share of the grid's samples")
+    print(f"\noperating points ({label}): mean regret [95% bootstrap], worst, top-1, mean share of the grid's samples")
     for name, regs, spent in rows:
         m, lo, hi = bootstrap(regs)
         print(f"{name:40s} {m:.3f} [{lo:.3f}, {hi:.3f}]  worst {max(regs):.3f}  top-1 "
@@ -474,7 +487,7 @@ def sequence(world, cands, orders: int) -> None:
                         "free": sorted(trained, key=str)}
                 log: dict = {}
                 case = run_case(world, task, seed, cands, ["learned (history)"], hist=hist, spend_log=log,
-                                confidence=0.9, budget=0.25 * len(cands))
+                                **learned_defaults(len(cands)))
                 case_stop = case["stops"]["learned"]
                 total += log["learned (history)"]
                 regrets.append(regret(case["truth"], case_stop[1]))

@@ -101,7 +101,7 @@ class Surrogate:
         self.observations: list[tuple[int, float, float, float]] = []  # (i, ratio, score, se)
         self._post = None
 
-    def with_hyper(self, hyper: Hyper) -> "Surrogate":
+    def with_hyper(self, hyper: Hyper) -> Surrogate:
         """The same candidates, prior and observations under other hyperparameters (to compare
         their :meth:`log_evidence`, or to refit as data arrive)."""
         model = Surrogate(self.candidates, hyper, {c: h for c, h in zip(self.candidates, self.prior_h)},
@@ -231,7 +231,7 @@ class Surrogate:
         """What one more measurement would tell, for every candidate i at every ratio r:
         (cov [n_j, n_i, len(ratios)]: cov(f_j, y_ir), var [n_i, len(ratios)]: var(y_ir)), with
         ``se[r]`` the measurement's own standard error."""
-        m, P = self._posterior()
+        _, P = self._posterior()
         n = len(self.candidates)
         cov = np.zeros((n, n, len(ratios)))
         var = np.zeros((n, len(ratios)))

@@ -119,7 +119,7 @@ def test_workers_keep_w_trials_in_flight_and_decide_from_the_scores_alone():
         result = core.run(lambda c, r: seen.append((c, r)) or world[(c, r)], dispatch=lambda w: windows.append(list(w)))
         return result, windows, seen
 
-    one, w1, seen1 = search(1)
+    _, w1, seen1 = search(1)
     assert all(len(w) == 1 for w in w1) and [w[0] for w in w1] == seen1
     plain = LearnedCore(cands, ratios=(0.0625, 0.25, 1.0), confidence=0.999, budget=5.0, seed=1)
     assert [(s.candidate, s.ratio) for s in plain.run(lambda c, r: world[(c, r)]).steps] == seen1
