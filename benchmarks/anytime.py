@@ -346,8 +346,9 @@ def main(argv=None) -> int:
     p.add_argument("--sequence", type=int, default=0, help="run the six tasks as a sequence in this many orders per seed")
     p.add_argument("--timing", action="store_true", help="time one surrogate update for 48 and 500 candidates")
     p.add_argument("--mordal", action="store_true",
-                   help="also replay Mordal (today's default and the paper's plain cuts) through harness replay "
-                        "(the live code path; a few minutes) for their operating points on the same cases")
+                   help="also replay Mordal (today's default and the paper's plain cuts; with --subsets, the default "
+                        "on every subset) through harness replay (the live code path; a few minutes) for their "
+                        "operating points on the same cases")
     p.add_argument("--figure", type=Path, default=ROOT / "docs" / "anytime.png", help="where the PNG goes")
     p.add_argument("--table", type=Path, default=TABLE,
                    help="an exported table to simulate (default the shipped minizoo table; a synthetic one from "
@@ -403,9 +404,10 @@ def main(argv=None) -> int:
             spec = (rng.choice(tasks), rng.choice(seeds), sc)
             specs.append(spec)
             sub_cases.append(run_case(world, *spec, names))
+        mordal_sub = replay_mordal_subsets(world, suite, specs, args.table, suite_path) if args.mordal else {}
         summarise(sub_cases, names, lambda c: len(c["truth"]), f"{args.subsets} random zoo subsets",
-                  args.figure.with_name(args.figure.stem + "-subsets.png"))
-        operating_points(world, cands, {}, specs, f"{args.subsets} random zoo subsets")
+                  args.figure.with_name(args.figure.stem + "-subsets.png"), points=mordal_sub)
+        operating_points(world, cands, mordal_sub, specs, f"{args.subsets} random zoo subsets")
     if args.sequence:
         sequence(world, cands, args.sequence)
     print(f"\n({time.perf_counter() - start:.0f}s)")
@@ -435,6 +437,31 @@ def replay_mordal(world, cands, suite, table: Path = TABLE, suite_path: Path = R
     finally:
         bench.close()
     return out
+
+
+def replay_mordal_subsets(world, suite, specs, table: Path = TABLE,
+                          suite_path: Path = ROOT / "suites" / "minizoo.yaml") -> dict:
+    """Today's default Mordal on each subset ((task, seed, candidates) of ``specs``: the suite
+    with its zoo cut to the subset's encoders and LLMs), replayed through ``harness replay``:
+    {"Mordal default": (normalised regrets, shares of the subset grid's samples spent)}."""
+    from benchmarks.common import Bench
+    from harness.suite import Suite
+
+    bench = Bench(table, None, suite)
+    regs, spent = [], []
+    try:
+        for task, seed, cands in specs:
+            data = suite.model_dump(mode="json")
+            data["zoo"]["vision_encoders"] = sorted({e for e, _ in cands})
+            data["zoo"]["language_models"] = sorted({l for _, l in cands})
+            row = bench.replay(Suite.model_validate(data), suite_path, {}, task, seed, fill=False)
+            if "error" in row:
+                raise SystemExit(f"Mordal replay of a subset of {task} seed {seed}: {row['error']}")
+            regs.append(regret(truth_of(world, task, cands), tuple(row["best"])))
+            spent.append(row["samples"] / row["grid_samples"])
+    finally:
+        bench.close()
+    return {"Mordal default": (regs, spent)}
 
 
 def learned_defaults(n_candidates: int) -> dict:
