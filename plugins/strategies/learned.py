@@ -6,10 +6,12 @@ callback, so the live strategy (:class:`LearnedSearch`, trials through the execu
 answered from a table in memory) make the same decisions from the same scores.
 
 Each step: the surrogate (:mod:`harness.surrogate`) gives every candidate's full-data score a
-posterior; P(best) comes from samples of it. If the pick's P(best) has reached ``confidence``,
-or the budget is spent, the search stops. Otherwise it trains the (candidate, ratio) with the
-most information per training sample: the reduction of the P(best)-weighted posterior variance
-that one measurement would bring, divided by the samples it costs (ratio x alignment samples).
+posterior; P(best) comes from samples of it. If P(the pick is the best, or within ``tolerance``
+of it) has reached ``confidence``, or the budget is spent, the search stops. Otherwise it trains
+the (candidate, ratio) with the most information per training sample: the reduction of the
+P(best)-weighted posterior variance that one measurement would bring, divided by the samples it
+costs (ratio x alignment samples; ``acquisition`` picks another rule). The pick is the first of
+:meth:`LearnedCore.order`, the order every ranking follows (``harness.evidence``).
 With ``workers`` W > 1 it keeps W trials in flight, ASHA-style: the next is chosen as soon as the
 oldest comes back, the others taken at their posterior mean (the "kriging believer").
 """
@@ -68,6 +70,8 @@ class LearnedCore:
     :param acquisition: what a measurement is worth before its cost: ``info`` (the reduction of
         the P(best)-weighted variance of full-data scores), ``kg`` (knowledge gradient), ``ei``
         (multi-fidelity expected improvement) or ``thompson`` (the best of one posterior draw).
+    :param tolerance: ``confidence`` is P(the pick is the best or within this of it), in score
+        units; None: the standard error of a difference of two scores at the pick's level.
     """
 
     def __init__(self, candidates: Sequence, *, ratios: Sequence[float] = DEFAULT_RATIOS,
