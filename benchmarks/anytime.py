@@ -500,6 +500,7 @@ def sequence(world, cands, orders: int) -> None:
     """Six tasks in a row: history is what the earlier searches of the order trained; their
     trials are free to score on later tasks; total new training against one grid."""
     totals, regrets = [], []
+    by_position: dict = {}  # k -> new training of the k-th search of an order, in grids
     for seed in seeds_of(world):
         rng = random.Random(f"sequence-{seed}")
         for _ in range(orders):
@@ -509,7 +510,7 @@ def sequence(world, cands, orders: int) -> None:
             full: dict = {}
             low: dict = {}
             total = 0.0
-            for task in order:
+            for k, task in enumerate(order):
                 hist = {"full": {t: v for t, v in full.items()}, "low": dict(low),
                         "free": sorted(trained, key=str)}
                 log: dict = {}
@@ -517,6 +518,7 @@ def sequence(world, cands, orders: int) -> None:
                                 **learned_defaults(len(cands)))
                 case_stop = case["stops"]["learned"]
                 total += log["learned (history)"]
+                by_position.setdefault(k, []).append(log["learned (history)"] / len(cands))
                 regrets.append(regret(case["truth"], case_stop[1]))
                 # what this search trained becomes history (its scores on this task) and is free
                 # to score on the later tasks of the order
@@ -529,6 +531,8 @@ def sequence(world, cands, orders: int) -> None:
             totals.append(total / len(cands))
     print(f"\nsequence: {len(totals)} orders; new training for six tasks = {np.mean(totals):.2f} of one grid "
           f"(min {np.min(totals):.2f}, max {np.max(totals):.2f}); mean regret {np.mean(regrets):.3f}")
+    print("  new training by position in the order (the first has no history): " +
+          ", ".join(f"{k + 1}: {np.mean(v):.2f}" for k, v in sorted(by_position.items())))
 
 
 def timing() -> int:
