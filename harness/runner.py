@@ -149,10 +149,13 @@ def _grids_for(store, run_id: str, sources: list[str]) -> list[str]:
 def _replay_summary(store, run_id: str, sources: list[str]) -> dict:
     from harness.report import compare, run_cost
 
-    task = store.query("select task from rankings where run_id = ? limit 1", [run_id])
+    # the objective's ranking: with several targets the mean, which a search may follow with
+    # each target's own (strategy learned, per_target)
+    task = store.query("select task from rankings where run_id = ? order by task not like 'mean(%', task "
+                       "limit 1", [run_id])
     row = {"run": run_id, "task": task[0]["task"] if task else "?", "cost": run_cost(store, run_id)}
     pick = store.query("select encoder, llm, score, measured_or_predicted from rankings where run_id = ?"
-                       " and rank = 1", [run_id])
+                       " and rank = 1 and task = ?", [run_id, row["task"]])
     row["pick"] = pick[0] if pick else None
     grids = _grids_for(store, run_id, sources)
     row["vs"] = compare(store, run_id, grids[0])[0] if grids else None
