@@ -138,10 +138,9 @@ def answer_of(store, run_id: str, suite_path=None, grid_run: str | None = None) 
 
     run = store.query("select * from runs where run_id = ?", [run_id])[0]
     ranking = store.query("select * from rankings where run_id = ? order by task, rank", [run_id])
-    tasks = list(dict.fromkeys(r["task"] for r in ranking))
-    # the objective first: with several targets the mean, which a search may follow with the
-    # best of each target (strategy learned, per_target), ranked under the target's own task
-    tasks.sort(key=lambda t: not t.startswith("mean("))
+    from harness.strategy import objective_first
+
+    tasks = objective_first(dict.fromkeys(r["task"] for r in ranking))
     per_target = {t: [r for r in ranking if r["task"] == t] for t in tasks[1:]}
     ranking = [r for r in ranking if tasks and r["task"] == tasks[0]]
     for r in ranking:

@@ -149,11 +149,11 @@ def _grids_for(store, run_id: str, sources: list[str]) -> list[str]:
 def _replay_summary(store, run_id: str, sources: list[str]) -> dict:
     from harness.report import compare, run_cost
 
-    # the objective's ranking: with several targets the mean, which a search may follow with
-    # each target's own (strategy learned, per_target)
-    task = store.query("select task from rankings where run_id = ? order by task not like 'mean(%', task "
-                       "limit 1", [run_id])
-    row = {"run": run_id, "task": task[0]["task"] if task else "?", "cost": run_cost(store, run_id)}
+    from harness.strategy import objective_first
+
+    tasks = objective_first(r["task"] for r in store.query(
+        "select distinct task from rankings where run_id = ? order by task", [run_id]))
+    row = {"run": run_id, "task": tasks[0] if tasks else "?", "cost": run_cost(store, run_id)}
     pick = store.query("select encoder, llm, score, measured_or_predicted from rankings where run_id = ?"
                        " and rank = 1 and task = ?", [run_id, row["task"]])
     row["pick"] = pick[0] if pick else None

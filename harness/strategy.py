@@ -120,13 +120,14 @@ class SearchStrategy:
     def spec(self, candidate: Candidate, ratio: float):
         return self.trials.spec(candidate, ratio)
 
-    def evaluate(self, candidate: Candidate, ratio: float) -> float:
-        """The objective of ``candidate`` trained at ``ratio``: mean over targets, NaN if failed."""
-        return self.trials.evaluate(candidate, ratio)
+    def evaluate(self, candidate: Candidate, ratio: float, task: str | None = None) -> float:
+        """The objective of ``candidate`` trained at ``ratio``: mean over targets (``task``: that
+        target's score alone), NaN if failed."""
+        return self.trials.evaluate(candidate, ratio, task)
 
-    def score_error(self, candidate: Candidate, ratio: float) -> float:
+    def score_error(self, candidate: Candidate, ratio: float, task: str | None = None) -> float:
         """Standard error of :meth:`evaluate`'s score (:meth:`harness.trials.Trials.score_error`)."""
-        return self.trials.score_error(candidate, ratio)
+        return self.trials.score_error(candidate, ratio, task)
 
     def trial(self, candidate: Candidate, ratio: float):
         return self.trials.trial(candidate, ratio)
@@ -136,9 +137,10 @@ class SearchStrategy:
         (:meth:`harness.trials.Trials.prefetch`); the decisions do not change."""
         self.trials.prefetch(pairs)
 
-    def measured_scores(self, candidate: Candidate | None = None) -> dict:
-        """candidate -> {ratio: (score, trial key)} of every done trial of this run."""
-        return self.trials.measured_scores(candidate)
+    def measured_scores(self, candidate: Candidate | None = None, task: str | None = None) -> dict:
+        """candidate -> {ratio: (score, trial key)} of every done trial of this run (``task``:
+        that target's scores)."""
+        return self.trials.measured_scores(candidate, task)
 
     @property
     def _outcomes(self) -> dict:
@@ -188,12 +190,13 @@ class SearchStrategy:
     def record_ranking(self, ranking: list[RankedCandidate]) -> None:
         self.records.ranking(ranking, self.objective, len(self.targets), self._ranked_error)
 
-    def _ranked_error(self, r: RankedCandidate) -> float | None:
-        """The SE of a ranked score measured by a trial of this run; None otherwise."""
+    def _ranked_error(self, r: RankedCandidate, task: str | None = None) -> float | None:
+        """The SE of a ranked score measured by a trial of this run (``task``: of that target's
+        score); None otherwise."""
         if r.sample_ratio is None or r.measured_or_predicted != "measured" or r.score is None \
                 or math.isnan(r.score) or (r.candidate, r.sample_ratio) not in self._outcomes:
             return None
-        return self.score_error(r.candidate, r.sample_ratio)
+        return self.score_error(r.candidate, r.sample_ratio, task)
 
     def _plugin(self) -> tuple[str, str]:
         entry = self.components["search_strategy"].get(self.name)
@@ -251,6 +254,13 @@ def objective_tasks(name: str) -> list[str]:
     if name.startswith("mean(") and name.endswith(")"):
         return name[5:-1].split(",")
     return [name]
+
+
+def objective_first(tasks) -> list[str]:
+    """A run's ranked ``tasks`` with its objective first: with several targets the mean, which a
+    search may follow with each target's own ranking (strategy learned, ``per_target``); the
+    rest in the order given."""
+    return sorted(tasks, key=lambda t: len(objective_tasks(t)) == 1)
 
 
 def task_baseline(task: str, limit: int | None) -> tuple[str | None, float, int] | None:

@@ -109,6 +109,22 @@ class Surrogate:
         model.observations = list(self.observations)
         return model
 
+    def believing(self, pairs: Sequence[tuple[Hashable, float]], se: Mapping[float, float]) -> Surrogate:
+        """A copy that has also observed each (candidate, ratio) of ``pairs`` at its posterior
+        mean, with standard error ``se[ratio]`` (the "kriging believer": trials in flight
+        shrink the uncertainty they will remove, without guessing their scores)."""
+        import copy
+
+        m, _ = self._posterior()
+        model = copy.copy(self)
+        model.observations = list(self.observations)
+        for c, r in pairs:
+            i = self.index[c]
+            H, _ = self._rows(round(r, 6), np.array([i]))
+            model.observations.append((i, round(r, 6), float((H @ m)[0]), se[r]))
+        model._post = None
+        return model
+
     # -- data ---------------------------------------------------------------------------------
 
     def observe(self, candidate, ratio: float, score: float, se: float = 0.0) -> None:
@@ -206,12 +222,19 @@ class Surrogate:
 
     def draws(self, draws: int = 4000, seed: int = 0) -> np.ndarray:
         """[draws, n] samples of the full-data scores from the posterior (seeded: the same data
-        give the same samples)."""
+        give the same samples). The last ones are kept until the posterior changes, so
+        :meth:`p_best` and :meth:`p_within` of one state share them."""
+        post = self._posterior()
+        cached = getattr(self, "_draws", None)
+        if cached is not None and cached[0] is post and cached[1] == (draws, seed):
+            return cached[2]
         mean, cov = self.posterior()
         rng = np.random.default_rng(seed)
         w, V = np.linalg.eigh(cov)
         root = V * np.sqrt(np.clip(w, 0.0, None))
-        return mean + rng.standard_normal((draws, len(mean))) @ root.T
+        samples = mean + rng.standard_normal((draws, len(mean))) @ root.T
+        self._draws = (post, (draws, seed), samples)
+        return samples
 
     def p_best(self, draws: int = 4000, seed: int = 0) -> np.ndarray:
         """P(candidate i has the highest full-data score), by sampling the posterior (seeded:
@@ -291,10 +314,7 @@ class Surrogate:
 
     def sample(self, seed: int) -> np.ndarray:
         """One draw of the full-data scores from the posterior (seeded)."""
-        mean, cov = self.posterior()
-        w, V = np.linalg.eigh(cov)
-        root = V * np.sqrt(np.clip(w, 0.0, None))
-        return mean + root @ np.random.default_rng(seed).standard_normal(len(mean))
+        return self.draws(1, seed)[0]
 
 
 def standardised(scores: Mapping) -> dict:

@@ -30,6 +30,7 @@ class Trials:
         self.progress = progress
         self.outcomes: dict = {}
         self.specs: dict = {}  # (candidate, ratio) -> the TrialSpec its outcome answers
+        self.submitted: set = set()  # (candidate, ratio) started on a streaming executor
         self.trained = 0
         self.reused = 0
         self.failed = 0
@@ -53,20 +54,23 @@ class Trials:
                 spec = dataclasses.replace(spec, after=(*parent.after, parent.ratio))
         return spec
 
-    def evaluate(self, candidate: Candidate, ratio: float) -> float:
-        """The objective of ``candidate`` trained at ``ratio``: mean over targets, NaN if failed."""
+    def evaluate(self, candidate: Candidate, ratio: float, task: str | None = None) -> float:
+        """The objective of ``candidate`` trained at ``ratio``: mean over targets (``task``: that
+        target's score alone), NaN if failed."""
         outcome = self.trial(candidate, ratio)
         if outcome.status != "done":
             return math.nan
-        return sum(s.value for s in outcome.scores) / len(outcome.scores)
+        scores = _of(outcome, task)
+        return sum(s.value for s in scores) / len(scores) if scores or task is None else math.nan
 
-    def score_error(self, candidate: Candidate, ratio: float) -> float:
+    def score_error(self, candidate: Candidate, ratio: float, task: str | None = None) -> float:
         """Standard error of :meth:`evaluate`'s score: binomial over each target's test items
         (sqrt(p (1 - p) / n)), combined over targets as the error of their mean; 0 when unknown."""
         outcome = self.outcomes.get((candidate, ratio))
-        if outcome is None or outcome.status != "done" or not outcome.scores:
+        scores = _of(outcome, task) if outcome is not None else []
+        if outcome is None or outcome.status != "done" or not scores:
             return 0.0
-        return binomial_error([(s.value, s.n_items) for s in outcome.scores])
+        return binomial_error([(s.value, s.n_items) for s in scores])
 
     def trial(self, candidate: Candidate, ratio: float):
         key = (candidate, ratio)
@@ -85,9 +89,14 @@ class Trials:
         run_many = self.executor.run_many
         todo = [p for p in dict.fromkeys(pairs) if p not in self.outcomes]
         continuation = self.plan.search.continuation
-        if self.executor.streams and todo and not continuation:
-            # started now, taken one by one by trial(): each waits for its own result only
-            self.executor.submit([self.spec(c, r) for c, r in todo])
+        if self.executor.streams and not continuation:
+            # started now, taken one by one by trial(): each waits for its own result only; a
+            # pair already started is not started again (a window handed over twice, or a trial
+            # that failed in flight, before trial() took it)
+            todo = [p for p in todo if p not in self.submitted]
+            self.submitted.update(todo)
+            if todo:
+                self.executor.submit([self.spec(c, r) for c, r in todo])
             return
         if not self.executor.batches or len(todo) < 2:
             return
@@ -132,15 +141,21 @@ class Trials:
             self.progress.say(f"trial {n} done: {candidate} r={ratio:g}: score "
                               f"{self.evaluate(candidate, ratio):.4f} ({how})", always=True)
 
-    def measured_scores(self, candidate: Candidate | None = None) -> dict:
+    def measured_scores(self, candidate: Candidate | None = None, task: str | None = None) -> dict:
         """candidate -> {ratio: (score, trial key)} of every done trial of this run (only
-        ``candidate``'s when given): what :func:`harness.evidence.order_by_evidence` and the
-        scaling fits read, so no score the run has is left out."""
+        ``candidate``'s when given; ``task``: that target's scores): what
+        :func:`harness.evidence.order_by_evidence` and the scaling fits read, so no score the run
+        has is left out."""
         out: dict = {}
         for (c, r), outcome in list(self.outcomes.items()):
             if outcome.status == "done" and (candidate is None or c == candidate):
-                out.setdefault(c, {})[r] = (self.evaluate(c, r), outcome.key)
+                out.setdefault(c, {})[r] = (self.evaluate(c, r, task), outcome.key)
         return out
+
+
+def _of(outcome, task: str | None) -> list:
+    """An outcome's scores: every target's, or ``task``'s alone."""
+    return list(outcome.scores) if task is None else [s for s in outcome.scores if s.task == task]
 
 
 def binomial_error(scores) -> float:

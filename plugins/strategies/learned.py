@@ -160,19 +160,9 @@ class LearnedCore:
         se_top = self._se(float(np.max(self.surrogate.mean_sd()[0])))  # a contender's score's SE
         se = dict.fromkeys(self.ratios, se_top)
         taken = self._open()
-        model = self.surrogate
-        if pending:
-            import copy
-
-            m, _ = model._posterior()
-            model = copy.copy(model)
-            model.observations = list(model.observations)
-            for c, r in pending:
-                i = self.surrogate.index[c]
-                taken[i, : self.ratios.index(r) + 1] = False
-                H, _ = self.surrogate._rows(round(r, 6), np.array([i]))
-                model.observations.append((i, round(r, 6), float((H @ m)[0]), se[r]))
-            model._post = None
+        for c, r in pending:
+            taken[self.surrogate.index[c], : self.ratios.index(r) + 1] = False
+        model = self.surrogate.believing(pending, se) if pending else self.surrogate
         cost = np.array(self.ratios)[None, :]
         ok = taken & (cost <= left + 1e-9)
         info = self._value(model, weights, se, len(pending), ok)
@@ -430,20 +420,13 @@ class LearnedSearch(SearchStrategy):
         self.insert("search_prior", rows)
 
     def _dispatch(self, in_flight: list[tuple]) -> None:
-        """Hand the trials in flight to the executor: a streaming one (ray) starts each once, as
-        it is chosen, and keeps W workers busy; a batching one (processes) trains together
-        those not yet trained; with ``local`` each trains when its result is asked for."""
+        """Hand the trials in flight to the executor (:meth:`harness.trials.Trials.prefetch`): a
+        streaming one (ray) starts each once, as it is chosen, and keeps W workers busy; a
+        batching one (processes) trains together those not yet trained; with ``local`` each
+        trains when its result is asked for."""
         from harness.suite import Candidate
 
-        pairs = [(Candidate(*c), r) for c, r in in_flight]
-        if self.executor.streams:
-            handed = self.__dict__.setdefault("_handed", set())
-            new = [p for p in pairs if p not in handed and p not in self._outcomes]
-            handed.update(new)
-            if new:
-                self.prefetch(new)
-        elif len(pairs) > 1:
-            self.prefetch(pairs)
+        self.prefetch([(Candidate(*c), r) for c, r in in_flight])
 
     def search(self) -> list[RankedCandidate]:
         from harness.suite import Candidate
@@ -480,36 +463,17 @@ class LearnedSearch(SearchStrategy):
         what is left of the run's one budget. Each target's ranking is stored under its task."""
         from harness.evidence import order_by_evidence
         from harness.suite import Candidate
-        from harness.trials import binomial_error
 
         for target in self.targets:
             task = target.task
-
-            def observe(c, r, task=task):
-                outcome = self.trial(Candidate(*c), r)
-                if outcome.status != "done":
-                    return math.nan
-                return next((s.value for s in outcome.scores if s.task == task), math.nan)
-
             done = sorted({((c.vision_encoder, c.language_model), r) for (c, r), o in self._outcomes.items()
                            if o.status == "done"} | set(stored), key=lambda p: (str(p[0]), p[1]))
             self.say(f"learned: the best on {task}: {len(done)} trial(s) of this run and the store scored "
                      "first", always=True)
-            ranked = self._search_one(task, observe, hyper, prior, target.limit, done)
-            measured: dict = {}
-            for (c, r), o in self._outcomes.items():
-                if o.status == "done":
-                    v = next((s.value for s in o.scores if s.task == task), None)
-                    if v is not None:
-                        measured.setdefault(c, {})[r] = (v, o.key)
-
-            def error_of(row, task=task):
-                o = self._outcomes.get((row.candidate, row.sample_ratio))
-                if row.measured_or_predicted != "measured" or o is None or o.status != "done":
-                    return None
-                return binomial_error([(s.value, s.n_items) for s in o.scores if s.task == task])
-
-            self.records.ranking(order_by_evidence(ranked, measured), task, 1, error_of)
+            ranked = self._search_one(task, lambda c, r, task=task: self.evaluate(Candidate(*c), r, task),
+                                      hyper, prior, target.limit, done)
+            self.records.ranking(order_by_evidence(ranked, self.measured_scores(task=task)), task, 1,
+                                 functools.partial(self._ranked_error, task=task))
 
     def _search_one(self, objective: str, observe, hyper, prior, n_items, free) -> list[RankedCandidate]:
         """One learned search of ``objective`` (``observe(candidate, ratio)``: its score); the
