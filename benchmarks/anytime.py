@@ -380,7 +380,8 @@ def main(argv=None) -> int:
         p.error(f"--mordal: no suite {suite_path} beside the table to replay it with")
     tasks, seeds = tasks_of(world), seeds_of(world)
     cases = [run_case(world, t, s, cands, names) for t in tasks for s in seeds]
-    mordal = replay_mordal(world, cands, suite, args.table, suite_path) if args.mordal else {}
+    mordal = replay_mordal(world, suite, [(t, s, cands) for t in tasks for s in seeds], mordal_configs(),
+                           args.table, suite_path) if args.mordal else {}
     label = f"minizoo suite ({len(cands)} candidates)" if args.table == TABLE else \
         f"{args.table.name} ({len(cands)} candidates)"
     summarise(cases, names, lambda c: len(c["truth"]), label, args.figure, points=mordal)
@@ -404,7 +405,8 @@ def main(argv=None) -> int:
             spec = (rng.choice(tasks), rng.choice(seeds), sc)
             specs.append(spec)
             sub_cases.append(run_case(world, *spec, names))
-        mordal_sub = replay_mordal_subsets(world, suite, specs, args.table, suite_path) if args.mordal else {}
+        mordal_sub = replay_mordal(world, suite, specs, {"Mordal default": {}}, args.table,
+                                   suite_path) if args.mordal else {}
         summarise(sub_cases, names, lambda c: len(c["truth"]), f"{args.subsets} random zoo subsets",
                   args.figure.with_name(args.figure.stem + "-subsets.png"), points=mordal_sub)
         operating_points(world, cands, mordal_sub, specs, f"{args.subsets} random zoo subsets")
@@ -414,54 +416,45 @@ def main(argv=None) -> int:
     return 0
 
 
-def replay_mordal(world, cands, suite, table: Path = TABLE, suite_path: Path = ROOT / "suites" / "minizoo.yaml") -> dict:
-    """Mordal, which returns one pick at the end (not an anytime search), at today's default and
-    with the paper's plain cuts, replayed through ``harness replay`` (the live code path) on the
-    18 cases: name -> (normalised regrets, shares of the grid's training samples spent)."""
-    from benchmarks.common import Bench
+def mordal_configs() -> dict:
+    """Today's default Mordal and the paper's (plain cuts): name -> changes to the suite's search."""
     from benchmarks.mordal_sweep import PLAIN
 
+    return {"Mordal default": {}, "Mordal, the paper's plain cuts": PLAIN}
+
+
+def replay_mordal(world, suite, specs, configs: dict, table: Path = TABLE,
+                  suite_path: Path = ROOT / "suites" / "minizoo.yaml") -> dict:
+    """Mordal, which returns one pick at the end (not an anytime search), in each of ``configs``
+    (name -> changes to the suite's search), replayed through ``harness replay`` (the live code
+    path) on each (task, seed, candidates) of ``specs``; candidates other than the suite's run the
+    suite with its zoo cut to their encoders and LLMs (a subset). Returns name -> (normalised
+    regrets, shares of the (subset's) grid's training samples spent)."""
+    from benchmarks.common import Bench
+    from harness.suite import Suite
+
+    everyone = {(c.vision_encoder, c.language_model) for c in suite.candidates()}
     bench = Bench(table, None, suite)
     out = {}
     try:
-        for name, changes in (("Mordal default", {}), ("Mordal, the paper's plain cuts", PLAIN)):
+        for name, changes in configs.items():
             regs, spent = [], []
-            for task in tasks_of(world):
-                for seed in seeds_of(world):
-                    row = bench.replay(suite, suite_path, changes, task, seed, fill=False)
-                    if "error" in row:
-                        raise SystemExit(f"{name} replay of {task} seed {seed}: {row['error']}")
-                    regs.append(regret(truth_of(world, task, cands), tuple(row["best"])))
-                    spent.append(row["samples"] / row["grid_samples"])
+            for task, seed, cands in specs:
+                variant = suite
+                if set(cands) != everyone:
+                    data = suite.model_dump(mode="json")
+                    data["zoo"]["vision_encoders"] = sorted({e for e, _ in cands})
+                    data["zoo"]["language_models"] = sorted({l for _, l in cands})
+                    variant = Suite.model_validate(data)
+                row = bench.replay(variant, suite_path, changes, task, seed, fill=False)
+                if "error" in row:
+                    raise SystemExit(f"{name} replay of {task} seed {seed} ({len(cands)} candidates): {row['error']}")
+                regs.append(regret(truth_of(world, task, cands), tuple(row["best"])))
+                spent.append(row["samples"] / row["grid_samples"])
             out[name] = (regs, spent)
     finally:
         bench.close()
     return out
-
-
-def replay_mordal_subsets(world, suite, specs, table: Path = TABLE,
-                          suite_path: Path = ROOT / "suites" / "minizoo.yaml") -> dict:
-    """Today's default Mordal on each subset ((task, seed, candidates) of ``specs``: the suite
-    with its zoo cut to the subset's encoders and LLMs), replayed through ``harness replay``:
-    {"Mordal default": (normalised regrets, shares of the subset grid's samples spent)}."""
-    from benchmarks.common import Bench
-    from harness.suite import Suite
-
-    bench = Bench(table, None, suite)
-    regs, spent = [], []
-    try:
-        for task, seed, cands in specs:
-            data = suite.model_dump(mode="json")
-            data["zoo"]["vision_encoders"] = sorted({e for e, _ in cands})
-            data["zoo"]["language_models"] = sorted({l for _, l in cands})
-            row = bench.replay(Suite.model_validate(data), suite_path, {}, task, seed, fill=False)
-            if "error" in row:
-                raise SystemExit(f"Mordal replay of a subset of {task} seed {seed}: {row['error']}")
-            regs.append(regret(truth_of(world, task, cands), tuple(row["best"])))
-            spent.append(row["samples"] / row["grid_samples"])
-    finally:
-        bench.close()
-    return {"Mordal default": (regs, spent)}
 
 
 def learned_defaults(n_candidates: int) -> dict:
