@@ -201,11 +201,6 @@ class PriorView:
     all_rows: list[dict] = field(default_factory=list)
 
 
-def _has_table(store, table: str) -> bool:
-    return bool(store.query("select 1 from duckdb_tables() where table_name = ?"
-                            " and database_name = current_database()", [table]))
-
-
 def candidate_name(row: dict) -> str:
     return f"{row['encoder']} + {row['llm']}"
 
@@ -222,14 +217,14 @@ def p_text(p: float) -> str:
 def prior_vs_data(store, run_id: str) -> list[PriorView]:
     """One :class:`PriorView` per objective of ``run_id``'s ``search_prior`` rows; empty for a
     run that wrote none (any strategy but learned, or a store older than migration m016)."""
-    if not _has_table(store, "search_prior"):
+    if not store.has_table("search_prior"):
         return []
     rows = store.query("select * from search_prior where run_id = ? order by task, posterior_rank, encoder, llm",
                        [run_id])
     if not rows:
         return []
     history: dict[str, list[str]] = {}
-    if _has_table(store, "search_history"):
+    if store.has_table("search_history"):
         for r in store.query("select task, source_run from search_history where run_id = ?"
                              " order by task, source_run", [run_id]):
             history.setdefault(r["task"], []).append(r["source_run"])
