@@ -177,7 +177,9 @@ def _check(p: Params) -> None:
     if min(p.n_encoders, p.n_llms, p.tasks, p.seeds, p.encoder_clusters, p.llm_clusters) < 1:
         raise ValueError("encoders, LLMs, tasks, seeds and clusters must each be at least 1")
     if p.encoder_clusters > p.n_encoders or p.llm_clusters > p.n_llms:
-        raise ValueError("more clusters than components")
+        raise ValueError(f"more clusters than components: {p.encoder_clusters} encoder clusters for "
+                         f"{p.n_encoders} encoders, {p.llm_clusters} LLM clusters for {p.n_llms} LLMs; lower "
+                         "--encoder-clusters / --llm-clusters or raise --encoders / --llms")
     ratios = sorted(p.ratios)
     if not ratios or ratios[-1] != 1.0 or ratios[0] <= 0 or len(set(ratios)) != len(ratios):
         raise ValueError(f"ratios must be distinct, in (0, 1], and include 1: {p.ratios}")
@@ -312,12 +314,15 @@ def suite_data(world: World) -> dict:
     return data
 
 
+SUITE_HEADER = "# A synthetic world (benchmarks/synthetic.py"  # how a suite this module wrote begins
+
+
 def suite_yaml(world: World, table: Path | None = None) -> str:
     import yaml
 
     p = world.params
     where = f"--table {table} " if table is not None else "--table DIR "
-    head = (f"# A synthetic world (benchmarks/synthetic.py, seed {p.seed}, prelearn {p.prelearn:g}):\n"
+    head = (f"{SUITE_HEADER}, seed {p.seed}, prelearn {p.prelearn:g}):\n"
             f"# {len(world.encoders)} encoders x {len(world.llms)} LLMs, {len(world.tasks)} tasks. The names are\n"
             "# the mini zoo's and the recipe and search suites/minizoo.yaml's, but every score comes\n"
             "# from the generative model. weight_decay 1e-9 and clustering samples 255 are salts: they\n"
@@ -613,6 +618,13 @@ def write_synthetic_table(folder, *, seed: int = 0, n_encoders: int = 8, n_llms:
 
     params = Params(seed=seed, n_encoders=n_encoders, n_llms=n_llms, tasks=tasks, seeds=seeds,
                     ratios=tuple(float(r) for r in sorted(ratios)), prelearn=float(prelearn), **knobs)
+    if suite_path is not None and Path(suite_path).exists():
+        # overwritten only when this generator wrote it, and only with force: never a user's suite
+        ours = Path(suite_path).read_text(errors="replace").startswith(SUITE_HEADER)
+        if not (ours and force):
+            raise ValueError(f"{suite_path}: " + ("a suite written before; pass --force to replace it" if ours
+                             else "exists and was not written by benchmarks/synthetic.py; choose another "
+                                  "--suite (or --out)"))
     world = generate(params)
     keys = _Keys(world)
     rows = _rows(world, keys)
@@ -710,7 +722,8 @@ def main(argv=None) -> int:
     parser.add_argument("--names", choices=["auto", "zoo", "synthetic"], default="auto")
     parser.add_argument("--suite", type=Path, default=None,
                         help="where the suite that replays the table goes (default: OUT.yaml beside OUT)")
-    parser.add_argument("--force", action="store_true", help="replace OUT when it is a table written before")
+    parser.add_argument("--force", action="store_true",
+                        help="replace OUT (and its suite) when this command wrote them before")
     args = parser.parse_args(argv)
     from harness.errors import HarnessError
 

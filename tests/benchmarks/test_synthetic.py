@@ -223,3 +223,21 @@ def test_the_cli_prints_one_line_and_a_world_beyond_the_zoo_has_synthetic_names(
     assert main(["--out", str(tmp_path / "big"), "--encoders", "12"]) == 2  # exists: --force to replace
     assert "exists" in capsys.readouterr().err
     assert all(not math.isnan(v) for v in world[("syn:task-00", 0)].values())
+
+
+def test_a_suite_file_the_generator_did_not_write_is_never_overwritten(tmp_path, capsys):
+    """The suite beside the table is replaced only when this command wrote it, and only with
+    --force; a user's file at that path is refused, left as it was, and no table is written."""
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("name: my-suite\n")
+    small = ["--encoders", "3", "--llms", "2", "--encoder-clusters", "2", "--llm-clusters", "2", "--tasks", "1",
+             "--seeds", "1"]
+    assert main(["--out", str(tmp_path / "mine"), *small]) == 2
+    assert "mine.yaml" in capsys.readouterr().err and mine.read_text() == "name: my-suite\n"
+    assert not (tmp_path / "mine").exists()
+    assert main(["--out", str(tmp_path / "w"), *small]) == 0
+    written = (tmp_path / "w.yaml").read_text()
+    assert main(["--out", str(tmp_path / "w"), *small, "--seed", "1"]) == 2  # written before: --force
+    assert "--force" in capsys.readouterr().err and (tmp_path / "w.yaml").read_text() == written
+    assert main(["--out", str(tmp_path / "w"), *small, "--seed", "1", "--force"]) == 0
+    assert (tmp_path / "w.yaml").read_text() != written
