@@ -340,6 +340,71 @@ def summarise(cases, names, n_cands_of, label: str, figure: Path | None, points:
     return curves
 
 
+def frontier(cases, names, n_cands_of, label: str) -> None:
+    """The frontier at each of ``BUDGETS``: the lowest mean regret any strategy reaches there
+    (which one), learned's gap to it, and the mean over cases of the lowest regret any strategy
+    reaches on that case (a selector that knew, per case, which strategy to run: no strategy of
+    this family does better)."""
+    rivals = [n for n in names if n != "oracle"]
+    if not rivals:
+        return
+    print(f"\nfrontier ({label}): at each budget the best mean regret of any strategy but the oracle, and the "
+          "mean per-case best (hindsight)")
+    for b in BUDGETS:
+        means = {n: float(np.mean([regret_at(c, n, b * n_cands_of(c)) for c in cases])) for n in rivals}
+        lead = min(means, key=means.get)
+        hindsight = float(np.mean([min(regret_at(c, n, b * n_cands_of(c)) for n in rivals) for c in cases]))
+        gaps = ", ".join(f"{n} {means[n] - means[lead]:+.3f}" for n in rivals if n.startswith("learned"))
+        print(f"  1/{round(1 / b):<3d} best {means[lead]:.3f} ({lead}); per-case best {hindsight:.3f}; "
+              f"learned's gap: {gaps}")
+
+
+def limits(world, cands) -> None:
+    """What limits any search of the table at a small budget, task by task (every figure from the
+    table itself): where history's prior ranks the task's best (leave-one-task-out: within
+    1/10 of the grid, ``n/10`` full-data trials, a search that follows the prior and checks at
+    r = 1 reaches it only when that rank is within them); how far each low ratio's ranking
+    tracks the truth (Kendall tau, mean over seeds: what a cheap trial can say); how the task's
+    own variance splits into encoder, LLM and interaction parts against history's (a prior
+    fitted on the other tasks expects their split); and the regret of a same-seed grid's pick
+    (seed noise: the ceiling of any one-seed search)."""
+    from scipy.stats import kendalltau
+
+    from harness.surrogate import history_prior, variance_components
+
+    afford = int(0.1 * len(cands))
+    print(f"\nlimits (leave-one-task-out; 1/10 of the grid = {afford} full-data trials of {len(cands)}):")
+    print(f"  {'task':16s} {'prior rank of best':>18s}  {'tau with r=1 at ' + ' '.join(f'1/{round(1 / r)}' for r in RATIOS[:-1]):>34s}"
+          f"  {'enc/llm/pair variance':>22s}  {'history enc/llm/pair':>21s}  same-seed grid")
+    reachable = 0
+    for task in tasks_of(world):
+        seeds = [s for s in seeds_of(world) if (task, s) in world]
+        truth = truth_of(world, task, cands)
+        best = max(cands, key=lambda c: (truth[c], str(c)))
+        hist = history_for(world, task, cands, tasks_of(world))
+        prior = history_prior(hist["full"]) if hist["full"] else {}
+        rank = 1 + sorted(cands, key=lambda c: (-prior.get(c, 0.0), str(c))).index(best)
+        reachable += len(seeds) * (rank <= afford)
+        taus = []
+        for r in RATIOS[:-1]:
+            vals = [kendalltau([world[(task, s)][(*c, r)] for c in cands], [truth[c] for c in cands])[0]
+                    for s in seeds]
+            taus.append(float(np.nanmean(vals)))
+
+        def shares(scores):
+            parts = np.array(variance_components(scores))
+            return parts / parts.sum() if parts.sum() > 0 else parts
+
+        own = shares(truth)
+        other = np.mean([shares(v) for v in hist["full"].values()], axis=0) if hist["full"] else own * np.nan
+        grid = np.mean([regret(truth, max(cands, key=lambda c: (world[(task, s)][(*c, 1.0)], str(c))))
+                        for s in seeds])
+        print(f"  {task:16s} {rank:18d}  {' '.join(f'{t:5.2f}' for t in taus):>34s}"
+              f"  {'/'.join(f'{x:.2f}' for x in own):>22s}  {'/'.join(f'{x:.2f}' for x in other):>21s}  {grid:.3f}")
+    print(f"  the best within history's top {afford}: {reachable} of {len(tasks_of(world)) * len(seeds_of(world))} "
+          "cases; the rest must be found from low ratios or main effects")
+
+
 def main(argv=None) -> int:
     p = arg_parser(__doc__)
     p.add_argument("--subsets", type=int, default=0, help="also run this many random zoo subsets (12-40 candidates)")
@@ -380,11 +445,14 @@ def main(argv=None) -> int:
         p.error(f"--mordal: no suite {suite_path} beside the table to replay it with")
     tasks, seeds = tasks_of(world), seeds_of(world)
     cases = [run_case(world, t, s, cands, names) for t in tasks for s in seeds]
+    mordal_trained: dict = {}
     mordal = replay_mordal(world, suite, [(t, s, cands) for t in tasks for s in seeds], mordal_configs(),
-                           args.table, suite_path) if args.mordal else {}
+                           args.table, suite_path, trained=mordal_trained) if args.mordal else {}
     label = f"minizoo suite ({len(cands)} candidates)" if args.table == TABLE else \
         f"{args.table.name} ({len(cands)} candidates)"
     summarise(cases, names, lambda c: len(c["truth"]), label, args.figure, points=mordal)
+    frontier(cases, names, lambda c: len(c["truth"]), label)
+    limits(world, cands)
     operating_points(world, cands, mordal)
     stops = [c["stops"]["learned"] for c in cases if "learned" in c.get("stops", {})]
     if stops:
@@ -409,9 +477,11 @@ def main(argv=None) -> int:
                                    suite_path) if args.mordal else {}
         summarise(sub_cases, names, lambda c: len(c["truth"]), f"{args.subsets} random zoo subsets",
                   args.figure.with_name(args.figure.stem + "-subsets.png"), points=mordal_sub)
+        frontier(sub_cases, names, lambda c: len(c["truth"]), f"{args.subsets} random zoo subsets")
         operating_points(world, cands, mordal_sub, specs, f"{args.subsets} random zoo subsets")
     if args.sequence:
-        sequence(world, cands, args.sequence)
+        sequence(world, cands, args.sequence,
+                 (mordal_trained, {n: regs for n, (regs, _) in mordal.items()}) if mordal else None)
     print(f"\n({time.perf_counter() - start:.0f}s)")
     return 0
 
@@ -424,12 +494,15 @@ def mordal_configs() -> dict:
 
 
 def replay_mordal(world, suite, specs, configs: dict, table: Path = TABLE,
-                  suite_path: Path = ROOT / "suites" / "minizoo.yaml") -> dict:
+                  suite_path: Path = ROOT / "suites" / "minizoo.yaml", trained: dict | None = None) -> dict:
     """Mordal, which returns one pick at the end (not an anytime search), in each of ``configs``
     (name -> changes to the suite's search), replayed through ``harness replay`` (the live code
     path) on each (task, seed, candidates) of ``specs``; candidates other than the suite's run the
     suite with its zoo cut to their encoders and LLMs (a subset). Returns name -> (normalised
-    regrets, shares of the (subset's) grid's training samples spent)."""
+    regrets, shares of the (subset's) grid's training samples spent). ``trained``, when given,
+    gets (name, task, seed) -> ({trial_key: training samples} of every trial the replay used,
+    its warm-up samples, the grid's samples): what a sequence of searches sharing one store
+    would train once (:func:`sequence`)."""
     from benchmarks.common import Bench
     from harness.suite import Suite
 
@@ -451,10 +524,24 @@ def replay_mordal(world, suite, specs, configs: dict, table: Path = TABLE,
                     raise SystemExit(f"{name} replay of {task} seed {seed} ({len(cands)} candidates): {row['error']}")
                 regs.append(regret(truth_of(world, task, cands), tuple(row["best"])))
                 spent.append(row["samples"] / row["grid_samples"])
+                if trained is not None:
+                    trained[(name, task, seed)] = (_trials_used(bench.path, row["run"]),
+                                                   int(row["warmup_samples"] or 0), int(row["grid_samples"]))
             out[name] = (regs, spent)
     finally:
         bench.close()
     return out
+
+
+def _trials_used(store_path: Path, run_id: str) -> dict:
+    """{trial_key: training samples} of every trial run ``run_id`` used (trained or reused)."""
+    from harness.store import Store
+
+    with Store.open(store_path, read_only=True) as st:
+        return {r["trial_key"]: int(r["samples"]) for r in st.query(
+            """select t.trial_key, coalesce(t.samples_seen, 0) as samples
+               from (select distinct key from run_uses where run_id = ? and kind = 'trial') u
+               join trials t on t.trial_key = u.key""", [run_id])}
 
 
 def learned_defaults(n_candidates: int) -> dict:
@@ -489,9 +576,24 @@ def operating_points(world, cands, mordal: dict, specs=None, label: str = "18 ca
               f"{sum(r == 0 for r in regs)}/{len(regs)}  spent {np.mean(spent):.3f}")
 
 
-def sequence(world, cands, orders: int) -> None:
+def shared_store_cost(runs) -> float:
+    """New training of searches that share one store, in grids: ``runs`` are (trials
+    {trial_key: samples}, warm-up samples, the grid's samples) of each search; a trial two
+    searches use is trained once (the store reuses it), the projector warm-ups once (the same
+    components and alignment data each time)."""
+    union: dict = {}
+    for trials, _, _ in runs:
+        union.update(trials)
+    return (sum(union.values()) + max(w for _, w, _ in runs)) / runs[0][2]
+
+
+def sequence(world, cands, orders: int, mordal: dict | None = None) -> None:
     """Six tasks in a row: history is what the earlier searches of the order trained; their
-    trials are free to score on later tasks; total new training against one grid."""
+    trials are free to score on later tasks; total new training against one grid. ``mordal``:
+    :func:`replay_mordal`'s ``trained`` and regrets of its 18 cases ((name, task, seed) -> trials,
+    warm-up samples, grid samples; name -> regrets): Mordal uses no history, so in any order its
+    six searches on one store train the union of their trials (a trial an earlier search trained
+    is reused, as the live store reuses it), its warm-ups once."""
     totals, regrets = [], []
     by_position: dict = {}  # k -> new training of the k-th search of an order, in grids
     for seed in seeds_of(world):
@@ -526,6 +628,18 @@ def sequence(world, cands, orders: int) -> None:
           f"(min {np.min(totals):.2f}, max {np.max(totals):.2f}); mean regret {np.mean(regrets):.3f}")
     print("  new training by position in the order (the first has no history): " +
           ", ".join(f"{k + 1}: {np.mean(v):.2f}" for k, v in sorted(by_position.items())))
+    if not mordal:
+        return
+    trained, regrets_of = mordal
+    for name in sorted({n for n, _, _ in trained}):
+        shares, alone = [], []
+        for seed in seeds_of(world):
+            runs = [trained[(name, task, seed)] for task in tasks_of(world) if (name, task, seed) in trained]
+            shares.append(shared_store_cost(runs))
+            alone.append(sum(sum(t.values()) + w for t, w, _ in runs) / runs[0][2])
+        print(f"{name}, the six tasks on one store (any order; it uses no history, a trial an earlier search "
+              f"trained is reused): new training = {np.mean(shares):.2f} of one grid ({np.mean(alone):.2f} "
+              f"without reuse); mean regret {np.mean(regrets_of[name]):.3f} (its 18 cases)")
 
 
 def timing() -> int:

@@ -353,7 +353,7 @@ def fit_hyperparameters(full_by_task: Mapping[str, Mapping], low_by_task: Mappin
         if len(encs) < 2 or len(llms) < 2:
             continue
         y = np.array([float(scores[c]) for c in cands])
-        ev, lv, pv = _components(scores)
+        ev, lv, pv = variance_components(scores)
         enc_v.append(ev)
         llm_v.append(lv)
         res_v.append(pv)
@@ -397,7 +397,7 @@ def fit_hyperparameters(full_by_task: Mapping[str, Mapping], low_by_task: Mappin
                 y = np.array([at[c] for c in cands])
                 slope = float(np.cov(x, y, bias=True)[0, 1] / x.var()) if x.var() > 0 else 0.0
                 resid = dict(zip(cands, y - y.mean() - slope * (x - x.mean())))
-                ev, lv, pv = _components(resid)
+                ev, lv, pv = variance_components(resid)
                 per_r.setdefault(r, []).append((slope, ev, lv, pv))
         for r, vals in sorted(per_r.items()):
             v = np.array(vals)
@@ -410,7 +410,7 @@ def fit_hyperparameters(full_by_task: Mapping[str, Mapping], low_by_task: Mappin
                  rho_default=base.rho_default, d_default=base.d_default)
 
 
-def _components(values: Mapping) -> tuple[float, float, float]:
+def variance_components(values: Mapping) -> tuple[float, float, float]:
     """Variance of encoder main effects, LLM main effects and the rest, of {(enc, llm): value}."""
     cands = sorted(values, key=str)
     y = np.array([float(values[c]) for c in cands])

@@ -82,12 +82,17 @@ class LearnedCore:
         self.candidates = list(candidates)
         self.ratios = sorted(float(r) for r in ratios)
         self.prior = prior
-        # without history, how far low ratios track full-data scores is unknown: a few
-        # candidate values of rho, the one the data make most likely used at each step
-        # (empirical Bayes); with history, its own estimate
-        self.variants = [hyper] if hyper is not None and hyper.rho else [
-            dataclasses.replace(hyper or Hyper(), rho_default=rho, d_default=d)
-            for rho, d in ((1.0, 0.03), (0.5, 0.05), (0.2, 0.05), (0.05, 0.05))]
+        # how far low ratios track full-data scores on this task: without history unknown, a
+        # few candidate values of rho; with history, history's estimate or none at all (on the
+        # shipped table a ratio's slope differs from task to task: 1/16 tracks r = 1 on digits
+        # and sits at the floor on color, where history's average would read floor scores as
+        # differences). At each step the variant the data make most likely (empirical Bayes;
+        # ties: the first)
+        if hyper is not None and hyper.rho:
+            self.variants = [hyper, dataclasses.replace(hyper, rho={r: 0.0 for r in hyper.rho})]
+        else:
+            self.variants = [dataclasses.replace(hyper or Hyper(), rho_default=rho, d_default=d)
+                             for rho, d in ((1.0, 0.03), (0.5, 0.05), (0.2, 0.05), (0.05, 0.05))]
         self.surrogate = Surrogate(self.candidates, self.variants[0], prior, ratios=self.ratios)
         self.confidence = confidence
         self.budget = float(len(self.candidates)) if budget is None else float(budget)

@@ -65,6 +65,25 @@ def test_low_ratios_are_worth_what_history_says_they_tell():
     assert LearnedCore(cands, ratios=ratios, hyper=floored).choose()[1] == 1.0
 
 
+def test_a_task_whose_low_ratio_sits_at_the_floor_overrules_historys_rho():
+    """History says 1/16 tracks full data (rho 0.6); on this task four 1/16 scores are all the
+    constant-answer floor. The data make rho 0 more likely, so the search takes 1/16 for what it
+    is here (nothing) and trains at r = 1 next; where 1/16 scores do vary with the truth,
+    history's rho stays and 1/16 stays worth its price."""
+    truth = additive_grid(5, 4, 3)
+    cands = list(truth)
+    hyper = Hyper(mean=0.5, s_mean=0.1, s_enc=0.1, s_llm=0.06, s_pair=0.02, rho={0.0625: 0.6},
+                  d_enc={0.0625: 0.01}, d_llm={0.0625: 0.01}, d_pair={0.0625: 0.01})
+    for low, rho, ratio in ((lambda c: 0.13, 0.0, 1.0), (lambda c: 0.3 + 0.6 * truth[c], 0.6, 0.0625)):
+        core = LearnedCore(cands, ratios=(0.0625, 1.0), hyper=hyper, confidence=0.999, budget=12, seed=0)
+        assert core.choose()[1] == 0.0625  # before any data: history's word
+        for c in cands[:4]:
+            core.spent += 0.0625
+            core.steps.append(core._take(c, 0.0625, low(c)))
+        assert core.surrogate.hyper.rho[0.0625] == rho
+        assert core.choose()[1] == ratio
+
+
 def _world(seed):
     truth = additive_grid(seed, 5, 4)
     rng = np.random.default_rng(seed)
@@ -308,3 +327,39 @@ def test_a_multi_target_suite_gets_the_best_of_each_target_sharing_every_trial(t
     replay = invoke("replay", "--from", run_id, "--suite", suite, "--store", store)
     assert replay.returncode == 0, replay.stderr
     assert decisions(store, run_id) == decisions(store, last_run(store)[0])
+
+
+def _tiny_world():
+    cands = [(f"e{i}", f"l{j}") for i in range(3) for j in range(2)]
+    world = {}
+    for k, t in enumerate(("a", "b", "c")):
+        for seed in (0, 1):
+            # task a's best is e0's pair, the others' e2's: history ranks a's best last
+            world[(t, seed)] = {(e, l, r): 0.1 + 0.1 * (int(e[1]) if t != "a" else 2 - int(e[1])) + 0.02 * int(l[1])
+                                + 0.01 * seed + 0.05 * r for (e, l) in cands for r in (0.0625, 0.125, 0.25, 0.5, 1.0)}
+    return cands, world
+
+
+def test_the_benchmark_names_what_limits_a_search_and_the_frontier(capsys):
+    """The limits table reads the table: where history's prior ranks each task's best (near the
+    bottom for a task that runs against history), how low ratios track r = 1, the variance split and the
+    same-seed grid; the frontier names the best strategy at each budget."""
+    from benchmarks import anytime
+
+    cands, world = _tiny_world()
+    anytime.limits(world, cands)
+    out = capsys.readouterr().out
+    rows = {line.split()[0]: line.split() for line in out.splitlines() if line.split()[:1] in (["a"], ["b"], ["c"])}
+    assert rows["a"][1] == "5" and rows["b"][1] == "1"  # a's best (e0, l1): history ranks e0 last, l1 first
+    assert rows["b"][2] == "1.00"  # every low ratio ranks exactly as r = 1 here
+    cases = [anytime.run_case(world, t, s, cands, ["oracle", "portfolio (history)"]) for t in "abc" for s in (0, 1)]
+    anytime.frontier(cases, ["oracle", "portfolio (history)"], lambda c: len(c["truth"]), "tiny")
+    out = capsys.readouterr().out
+    assert "(portfolio (history))" in out and "oracle)" not in out
+
+
+def test_searches_sharing_a_store_train_a_shared_trial_once():
+    from benchmarks.anytime import shared_store_cost
+
+    runs = [({"t1": 10, "t2": 20}, 5, 100), ({"t2": 20, "t3": 40}, 5, 100)]
+    assert shared_store_cost(runs) == (10 + 20 + 40 + 5) / 100
