@@ -28,7 +28,8 @@ score on a later task), and reports the total new training against one grid.
     python -m benchmarks.anytime                 # 18 cases of suites/minizoo.yaml, figure + table
     python -m benchmarks.anytime --subsets 100   # random zoo subsets of 12-40 candidates
     python -m benchmarks.anytime --sequence 10   # the six-task sequence protocol
-    python -m benchmarks.anytime --timing        # one surrogate update for 48 and 500 candidates
+    python -m benchmarks.anytime --timing        # one surrogate update for 48 and 500 candidates, and
+                                                 # replayed searches a minute
 """
 
 from __future__ import annotations
@@ -184,7 +185,7 @@ def _learned(case, cands, observe, hist, rng, *, use_history: bool, confidence=N
     budget = case.get("budget") if budget is None else budget
     core = LearnedCore(cands, ratios=RATIOS, hyper=hyper, prior=prior, confidence=confidence,
                        budget=len(cands) if budget is None else budget, seed=case["seed"], n_items=1000,
-                       draws=500, acquisition=acquisition or case.get("acquisition", "info"),
+                       draws=500, acquisition=acquisition or case.get("acquisition") or default_acquisition(),
                        tolerance=case.get("tolerance"))  # None: auto, the live default
     core.free([(c, r) for c, r in hist.get("free", ())], lambda c, r: observe(c, r, free=True))
     mean, _ = core.surrogate.mean_sd()
@@ -192,7 +193,8 @@ def _learned(case, cands, observe, hist, rng, *, use_history: bool, confidence=N
     result = core.run(lambda c, r: observe(c, r))
     trace = [(0.0, first)] if first is not None else []
     trace += [(st.spent, st.pick) for st in result.steps]
-    key = "learned" if use_history else "learned-flat"
+    # the default's stop under "learned" / "learned-flat", another acquisition's beside it
+    key = ("learned" if use_history else "learned-flat") + (f"-{acquisition}" if acquisition else "")
     case.setdefault("stops", {})[key] = (result.spent, result.order[0], result.stopped)
     case.setdefault("measured", {})[key] = dict(core.measured)
     return trace
@@ -220,8 +222,8 @@ STRATEGIES: dict[str, Callable] = {
 # learned with its other acquisition functions (``--acquisitions``): what a measurement is worth
 # per training sample, measured rather than guessed
 ACQUISITIONS: dict[str, Callable] = {
-    **{f"learned {a} (history)": _variant(a, True) for a in ("kg", "ei", "thompson")},
-    **{f"learned {a} (no history)": _variant(a, False) for a in ("kg", "ei", "thompson")},
+    **{f"learned {a} (history)": _variant(a, True) for a in ("info", "kg", "ei", "thompson")},
+    **{f"learned {a} (no history)": _variant(a, False) for a in ("info", "kg", "ei", "thompson")},
 }
 STRATEGIES.update(ACQUISITIONS)
 DEFAULT = [n for n in STRATEGIES if n not in ACQUISITIONS]
@@ -409,7 +411,7 @@ def main(argv=None) -> int:
     p = arg_parser(__doc__)
     p.add_argument("--subsets", type=int, default=0, help="also run this many random zoo subsets (12-40 candidates)")
     p.add_argument("--sequence", type=int, default=0, help="run the six tasks as a sequence in this many orders per seed")
-    p.add_argument("--timing", action="store_true", help="time one surrogate update for 48 and 500 candidates")
+    p.add_argument("--timing", action="store_true", help="time one surrogate update for 48 and 500 candidates, and whole replayed searches")
     p.add_argument("--mordal", action="store_true",
                    help="also replay Mordal (today's default and the paper's plain cuts; with --subsets, the default "
                         "on every subset) through harness replay (the live code path; a few minutes) for their "
@@ -420,15 +422,15 @@ def main(argv=None) -> int:
                         "python -m benchmarks.synthetic, with its suite DIR.yaml beside it for --mordal)")
     p.add_argument("--strategies", default=",".join(DEFAULT), help="comma-separated subset of: " + ", ".join(STRATEGIES))
     p.add_argument("--acquisitions", action="store_true",
-                   help="also run learned with each other acquisition function (kg, ei, thompson), with and "
+                   help="also run learned with each other acquisition function (of info, kg, ei, thompson), with and "
                         "without history")
     args = p.parse_args(argv)
     names = [n.strip() for n in args.strategies.split(",") if n.strip()]
     unknown = [n for n in names if n not in STRATEGIES]
     if unknown:
         p.error(f"--strategies: unknown {', '.join(map(repr, unknown))}; choose from: {', '.join(STRATEGIES)}")
-    if args.acquisitions:
-        names += [n for n in ACQUISITIONS if n not in names]
+    if args.acquisitions:  # every acquisition function but the default (that one is "learned")
+        names += [n for n in ACQUISITIONS if n not in names and f" {default_acquisition()} " not in n]
     if args.timing:
         return timing()
     start = time.perf_counter()
@@ -542,6 +544,13 @@ def _trials_used(store_path: Path, run_id: str) -> dict:
             """select t.trial_key, coalesce(t.samples_seen, 0) as samples
                from (select distinct key from run_uses where run_id = ? and kind = 'trial') u
                join trials t on t.trial_key = u.key""", [run_id])}
+
+
+def default_acquisition() -> str:
+    """``strategy: learned``'s default acquisition function (``LearnedOptions``)."""
+    from harness.plugins.strategies.learned import LearnedOptions
+
+    return LearnedOptions().acquisition
 
 
 def learned_defaults(n_candidates: int) -> dict:
@@ -664,6 +673,20 @@ def timing() -> int:
         print(f"{len(cands):4d} candidates, 60 observations: posterior {1e3 * (t1 - t0):.1f} ms, "
               f"P(best) (2000 draws) {1e3 * (t2 - t1):.1f} ms, information {1e3 * (t3 - t2):.1f} ms, "
               f"knowledge gradient {1e3 * (t4 - t3):.1f} ms")
+    # whole replayed searches: each of the 18 cases of the shipped suite, in memory (no component
+    # loaded, no row written), learned at its defaults
+    from harness.suite import load_suite
+
+    world = load_world()
+    cands = [(c.vision_encoder, c.language_model) for c in load_suite(ROOT / "suites" / "minizoo.yaml").candidates()]
+    specs = [(t, s) for t in tasks_of(world) for s in seeds_of(world)]
+    for name in ("learned (history)", "learned (no history)", "SHA 1/16 eta 4", "Hyperband eta 4"):
+        settings = learned_defaults(len(cands)) if name.startswith("learned") else {}
+        t0 = time.perf_counter()
+        for task, seed in specs:
+            run_case(world, task, seed, cands, [name], **settings)
+        per_minute = 60 * len(specs) / (time.perf_counter() - t0)
+        print(f"{name:22s} {per_minute:8.0f} replayed searches a minute ({len(specs)} cases, {len(cands)} candidates)")
     return 0
 
 

@@ -8,9 +8,10 @@ answered from a table in memory) make the same decisions from the same scores.
 Each step: the surrogate (:mod:`harness.surrogate`) gives every candidate's full-data score a
 posterior; P(best) comes from samples of it. If P(the pick is the best, or within ``tolerance``
 of it) has reached ``confidence``, or the budget is spent, the search stops. Otherwise it trains
-the (candidate, ratio) with the most information per training sample: the reduction of the
-P(best)-weighted posterior variance that one measurement would bring, divided by the samples it
-costs (ratio x alignment samples; ``acquisition`` picks another rule). The pick is the first of
+the (candidate, ratio) with the highest knowledge gradient per training sample: the expected
+rise of the best posterior mean that one measurement would bring (correlated beliefs: a
+measurement moves every candidate sharing its encoder or LLM), divided by the samples it costs
+(ratio x alignment samples; ``acquisition`` picks another rule: ``info``, ``ei``, ``thompson``). The pick is the first of
 :meth:`LearnedCore.order`, the order every ranking follows (``harness.evidence``).
 With ``workers`` W > 1 it keeps W trials in flight, ASHA-style: the next is chosen as soon as the
 oldest comes back, the others taken at their posterior mean (the "kriging believer").
@@ -67,9 +68,10 @@ class LearnedCore:
         ``len(candidates)``).
     :param confidence: stop once the pick's P(best) reaches it.
     :param n_items: test items behind a score (its binomial standard error); None: unknown.
-    :param acquisition: what a measurement is worth before its cost: ``info`` (the reduction of
-        the P(best)-weighted variance of full-data scores), ``kg`` (knowledge gradient), ``ei``
-        (multi-fidelity expected improvement) or ``thompson`` (the best of one posterior draw).
+    :param acquisition: what a measurement is worth before its cost: ``kg`` (the knowledge
+        gradient, the default), ``info`` (the reduction of the P(best)-weighted variance of
+        full-data scores), ``ei`` (multi-fidelity expected improvement) or ``thompson`` (the best
+        of one posterior draw). Where the rule values nothing above zero, ``info`` decides.
     :param tolerance: ``confidence`` is P(the pick is the best or within this of it), in score
         units; None: the standard error of a difference of two scores at the pick's level.
     """
@@ -77,7 +79,7 @@ class LearnedCore:
     def __init__(self, candidates: Sequence, *, ratios: Sequence[float] = DEFAULT_RATIOS,
                  hyper: Hyper | None = None, prior: Mapping | None = None, confidence: float = 0.9,
                  budget: float | None = None, workers: int = 1, seed: int = 0,
-                 n_items: int | None = None, draws: int = 2000, acquisition: str = "info",
+                 n_items: int | None = None, draws: int = 2000, acquisition: str = "kg",
                  tolerance: float | None = 0.0):
         self.candidates = list(candidates)
         self.ratios = sorted(float(r) for r in ratios)
@@ -300,9 +302,9 @@ class LearnedOptions(BaseModel):
     ratios: list[Annotated[float, Field(gt=0, le=1)]] = Field(default_factory=lambda: list(DEFAULT_RATIOS),
                                                                 min_length=1)
     workers: Annotated[int, Field(ge=1, le=1024)] = 1  # trials chosen at once (batching executors)
-    # what a measurement is worth per training sample; info measured best on the shipped table
-    # (benchmarks/anytime.py --acquisitions)
-    acquisition: Literal["info", "kg", "ei", "thompson"] = "info"
+    # what a measurement is worth per training sample; the knowledge gradient measured best on the
+    # shipped table, a tie with info on random zoo subsets (benchmarks/anytime.py --acquisitions)
+    acquisition: Literal["info", "kg", "ei", "thompson"] = "kg"
     # confidence is P(the pick is the best, or within this much of it, in score units); auto: the
     # standard error of a difference of two scores at the pick's level (binomial over the test
     # items), so candidates tied within noise count as one; 0: P(the pick is the best) literally
