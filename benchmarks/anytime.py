@@ -339,6 +339,13 @@ def summarise(cases, names, n_cands_of, label: str, figure: Path | None, points:
         fig.tight_layout()
         fig.savefig(figure, dpi=110)
         print(f"figure: {figure}")
+    # at each one-pick search's own cost: every curve's regret there, beside the search's
+    for name, (regs, spent) in sorted((points or {}).items()):
+        share = float(np.mean(spent))
+        m, lo, hi = bootstrap(regs)
+        at = ", ".join("{} {:.3f} [{:.3f}, {:.3f}]".format(
+            n, *bootstrap([regret_at(c, n, share * n_cands_of(c)) for c in cases])) for n in names if n.startswith("learned"))
+        print(f"at {name}'s cost ({share:.3f} of the grid): {name} {m:.3f} [{lo:.3f}, {hi:.3f}]; {at}")
     return curves
 
 
@@ -405,6 +412,26 @@ def limits(world, cands) -> None:
               f"  {'/'.join(f'{x:.2f}' for x in own):>22s}  {'/'.join(f'{x:.2f}' for x in other):>21s}  {grid:.3f}")
     print(f"  the best within history's top {afford}: {reachable} of {len(tasks_of(world)) * len(seeds_of(world))} "
           "cases; the rest must be found from low ratios or main effects")
+
+
+def prior_reach(world, specs) -> None:
+    """On (task, seed, candidates) ``specs`` (the subsets): how many full-data trials 1/10 of
+    each grid buys, and on how many cases the best is within history's top that many
+    (leave-one-task-out), the cases a search that follows the prior and checks at r = 1 can
+    reach at 1/10."""
+    from harness.surrogate import history_prior
+
+    within, afford = 0, []
+    for task, _, cands in specs:
+        truth = truth_of(world, task, cands)
+        best = max(cands, key=lambda c: (truth[c], str(c)))
+        hist = history_for(world, task, cands, tasks_of(world))
+        prior = history_prior(hist["full"]) if hist["full"] else {}
+        k = int(0.1 * len(cands))
+        afford.append(k)
+        within += 1 + sorted(cands, key=lambda c: (-prior.get(c, 0.0), str(c))).index(best) <= k
+    print(f"limits: 1/10 of a subset's grid buys {min(afford)}-{max(afford)} full-data trials (mean "
+          f"{np.mean(afford):.1f}); the best is within history's top that many on {within} of {len(specs)} cases")
 
 
 def main(argv=None) -> int:
@@ -480,6 +507,7 @@ def main(argv=None) -> int:
         summarise(sub_cases, names, lambda c: len(c["truth"]), f"{args.subsets} random zoo subsets",
                   args.figure.with_name(args.figure.stem + "-subsets.png"), points=mordal_sub)
         frontier(sub_cases, names, lambda c: len(c["truth"]), f"{args.subsets} random zoo subsets")
+        prior_reach(world, specs)
         operating_points(world, cands, mordal_sub, specs, f"{args.subsets} random zoo subsets")
     if args.sequence:
         sequence(world, cands, args.sequence,
