@@ -293,8 +293,9 @@ class LearnedOptions(BaseModel):
     # stop when P(the pick is the best, or within tolerance of it) reaches it
     confidence: Annotated[float, Field(gt=0, lt=1)] = 0.9
     # the most training to spend: a fraction of the grid's samples (<= 1), or samples (> 1)
-    # (0.5: with confidence 0.9 the search stops on confidence at about 0.3 of the grid on the
-    # shipped table, 16 of 18 top-1 with history; 0.25 cut it short at 13 of 18; benchmarks/anytime.py)
+    # (0.5: with confidence 0.9 the search stops on confidence at about 0.23 of the grid on the
+    # shipped table, 16 of 18 top-1 with history, and at 0.32-0.41 on random zoo subsets, so a
+    # budget of 0.25 would cut many short; benchmarks/anytime.py)
     budget: Annotated[float, Field(gt=0)] = 0.5
     # what the prior may use: every task in the store trained with the same recipe (auto),
     # nothing, or the tasks / runs named
