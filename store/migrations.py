@@ -749,11 +749,19 @@ def m016_search_prior(con: duckdb.DuckDBPyConnection) -> None:
         ("own_ratio", "DOUBLE", "the ratio of own_score"),
         ("posterior_mean", "DOUBLE NOT NULL", "the full-data score after every measurement"),
         ("posterior_sd", "DOUBLE NOT NULL", "the uncertainty of posterior_mean (one sd)"),
-        ("posterior_rank", "INTEGER NOT NULL", "its rank in the search's final order: by posterior_mean, a "
-         "candidate measured at full data by the larger of that measurement and posterior_mean (1 = the pick)"),
+        ("posterior_rank", "INTEGER NOT NULL", "its rank by posterior_mean (1 = the pick)"),
         ("p_best", "DOUBLE NOT NULL", "the posterior probability that it is the best candidate"),
         *_provenance("belief"),
     ], ["PRIMARY KEY (run_id, task, encoder, llm)"])
+
+
+@migration
+def m017_search_prior_rank_comment(con: duckdb.DuckDBPyConnection) -> None:
+    # m016 described posterior_rank as the rank by posterior_mean; the search ranks by the rule
+    # every ranking follows (harness.evidence), so a full-data measurement counts too
+    con.execute("COMMENT ON COLUMN search_prior.posterior_rank IS " + _sql_str(
+        "its rank in the search's final order: by posterior_mean, a candidate measured at full data "
+        "by the larger of that measurement and posterior_mean (1 = the pick)"))
 
 # ---------------------------------------------------------------------------------------------
 # Generated documentation
