@@ -80,6 +80,26 @@ def random_regret(truth: dict) -> float:
     return float(np.mean([regret(truth, c) for c in truth]))
 
 
+def prior_order(hist: dict, cands) -> list:
+    """``cands`` by history's prior, best first (ties by name): the portfolio's order."""
+    from harness.surrogate import history_prior
+
+    prior = history_prior(hist["full"]) if hist["full"] else {}
+    return sorted(cands, key=lambda c: (-prior.get(c, 0.0), str(c)))
+
+
+def best_prior_rank(truth: dict, hist: dict) -> int:
+    """Where history's prior ranks the candidate ``truth`` says is best (1 = history's pick)."""
+    best = max(truth, key=lambda c: (truth[c], str(c)))
+    return 1 + prior_order(hist, list(truth)).index(best)
+
+
+def same_seed_grid_regret(world, task: str, seed: int, truth: dict) -> float:
+    """The regret of a grid trained at ``seed`` alone (its best full-data score): the ceiling of
+    any one-seed search."""
+    return regret(truth, max(truth, key=lambda c: (world[(task, seed)][(*c, 1.0)], str(c))))
+
+
 # -- strategies: each returns a trace [(spent, pick)] in full-data trials --------------------------
 
 
@@ -153,10 +173,7 @@ def s_asha(case, cands, observe, hist, rng):
 
 
 def s_portfolio(case, cands, observe, hist, rng):
-    from harness.surrogate import history_prior
-
-    prior = history_prior(hist["full"]) if hist["full"] else {}
-    order = sorted(cands, key=lambda c: (-prior.get(c, 0.0), str(c)))
+    order = prior_order(hist, cands)
     return [(0.0, order[0])] + _full_data_in_order(order, observe)
 
 
@@ -166,10 +183,8 @@ def s_prior_sha(case, cands, observe, hist, rng, k: int = 6, min_ratio: float = 
     k and ``min_ratio`` were chosen on these 18 cases (in-sample); on the subsets they are not
     tuned again."""
     from harness.plugins.policies import SuccessiveHalving
-    from harness.surrogate import history_prior
 
-    prior = history_prior(hist["full"]) if hist["full"] else {}
-    order = sorted(cands, key=lambda c: (-prior.get(c, 0.0), str(c)))[:k]
+    order = prior_order(hist, cands)[:k]
     return [(0.0, order[0])] + _policy_trace(SuccessiveHalving(eta=2, min_ratio=min_ratio), order, observe)
 
 
@@ -392,7 +407,7 @@ def limits(world, cands) -> None:
     (seed noise: the ceiling of any one-seed search)."""
     from scipy.stats import kendalltau
 
-    from harness.surrogate import history_prior, variance_components
+    from harness.surrogate import variance_components
 
     afford = int(0.1 * len(cands))
     print(f"\nlimits (leave-one-task-out; 1/10 of the grid = {afford} full-data trials of {len(cands)}):")
@@ -402,10 +417,8 @@ def limits(world, cands) -> None:
     for task in tasks_of(world):
         seeds = [s for s in seeds_of(world) if (task, s) in world]
         truth = truth_of(world, task, cands)
-        best = max(cands, key=lambda c: (truth[c], str(c)))
         hist = history_for(world, task, cands, tasks_of(world))
-        prior = history_prior(hist["full"]) if hist["full"] else {}
-        rank = 1 + sorted(cands, key=lambda c: (-prior.get(c, 0.0), str(c))).index(best)
+        rank = best_prior_rank(truth, hist)
         reachable += len(seeds) * (rank <= afford)
         taus = []
         for r in RATIOS[:-1]:
@@ -419,8 +432,7 @@ def limits(world, cands) -> None:
 
         own = shares(truth)
         other = np.mean([shares(v) for v in hist["full"].values()], axis=0) if hist["full"] else own * np.nan
-        grid = np.mean([regret(truth, max(cands, key=lambda c: (world[(task, s)][(*c, 1.0)], str(c))))
-                        for s in seeds])
+        grid = np.mean([same_seed_grid_regret(world, task, s, truth) for s in seeds])
         print(f"  {task:16s} {rank:18d}  {' '.join(f'{t:5.2f}' for t in taus):>34s}"
               f"  {'/'.join(f'{x:.2f}' for x in own):>22s}  {'/'.join(f'{x:.2f}' for x in other):>21s}  {grid:.3f}")
     print(f"  the best within history's top {afford}: {reachable} of {len(tasks_of(world)) * len(seeds_of(world))} "
@@ -433,18 +445,13 @@ def prior_reach(world, specs) -> None:
     (leave-one-task-out), the cases a search that follows the prior and checks at r = 1 can
     reach at 1/10; and the regret of a same-seed grid's pick (on a subset whose scores lie
     close together, normalised regret is mostly seed noise)."""
-    from harness.surrogate import history_prior
-
     within, afford, grid = 0, [], []
     for task, seed, cands in specs:
         truth = truth_of(world, task, cands)
-        grid.append(regret(truth, max(cands, key=lambda c: (world[(task, seed)][(*c, 1.0)], str(c)))))
-        best = max(cands, key=lambda c: (truth[c], str(c)))
-        hist = history_for(world, task, cands, tasks_of(world))
-        prior = history_prior(hist["full"]) if hist["full"] else {}
+        grid.append(same_seed_grid_regret(world, task, seed, truth))
         k = int(0.1 * len(cands))
         afford.append(k)
-        within += 1 + sorted(cands, key=lambda c: (-prior.get(c, 0.0), str(c))).index(best) <= k
+        within += best_prior_rank(truth, history_for(world, task, cands, tasks_of(world))) <= k
     print(f"limits: 1/10 of a subset's grid buys {min(afford)}-{max(afford)} full-data trials (mean "
           f"{np.mean(afford):.1f}); the best is within history's top that many on {within} of {len(specs)} cases; "
           f"a same-seed grid (the ceiling of a one-seed search) has regret {np.mean(grid):.3f}, worst "

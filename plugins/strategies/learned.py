@@ -11,8 +11,9 @@ of it) has reached ``confidence``, or the budget is spent, the search stops. Oth
 the (candidate, ratio) with the highest knowledge gradient per training sample: the expected
 rise of the best posterior mean that one measurement would bring (correlated beliefs: a
 measurement moves every candidate sharing its encoder or LLM), divided by the samples it costs
-(ratio x alignment samples; ``acquisition`` picks another rule: ``info``, ``ei``, ``thompson``). The pick is the first of
-:meth:`LearnedCore.order`, the order every ranking follows (``harness.evidence``).
+(ratio x alignment samples; ``acquisition`` picks another rule: ``info``, ``ei``, ``thompson``).
+The pick is the first of :meth:`LearnedCore.order`, the order every ranking follows
+(``harness.evidence``).
 With ``workers`` W > 1 it keeps W trials in flight, ASHA-style: the next is chosen as soon as the
 oldest comes back, the others taken at their posterior mean (the "kriging believer").
 """
